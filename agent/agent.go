@@ -1,0 +1,166 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ferry-agent/ferry/agent/remotewrite"
+	"github.com/ferry-agent/ferry/buffer"
+	"github.com/ferry-agent/ferry/collectors"
+	"github.com/ferry-agent/ferry/collectors/host"
+	"github.com/ferry-agent/ferry/collectors/scrape"
+)
+
+// Agent runs the pipeline: sources -> labels -> buffer -> sender.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	buf     *buffer.Buffer
+	sender  *remotewrite.Sender // nil without a remote-write URL
+	sources []*source
+	started time.Time
+
+	ready        atomic.Bool
+	commitErrors atomic.Uint64
+}
+
+// Run starts ferry with cfg and returns when ctx ends, after committing what
+// it collected, or when it cannot start.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	buf, err := buffer.Open(buffer.Options{Dir: cfg.StoragePath, MaxSize: cfg.StorageMaxSize, Logger: log})
+	if err != nil {
+		return err
+	}
+	a := &Agent{cfg: cfg, log: log, buf: buf, started: time.Now()}
+	a.sources = a.buildSources()
+
+	var srv *http.Server
+	if cfg.ListenAddress != "" {
+		ln, err := net.Listen("tcp", cfg.ListenAddress)
+		if err != nil {
+			buf.Close()
+			return fmt.Errorf("--web.listen-address: %w", err)
+		}
+		srv = &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				log.Error("web server stopped", "err", err)
+			}
+		}()
+	}
+
+	st := buf.Stats()
+	log.Info("ferry started", "version", cfg.Version, "buffer", cfg.StoragePath, "buffered_samples", st.Samples,
+		"max_size", formatSize(cfg.StorageMaxSize), "interval", cfg.ScrapeInterval, "sources", len(a.sources), "listen", cfg.ListenAddress)
+
+	senderCtx, stopSender := context.WithCancel(context.Background())
+	var senderDone sync.WaitGroup
+	if cfg.RemoteWrite.URL == "" {
+		log.Warn("no --remote-write.url given: collecting and buffering only; the buffer keeps the newest data up to its cap")
+	} else {
+		a.sender = remotewrite.New(cfg.RemoteWrite, buf, log.With("component", "remote-write"))
+		senderDone.Go(func() { a.sender.Run(senderCtx) })
+		log.Info("sending to remote write", "url", redact(cfg.RemoteWrite.URL))
+	}
+
+	var collecting sync.WaitGroup
+	for _, s := range a.sources {
+		collecting.Go(func() { a.runSource(ctx, s) })
+	}
+	collecting.Go(func() { a.commitLoop(ctx) })
+	a.ready.Store(true)
+
+	<-ctx.Done()
+	a.ready.Store(false)
+	log.Info("stopping: committing collected samples")
+	collecting.Wait()
+	stopSender()
+	senderDone.Wait()
+	if srv != nil {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = srv.Shutdown(shutdownCtx)
+		cancel()
+	}
+	if err := buf.Close(); err != nil {
+		return fmt.Errorf("closing the buffer: %w", err)
+	}
+	st = buf.Stats()
+	log.Info("stopped", "buffered_samples", st.Samples)
+	return nil
+}
+
+// commitLoop makes the head durable every sync interval.
+func (a *Agent) commitLoop(ctx context.Context) {
+	t := time.NewTicker(a.cfg.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return // Close commits the rest
+		case <-t.C:
+			if err := a.buf.Commit(); err != nil {
+				a.commitErrors.Add(1)
+				a.log.Error("committing to the buffer", "err", err)
+			}
+		}
+	}
+}
+
+// buildSources turns the configuration into sources: the host collectors as
+// job "node", each scrape target, and ferry's own metrics as job "ferry".
+func (a *Agent) buildSources() []*source {
+	hostname, err := os.Hostname()
+	if err != nil {
+		hostname = "localhost"
+	}
+	var sources []*source
+	var hostCollectors []namedCollector
+	for _, e := range host.Collectors() {
+		if a.cfg.Collectors[e.Name] {
+			hostCollectors = append(hostCollectors, namedCollector{e.Name, e.New(a.cfg.Paths)})
+		}
+	}
+	if len(hostCollectors) > 0 {
+		sources = append(sources, a.newSource("node", hostname, multiCollector(hostCollectors)))
+	}
+	timeout := min(a.cfg.ScrapeInterval, 10*time.Second)
+	for _, t := range a.cfg.Targets {
+		sources = append(sources, a.newSource(t.Job, t.Instance(), scrape.New(t, timeout, scrape.DefaultLimits)))
+	}
+	return append(sources, a.newSource("ferry", hostname, selfCollector{a}))
+}
+
+type namedCollector struct {
+	name string
+	collectors.Collector
+}
+
+// multiCollector runs several host collectors as one source; one failing
+// collector does not stop the others.
+type multiCollector []namedCollector
+
+func (m multiCollector) Collect(ctx context.Context, c *collectors.Collection) error {
+	var errs []error
+	for _, nc := range m {
+		if err := nc.Collect(ctx, c); err != nil {
+			errs = append(errs, fmt.Errorf("collector %s: %w", nc.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func redact(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	return raw
+}

@@ -1,0 +1,95 @@
+// Package agent wires ferry together: configuration, the sources and their
+// schedule, labels, the buffer, the sender, and the local HTTP endpoints.
+package agent
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/ferry-agent/ferry/agent/remotewrite"
+	"github.com/ferry-agent/ferry/collectors"
+	"github.com/ferry-agent/ferry/collectors/scrape"
+)
+
+// Config is everything the agent runs with, from flags and the config file.
+type Config struct {
+	RemoteWrite remotewrite.Config // an empty URL means: collect and buffer only
+
+	StoragePath    string
+	StorageMaxSize int64
+	SyncInterval   time.Duration // how often the head is committed to disk
+
+	ScrapeInterval time.Duration
+	Targets        []scrape.Target
+	ExternalLabels labels.Labels
+	Collectors     map[string]bool // host collector name: enabled
+	Paths          collectors.Paths
+
+	ListenAddress string
+	LogLevel      slog.Level
+	Version       string
+}
+
+// DefaultConfig is what ferry runs with when no flag or file says otherwise.
+func DefaultConfig() Config {
+	return Config{
+		RemoteWrite: remotewrite.Config{
+			Timeout:           30 * time.Second,
+			MinBackoff:        time.Second,
+			MaxBackoff:        time.Minute,
+			MaxSamplesPerSend: 5000,
+		},
+		StoragePath:    "./data",
+		StorageMaxSize: 64 << 20,
+		SyncInterval:   30 * time.Second,
+		ScrapeInterval: 15 * time.Second,
+		ExternalLabels: labels.EmptyLabels(),
+		Paths:          collectors.Paths{ProcFS: "/proc", SysFS: "/sys"},
+		ListenAddress:  "127.0.0.1:9391",
+		LogLevel:       slog.LevelInfo,
+	}
+}
+
+// Validate reports the first setting that cannot work, naming its flag.
+func (c *Config) Validate() error {
+	if c.RemoteWrite.URL != "" {
+		if err := checkURL(c.RemoteWrite.URL); err != nil {
+			return fmt.Errorf("--remote-write.url: %w", err)
+		}
+	}
+	switch {
+	case c.StoragePath == "":
+		return fmt.Errorf("--storage.path: must not be empty")
+	case c.StorageMaxSize < 1<<20:
+		return fmt.Errorf("--storage.max-size: %d bytes is below the minimum of 1MiB", c.StorageMaxSize)
+	case c.ScrapeInterval < 100*time.Millisecond:
+		return fmt.Errorf("--scrape.interval: %s is below the minimum of 100ms", c.ScrapeInterval)
+	case c.SyncInterval <= 0:
+		return fmt.Errorf("--storage.sync-interval: must be positive")
+	case c.RemoteWrite.MinBackoff <= 0 || c.RemoteWrite.MaxBackoff < c.RemoteWrite.MinBackoff:
+		return fmt.Errorf("--remote-write.min-backoff, --remote-write.max-backoff: want 0 < min <= max")
+	case c.RemoteWrite.Timeout <= 0:
+		return fmt.Errorf("--remote-write.timeout: must be positive")
+	case c.RemoteWrite.MaxSamplesPerSend <= 0:
+		return fmt.Errorf("--remote-write.max-samples-per-send: must be positive")
+	}
+	return nil
+}
+
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q: scheme must be http or https", s)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q: no host", s)
+	}
+	return nil
+}

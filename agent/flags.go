@@ -1,0 +1,204 @@
+package agent
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/spf13/pflag"
+
+	"github.com/ferry-agent/ferry/collectors"
+	"github.com/ferry-agent/ferry/collectors/scrape"
+)
+
+// Flags binds ferry's command-line flags to a Config. Their names are part
+// of ferry's interface: packaging and tools outside this repository use them.
+type Flags struct {
+	fs         *pflag.FlagSet
+	cfg        *Config
+	configFile string
+	targets    targetsValue
+	external   labelsValue
+	collectors []collectors.Entry
+	enable     map[string]*bool
+	disable    map[string]*bool
+}
+
+// NewFlags defines the flags on fs, with cfg's values as defaults, and one
+// --collector.NAME / --no-collector.NAME pair for each host collector.
+func NewFlags(fs *pflag.FlagSet, cfg *Config, hostCollectors []collectors.Entry) *Flags {
+	f := &Flags{fs: fs, cfg: cfg, collectors: hostCollectors, enable: map[string]*bool{}, disable: map[string]*bool{}}
+	rw := &cfg.RemoteWrite
+	fs.StringVar(&rw.URL, "remote-write.url", rw.URL, "Prometheus remote-write endpoint, e.g. http://prometheus:9090/api/v1/write. Without it ferry collects and buffers only.")
+	fs.DurationVar(&rw.Timeout, "remote-write.timeout", rw.Timeout, "Timeout of one remote-write request.")
+	fs.DurationVar(&rw.MinBackoff, "remote-write.min-backoff", rw.MinBackoff, "First wait before retrying a failed request; doubles up to the maximum.")
+	fs.DurationVar(&rw.MaxBackoff, "remote-write.max-backoff", rw.MaxBackoff, "Longest wait between retries.")
+	fs.IntVar(&rw.MaxSamplesPerSend, "remote-write.max-samples-per-send", rw.MaxSamplesPerSend, "Samples per request, at least one buffer block.")
+	fs.StringVar(&cfg.StoragePath, "storage.path", cfg.StoragePath, "Directory of the on-disk buffer.")
+	fs.Var((*sizeValue)(&cfg.StorageMaxSize), "storage.max-size", "Cap of the buffer's file: bytes, or with KiB, MiB, GiB. When full, the oldest data goes first.")
+	fs.DurationVar(&cfg.SyncInterval, "storage.sync-interval", cfg.SyncInterval, "How often collected samples are committed (fsynced) to the buffer; a power cut loses at most this much.")
+	fs.DurationVar(&cfg.ScrapeInterval, "scrape.interval", cfg.ScrapeInterval, "Interval of the host collectors and scrape targets.")
+	fs.Var(&f.targets, "scrape.target", "Exporter to scrape, as [JOB=]URL; repeatable. JOB defaults to \"scrape\".")
+	fs.Var(&f.external, "external-label", "Label NAME=VALUE added to every sample unless it has that label; repeatable.")
+	fs.StringVar(&cfg.ListenAddress, "web.listen-address", cfg.ListenAddress, "Address of ferry's own /metrics, /-/healthy and /-/ready; empty to turn them off.")
+	fs.StringVar(&f.configFile, "config.file", "", "Optional YAML configuration file (a subset of prometheus.yml). Flags given on the command line win.")
+	fs.Var((*levelValue)(&cfg.LogLevel), "log.level", "Log level: debug, info, warn or error.")
+	fs.StringVar(&cfg.Paths.ProcFS, "path.procfs", cfg.Paths.ProcFS, "procfs mount point.")
+	fs.StringVar(&cfg.Paths.SysFS, "path.sysfs", cfg.Paths.SysFS, "sysfs mount point.")
+	for _, e := range hostCollectors {
+		f.enable[e.Name] = fs.Bool("collector."+e.Name, e.DefaultEnabled, "Enable the "+e.Name+" collector: "+e.Help+".")
+		f.disable[e.Name] = fs.Bool("no-collector."+e.Name, false, "Disable the "+e.Name+" collector.")
+	}
+	return f
+}
+
+// Finish applies the config file, if any, under the flags that were given,
+// and validates the result. Call it after fs.Parse.
+func (f *Flags) Finish() error {
+	if f.configFile != "" {
+		if err := applyFile(f.configFile, f.cfg, f.fs.Changed); err != nil {
+			return fmt.Errorf("--config.file: %w", err)
+		}
+	}
+	f.cfg.Targets = append(f.cfg.Targets, f.targets...)
+	f.cfg.ExternalLabels = mergeLabels(f.cfg.ExternalLabels, f.external)
+	f.cfg.Collectors = map[string]bool{}
+	for _, e := range f.collectors {
+		f.cfg.Collectors[e.Name] = *f.enable[e.Name] && !*f.disable[e.Name]
+	}
+	return f.cfg.Validate()
+}
+
+// mergeLabels returns base with over's labels set on top.
+func mergeLabels(base labels.Labels, over map[string]string) labels.Labels {
+	b := labels.NewBuilder(base)
+	for k, v := range over {
+		b.Set(k, v)
+	}
+	return b.Labels()
+}
+
+// sizeValue parses byte sizes such as 64MiB, 512KiB, 2GiB or 1048576.
+type sizeValue int64
+
+func (s *sizeValue) String() string { return formatSize(int64(*s)) }
+func (s *sizeValue) Type() string   { return "size" }
+func (s *sizeValue) Set(v string) error {
+	n, err := ParseSize(v)
+	if err != nil {
+		return err
+	}
+	*s = sizeValue(n)
+	return nil
+}
+
+// ParseSize reads a byte count with an optional KiB, MiB or GiB suffix.
+func ParseSize(v string) (int64, error) {
+	num, mult := v, int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(v, u.suffix) {
+			num, mult = strings.TrimSuffix(v, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size: want bytes, or a whole number with KiB, MiB or GiB", v)
+	}
+	return n * mult, nil
+}
+
+func formatSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.mult && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// levelValue is a slog level flag.
+type levelValue slog.Level
+
+func (l *levelValue) String() string { return strings.ToLower(slog.Level(*l).String()) }
+func (l *levelValue) Type() string   { return "level" }
+func (l *levelValue) Set(v string) error {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(v)); err != nil {
+		return fmt.Errorf("%q is not a level: want debug, info, warn or error", v)
+	}
+	*l = levelValue(lvl)
+	return nil
+}
+
+// targetsValue collects --scrape.target [JOB=]URL.
+type targetsValue []scrape.Target
+
+func (t *targetsValue) String() string { return "" }
+func (t *targetsValue) Type() string   { return "[JOB=]URL" }
+func (t *targetsValue) Set(v string) error {
+	job, raw := "scrape", v
+	if i := strings.Index(v, "="); i > 0 && !strings.Contains(v[:i], "/") {
+		job, raw = v[:i], v[i+1:]
+	}
+	target, err := parseTarget(job, raw)
+	if err != nil {
+		return err
+	}
+	*t = append(*t, target)
+	return nil
+}
+
+func parseTarget(job, raw string) (scrape.Target, error) {
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	if err := checkURL(raw); err != nil {
+		return scrape.Target{}, err
+	}
+	u, _ := url.Parse(raw)
+	if u.Path == "" {
+		u.Path = "/metrics"
+	}
+	return scrape.Target{Job: job, URL: u}, nil
+}
+
+// labelsValue collects --external-label NAME=VALUE.
+type labelsValue map[string]string
+
+func (l *labelsValue) String() string { return "" }
+func (l *labelsValue) Type() string   { return "NAME=VALUE" }
+func (l *labelsValue) Set(v string) error {
+	name, value, ok := strings.Cut(v, "=")
+	if !ok {
+		return fmt.Errorf("%q: want NAME=VALUE", v)
+	}
+	if err := checkLabel(name, value); err != nil {
+		return err
+	}
+	if *l == nil {
+		*l = map[string]string{}
+	}
+	(*l)[name] = value
+	return nil
+}
+
+func checkLabel(name, value string) error {
+	if !model.LabelName(name).IsValidLegacy() || strings.HasPrefix(name, "__") {
+		return fmt.Errorf("%q is not a valid label name", name)
+	}
+	if value == "" {
+		return fmt.Errorf("label %s: empty value", name)
+	}
+	return nil
+}

@@ -1,0 +1,272 @@
+// Package remotewrite drains the buffer to a Prometheus Remote-Write 1.0
+// receiver: oldest block first, a block deleted only once acknowledged,
+// retrying what may succeed later and dropping, with a count, what never will.
+package remotewrite
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/ferry-agent/ferry/buffer"
+)
+
+// Reasons for samples the sender drops, the values of its reason label.
+const (
+	ReasonRejected = "rejected" // the receiver answered 4xx other than 429
+)
+
+// Config is the sender's part of the agent configuration.
+type Config struct {
+	URL               string
+	Timeout           time.Duration // for one request
+	MinBackoff        time.Duration
+	MaxBackoff        time.Duration
+	MaxSamplesPerSend int
+	UserAgent         string
+}
+
+// Source is what the sender drains: the buffer.
+type Source interface {
+	Read(from uint64, maxSamples int) ([]buffer.Block, error)
+	Ack(seq uint64) error
+	Committed() <-chan struct{}
+}
+
+// Stats are the sender's counters since start.
+type Stats struct {
+	SamplesSent     uint64
+	BytesSent       uint64 // request bodies, compressed
+	RequestsFailed  uint64 // answers and errors that were retried
+	Dropped         map[string]uint64
+	LastSuccessUnix float64 // 0 before the first success
+}
+
+// Sender ships the buffer's blocks. Run it once.
+type Sender struct {
+	cfg    Config
+	src    Source
+	client *http.Client
+	log    *slog.Logger
+
+	mu    sync.Mutex
+	stats Stats
+}
+
+// New returns a Sender for cfg.
+func New(cfg Config, src Source, log *slog.Logger) *Sender {
+	return &Sender{
+		cfg:    cfg,
+		src:    src,
+		client: &http.Client{Timeout: cfg.Timeout},
+		log:    log,
+		stats:  Stats{Dropped: map[string]uint64{}},
+	}
+}
+
+// Stats returns a copy of the counters.
+func (s *Sender) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.Dropped = make(map[string]uint64, len(s.stats.Dropped))
+	for k, v := range s.stats.Dropped {
+		st.Dropped[k] = v
+	}
+	return st
+}
+
+// Run sends until ctx ends.
+func (s *Sender) Run(ctx context.Context) {
+	var next uint64
+	for ctx.Err() == nil {
+		blocks, err := s.src.Read(next, s.cfg.MaxSamplesPerSend)
+		if err != nil {
+			s.log.Error("reading the buffer", "err", err)
+			sleep(ctx, s.cfg.MaxBackoff)
+			continue
+		}
+		if len(blocks) == 0 {
+			select {
+			case <-ctx.Done():
+			case <-s.src.Committed():
+			}
+			continue
+		}
+		last := blocks[len(blocks)-1].Seq
+		if !s.deliver(ctx, blocks) {
+			return // ctx ended while retrying; the blocks stay buffered
+		}
+		if err := s.src.Ack(last); err != nil {
+			s.log.Error("deleting sent blocks from the buffer", "err", err)
+		}
+		next = last + 1
+	}
+}
+
+// deliver sends blocks as one request, retrying until the receiver takes
+// them, refuses them for good, or ctx ends (false).
+func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block) bool {
+	body, samples := encodeRequest(blocks)
+	backoff := s.cfg.MinBackoff
+	for {
+		err := s.post(ctx, body)
+		var rej *rejectedError
+		switch {
+		case err == nil:
+			s.mu.Lock()
+			s.stats.SamplesSent += uint64(samples)
+			s.stats.BytesSent += uint64(len(body))
+			s.stats.LastSuccessUnix = float64(time.Now().UnixMilli()) / 1000
+			s.mu.Unlock()
+			return true
+		case errors.As(err, &rej):
+			s.mu.Lock()
+			s.stats.Dropped[ReasonRejected] += uint64(samples)
+			s.mu.Unlock()
+			s.log.Error("receiver rejected samples; dropped", "samples", samples, "err", err)
+			return true
+		case ctx.Err() != nil:
+			return false
+		}
+		s.mu.Lock()
+		s.stats.RequestsFailed++
+		s.mu.Unlock()
+		wait := jitter(backoff)
+		var ra *retryAfterError
+		if errors.As(err, &ra) && ra.after > wait {
+			wait = ra.after
+		}
+		s.log.Warn("remote write failed; retrying", "err", err, "in", wait.Round(time.Millisecond))
+		if !sleep(ctx, wait) {
+			return false
+		}
+		backoff = min(backoff*2, s.cfg.MaxBackoff)
+	}
+}
+
+// encodeRequest builds a snappy-compressed WriteRequest. The samples of one
+// series across all blocks go into one TimeSeries, so that its labels cross
+// the link once per request.
+func encodeRequest(blocks []buffer.Block) ([]byte, int) {
+	var req prompb.WriteRequest
+	index := map[uint32]int{}
+	samples := 0
+	for _, blk := range blocks {
+		for _, ser := range blk.Series {
+			i, ok := index[ser.Ref]
+			if !ok {
+				i = len(req.Timeseries)
+				index[ser.Ref] = i
+				ts := prompb.TimeSeries{Labels: make([]prompb.Label, 0, ser.Labels.Len())}
+				ser.Labels.Range(func(l labels.Label) {
+					ts.Labels = append(ts.Labels, prompb.Label{Name: l.Name, Value: l.Value})
+				})
+				req.Timeseries = append(req.Timeseries, ts)
+			}
+			for j := range ser.T {
+				req.Timeseries[i].Samples = append(req.Timeseries[i].Samples, prompb.Sample{Timestamp: ser.T[j], Value: ser.V[j]})
+			}
+			samples += len(ser.T)
+		}
+	}
+	raw, err := req.Marshal()
+	if err != nil {
+		panic(fmt.Sprintf("marshalling a WriteRequest cannot fail: %v", err))
+	}
+	return snappy.Encode(nil, raw), samples
+}
+
+// rejectedError is an answer that retrying cannot change.
+type rejectedError struct{ status, msg string }
+
+func (e *rejectedError) Error() string { return fmt.Sprintf("%s: %s", e.status, e.msg) }
+
+// retryAfterError is a retryable answer with a Retry-After header.
+type retryAfterError struct {
+	error
+	after time.Duration
+}
+
+// maxErrorBody bounds how much of a receiver's error message is read and logged.
+const maxErrorBody = 512
+
+func (s *Sender) post(ctx context.Context, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	req.Header.Set("User-Agent", s.cfg.UserAgent)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
+	switch code := resp.StatusCode; {
+	case code/100 == 2:
+		return nil
+	case code == http.StatusTooManyRequests || code/100 == 5:
+		err := fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
+		if after, ok := parseRetryAfter(resp.Header.Get("Retry-After")); ok {
+			return &retryAfterError{error: err, after: after}
+		}
+		return err
+	case code/100 == 4:
+		return &rejectedError{status: resp.Status, msg: string(bytes.TrimSpace(msg))}
+	default:
+		return fmt.Errorf("unexpected answer %s", resp.Status)
+	}
+}
+
+// parseRetryAfter reads seconds or an HTTP date; far futures are capped.
+func parseRetryAfter(v string) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	var d time.Duration
+	if secs, err := strconv.Atoi(v); err == nil {
+		d = time.Duration(secs) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = time.Until(t)
+	} else {
+		return 0, false
+	}
+	return min(max(d, 0), 10*time.Minute), true
+}
+
+// jitter spreads retries of a fleet over [d/2, d).
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2)
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

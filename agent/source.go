@@ -1,0 +1,94 @@
+package agent
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/ferry-agent/ferry/collectors"
+)
+
+// source is one collector on the agent's schedule, with the target labels
+// its samples get.
+type source struct {
+	job, instance string
+	collector     collectors.Collector
+
+	appended atomic.Uint64
+	errors   atomic.Uint64
+	lastLog  time.Time // of an error, for rate limiting
+}
+
+func (a *Agent) newSource(job, instance string, c collectors.Collector) *source {
+	return &source{job: job, instance: instance, collector: c}
+}
+
+// name identifies the source in ferry's own metrics and logs.
+func (s *source) name() string {
+	if s.job == "node" || s.job == "ferry" {
+		return s.job
+	}
+	return s.job + "/" + s.instance
+}
+
+// errorLogInterval keeps a failing source from flooding the log.
+const errorLogInterval = time.Minute
+
+// runSource collects at once, then every scrape interval until ctx ends.
+func (a *Agent) runSource(ctx context.Context, s *source) {
+	t := time.NewTicker(a.cfg.ScrapeInterval)
+	defer t.Stop()
+	for {
+		a.collectOnce(ctx, s)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Agent) collectOnce(ctx context.Context, s *source) {
+	now := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, min(a.cfg.ScrapeInterval, 10*time.Second))
+	defer cancel()
+	var c collectors.Collection
+	if err := s.collector.Collect(cctx, &c); err != nil && ctx.Err() == nil {
+		s.errors.Add(1)
+		if now.Sub(s.lastLog) >= errorLogInterval {
+			s.lastLog = now
+			a.log.Warn("collection failed", "source", s.name(), "err", err)
+		}
+	}
+	ts := now.UnixMilli()
+	b := labels.NewBuilder(labels.EmptyLabels())
+	for _, smp := range c.Samples {
+		t := smp.T
+		if t == 0 {
+			t = ts
+		}
+		a.buf.Append(targetLabels(b, smp.Labels, s.job, s.instance, a.cfg.ExternalLabels), t, smp.V)
+	}
+	s.appended.Add(uint64(len(c.Samples)))
+}
+
+// targetLabels adds job and instance to a sample's labels, as Prometheus
+// does with honor_labels: false (a sample's own job becomes exported_job),
+// then the external labels the sample does not have.
+func targetLabels(b *labels.Builder, lset labels.Labels, job, instance string, external labels.Labels) labels.Labels {
+	b.Reset(lset)
+	for name, value := range map[string]string{"job": job, "instance": instance} {
+		if old := lset.Get(name); old != "" {
+			b.Set("exported_"+name, old)
+		}
+		b.Set(name, value)
+	}
+	external.Range(func(l labels.Label) {
+		if b.Get(l.Name) == "" {
+			b.Set(l.Name, l.Value)
+		}
+	})
+	return b.Labels()
+}

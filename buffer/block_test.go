@@ -1,0 +1,119 @@
+package buffer
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func TestBlockRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for trial := range 200 {
+		var series []seriesData
+		ref := uint32(0)
+		for range 1 + rng.IntN(50) {
+			ref += 1 + uint32(rng.IntN(1000))
+			n := 1 + rng.IntN(20)
+			s := seriesData{ref: ref}
+			ts := rng.Int64N(1<<41) - 1<<40 // negative times must survive too
+			for range n {
+				ts += rng.Int64N(20000)
+				if len(s.ts) > 0 && ts == s.ts[len(s.ts)-1] {
+					ts++
+				}
+				s.ts = append(s.ts, ts)
+				s.vs = append(s.vs, randomValue(rng))
+			}
+			series = append(series, s)
+		}
+		enc := encodeBlock(series)
+		_, got, err := decodeBlock(enc)
+		if err != nil {
+			t.Fatalf("trial %d: decode: %v", trial, err)
+		}
+		if len(got) != len(series) {
+			t.Fatalf("trial %d: %d series, want %d", trial, len(got), len(series))
+		}
+		for i := range series {
+			w, g := series[i], got[i]
+			if w.ref != g.ref || len(w.ts) != len(g.ts) {
+				t.Fatalf("trial %d series %d: ref %d/%d, n %d/%d", trial, i, g.ref, w.ref, len(g.ts), len(w.ts))
+			}
+			for j := range w.ts {
+				if w.ts[j] != g.ts[j] || math.Float64bits(w.vs[j]) != math.Float64bits(g.vs[j]) {
+					t.Fatalf("trial %d series %d sample %d: got (%d, %v), want (%d, %v)",
+						trial, i, j, g.ts[j], g.vs[j], w.ts[j], w.vs[j])
+				}
+			}
+		}
+	}
+}
+
+// randomValue mixes the values metrics have: counters, gauges, integers,
+// repeats, and the special floats (NaN is Prometheus' staleness marker).
+func randomValue(rng *rand.Rand) float64 {
+	switch rng.IntN(6) {
+	case 0:
+		return float64(rng.IntN(1 << 20))
+	case 1:
+		return rng.Float64() * 100
+	case 2:
+		return math.Float64frombits(0x7ff0000000000002) // stale NaN
+	case 3:
+		return math.Inf(-1 + 2*rng.IntN(2))
+	case 4:
+		return 0
+	default:
+		return rng.NormFloat64() * 1e12
+	}
+}
+
+func TestBlockDetectsDamage(t *testing.T) {
+	enc := encodeBlock([]seriesData{{ref: 1, ts: []int64{1000, 2000}, vs: []float64{1, 2}}})
+	for i := range enc {
+		damaged := append([]byte(nil), enc...)
+		damaged[i] ^= 0x10
+		if _, _, err := decodeBlock(damaged); err == nil {
+			t.Errorf("flipping a bit of byte %d went unnoticed", i)
+		} else if !errors.Is(err, errCorrupt) {
+			t.Errorf("byte %d: error %v is not errCorrupt", i, err)
+		}
+	}
+	for n := range len(enc) {
+		if _, _, err := decodeBlock(enc[:n]); err == nil {
+			t.Errorf("block truncated to %d bytes decoded", n)
+		}
+	}
+}
+
+func FuzzDecodeBlock(f *testing.F) {
+	f.Add(encodeBlock([]seriesData{{ref: 3, ts: []int64{1, 2, 4}, vs: []float64{1, 1, math.NaN()}}}))
+	f.Add([]byte{blockVersion, 1, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, series, err := decodeBlock(b)
+		if err != nil {
+			return
+		}
+		n := 0
+		for _, s := range series {
+			n += len(s.ts)
+		}
+		if n != h.samples {
+			t.Fatalf("decoded %d samples, header says %d", n, h.samples)
+		}
+	})
+}
+
+func FuzzDecodeLabels(f *testing.F) {
+	f.Add([]byte{1, 1, 'a', 1, 'b'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		lset, err := decodeLabels(b)
+		if err != nil {
+			return
+		}
+		if got, err := decodeLabels(encodeLabels(lset)); err != nil || got.String() != lset.String() {
+			t.Fatalf("re-encoding %v gave %v, %v", lset, got, err)
+		}
+	})
+}

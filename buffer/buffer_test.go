@@ -1,0 +1,195 @@
+package buffer
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+func openTest(t *testing.T, dir string, maxSize int64) *Buffer {
+	t.Helper()
+	b, err := Open(Options{Dir: dir, MaxSize: maxSize})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	return b
+}
+
+// appendRound appends one sample for each of n series at time ts.
+func appendRound(b *Buffer, n int, ts int64) {
+	for i := range n {
+		b.Append(labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)), ts, float64(ts)+float64(i))
+	}
+}
+
+// drain reads and acknowledges everything, returning samples per series.
+func drain(t *testing.T, b *Buffer) map[string][]int64 {
+	t.Helper()
+	got := map[string][]int64{}
+	for {
+		blocks, err := b.Read(0, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(blocks) == 0 {
+			return got
+		}
+		for _, blk := range blocks {
+			for _, s := range blk.Series {
+				got[s.Labels.String()] = append(got[s.Labels.String()], s.T...)
+				for i, v := range s.V {
+					if want := float64(s.T[i]) + float64(seriesIndexOf(s.Labels)); v != want {
+						t.Fatalf("%s at %d: value %v, want %v", s.Labels, s.T[i], v, want)
+					}
+				}
+			}
+		}
+		if err := b.Ack(blocks[len(blocks)-1].Seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func seriesIndexOf(l labels.Labels) int {
+	var i int
+	fmt.Sscan(l.Get("i"), &i)
+	return i
+}
+
+func TestCommittedDataSurvivesReopenAndAckedDataIsGone(t *testing.T) {
+	dir := t.TempDir()
+	b := openTest(t, dir, 8<<20)
+	for ts := int64(1000); ts <= 5000; ts += 1000 {
+		appendRound(b, 20, ts)
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendRound(b, 20, 6000) // in the head only: Close must commit it
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b = openTest(t, dir, 8<<20)
+	st := b.Stats()
+	if st.Samples != 120 || st.Series != 20 || st.OldestT != 1000 || st.NewestT != 6000 {
+		t.Fatalf("after reopen: %+v", st)
+	}
+	// Acknowledge the first three blocks, as the sender would.
+	blocks, err := b.Read(0, 60)
+	if err != nil || len(blocks) != 3 {
+		t.Fatalf("read: %d blocks, %v", len(blocks), err)
+	}
+	if err := b.Ack(blocks[2].Seq); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+
+	b = openTest(t, dir, 8<<20)
+	defer b.Close()
+	got := drain(t, b)
+	if len(got) != 20 {
+		t.Fatalf("%d series, want 20", len(got))
+	}
+	for s, ts := range got {
+		if fmt.Sprint(ts) != "[4000 5000 6000]" {
+			t.Errorf("%s: timestamps %v, want the unacknowledged [4000 5000 6000]", s, ts)
+		}
+	}
+}
+
+func TestOutOfOrderSampleIsCountedNotStored(t *testing.T) {
+	b := openTest(t, t.TempDir(), 8<<20)
+	defer b.Close()
+	l := labels.FromStrings("__name__", "m")
+	b.Append(l, 2000, 1)
+	b.Append(l, 2000, 2)
+	b.Append(l, 1000, 3)
+	st := b.Stats()
+	if st.HeadSamples != 1 || st.Dropped[ReasonOutOfOrder] != 2 {
+		t.Fatalf("head %d, dropped %v", st.HeadSamples, st.Dropped)
+	}
+}
+
+func TestFullBufferEvictsOldestAndCounts(t *testing.T) {
+	const maxSize = 1 << 20
+	b := openTest(t, t.TempDir(), maxSize)
+	defer b.Close()
+	appended := 0
+	rng := rand.New(rand.NewPCG(3, 4))
+	for ts := int64(1); ts <= 400; ts++ {
+		// Random values, so that blocks do not compress away.
+		for i := range 200 {
+			b.Append(labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)), ts*1000, rng.Float64())
+		}
+		appended += 200
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if st := b.Stats(); st.FileBytes > maxSize {
+			t.Fatalf("round %d: file is %d bytes, cap %d", ts, st.FileBytes, maxSize)
+		}
+	}
+	st := b.Stats()
+	if st.Dropped[ReasonFull] == 0 {
+		t.Fatalf("nothing evicted: %+v", st)
+	}
+	if got := st.Samples + int(st.Dropped[ReasonFull]); got != appended {
+		t.Fatalf("buffered %d + dropped %d = %d, appended %d", st.Samples, st.Dropped[ReasonFull], got, appended)
+	}
+	if st.NewestT != 400_000 {
+		t.Fatalf("newest %d: the newest data must be kept", st.NewestT)
+	}
+}
+
+func TestCorruptFileIsMovedAside(t *testing.T) {
+	for name, damage := range map[string]func([]byte) []byte{
+		"truncated": func(b []byte) []byte { return b[:len(b)/3] },
+		"zeroed":    func(b []byte) []byte { return make([]byte, len(b)) },
+		"garbage":   func(b []byte) []byte { return []byte(strings.Repeat("not a bbolt file ", 500)) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			b := openTest(t, dir, 8<<20)
+			appendRound(b, 10, 1000)
+			b.Close()
+			path := filepath.Join(dir, FileName)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, damage(data), 0o600); err != nil {
+				t.Fatal(err)
+			}
+
+			b = openTest(t, dir, 8<<20)
+			defer b.Close()
+			if st := b.Stats(); st.FilesMovedAside != 1 || st.Samples != 0 {
+				t.Fatalf("stats after opening a %s file: %+v", name, st)
+			}
+			aside, _ := filepath.Glob(path + ".corrupt-*")
+			if len(aside) != 1 {
+				t.Fatalf("moved-aside files: %v", aside)
+			}
+			appendRound(b, 10, 2000)
+			if err := b.Commit(); err != nil {
+				t.Fatalf("fresh buffer does not take data: %v", err)
+			}
+		})
+	}
+}
+
+func TestReadOnlyOpenWhileInUseRefusesClearly(t *testing.T) {
+	dir := t.TempDir()
+	b := openTest(t, dir, 8<<20)
+	defer b.Close()
+	_, err := Open(Options{Dir: dir, MaxSize: 8 << 20, ReadOnly: true})
+	if err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("read-only open of a buffer in use: %v", err)
+	}
+}

@@ -1,0 +1,106 @@
+package buffer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+)
+
+// bbolt trusts its file: a truncated file makes it fault on the mmap, and a
+// damaged page can panic in a goroutine that no recover reaches. Two guards
+// keep a bad file from crash-looping ferry:
+//
+//   - checkFile reads bbolt's two meta pages before bbolt does, and refuses a
+//     file shorter than the newest valid meta says it is;
+//   - an "opening" marker exists only while the file is being opened and
+//     loaded. If ferry finds the marker at start, the previous open crashed,
+//     and the file is treated as corrupt.
+
+const openingMarkerSuffix = ".opening"
+
+var errTruncated = errors.New("file shorter than its meta page says")
+
+// bbolt's meta page, after the 16-byte page header (bbolt's internal/common).
+const (
+	boltMagic      = 0xED0CDAED
+	pageHeaderSize = 16
+	metaSize       = 56 // magic..txid, before the checksum
+)
+
+// checkFile returns an error if the file at path is not a plausible,
+// complete bbolt file. A missing or empty file is fine: bbolt creates it.
+func checkFile(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return err
+	}
+
+	var best struct {
+		txid, pgid uint64
+		pageSize   uint32
+		ok         bool
+	}
+	buf := make([]byte, pageHeaderSize+metaSize+8)
+	pageSize := int64(os.Getpagesize())
+	for i := range int64(2) {
+		// Meta 0 is at offset 0; meta 1 one page later. The first meta
+		// tells the page size, which may differ from this machine's.
+		if _, err := f.ReadAt(buf, i*pageSize); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		m := buf[pageHeaderSize:]
+		if binary.LittleEndian.Uint32(m[0:]) != boltMagic {
+			continue
+		}
+		h := fnv.New64a()
+		h.Write(m[:metaSize])
+		if h.Sum64() != binary.LittleEndian.Uint64(m[metaSize:]) {
+			continue
+		}
+		ps := binary.LittleEndian.Uint32(m[8:])
+		if i == 0 && ps >= 1024 {
+			pageSize = int64(ps)
+		}
+		pgid, txid := binary.LittleEndian.Uint64(m[40:]), binary.LittleEndian.Uint64(m[48:])
+		if !best.ok || txid > best.txid {
+			best.txid, best.pgid, best.pageSize, best.ok = txid, pgid, ps, true
+		}
+	}
+	if !best.ok {
+		return fmt.Errorf("%w: no valid bbolt meta page", errCorrupt)
+	}
+	if want := int64(best.pgid) * int64(best.pageSize); fi.Size() < want {
+		return fmt.Errorf("%w: %w (%d bytes, want %d)", errCorrupt, errTruncated, fi.Size(), want)
+	}
+	return nil
+}
+
+// guardedOpen opens and loads the file between the marker's creation and
+// removal, after checkFile has passed.
+func (b *Buffer) guardedOpen() error {
+	marker := b.path + openingMarkerSuffix
+	if _, err := os.Stat(marker); err == nil {
+		return fmt.Errorf("%w: the previous start crashed while opening it", errCorrupt)
+	}
+	if err := checkFile(b.path); err != nil {
+		return err
+	}
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		return err
+	}
+	if err := b.openAndLoad(false); err != nil {
+		return err // the marker stays only if the file is the problem; see Open
+	}
+	return os.Remove(marker)
+}

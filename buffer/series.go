@@ -1,0 +1,93 @@
+package buffer
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// seriesIndex maps label sets to the small integer refs that blocks store
+// instead of labels, and back. It lives in memory and in the "series" bucket.
+type seriesIndex struct {
+	byHash  map[uint64][]uint32
+	byRef   map[uint32]labels.Labels
+	nextRef uint32
+	unsaved []uint32 // refs created since the last commit
+}
+
+func newSeriesIndex() *seriesIndex {
+	return &seriesIndex{byHash: map[uint64][]uint32{}, byRef: map[uint32]labels.Labels{}, nextRef: 1}
+}
+
+// ref returns the ref of lset, creating one if the series is new.
+func (s *seriesIndex) ref(lset labels.Labels) uint32 {
+	h := lset.Hash()
+	for _, r := range s.byHash[h] {
+		if labels.Equal(s.byRef[r], lset) {
+			return r
+		}
+	}
+	r := s.nextRef
+	s.nextRef++
+	s.add(r, lset)
+	s.unsaved = append(s.unsaved, r)
+	return r
+}
+
+func (s *seriesIndex) add(r uint32, lset labels.Labels) {
+	h := lset.Hash()
+	s.byHash[h] = append(s.byHash[h], r)
+	s.byRef[r] = lset
+	if r >= s.nextRef {
+		s.nextRef = r + 1
+	}
+}
+
+func refKey(r uint32) []byte { return binary.BigEndian.AppendUint32(nil, r) }
+
+// encodeLabels writes a label set as a count, then length-prefixed names and
+// values.
+func encodeLabels(lset labels.Labels) []byte {
+	b := binary.AppendUvarint(nil, uint64(lset.Len()))
+	lset.Range(func(l labels.Label) {
+		b = binary.AppendUvarint(b, uint64(len(l.Name)))
+		b = append(b, l.Name...)
+		b = binary.AppendUvarint(b, uint64(len(l.Value)))
+		b = append(b, l.Value...)
+	})
+	return b
+}
+
+func decodeLabels(b []byte) (labels.Labels, error) {
+	r := reader{b: b}
+	n := r.uvarint()
+	if n > uint64(len(b)) {
+		return labels.EmptyLabels(), fmt.Errorf("%w: label count %d", errCorrupt, n)
+	}
+	var builder labels.ScratchBuilder
+	for range n {
+		name := r.bytes()
+		value := r.bytes()
+		if r.err != nil {
+			return labels.EmptyLabels(), r.err
+		}
+		builder.Add(string(name), string(value))
+	}
+	if len(r.b) != 0 {
+		return labels.EmptyLabels(), fmt.Errorf("%w: trailing bytes after labels", errCorrupt)
+	}
+	builder.Sort()
+	return builder.Labels(), nil
+}
+
+func (r *reader) bytes() []byte {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.fail()
+		return nil
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/ferry-agent/ferry/buffer"
+)
+
+// runBuffer serves "ferry buffer SUBCOMMAND" for people at a device's shell.
+func runBuffer(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "stat" {
+		fmt.Fprintln(stderr, "ferry: usage: ferry buffer stat [--storage.path DIR]")
+		return 2
+	}
+	fs := pflag.NewFlagSet("ferry buffer stat", pflag.ContinueOnError)
+	path := fs.String("storage.path", "./data", "Directory of the on-disk buffer.")
+	if code, done := parse(fs, args[1:], stdout, stderr); done {
+		return code
+	}
+	b, err := buffer.Open(buffer.Options{Dir: *path, ReadOnly: true})
+	if err != nil {
+		fmt.Fprintf(stderr, "ferry: %v\n", err)
+		return 1
+	}
+	defer b.Close()
+	st := b.Stats()
+	fmt.Fprintf(stdout, "file:            %s/%s (%d bytes)\n", *path, buffer.FileName, st.FileBytes)
+	fmt.Fprintf(stdout, "blocks:          %d (first seq %d)\n", st.Blocks, st.FirstSeq)
+	fmt.Fprintf(stdout, "samples:         %d\n", st.Samples)
+	fmt.Fprintf(stdout, "series:          %d\n", st.Series)
+	fmt.Fprintf(stdout, "oldest sample:   %s\n", formatMillis(st.OldestT))
+	fmt.Fprintf(stdout, "newest sample:   %s\n", formatMillis(st.NewestT))
+	return 0
+}
+
+func formatMillis(ms int64) string {
+	if ms == 0 {
+		return "-"
+	}
+	return time.UnixMilli(ms).UTC().Format(time.RFC3339)
+}

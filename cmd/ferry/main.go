@@ -1,0 +1,113 @@
+// Command ferry is a Prometheus-compatible metrics agent for small devices
+// that are often offline: it collects host metrics and scrapes local
+// exporters into a size-bounded on-disk buffer, and ships the backlog with
+// Prometheus remote write when the link is up.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/ferry-agent/ferry/agent"
+	"github.com/ferry-agent/ferry/collectors/host"
+)
+
+// Set at build time with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = ""
+)
+
+const usageHeader = `ferry: a metrics agent for small, often offline devices.
+
+Usage:
+  ferry [flags]                 collect, buffer on disk, send with remote write
+  ferry buffer stat [flags]     what the buffer holds (--storage.path)
+  ferry version                 version, commit and Go version
+
+Flags:
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run returns the process exit code: 0 done, 1 failed, 2 bad usage.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "version":
+			fmt.Fprintf(stdout, "ferry %s (commit %s, %s %s/%s)\n", version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return 0
+		case "buffer":
+			return runBuffer(args[1:], stdout, stderr)
+		}
+	}
+
+	cfg := agent.DefaultConfig()
+	cfg.Version = version
+	fs := pflag.NewFlagSet("ferry", pflag.ContinueOnError)
+	flags := agent.NewFlags(fs, &cfg, host.Collectors())
+	if code, done := parse(fs, args, stdout, stderr); done {
+		return code
+	}
+	if err := flags.Finish(); err != nil {
+		fmt.Fprintf(stderr, "ferry: %v\n", err)
+		return 2
+	}
+
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := agent.Run(ctx, cfg, log); err != nil {
+		log.Error("ferry failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// parse parses args into fs. It reports done with an exit code for --help,
+// a bad flag or a stray argument; a bad value is one line naming the flag.
+func parse(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer) (code int, done bool) {
+	fs.SortFlags = false
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, pflag.ErrHelp):
+		fmt.Fprint(stdout, usageHeader)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return 0, true
+	case err != nil:
+		fmt.Fprintf(stderr, "ferry: %v (see ferry --help)\n", err)
+		return 2, true
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "ferry: unexpected argument %q (see ferry --help)\n", fs.Arg(0))
+		return 2, true
+	}
+	return 0, false
+}
+
+func buildCommit() string {
+	if commit != "" {
+		return commit
+	}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return "unknown"
+}

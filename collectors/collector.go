@@ -1,0 +1,109 @@
+// Package collectors defines what a source of samples is, and the types that
+// carry a collection from a source to the agent.
+package collectors
+
+import (
+	"context"
+
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// Type is a metric family's type, as written after "# TYPE".
+type Type string
+
+// The types that host collectors and scrape targets produce.
+const (
+	Counter Type = "counter"
+	Gauge   Type = "gauge"
+	Untyped Type = "untyped"
+)
+
+// Desc describes one metric family: node_exporter's name, help text, type and
+// the names of its variable labels, in the order Add takes their values.
+type Desc struct {
+	Name       string
+	Help       string
+	Type       Type
+	LabelNames []string
+}
+
+// NewDesc returns a Desc. It exists so that collectors read like
+// node_exporter's: one var block of descriptors at the top of each file.
+func NewDesc(name, help string, typ Type, labelNames ...string) *Desc {
+	return &Desc{Name: name, Help: help, Type: typ, LabelNames: labelNames}
+}
+
+// Sample is one value of one series. T is in milliseconds since the epoch;
+// 0 means "at the time of the collection", filled in by the agent.
+type Sample struct {
+	Labels labels.Labels
+	T      int64
+	V      float64
+}
+
+// Collection gathers the samples of one collection run, with the metadata of
+// their families for the text exposition. It is not safe for concurrent use.
+type Collection struct {
+	Samples  []Sample
+	Families []*Desc // in the order first added
+
+	seen    map[string]bool
+	builder labels.ScratchBuilder
+}
+
+// Add records a sample of a family described by d. labelValues are matched
+// to d.LabelNames by position.
+func (c *Collection) Add(d *Desc, value float64, labelValues ...string) {
+	c.noteFamily(d)
+	c.builder.Reset()
+	c.builder.Add(labels.MetricName, d.Name)
+	for i, name := range d.LabelNames {
+		if i < len(labelValues) {
+			c.builder.Add(name, labelValues[i])
+		}
+	}
+	c.builder.Sort()
+	c.Samples = append(c.Samples, Sample{Labels: c.builder.Labels(), V: value})
+}
+
+// AddSample records a sample that already has its full label set (including
+// __name__), such as one parsed from a scrape target. d may be nil when the
+// family's metadata is unknown.
+func (c *Collection) AddSample(d *Desc, s Sample) {
+	if d != nil {
+		c.noteFamily(d)
+	}
+	c.Samples = append(c.Samples, s)
+}
+
+func (c *Collection) noteFamily(d *Desc) {
+	if c.seen == nil {
+		c.seen = make(map[string]bool)
+	}
+	if !c.seen[d.Name] {
+		c.seen[d.Name] = true
+		c.Families = append(c.Families, d)
+	}
+}
+
+// Collector is a source of samples: a host collector, a scrape target, or
+// ferry's own metrics. Collect appends one collection to c. A collector that
+// fails part-way returns an error; the samples it added are still used.
+type Collector interface {
+	Collect(ctx context.Context, c *Collection) error
+}
+
+// Entry names a collector, says whether it is on without flags, and builds it.
+type Entry struct {
+	Name           string
+	Help           string
+	DefaultEnabled bool
+	New            func(Paths) Collector
+}
+
+// Paths are the roots that host collectors read, so tests can point them at
+// fixture trees instead of the live system.
+type Paths struct {
+	ProcFS string // default /proc
+	SysFS  string // default /sys
+}

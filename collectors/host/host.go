@@ -1,0 +1,30 @@
+// Package host holds ferry's built-in host collectors. Each file is one
+// collector with node_exporter's metric names, labels, types and help texts,
+// so that existing node_exporter dashboards work on ferry's data.
+package host
+
+import (
+	"context"
+
+	"github.com/shirou/gopsutil/v4/common"
+
+	"github.com/ferry-agent/ferry/collectors"
+)
+
+// Collectors lists every host collector, in the order their samples are
+// collected. The agent turns this list into --collector.NAME flags.
+func Collectors() []collectors.Entry {
+	return []collectors.Entry{
+		{Name: "cpu", Help: "CPU time per CPU and mode (/proc/stat)", DefaultEnabled: true, New: newCPU},
+		{Name: "loadavg", Help: "load averages (/proc/loadavg)", DefaultEnabled: true, New: newLoadavg},
+		{Name: "meminfo", Help: "memory statistics (/proc/meminfo)", DefaultEnabled: true, New: newMeminfo},
+	}
+}
+
+// withPaths tells gopsutil which /proc and /sys to read.
+func withPaths(ctx context.Context, p collectors.Paths) context.Context {
+	return context.WithValue(ctx, common.EnvKey, common.EnvMap{
+		common.HostProcEnvKey: p.ProcFS,
+		common.HostSysEnvKey:  p.SysFS,
+	})
+}

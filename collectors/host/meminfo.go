@@ -1,0 +1,83 @@
+package host
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/ferry-agent/ferry/collectors"
+)
+
+// meminfoCollector reads /proc/meminfo itself rather than through gopsutil:
+// node_exporter emits every field of the file, gopsutil only a subset.
+type meminfoCollector struct {
+	path  string
+	descs map[string]*collectors.Desc // by metric name, built once
+}
+
+func newMeminfo(p collectors.Paths) collectors.Collector {
+	return &meminfoCollector{path: filepath.Join(p.ProcFS, "meminfo"), descs: map[string]*collectors.Desc{}}
+}
+
+func (c *meminfoCollector) Collect(_ context.Context, out *collectors.Collection) error {
+	f, err := os.Open(c.path)
+	if err != nil {
+		return fmt.Errorf("meminfo: %w", err)
+	}
+	defer f.Close()
+	fields, err := parseMeminfo(f)
+	if err != nil {
+		return fmt.Errorf("meminfo: %s: %w", c.path, err)
+	}
+	for _, fv := range fields {
+		d := c.descs[fv.name]
+		if d == nil {
+			help := "Memory information field " + strings.TrimPrefix(fv.name, "node_memory_") + "."
+			d = collectors.NewDesc(fv.name, help, collectors.Gauge)
+			c.descs[fv.name] = d
+		}
+		out.Add(d, fv.value)
+	}
+	return nil
+}
+
+type meminfoField struct {
+	name  string  // node_exporter's metric name, e.g. "node_memory_Active_anon_bytes"
+	value float64 // in bytes, or a count for fields without a unit
+}
+
+// parseMeminfo turns lines like "Active(anon):   123 kB" into node_exporter's
+// metrics: parentheses become underscores, kB fields are scaled to bytes and
+// get the _bytes suffix, unitless fields (HugePages_Total) keep their name.
+func parseMeminfo(r io.Reader) ([]meminfoField, error) {
+	var fields []meminfoField
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		parts := strings.Fields(sc.Text())
+		if len(parts) < 2 {
+			continue
+		}
+		key := strings.TrimSuffix(parts[0], ":")
+		v, err := strconv.ParseFloat(parts[1], 64)
+		if err != nil {
+			return nil, fmt.Errorf("field %s: %w", key, err)
+		}
+		name := strings.NewReplacer("(", "_", ")", "").Replace(key)
+		switch {
+		case len(parts) == 3 && parts[2] == "kB":
+			v *= 1024
+			name = "node_memory_" + name + "_bytes"
+		case len(parts) == 2:
+			name = "node_memory_" + name
+		default:
+			return nil, fmt.Errorf("field %s: unknown unit %q", key, parts[2])
+		}
+		fields = append(fields, meminfoField{name: name, value: v})
+	}
+	return fields, sc.Err()
+}
