@@ -61,8 +61,9 @@ type Sender struct {
 	client *http.Client
 	log    *slog.Logger
 
-	mu    sync.Mutex
-	stats Stats
+	mu            sync.Mutex
+	stats         Stats
+	lastRejectLog time.Time
 }
 
 // New returns a Sender for cfg.
@@ -121,11 +122,15 @@ func (s *Sender) Run(ctx context.Context) {
 func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block) bool {
 	body, samples := encodeRequest(blocks)
 	backoff := s.cfg.MinBackoff
-	for {
+	var lastLog time.Time
+	for attempt := 1; ; attempt++ {
 		err := s.post(ctx, body)
 		var rej *rejectedError
 		switch {
 		case err == nil:
+			if attempt > 1 {
+				s.log.Info("remote write recovered", "failed_attempts", attempt-1)
+			}
 			s.mu.Lock()
 			s.stats.SamplesSent += uint64(samples)
 			s.stats.BytesSent += uint64(len(body))
@@ -135,8 +140,14 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block) bool {
 		case errors.As(err, &rej):
 			s.mu.Lock()
 			s.stats.Dropped[ReasonRejected] += uint64(samples)
+			logIt := time.Since(s.lastRejectLog) >= failureLogInterval
+			if logIt {
+				s.lastRejectLog = time.Now()
+			}
 			s.mu.Unlock()
-			s.log.Error("receiver rejected samples; dropped", "samples", samples, "err", err)
+			if logIt {
+				s.log.Error("receiver rejected samples; dropped (counted in ferry_remote_write_dropped_samples_total)", "samples", samples, "err", err)
+			}
 			return true
 		case ctx.Err() != nil:
 			return false
@@ -149,7 +160,10 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block) bool {
 		if errors.As(err, &ra) && ra.after > wait {
 			wait = ra.after
 		}
-		s.log.Warn("remote write failed; retrying", "err", err, "in", wait.Round(time.Millisecond))
+		if time.Since(lastLog) >= failureLogInterval {
+			lastLog = time.Now()
+			s.log.Warn("remote write failed; retrying until it works", "err", err, "attempt", attempt, "next_in", wait.Round(time.Millisecond))
+		}
 		if !sleep(ctx, wait) {
 			return false
 		}
@@ -199,6 +213,9 @@ type retryAfterError struct {
 	error
 	after time.Duration
 }
+
+// failureLogInterval keeps a long outage from flooding the log.
+const failureLogInterval = 30 * time.Second
 
 // maxErrorBody bounds how much of a receiver's error message is read and logged.
 const maxErrorBody = 512

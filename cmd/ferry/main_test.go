@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestBadUsageIsOneLineNamingTheFlagAndExitsTwo(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"--storage.max-size=12XB"}, "--storage.max-size"},
+		{[]string{"--scrape.interval=soon"}, "--scrape.interval"},
+		{[]string{"--scrape.interval=10ms"}, "--scrape.interval"},
+		{[]string{"--remote-write.url=ftp://example/write"}, "--remote-write.url"},
+		{[]string{"--external-label=9bad=x"}, "--external-label"},
+		{[]string{"--log.level=loud"}, "--log.level"},
+		{[]string{"--no-such-flag"}, "--no-such-flag"},
+		{[]string{"--config.file=/nonexistent/ferry.yml"}, "--config.file"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(c.args, &stdout, &stderr)
+		msg := stderr.String()
+		if code != 2 {
+			t.Errorf("%v: exit %d, want 2 (stderr %q)", c.args, code, msg)
+		}
+		if strings.Count(msg, "\n") != 1 || !strings.Contains(msg, c.flag) {
+			t.Errorf("%v: stderr %q: want one line naming %s", c.args, msg, c.flag)
+		}
+	}
+}
+
+func TestHelpDocumentsEveryFlag(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"--help"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("--help exited %d", code)
+	}
+	for _, flag := range []string{
+		"--remote-write.url", "--storage.path", "--storage.max-size", "--scrape.interval",
+		"--scrape.target", "--external-label", "--web.listen-address", "--config.file", "--log.level",
+		"--collector.cpu", "--no-collector.cpu",
+	} {
+		if !strings.Contains(stdout.String(), flag) {
+			t.Errorf("--help does not mention %s", flag)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"version"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("version exited %d", code)
+	}
+	if out := stdout.String(); !strings.HasPrefix(out, "ferry ") || !strings.Contains(out, "commit") || !strings.Contains(out, "go1.") {
+		t.Fatalf("version printed %q", out)
+	}
+}
