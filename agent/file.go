@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -56,7 +57,7 @@ func applyFile(path string, cfg *Config, changed func(flag string) bool) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%s: %w", path, readableYAMLError(err))
 	}
 
 	if fc.Global.ScrapeInterval != 0 && !changed("scrape.interval") {
@@ -94,4 +95,31 @@ func applyFile(path string, cfg *Config, changed func(flag string) bool) error {
 		cfg.RemoteWrite.URL = fc.RemoteWrite[0].URL
 	}
 	return nil
+}
+
+// readableYAMLError turns yaml.v3's "line 3: field foo not found in type
+// struct {...}" into "line 3: unknown field foo".
+func readableYAMLError(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	msgs := make([]string, len(te.Errors))
+	for i, e := range te.Errors {
+		if before, _, ok := strings.Cut(e, " not found in type"); ok {
+			e = strings.Replace(before, "field ", "unknown field ", 1)
+		}
+		msgs[i] = e
+	}
+	return errors.New(strings.Join(msgs, "; ") + " (ferry reads the subset of prometheus.yml shown in packaging/ferry.example.yml)")
+}
+
+// CheckFile reads a config file on top of the defaults and validates the
+// result, for "ferry check-config".
+func CheckFile(path string) (Config, error) {
+	cfg := DefaultConfig()
+	if err := applyFile(path, &cfg, func(string) bool { return false }); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
 }

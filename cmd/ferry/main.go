@@ -33,6 +33,7 @@ const usageHeader = `ferry: a metrics agent for small, often offline devices.
 Usage:
   ferry [flags]                 collect, buffer on disk, send with remote write
   ferry buffer stat [flags]     what the buffer holds (--storage.path)
+  ferry check-config FILE       check a configuration file
   ferry version                 version, commit and Go version
 
 Flags:
@@ -51,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case "buffer":
 			return runBuffer(args[1:], stdout, stderr)
+		case "check-config":
+			return checkConfig(args[1:], stdout, stderr)
 		}
 	}
 
@@ -110,4 +113,24 @@ func buildCommit() string {
 		}
 	}
 	return "unknown"
+}
+
+// checkConfig validates a configuration file and says what it sets up.
+func checkConfig(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "ferry: usage: ferry check-config FILE")
+		return 2
+	}
+	cfg, err := agent.CheckFile(args[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "ferry: %v\n", err)
+		return 1
+	}
+	rw := cfg.RemoteWrite.URL
+	if rw == "" {
+		rw = "none (buffer only)"
+	}
+	fmt.Fprintf(stdout, "%s: OK\n  scrape interval: %s\n  scrape targets:  %d\n  external labels: %s\n  remote write:    %s\n",
+		args[0], cfg.ScrapeInterval, len(cfg.Targets), cfg.ExternalLabels, rw)
+	return 0
 }
