@@ -17,8 +17,6 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
-	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/ferry-agent/ferry/buffer"
 )
@@ -175,32 +173,8 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block) bool {
 // series across all blocks go into one TimeSeries, so that its labels cross
 // the link once per request.
 func encodeRequest(blocks []buffer.Block) ([]byte, int) {
-	var req prompb.WriteRequest
-	index := map[uint32]int{}
-	samples := 0
-	for _, blk := range blocks {
-		for _, ser := range blk.Series {
-			i, ok := index[ser.Ref]
-			if !ok {
-				i = len(req.Timeseries)
-				index[ser.Ref] = i
-				ts := prompb.TimeSeries{Labels: make([]prompb.Label, 0, ser.Labels.Len())}
-				ser.Labels.Range(func(l labels.Label) {
-					ts.Labels = append(ts.Labels, prompb.Label{Name: l.Name, Value: l.Value})
-				})
-				req.Timeseries = append(req.Timeseries, ts)
-			}
-			for j := range ser.T {
-				req.Timeseries[i].Samples = append(req.Timeseries[i].Samples, prompb.Sample{Timestamp: ser.T[j], Value: ser.V[j]})
-			}
-			samples += len(ser.T)
-		}
-	}
-	raw, err := req.Marshal()
-	if err != nil {
-		panic(fmt.Sprintf("marshalling a WriteRequest cannot fail: %v", err))
-	}
-	return snappy.Encode(nil, raw), samples
+	series, samples := groupBySeries(blocks)
+	return snappy.Encode(nil, marshalWriteRequest(series)), samples
 }
 
 // rejectedError is an answer that retrying cannot change.
@@ -257,15 +231,16 @@ func parseRetryAfter(v string) (time.Duration, bool) {
 	if v == "" {
 		return 0, false
 	}
+	const limit = 10 * time.Minute
 	var d time.Duration
 	if secs, err := strconv.Atoi(v); err == nil {
-		d = time.Duration(secs) * time.Second
+		d = time.Duration(min(max(secs, 0), int(limit/time.Second))) * time.Second
 	} else if t, err := http.ParseTime(v); err == nil {
 		d = time.Until(t)
 	} else {
 		return 0, false
 	}
-	return min(max(d, 0), 10*time.Minute), true
+	return min(max(d, 0), limit), true
 }
 
 // jitter spreads retries of a fleet over [d/2, d).

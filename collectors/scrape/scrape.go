@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"time"
@@ -103,12 +104,16 @@ func (s *Scraper) scrape(ctx context.Context, out *collectors.Collection) error 
 	return Parse(body, resp.Header.Get("Content-Type"), s.limits.Samples, out)
 }
 
-// Parse adds the float samples of an exposition body to out. Native
-// histograms are not supported yet and are skipped.
+// Parse adds the float samples of an exposition body to out: OpenMetrics
+// when the content type says so, the Prometheus text format otherwise.
+// ferry asks for neither protobuf nor native histograms, and leaves their
+// parser out of the binary (textparse.New would link it).
 func Parse(body []byte, contentType string, sampleLimit int, out *collectors.Collection) error {
-	p, err := textparse.New(body, contentType, labels.NewSymbolTable(), textparse.ParserOptions{FallbackContentType: "text/plain"})
-	if p == nil {
-		return fmt.Errorf("content type %q: %w", contentType, err)
+	var p textparse.Parser
+	if mediaType, _, _ := mime.ParseMediaType(contentType); mediaType == "application/openmetrics-text" {
+		p = textparse.NewOpenMetricsParser(body, labels.NewSymbolTable())
+	} else {
+		p = textparse.NewPromParser(body, labels.NewSymbolTable(), false)
 	}
 	var lset labels.Labels
 	for {

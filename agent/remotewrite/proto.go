@@ -1,0 +1,121 @@
+package remotewrite
+
+import (
+	"encoding/binary"
+	"math"
+	"math/bits"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/ferry-agent/ferry/buffer"
+)
+
+// ferry writes the Remote-Write 1.0 protobuf itself instead of building
+// prompb structs: one pass over the blocks, no per-sample allocation, and
+// ~260 KiB less binary on armv7. The messages, from prometheus/prompb:
+//
+//	WriteRequest { repeated TimeSeries timeseries = 1; }
+//	TimeSeries   { repeated Label labels = 1; repeated Sample samples = 2; }
+//	Label        { string name = 1; string value = 2; }
+//	Sample       { double value = 1; int64 timestamp = 2; }
+//
+// Tests decode the output with prompb to hold it to that schema.
+
+// Field keys: field number << 3 | wire type (0 varint, 1 fixed64, 2 bytes).
+const (
+	keyTimeseries = 1<<3 | 2
+	keyLabels     = 1<<3 | 2
+	keySamples    = 2<<3 | 2
+	keyName       = 1<<3 | 2
+	keyValue      = 2<<3 | 2
+	keySampleVal  = 1<<3 | 1
+	keySampleTS   = 2<<3 | 0
+)
+
+// seriesSamples gathers the samples of one series across blocks.
+type seriesSamples struct {
+	lset labels.Labels
+	ts   []int64
+	vs   []float64
+}
+
+// groupBySeries merges blocks into one entry per series, keeping the order
+// in which series first appear and, within a series, the blocks' order
+// (oldest first).
+func groupBySeries(blocks []buffer.Block) ([]*seriesSamples, int) {
+	index := map[uint32]*seriesSamples{}
+	var out []*seriesSamples
+	n := 0
+	for _, blk := range blocks {
+		for _, s := range blk.Series {
+			g := index[s.Ref]
+			if g == nil {
+				g = &seriesSamples{lset: s.Labels}
+				index[s.Ref] = g
+				out = append(out, g)
+			}
+			g.ts = append(g.ts, s.T...)
+			g.vs = append(g.vs, s.V...)
+			n += len(s.T)
+		}
+	}
+	return out, n
+}
+
+// marshalWriteRequest encodes the series as a WriteRequest.
+func marshalWriteRequest(series []*seriesSamples) []byte {
+	size := 0
+	for _, s := range series {
+		n := timeSeriesSize(s)
+		size += 1 + uvarintSize(uint64(n)) + n
+	}
+	b := make([]byte, 0, size)
+	for _, s := range series {
+		b = append(b, keyTimeseries)
+		b = binary.AppendUvarint(b, uint64(timeSeriesSize(s)))
+		s.lset.Range(func(l labels.Label) {
+			b = append(b, keyLabels)
+			b = binary.AppendUvarint(b, uint64(labelSize(l)))
+			b = appendString(b, keyName, l.Name)
+			b = appendString(b, keyValue, l.Value)
+		})
+		for i := range s.ts {
+			b = append(b, keySamples)
+			b = binary.AppendUvarint(b, uint64(sampleSize(s.ts[i])))
+			b = append(b, keySampleVal)
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(s.vs[i]))
+			b = append(b, keySampleTS)
+			b = binary.AppendUvarint(b, uint64(s.ts[i]))
+		}
+	}
+	return b
+}
+
+func timeSeriesSize(s *seriesSamples) int {
+	n := 0
+	s.lset.Range(func(l labels.Label) {
+		ls := labelSize(l)
+		n += 1 + uvarintSize(uint64(ls)) + ls
+	})
+	for _, t := range s.ts {
+		ss := sampleSize(t)
+		n += 1 + uvarintSize(uint64(ss)) + ss
+	}
+	return n
+}
+
+func labelSize(l labels.Label) int {
+	return 1 + uvarintSize(uint64(len(l.Name))) + len(l.Name) + 1 + uvarintSize(uint64(len(l.Value))) + len(l.Value)
+}
+
+// sampleSize: the value as fixed64, the timestamp as a varint of its
+// two's-complement bits (int64, not sint64).
+func sampleSize(t int64) int { return 1 + 8 + 1 + uvarintSize(uint64(t)) }
+
+func appendString(b []byte, key byte, s string) []byte {
+	b = append(b, key)
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func uvarintSize(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }

@@ -1,0 +1,75 @@
+package remotewrite
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/ferry-agent/ferry/buffer"
+)
+
+// TestWriteRequestDecodesWithPrompb holds ferry's encoder to the schema
+// every receiver uses: prompb's generated decoder must read back exactly
+// what went in, one TimeSeries per series across blocks.
+func TestWriteRequestDecodesWithPrompb(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	values := []float64{0, -1, 1.5, math.Inf(1), math.Float64frombits(0x7ff0000000000002), 1e300}
+	for trial := range 50 {
+		var blocks []buffer.Block
+		want := map[string][]prompb.Sample{}
+		nSeries := 1 + rng.IntN(30)
+		ts := rng.Int64N(1<<42) - 1<<41 // negative timestamps too
+		for b := range 1 + rng.IntN(4) {
+			blk := buffer.Block{Seq: uint64(b + 1)}
+			for s := range nSeries {
+				if rng.IntN(4) == 0 {
+					continue // not every series in every block
+				}
+				lset := labels.FromStrings("__name__", fmt.Sprintf("m%d", s%3), "instance", "dev-ä", "s", fmt.Sprint(s))
+				ser := buffer.Series{Ref: uint32(s + 1), Labels: lset}
+				for i := range 1 + rng.IntN(3) {
+					t := ts + int64(b*10+i)*1000
+					v := values[rng.IntN(len(values))]
+					ser.T, ser.V = append(ser.T, t), append(ser.V, v)
+					want[lset.String()] = append(want[lset.String()], prompb.Sample{Timestamp: t, Value: v})
+				}
+				blk.Series = append(blk.Series, ser)
+			}
+			blocks = append(blocks, blk)
+		}
+
+		series, n := groupBySeries(blocks)
+		var req prompb.WriteRequest
+		if err := req.Unmarshal(marshalWriteRequest(series)); err != nil {
+			t.Fatalf("trial %d: prompb cannot decode: %v", trial, err)
+		}
+		got := 0
+		if len(req.Timeseries) != len(want) {
+			t.Fatalf("trial %d: %d TimeSeries for %d series", trial, len(req.Timeseries), len(want))
+		}
+		for _, ts := range req.Timeseries {
+			var b labels.ScratchBuilder
+			for _, l := range ts.Labels {
+				b.Add(l.Name, l.Value)
+			}
+			key := b.Labels().String()
+			w := want[key]
+			if len(ts.Samples) != len(w) {
+				t.Fatalf("trial %d: %s: %d samples, want %d", trial, key, len(ts.Samples), len(w))
+			}
+			for i, s := range ts.Samples {
+				if s.Timestamp != w[i].Timestamp || math.Float64bits(s.Value) != math.Float64bits(w[i].Value) {
+					t.Fatalf("trial %d: %s sample %d: got %v, want %v", trial, key, i, s, w[i])
+				}
+			}
+			got += len(ts.Samples)
+		}
+		if got != n {
+			t.Fatalf("trial %d: decoded %d samples, groupBySeries counted %d", trial, got, n)
+		}
+	}
+}
