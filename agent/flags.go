@@ -148,7 +148,8 @@ func (t *targetsValue) String() string { return "" }
 func (t *targetsValue) Type() string   { return "[JOB=]URL" }
 func (t *targetsValue) Set(v string) error {
 	job, raw := "scrape", v
-	if i := strings.Index(v, "="); i > 0 && !strings.Contains(v[:i], "/") {
+	// A JOB= prefix has none of a URL's separators before its "=".
+	if i := strings.Index(v, "="); i > 0 && !strings.ContainsAny(v[:i], "/:?") {
 		job, raw = v[:i], v[i+1:]
 	}
 	target, err := parseTarget(job, raw)

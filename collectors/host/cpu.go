@@ -17,18 +17,30 @@ var (
 		"Seconds the CPUs spent in guests (VMs) for each mode.", collectors.Counter, "cpu", "mode")
 )
 
-type cpuCollector struct{ paths collectors.Paths }
+type cpuCollector struct {
+	paths collectors.Paths
+	stat  *cpu.ExLinux
+}
 
-func newCPU(p collectors.Paths) collectors.Collector { return &cpuCollector{paths: p} }
+func newCPU(p collectors.Paths) collectors.Collector {
+	return &cpuCollector{paths: p, stat: cpu.NewExLinux()}
+}
 
 func (c *cpuCollector) Collect(ctx context.Context, out *collectors.Collection) error {
-	times, err := cpu.TimesWithContext(withPaths(ctx, c.paths), true)
+	// ExLinux reports an unreadable or malformed /proc/stat; cpu.Times
+	// returns an empty list for both.
+	rows, err := c.stat.TimesWithContext(withPaths(ctx, c.paths), true)
 	if err != nil {
 		return fmt.Errorf("cpu: %w", err)
 	}
+	times := make([]cpu.TimesStat, len(rows))
+	for i, r := range rows {
+		times[i] = r.ToTimesStat()
+	}
+	// One family after the other: the text format wants a family's samples
+	// together.
 	for _, t := range times {
-		// gopsutil names CPUs "cpu0"; node_exporter's label is "0".
-		id := strings.TrimPrefix(t.CPU, "cpu")
+		id := cpuID(t)
 		for _, m := range []struct {
 			mode  string
 			value float64
@@ -38,8 +50,13 @@ func (c *cpuCollector) Collect(ctx context.Context, out *collectors.Collection) 
 		} {
 			out.Add(cpuSecondsDesc, m.value, id, m.mode)
 		}
-		out.Add(cpuGuestSecondsDesc, t.Guest, id, "user")
-		out.Add(cpuGuestSecondsDesc, t.GuestNice, id, "nice")
+	}
+	for _, t := range times {
+		out.Add(cpuGuestSecondsDesc, t.Guest, cpuID(t), "user")
+		out.Add(cpuGuestSecondsDesc, t.GuestNice, cpuID(t), "nice")
 	}
 	return nil
 }
+
+// cpuID turns gopsutil's "cpu0" into node_exporter's label value "0".
+func cpuID(t cpu.TimesStat) string { return strings.TrimPrefix(t.CPU, "cpu") }

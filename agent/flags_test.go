@@ -1,0 +1,417 @@
+package agent
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/spf13/pflag"
+
+	"github.com/ferry-agent/ferry/collectors/host"
+)
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    int64
+		wantErr bool
+	}{
+		{"64MiB", 64 << 20, false},
+		{"512KiB", 512 << 10, false},
+		{"1GiB", 1 << 30, false},
+		{"1048576", 1 << 20, false},
+		{"4096B", 4096, false},
+		{"0", 0, false},
+		{"12XB", 0, true},
+		{"12MB", 0, true}, // decimal units are not binary ones: refuse rather than guess
+		{"1.5GiB", 0, true},
+		{"-1", 0, true},
+		{"-1MiB", 0, true},
+		{"", 0, true},
+		{"MiB", 0, true},
+		{"99999999999999999999", 0, true},
+		{"9223372036854775807", 0, true},
+		{"8589934592GiB", 0, true}, // 2^63 bytes
+		{"4294967296GiB", 1 << 62, false},
+		{"4294967297GiB", 0, true},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseSize(tc.in)
+			switch {
+			case tc.wantErr && err == nil:
+				t.Errorf("ParseSize(%q) = %d, want an error", tc.in, got)
+			case !tc.wantErr && err != nil:
+				t.Errorf("ParseSize(%q): %v", tc.in, err)
+			case !tc.wantErr && got != tc.want:
+				t.Errorf("ParseSize(%q) = %d, want %d", tc.in, got, tc.want)
+			}
+			if err != nil && !strings.Contains(err.Error(), tc.in) {
+				t.Errorf("error %q does not quote the input", err)
+			}
+		})
+	}
+}
+
+func TestSizeFlagRoundTrip(t *testing.T) {
+	for _, n := range []int64{1 << 20, 64 << 20, 3 << 30, 1536 << 10, 1000000, 1} {
+		s := formatSize(n)
+		got, err := ParseSize(s)
+		if err != nil || got != n {
+			t.Errorf("ParseSize(formatSize(%d) = %q) = %d, %v", n, s, got, err)
+		}
+	}
+}
+
+// parsed is the outcome of a command line: the config, and the error of
+// fs.Parse or of Finish.
+type parsed struct {
+	cfg       Config
+	parseErr  error
+	finishErr error
+}
+
+func parseArgs(t *testing.T, args ...string) parsed {
+	t.Helper()
+	cfg := DefaultConfig()
+	fs := pflag.NewFlagSet("ferry", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	f := NewFlags(fs, &cfg, host.Collectors())
+	if err := fs.Parse(args); err != nil {
+		return parsed{cfg: cfg, parseErr: err}
+	}
+	err := f.Finish()
+	return parsed{cfg: cfg, finishErr: err}
+}
+
+// mustParse parses args and fails the test on any error.
+func mustParse(t *testing.T, args ...string) Config {
+	t.Helper()
+	p := parseArgs(t, args...)
+	if p.parseErr != nil || p.finishErr != nil {
+		t.Fatalf("%q: parse: %v, finish: %v", args, p.parseErr, p.finishErr)
+	}
+	return p.cfg
+}
+
+func TestFlagDefaults(t *testing.T) {
+	cfg := mustParse(t)
+	want := DefaultConfig()
+	if cfg.StorageMaxSize != want.StorageMaxSize || cfg.ScrapeInterval != want.ScrapeInterval ||
+		cfg.RemoteWrite != want.RemoteWrite || cfg.StoragePath != want.StoragePath || cfg.Paths != want.Paths {
+		t.Errorf("without flags the config differs from DefaultConfig:\n got  %+v\n want %+v", cfg, want)
+	}
+	if len(cfg.Targets) != 0 || !cfg.ExternalLabels.IsEmpty() {
+		t.Errorf("targets %v, external labels %s; want none", cfg.Targets, cfg.ExternalLabels)
+	}
+	for _, e := range host.Collectors() {
+		if cfg.Collectors[e.Name] != e.DefaultEnabled {
+			t.Errorf("collector %s enabled = %v, want its default %v", e.Name, cfg.Collectors[e.Name], e.DefaultEnabled)
+		}
+	}
+}
+
+func TestFlagValues(t *testing.T) {
+	cfg := mustParse(t,
+		"--remote-write.url=https://mimir.example:443/api/v1/push",
+		"--remote-write.timeout=5s",
+		"--remote-write.min-backoff=100ms",
+		"--remote-write.max-backoff=10s",
+		"--remote-write.max-samples-per-send=2000",
+		"--storage.path=/var/lib/ferry",
+		"--storage.max-size=128MiB",
+		"--storage.sync-interval=1m",
+		"--scrape.interval=30s",
+		"--log.level=debug",
+		"--web.listen-address=",
+		"--path.procfs=/host/proc",
+	)
+	rw := cfg.RemoteWrite
+	switch {
+	case rw.URL != "https://mimir.example:443/api/v1/push", rw.Timeout != 5*time.Second,
+		rw.MinBackoff != 100*time.Millisecond, rw.MaxBackoff != 10*time.Second, rw.MaxSamplesPerSend != 2000:
+		t.Errorf("remote write config %+v does not match the flags", rw)
+	case cfg.StoragePath != "/var/lib/ferry", cfg.StorageMaxSize != 128<<20, cfg.SyncInterval != time.Minute:
+		t.Errorf("storage config %q %d %v does not match the flags", cfg.StoragePath, cfg.StorageMaxSize, cfg.SyncInterval)
+	case cfg.ScrapeInterval != 30*time.Second, cfg.LogLevel != slog.LevelDebug, cfg.ListenAddress != "":
+		t.Errorf("interval %v, level %v, listen %q do not match the flags", cfg.ScrapeInterval, cfg.LogLevel, cfg.ListenAddress)
+	case cfg.Paths.ProcFS != "/host/proc" || cfg.Paths.SysFS != "/sys":
+		t.Errorf("paths %+v do not match the flags", cfg.Paths)
+	}
+}
+
+func TestScrapeTargetFlag(t *testing.T) {
+	for _, tc := range []struct {
+		arg      string
+		job, url string // empty url: refused
+		instance string
+	}{
+		{"job=http://h:1/m", "job", "http://h:1/m", "h:1"},
+		{"localhost:9100", "scrape", "http://localhost:9100/metrics", "localhost:9100"},
+		{"app=localhost:8080", "app", "http://localhost:8080/metrics", "localhost:8080"},
+		{"https://10.0.0.2:8443", "scrape", "https://10.0.0.2:8443/metrics", "10.0.0.2:8443"},
+		{"http://h:1/m?x=y", "scrape", "http://h:1/m?x=y", "h:1"}, // "=" in a query names no job
+		{"db=http://h:9187/metrics?a=b", "db", "http://h:9187/metrics?a=b", "h:9187"},
+		{"ftp://h:1/m", "", "", ""},
+		{"job=ftp://h:1/m", "", "", ""},
+		{"job=", "", "", ""},
+		{"http://", "", "", ""},
+	} {
+		t.Run(tc.arg, func(t *testing.T) {
+			p := parseArgs(t, "--scrape.target", tc.arg)
+			if tc.url == "" {
+				if p.parseErr == nil && p.finishErr == nil {
+					t.Fatalf("accepted, targets %v", p.cfg.Targets)
+				}
+				return
+			}
+			if p.parseErr != nil || p.finishErr != nil {
+				t.Fatalf("parse: %v, finish: %v", p.parseErr, p.finishErr)
+			}
+			if len(p.cfg.Targets) != 1 {
+				t.Fatalf("%d targets, want 1", len(p.cfg.Targets))
+			}
+			got := p.cfg.Targets[0]
+			if got.Job != tc.job || got.URL.String() != tc.url || got.Instance() != tc.instance {
+				t.Errorf("target job %q url %q instance %q, want %q %q %q", got.Job, got.URL, got.Instance(), tc.job, tc.url, tc.instance)
+			}
+		})
+	}
+}
+
+func TestScrapeTargetRepeated(t *testing.T) {
+	cfg := mustParse(t, "--scrape.target=a=h1:1", "--scrape.target", "b=h2:2")
+	if len(cfg.Targets) != 2 || cfg.Targets[0].Job != "a" || cfg.Targets[1].Job != "b" {
+		t.Errorf("targets %v, want a then b", cfg.Targets)
+	}
+}
+
+func TestExternalLabelFlag(t *testing.T) {
+	cfg := mustParse(t, "--external-label=site=berlin", "--external-label", "device=pi-07", "--external-label=site=hamburg")
+	if want := labels.FromStrings("device", "pi-07", "site", "hamburg"); !labels.Equal(cfg.ExternalLabels, want) {
+		t.Errorf("external labels %s, want %s (the last value of a name wins)", cfg.ExternalLabels, want)
+	}
+
+	for _, bad := range []string{"0site=x", "__name__=x", "__meta=x", "si-te=x", "s.ite=x", "=x", "site", "site="} {
+		p := parseArgs(t, "--external-label", bad)
+		if p.parseErr == nil {
+			t.Errorf("--external-label %q accepted: %s (finish: %v)", bad, p.cfg.ExternalLabels, p.finishErr)
+		}
+	}
+}
+
+func TestCollectorFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want map[string]bool
+	}{
+		{nil, map[string]bool{"cpu": true, "loadavg": true, "meminfo": true}},
+		{[]string{"--no-collector.cpu"}, map[string]bool{"cpu": false, "loadavg": true, "meminfo": true}},
+		{[]string{"--collector.meminfo=false"}, map[string]bool{"cpu": true, "loadavg": true, "meminfo": false}},
+		{[]string{"--collector.cpu", "--no-collector.cpu"}, map[string]bool{"cpu": false, "loadavg": true, "meminfo": true}},
+		{[]string{"--no-collector.loadavg", "--no-collector.meminfo"}, map[string]bool{"cpu": true, "loadavg": false, "meminfo": false}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			cfg := mustParse(t, tc.args...)
+			for name, want := range tc.want {
+				if got, ok := cfg.Collectors[name]; !ok || got != want {
+					t.Errorf("collector %s enabled = %v (set %v), want %v", name, got, ok, want)
+				}
+			}
+		})
+	}
+	if p := parseArgs(t, "--collector.nonexistent"); p.parseErr == nil {
+		t.Error("--collector.nonexistent accepted")
+	}
+}
+
+func TestFinishValidates(t *testing.T) {
+	for _, tc := range []struct {
+		args     []string
+		wantFlag string // the flag the error must name
+	}{
+		{[]string{"--remote-write.url=ftp://x"}, "--remote-write.url"},
+		{[]string{"--remote-write.url=http://"}, "--remote-write.url"},
+		{[]string{"--remote-write.url=localhost:9090/api/v1/write"}, "--remote-write.url"},
+		{[]string{"--storage.path="}, "--storage.path"},
+		{[]string{"--storage.max-size=512KiB"}, "--storage.max-size"},
+		{[]string{"--scrape.interval=10ms"}, "--scrape.interval"},
+		{[]string{"--storage.sync-interval=0s"}, "--storage.sync-interval"},
+		{[]string{"--remote-write.min-backoff=2m", "--remote-write.max-backoff=1m"}, "--remote-write.min-backoff"},
+		{[]string{"--remote-write.min-backoff=0s"}, "--remote-write.min-backoff"},
+		{[]string{"--remote-write.timeout=0s"}, "--remote-write.timeout"},
+		{[]string{"--remote-write.max-samples-per-send=0"}, "--remote-write.max-samples-per-send"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			p := parseArgs(t, tc.args...)
+			if p.parseErr != nil {
+				t.Fatalf("refused by Parse (%v); want Finish to refuse it", p.parseErr)
+			}
+			if p.finishErr == nil {
+				t.Fatal("Finish accepted it")
+			}
+			if !strings.Contains(p.finishErr.Error(), tc.wantFlag) {
+				t.Errorf("Finish: %v; want an error naming %s", p.finishErr, tc.wantFlag)
+			}
+		})
+	}
+}
+
+func TestBadFlagValues(t *testing.T) {
+	for _, arg := range []string{"--storage.max-size=12XB", "--log.level=loud", "--scrape.interval=often", "--no-such-flag"} {
+		if p := parseArgs(t, arg); p.parseErr == nil {
+			t.Errorf("%s accepted by Parse", arg)
+		}
+	}
+}
+
+func writeConfigFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ferry.yml")
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+const fullConfigFile = `global:
+  scrape_interval: 30s
+  external_labels:
+    site: berlin
+    device: pi-07
+scrape_configs:
+  - job_name: mosquitto
+    static_configs:
+      - targets: ["localhost:9234", "10.0.0.5:9234"]
+  - job_name: app
+    scheme: https
+    metrics_path: /internal/metrics
+    static_configs:
+      - targets: ["app.local:8443"]
+remote_write:
+  - url: http://prometheus:9090/api/v1/write
+`
+
+func TestConfigFile(t *testing.T) {
+	path := writeConfigFile(t, fullConfigFile)
+	cfg := mustParse(t, "--config.file", path)
+
+	if cfg.ScrapeInterval != 30*time.Second {
+		t.Errorf("scrape interval %v, want 30s from the file", cfg.ScrapeInterval)
+	}
+	if want := labels.FromStrings("site", "berlin", "device", "pi-07"); !labels.Equal(cfg.ExternalLabels, want) {
+		t.Errorf("external labels %s, want %s", cfg.ExternalLabels, want)
+	}
+	if cfg.RemoteWrite.URL != "http://prometheus:9090/api/v1/write" {
+		t.Errorf("remote write URL %q, want the file's", cfg.RemoteWrite.URL)
+	}
+	var got []string
+	for _, tg := range cfg.Targets {
+		got = append(got, tg.Job+" "+tg.URL.String()+" "+tg.Instance())
+	}
+	want := []string{
+		"mosquitto http://localhost:9234/metrics localhost:9234",
+		"mosquitto http://10.0.0.5:9234/metrics 10.0.0.5:9234",
+		"app https://app.local:8443/internal/metrics app.local:8443",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("targets:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// Settings the file does not have keep their defaults.
+	if d := DefaultConfig(); cfg.StorageMaxSize != d.StorageMaxSize || cfg.RemoteWrite.Timeout != d.RemoteWrite.Timeout {
+		t.Errorf("max size %d, timeout %v; want the defaults", cfg.StorageMaxSize, cfg.RemoteWrite.Timeout)
+	}
+}
+
+func TestFlagsWinOverConfigFile(t *testing.T) {
+	path := writeConfigFile(t, fullConfigFile)
+	cfg := mustParse(t,
+		"--config.file", path,
+		"--scrape.interval=5s",
+		"--remote-write.url=https://mimir:443/api/v1/push",
+		"--external-label=site=hamburg",
+		"--scrape.target=extra=localhost:9999",
+	)
+	if cfg.ScrapeInterval != 5*time.Second {
+		t.Errorf("scrape interval %v, want the flag's 5s", cfg.ScrapeInterval)
+	}
+	if cfg.RemoteWrite.URL != "https://mimir:443/api/v1/push" {
+		t.Errorf("remote write URL %q, want the flag's", cfg.RemoteWrite.URL)
+	}
+	if want := labels.FromStrings("site", "hamburg", "device", "pi-07"); !labels.Equal(cfg.ExternalLabels, want) {
+		t.Errorf("external labels %s, want %s (flag over file, file's others kept)", cfg.ExternalLabels, want)
+	}
+	jobs := map[string]int{}
+	for _, tg := range cfg.Targets {
+		jobs[tg.Job]++
+	}
+	if jobs["mosquitto"] != 2 || jobs["app"] != 1 || jobs["extra"] != 1 {
+		t.Errorf("targets by job %v, want the file's and the flag's", jobs)
+	}
+}
+
+func TestConfigFileFlagDefaultDoesNotWin(t *testing.T) {
+	// A flag left at its default is not "given": the file's value applies
+	// even when it equals no default.
+	path := writeConfigFile(t, "global:\n  scrape_interval: 15s\n")
+	cfg := mustParse(t, "--config.file", path, "--storage.max-size=2MiB")
+	if cfg.ScrapeInterval != 15*time.Second || cfg.StorageMaxSize != 2<<20 {
+		t.Errorf("interval %v, max size %d", cfg.ScrapeInterval, cfg.StorageMaxSize)
+	}
+}
+
+func TestConfigFileErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		content string
+		want    []string // all must appear in the error
+	}{
+		{"unknown field", "global:\n  scrape_interval: 30s\n  scrape_intervall: 10s\n", []string{"--config.file", "scrape_intervall", "line 3"}},
+		{"unknown top-level field", "rule_files:\n  - a.yml\n", []string{"rule_files", "line 1"}},
+		{"unknown field in a scrape config", "scrape_configs:\n  - job_name: a\n    honor_labels: true\n", []string{"honor_labels", "line 3"}},
+		{"bad duration", "global:\n  scrape_interval: often\n", []string{"often"}},
+		{"bad external label", "global:\n  external_labels:\n    0bad: x\n", []string{"external_labels", "0bad"}},
+		{"empty external label", "global:\n  external_labels:\n    site: \"\"\n", []string{"external_labels", "site"}},
+		{"no job name", "scrape_configs:\n  - static_configs:\n      - targets: [\"h:1\"]\n", []string{"job_name"}},
+		{"bad scheme", "scrape_configs:\n  - job_name: a\n    scheme: ftp\n    static_configs:\n      - targets: [\"h:1\"]\n", []string{"job a", "h:1"}},
+		{"two receivers", "remote_write:\n  - url: http://a/\n  - url: http://b/\n", []string{"remote_write", "2"}},
+		{"not yaml", "global: [unclosed\n", []string{"--config.file"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := parseArgs(t, "--config.file", writeConfigFile(t, tc.content))
+			if p.parseErr != nil {
+				t.Fatalf("Parse: %v", p.parseErr)
+			}
+			if p.finishErr == nil {
+				t.Fatal("Finish accepted the file")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(p.finishErr.Error(), w) {
+					t.Errorf("error %q does not mention %q", p.finishErr, w)
+				}
+			}
+		})
+	}
+
+	p := parseArgs(t, "--config.file", filepath.Join(t.TempDir(), "missing.yml"))
+	if p.finishErr == nil || !strings.Contains(p.finishErr.Error(), "--config.file") {
+		t.Errorf("missing file: %v, want an error naming --config.file", p.finishErr)
+	}
+
+	// A bad remote-write URL from the file is still caught by validation.
+	p = parseArgs(t, "--config.file", writeConfigFile(t, "remote_write:\n  - url: ftp://x/\n"))
+	if p.finishErr == nil || !strings.Contains(p.finishErr.Error(), "remote-write.url") {
+		t.Errorf("ftp URL in the file: %v, want an error", p.finishErr)
+	}
+}
+
+func TestEmptyConfigFile(t *testing.T) {
+	cfg := mustParse(t, "--config.file", writeConfigFile(t, ""))
+	if cfg.ScrapeInterval != DefaultConfig().ScrapeInterval || len(cfg.Targets) != 0 {
+		t.Errorf("an empty file changed the config: interval %v, targets %v", cfg.ScrapeInterval, cfg.Targets)
+	}
+}

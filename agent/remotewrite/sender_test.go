@@ -1,0 +1,531 @@
+package remotewrite
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/ferry-agent/ferry/buffer"
+)
+
+// fakeSource is an in-memory buffer: blocks in ascending Seq, removed when
+// acknowledged. Read follows buffer.Buffer.Read: blocks from seq `from` on,
+// at least one, then as many as fit in maxSamples.
+type fakeSource struct {
+	mu        sync.Mutex
+	blocks    []buffer.Block
+	acks      []uint64
+	acked     chan uint64 // one value per Ack call
+	committed chan struct{}
+}
+
+func newFakeSource(blocks ...buffer.Block) *fakeSource {
+	return &fakeSource{blocks: blocks, acked: make(chan uint64, 100), committed: make(chan struct{})}
+}
+
+func (f *fakeSource) Read(from uint64, maxSamples int) ([]buffer.Block, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []buffer.Block
+	total := 0
+	for _, b := range f.blocks {
+		if b.Seq < from {
+			continue
+		}
+		if len(out) > 0 && total+b.Samples() > maxSamples {
+			break
+		}
+		out = append(out, b)
+		total += b.Samples()
+	}
+	return out, nil
+}
+
+func (f *fakeSource) Ack(seq uint64) error {
+	f.mu.Lock()
+	f.blocks = slices.DeleteFunc(f.blocks, func(b buffer.Block) bool { return b.Seq <= seq })
+	f.acks = append(f.acks, seq)
+	f.mu.Unlock()
+	f.acked <- seq
+	return nil
+}
+
+func (f *fakeSource) Committed() <-chan struct{} { return f.committed }
+
+// state returns the acknowledged seqs and the seqs still buffered.
+func (f *fakeSource) state() (acks, left []uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, b := range f.blocks {
+		left = append(left, b.Seq)
+	}
+	return slices.Clone(f.acks), left
+}
+
+// waitAck waits for the next Ack and returns its seq. The deadline only
+// guards against a hang; nothing is asserted about durations.
+func (f *fakeSource) waitAck(t *testing.T) uint64 {
+	t.Helper()
+	select {
+	case seq := <-f.acked:
+		return seq
+	case <-time.After(10 * time.Second):
+		t.Fatal("no Ack within 10s")
+		return 0
+	}
+}
+
+// request is what the receiver saw of one remote-write request.
+type request struct {
+	header  http.Header
+	bodyLen int
+	wr      prompb.WriteRequest
+}
+
+// receiver is an httptest remote-write endpoint. answer decides the reply
+// to the n-th request (from 0); it runs after the request is recorded.
+type receiver struct {
+	t      *testing.T
+	srv    *httptest.Server
+	answer func(n int, w http.ResponseWriter)
+	seen   chan struct{} // one value per request, dropped when full
+
+	mu   sync.Mutex
+	reqs []request
+}
+
+func newReceiver(t *testing.T, answer func(n int, w http.ResponseWriter)) *receiver {
+	r := &receiver{t: t, answer: answer, seen: make(chan struct{}, 1000)}
+	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		r.t.Errorf("reading request body: %v", err)
+	}
+	got := request{header: req.Header.Clone(), bodyLen: len(body)}
+	raw, err := snappy.Decode(nil, body)
+	if err != nil {
+		r.t.Errorf("body is not snappy (block format): %v", err)
+	} else if err := got.wr.Unmarshal(raw); err != nil {
+		r.t.Errorf("body is not a prompb.WriteRequest: %v", err)
+	}
+	r.mu.Lock()
+	n := len(r.reqs)
+	r.reqs = append(r.reqs, got)
+	r.mu.Unlock()
+	r.answer(n, w)
+	select {
+	case r.seen <- struct{}{}:
+	default:
+	}
+}
+
+func (r *receiver) requests() []request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.reqs)
+}
+
+func status(code int) func(w http.ResponseWriter) {
+	return func(w http.ResponseWriter) { http.Error(w, http.StatusText(code), code) }
+}
+
+// answers replies to the n-th request with steps[n], and with the last step
+// once they run out.
+func answers(steps ...func(w http.ResponseWriter)) func(int, http.ResponseWriter) {
+	return func(n int, w http.ResponseWriter) { steps[min(n, len(steps)-1)](w) }
+}
+
+func testConfig(url string, maxSamples int) Config {
+	return Config{
+		URL:               url,
+		Timeout:           10 * time.Second,
+		MinBackoff:        time.Millisecond,
+		MaxBackoff:        5 * time.Millisecond,
+		MaxSamplesPerSend: maxSamples,
+		UserAgent:         "ferry-test/1.2.3",
+	}
+}
+
+// start runs s until the test ends, or until the returned stop is called;
+// stop waits for Run to return.
+func start(t *testing.T, s *Sender) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Run(ctx)
+	}()
+	stop = func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run did not return within 10s of the context's end")
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func newSender(cfg Config, src Source) *Sender {
+	return New(cfg, src, slog.New(slog.DiscardHandler))
+}
+
+func series(ref uint32, lset labels.Labels, ts ...int64) buffer.Series {
+	s := buffer.Series{Ref: ref, Labels: lset, T: ts}
+	for _, t := range ts {
+		s.V = append(s.V, float64(t)/10)
+	}
+	return s
+}
+
+var (
+	lblA = labels.FromStrings("__name__", "node_load1", "job", "node", "instance", "pi:9100")
+	lblB = labels.FromStrings("__name__", "node_cpu_seconds_total", "cpu", "0", "mode", "user", "job", "node")
+	lblC = labels.FromStrings("__name__", "up", "job", "app", "instance", "localhost:8080")
+)
+
+func TestSendOneRequest(t *testing.T) {
+	src := newFakeSource(
+		buffer.Block{Seq: 1, Series: []buffer.Series{series(1, lblA, 1000, 2000), series(2, lblB, 1000)}},
+		buffer.Block{Seq: 2, Series: []buffer.Series{series(2, lblB, 3000), series(1, lblA, 3000)}},
+		buffer.Block{Seq: 3, Series: []buffer.Series{series(3, lblC, 4000), series(1, lblA, 4000, 5000)}},
+	)
+	rcv := newReceiver(t, answers(status(http.StatusNoContent)))
+	s := newSender(testConfig(rcv.srv.URL, 1000), src)
+	start(t, s)
+
+	if seq := src.waitAck(t); seq != 3 {
+		t.Fatalf("acked up to %d, want 3 (all blocks in one request)", seq)
+	}
+	reqs := rcv.requests()
+	if len(reqs) != 1 {
+		t.Fatalf("%d requests, want 1", len(reqs))
+	}
+	req := reqs[0]
+	for name, want := range map[string]string{
+		"Content-Encoding":                  "snappy",
+		"Content-Type":                      "application/x-protobuf",
+		"X-Prometheus-Remote-Write-Version": "0.1.0",
+		"User-Agent":                        "ferry-test/1.2.3",
+	} {
+		if got := req.header.Get(name); got != want {
+			t.Errorf("header %s = %q, want %q", name, got, want)
+		}
+	}
+
+	// One TimeSeries per series, its samples from all blocks in time order.
+	want := map[string][]prompb.Sample{
+		lblA.String(): {{Timestamp: 1000, Value: 100}, {Timestamp: 2000, Value: 200}, {Timestamp: 3000, Value: 300}, {Timestamp: 4000, Value: 400}, {Timestamp: 5000, Value: 500}},
+		lblB.String(): {{Timestamp: 1000, Value: 100}, {Timestamp: 3000, Value: 300}},
+		lblC.String(): {{Timestamp: 4000, Value: 400}},
+	}
+	if len(req.wr.Timeseries) != len(want) {
+		t.Errorf("%d TimeSeries, want %d (one per series)", len(req.wr.Timeseries), len(want))
+	}
+	total := 0
+	for _, ts := range req.wr.Timeseries {
+		if !slices.IsSortedFunc(ts.Labels, func(a, b prompb.Label) int { return strings.Compare(a.Name, b.Name) }) {
+			t.Errorf("labels not sorted by name: %v", ts.Labels)
+		}
+		b := labels.NewScratchBuilder(len(ts.Labels))
+		for _, l := range ts.Labels {
+			b.Add(l.Name, l.Value)
+		}
+		key := b.Labels().String()
+		w, ok := want[key]
+		if !ok {
+			t.Errorf("unexpected series %s", key)
+			continue
+		}
+		delete(want, key)
+		if !slices.EqualFunc(ts.Samples, w, func(a, b prompb.Sample) bool { return a.Timestamp == b.Timestamp && a.Value == b.Value }) {
+			t.Errorf("series %s: samples %v, want %v", key, ts.Samples, w)
+		}
+		total += len(ts.Samples)
+	}
+	for key := range want {
+		t.Errorf("series %s missing from the request", key)
+	}
+
+	st := s.Stats()
+	if st.SamplesSent != uint64(total) || total != 8 {
+		t.Errorf("SamplesSent = %d, want 8", st.SamplesSent)
+	}
+	if st.BytesSent != uint64(req.bodyLen) {
+		t.Errorf("BytesSent = %d, want the body's %d bytes", st.BytesSent, req.bodyLen)
+	}
+	if st.RequestsFailed != 0 || st.LastSuccessUnix == 0 {
+		t.Errorf("RequestsFailed = %d, LastSuccessUnix = %v; want 0 and set", st.RequestsFailed, st.LastSuccessUnix)
+	}
+}
+
+func TestSendRespectsMaxSamplesPerSend(t *testing.T) {
+	src := newFakeSource(
+		buffer.Block{Seq: 1, Series: []buffer.Series{series(1, lblA, 1000, 2000)}},
+		buffer.Block{Seq: 2, Series: []buffer.Series{series(1, lblA, 3000, 4000)}},
+		buffer.Block{Seq: 3, Series: []buffer.Series{series(1, lblA, 5000)}},
+	)
+	rcv := newReceiver(t, answers(status(http.StatusOK)))
+	s := newSender(testConfig(rcv.srv.URL, 3), src)
+	start(t, s)
+
+	if a, b := src.waitAck(t), src.waitAck(t); a != 1 || b != 3 {
+		t.Fatalf("acks %d, %d; want 1 then 3", a, b)
+	}
+	var got [][]int64
+	for _, r := range rcv.requests() {
+		var ts []int64
+		for _, s := range r.wr.Timeseries[0].Samples {
+			ts = append(ts, s.Timestamp)
+		}
+		got = append(got, ts)
+	}
+	want := [][]int64{{1000, 2000}, {3000, 4000, 5000}}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("requests carried %v, want %v (oldest first, at most 3 samples unless one block is bigger)", got, want)
+	}
+}
+
+func TestSendRetriesUntilAccepted(t *testing.T) {
+	src := newFakeSource(
+		buffer.Block{Seq: 7, Series: []buffer.Series{series(1, lblA, 1000), series(2, lblB, 1000)}},
+		buffer.Block{Seq: 8, Series: []buffer.Series{series(1, lblA, 2000)}},
+	)
+	var mu sync.Mutex
+	var ackedAt [][]uint64 // the acks the source had when each request arrived
+	rcv := newReceiver(t, func(n int, w http.ResponseWriter) {
+		acks, _ := src.state()
+		mu.Lock()
+		ackedAt = append(ackedAt, acks)
+		mu.Unlock()
+		switch n {
+		case 0:
+			status(http.StatusInternalServerError)(w)
+		case 1:
+			w.Header().Set("Retry-After", "0")
+			status(http.StatusTooManyRequests)(w)
+		default:
+			status(http.StatusOK)(w)
+		}
+	})
+	s := newSender(testConfig(rcv.srv.URL, 1000), src)
+	start(t, s)
+
+	if seq := src.waitAck(t); seq != 8 {
+		t.Fatalf("acked up to %d, want 8", seq)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ackedAt) != 3 {
+		t.Fatalf("%d requests, want 3 (500, 429, 200)", len(ackedAt))
+	}
+	for i, acks := range ackedAt {
+		if len(acks) != 0 {
+			t.Errorf("request %d: blocks %v were acked before the receiver accepted them", i, acks)
+		}
+	}
+	reqs := rcv.requests()
+	for i, r := range reqs {
+		if n := countSamples(r.wr); n != 3 {
+			t.Errorf("request %d carried %d samples, want the same 3 each time", i, n)
+		}
+	}
+	st := s.Stats()
+	if st.RequestsFailed != 2 {
+		t.Errorf("RequestsFailed = %d, want 2", st.RequestsFailed)
+	}
+	if st.SamplesSent != 3 {
+		t.Errorf("SamplesSent = %d, want 3 (counted once, not per attempt)", st.SamplesSent)
+	}
+	if st.BytesSent != uint64(reqs[2].bodyLen) {
+		t.Errorf("BytesSent = %d, want %d (the accepted request only)", st.BytesSent, reqs[2].bodyLen)
+	}
+	if len(st.Dropped) != 0 {
+		t.Errorf("Dropped = %v, want none", st.Dropped)
+	}
+}
+
+func TestSendDropsRejectedBatch(t *testing.T) {
+	src := newFakeSource(
+		buffer.Block{Seq: 1, Series: []buffer.Series{series(1, lblA, 1000, 2000), series(2, lblB, 1000)}},
+		buffer.Block{Seq: 2, Series: []buffer.Series{series(1, lblA, 3000)}},
+	)
+	rcv := newReceiver(t, answers(status(http.StatusBadRequest), status(http.StatusOK)))
+	s := newSender(testConfig(rcv.srv.URL, 1), src) // one block per request
+	start(t, s)
+
+	if seq := src.waitAck(t); seq != 1 {
+		t.Fatalf("first ack %d, want 1: a rejected batch is acked, not retried", seq)
+	}
+	if seq := src.waitAck(t); seq != 2 {
+		t.Fatalf("second ack %d, want 2: the sender moves on after a rejection", seq)
+	}
+	reqs := rcv.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests, want 2 (no retry of the 400)", len(reqs))
+	}
+	if got := reqs[1].wr.Timeseries; len(got) != 1 || got[0].Samples[0].Timestamp != 3000 {
+		t.Errorf("second request carried %v, want block 2's sample at 3000", got)
+	}
+	st := s.Stats()
+	if got := st.Dropped[ReasonRejected]; got != 3 {
+		t.Errorf("Dropped[%q] = %d, want 3", ReasonRejected, got)
+	}
+	if st.SamplesSent != 1 {
+		t.Errorf("SamplesSent = %d, want 1 (rejected samples are not sent)", st.SamplesSent)
+	}
+	if st.RequestsFailed != 0 {
+		t.Errorf("RequestsFailed = %d, want 0 (a 400 is not retried)", st.RequestsFailed)
+	}
+}
+
+func TestSendStatusClasses(t *testing.T) {
+	// Which answers are retried and which dropped, as Prometheus' queue
+	// manager does: retry 5xx and 429, drop other 4xx.
+	for _, tc := range []struct {
+		code    int
+		retried bool
+	}{
+		{http.StatusOK, false},
+		{http.StatusNoContent, false},
+		{http.StatusBadRequest, false},
+		{http.StatusUnauthorized, false},
+		{http.StatusRequestEntityTooLarge, false},
+		{http.StatusTooManyRequests, true},
+		{http.StatusInternalServerError, true},
+		{http.StatusBadGateway, true},
+		{http.StatusServiceUnavailable, true},
+	} {
+		t.Run(http.StatusText(tc.code), func(t *testing.T) {
+			src := newFakeSource(buffer.Block{Seq: 1, Series: []buffer.Series{series(1, lblA, 1000)}})
+			rcv := newReceiver(t, answers(status(tc.code), status(http.StatusOK)))
+			s := newSender(testConfig(rcv.srv.URL, 1000), src)
+			start(t, s)
+			src.waitAck(t)
+
+			st := s.Stats()
+			wantReqs, wantFailed := 1, uint64(0)
+			if tc.retried {
+				wantReqs, wantFailed = 2, 1
+			}
+			if n := len(rcv.requests()); n != wantReqs {
+				t.Errorf("%d requests, want %d", n, wantReqs)
+			}
+			if st.RequestsFailed != wantFailed {
+				t.Errorf("RequestsFailed = %d, want %d", st.RequestsFailed, wantFailed)
+			}
+			rejected := tc.code/100 == 4 && tc.code != http.StatusTooManyRequests
+			if got, want := st.Dropped[ReasonRejected] == 1, rejected; got != want {
+				t.Errorf("Dropped = %v, want rejected=%v", st.Dropped, want)
+			}
+			if got, want := st.SamplesSent == 1, !rejected; got != want {
+				t.Errorf("SamplesSent = %d, want sent=%v", st.SamplesSent, want)
+			}
+		})
+	}
+}
+
+func TestSendCancelWhileFailing(t *testing.T) {
+	src := newFakeSource(
+		buffer.Block{Seq: 1, Series: []buffer.Series{series(1, lblA, 1000)}},
+		buffer.Block{Seq: 2, Series: []buffer.Series{series(1, lblA, 2000)}},
+	)
+	rcv := newReceiver(t, answers(status(http.StatusServiceUnavailable)))
+	s := newSender(testConfig(rcv.srv.URL, 1000), src)
+	stop := start(t, s)
+
+	for range 3 { // let it fail and retry a few times
+		select {
+		case <-rcv.seen:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no request within 10s")
+		}
+	}
+	stop() // fails the test if Run does not return
+
+	acks, left := src.state()
+	if len(acks) != 0 {
+		t.Errorf("acked %v although the receiver never accepted them", acks)
+	}
+	if !slices.Equal(left, []uint64{1, 2}) {
+		t.Errorf("blocks left in the source: %v, want [1 2]", left)
+	}
+	st := s.Stats()
+	if st.SamplesSent != 0 || len(st.Dropped) != 0 {
+		t.Errorf("SamplesSent = %d, Dropped = %v; want nothing sent or dropped", st.SamplesSent, st.Dropped)
+	}
+	// The third answer may not have been counted when Run stopped.
+	if st.RequestsFailed < 2 {
+		t.Errorf("RequestsFailed = %d, want at least 2", st.RequestsFailed)
+	}
+}
+
+func TestSendCancelWhileIdle(t *testing.T) {
+	src := newFakeSource()
+	rcv := newReceiver(t, answers(status(http.StatusOK)))
+	s := newSender(testConfig(rcv.srv.URL, 1000), src)
+	stop := start(t, s)
+	stop() // fails the test if Run keeps waiting for a commit
+	if n := len(rcv.requests()); n != 0 {
+		t.Errorf("%d requests with nothing to send, want 0", n)
+	}
+}
+
+func countSamples(wr prompb.WriteRequest) int {
+	n := 0
+	for _, ts := range wr.Timeseries {
+		n += len(ts.Samples)
+	}
+	return n
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name     string
+		in       string
+		ok       bool
+		min, max time.Duration // the accepted range of the result
+	}{
+		{"empty", "", false, 0, 0},
+		{"seconds", "5", true, 5 * time.Second, 5 * time.Second},
+		{"zero", "0", true, 0, 0},
+		{"seconds capped", "86400", true, 10 * time.Minute, 10 * time.Minute},
+		{"huge seconds capped, not overflowed", "10000000000", true, 10 * time.Minute, 10 * time.Minute},
+		{"negative clamped to zero", "-3", true, 0, 0},
+		{"garbage", "soon", false, 0, 0},
+		{"fraction", "1.5", false, 0, 0},
+		{"http date ahead", now.Add(2 * time.Minute).UTC().Format(http.TimeFormat), true, 100 * time.Second, 2 * time.Minute},
+		{"http date past", now.Add(-time.Hour).UTC().Format(http.TimeFormat), true, 0, 0},
+		{"http date far ahead capped", now.Add(24 * time.Hour).UTC().Format(http.TimeFormat), true, 10 * time.Minute, 10 * time.Minute},
+		{"rfc850 date", now.Add(-time.Hour).UTC().Format(time.RFC850), true, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, ok := parseRetryAfter(tc.in)
+			if ok != tc.ok {
+				t.Fatalf("parseRetryAfter(%q) ok = %v, want %v", tc.in, ok, tc.ok)
+			}
+			if d < tc.min || d > tc.max {
+				t.Errorf("parseRetryAfter(%q) = %v, want in [%v, %v]", tc.in, d, tc.min, tc.max)
+			}
+		})
+	}
+}

@@ -1,0 +1,390 @@
+package scrape
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"math"
+	"mime"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/ferry-agent/ferry/collectors"
+)
+
+const (
+	promContentType = "text/plain; version=0.0.4; charset=utf-8"
+	omContentType   = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+)
+
+func sample(t int64, v float64, kv ...string) collectors.Sample {
+	return collectors.Sample{Labels: labels.FromStrings(kv...), T: t, V: v}
+}
+
+func readFixture(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// sameSamples compares samples in order; NaN equals NaN.
+func sameSamples(t *testing.T, got, want []collectors.Sample) {
+	t.Helper()
+	for i := range max(len(got), len(want)) {
+		switch {
+		case i >= len(got):
+			t.Errorf("missing sample %d: %v", i, want[i])
+		case i >= len(want):
+			t.Errorf("unexpected sample %d: %v", i, got[i])
+		case !labels.Equal(got[i].Labels, want[i].Labels) || got[i].T != want[i].T ||
+			!(got[i].V == want[i].V || math.IsNaN(got[i].V) && math.IsNaN(want[i].V)):
+			t.Errorf("sample %d:\n got  %s t=%d v=%v\n want %s t=%d v=%v", i,
+				got[i].Labels, got[i].T, got[i].V, want[i].Labels, want[i].T, want[i].V)
+		}
+	}
+}
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		file, contentType string
+		want              []collectors.Sample
+	}{
+		{
+			file: "prometheus.txt", contentType: promContentType,
+			want: []collectors.Sample{
+				sample(1395066363000, 1027, "__name__", "http_requests_total", "method", "get", "code", "200"),
+				sample(1395066363000, 3, "__name__", "http_requests_total", "method", "post", "code", "400"),
+				sample(0, 48.5, "__name__", "board_temperature_celsius", "sensor", "soc"),
+				sample(0, -32.5, "__name__", "board_temperature_celsius", "sensor", "pmic"),
+				sample(0, 0.05, "__name__", "rpc_duration_seconds", "quantile", "0.5"),
+				sample(0, 0.2, "__name__", "rpc_duration_seconds", "quantile", "0.99"),
+				sample(0, 17.5, "__name__", "rpc_duration_seconds_sum"),
+				sample(0, 250, "__name__", "rpc_duration_seconds_count"),
+				// le values are normalised to OpenMetrics floats, as Prometheus stores them.
+				sample(0, 5, "__name__", "request_size_bytes_bucket", "le", "100.0"),
+				sample(0, 9, "__name__", "request_size_bytes_bucket", "le", "1000.0"),
+				sample(0, 10, "__name__", "request_size_bytes_bucket", "le", "+Inf"),
+				sample(0, 3200, "__name__", "request_size_bytes_sum"),
+				sample(0, 10, "__name__", "request_size_bytes_count"),
+				sample(0, 1, "__name__", "untyped_metric"),
+				sample(0, math.Inf(1), "__name__", "escaped", "path", `C:\dir\`, "msg", "say \"hi\"\n"),
+			},
+		},
+		{
+			file: "openmetrics.txt", contentType: omContentType,
+			want: []collectors.Sample{
+				// OpenMetrics timestamps are seconds; samples carry milliseconds.
+				sample(1520879607789, 1027, "__name__", "http_requests_total", "method", "get", "code", "200"),
+				sample(0, 3, "__name__", "http_requests_total", "method", "post", "code", "400"),
+				sample(0, 48.5, "__name__", "board_temperature_celsius", "sensor", "soc"),
+				sample(0, 0.05, "__name__", "rpc_duration_seconds", "quantile", "0.5"),
+				sample(0, 17.5, "__name__", "rpc_duration_seconds_sum"),
+				sample(0, 250, "__name__", "rpc_duration_seconds_count"),
+				sample(0, 5, "__name__", "request_size_bytes_bucket", "le", "100.0"),
+				sample(0, 10, "__name__", "request_size_bytes_bucket", "le", "+Inf"),
+				sample(0, 3200, "__name__", "request_size_bytes_sum"),
+				sample(0, 10, "__name__", "request_size_bytes_count"),
+				sample(0, 1, "__name__", "build_info", "version", "1.2.3"),
+			},
+		},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			var c collectors.Collection
+			if err := Parse(readFixture(t, tc.file), tc.contentType, 1000, &c); err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			sameSamples(t, c.Samples, tc.want)
+			if len(c.Families) != 0 {
+				t.Errorf("Families = %v, want none: scraped samples carry no descriptors", c.Families)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	prom := readFixture(t, "prometheus.txt")
+	om := readFixture(t, "openmetrics.txt")
+	for _, tc := range []struct {
+		name, contentType string
+		body              []byte
+		limit             int
+		wantErr           string // empty: no error
+	}{
+		{"limit exactly met", promContentType, prom, 15, ""},
+		{"limit exceeded", promContentType, prom, 14, "limit of 14 samples"},
+		{"limit exceeded openmetrics", omContentType, om, 3, "limit of 3 samples"},
+		{"no content type falls back to text", "", prom, 1000, ""},
+		{"openmetrics without EOF", omContentType, bytes.ReplaceAll(om, []byte("# EOF\n"), nil), 1000, "parsing"},
+		{"garbage", promContentType, []byte("{{{ this is not metrics\n"), 1000, "parsing"},
+		{"bad value", promContentType, []byte("metric_a 1\nmetric_b one\n"), 1000, "parsing"},
+		{"empty body", promContentType, nil, 1000, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c collectors.Collection
+			err := Parse(tc.body, tc.contentType, tc.limit, &c)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("Parse: %v", err)
+			case tc.wantErr != "" && err == nil:
+				t.Errorf("Parse gave no error, want one containing %q", tc.wantErr)
+			case tc.wantErr != "" && !strings.Contains(err.Error(), tc.wantErr):
+				t.Errorf("Parse: %v, want an error containing %q", err, tc.wantErr)
+			}
+			if len(c.Samples) > tc.limit {
+				t.Errorf("%d samples added, more than the limit of %d", len(c.Samples), tc.limit)
+			}
+		})
+	}
+}
+
+// target serves one answer per request and records the requests' headers.
+type target struct {
+	srv   *httptest.Server
+	mu    sync.Mutex
+	heads []http.Header
+}
+
+func newTarget(t *testing.T, h http.HandlerFunc) *target {
+	tg := &target{}
+	tg.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tg.mu.Lock()
+		tg.heads = append(tg.heads, r.Header.Clone())
+		tg.mu.Unlock()
+		h(w, r)
+	}))
+	t.Cleanup(tg.srv.Close)
+	return tg
+}
+
+func (tg *target) scraper(t *testing.T, limits Limits) *Scraper {
+	t.Helper()
+	u, err := url.Parse(tg.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(Target{Job: "app", URL: u}, 5*time.Second, limits)
+}
+
+func serveBody(contentType string, body []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", contentType)
+		w.Write(body)
+	}
+}
+
+func serveGzip(contentType string, body []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			serveBody(contentType, body)(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", contentType)
+		w.Header().Set("Content-Encoding", "gzip")
+		zw := gzip.NewWriter(w)
+		zw.Write(body)
+		zw.Close()
+	}
+}
+
+// synthetic returns the values of up, scrape_duration_seconds and
+// scrape_samples_scraped, and the other samples.
+func synthetic(t *testing.T, c *collectors.Collection) (up, duration, scraped float64, rest []collectors.Sample) {
+	t.Helper()
+	found := map[string]int{}
+	for _, s := range c.Samples {
+		name := s.Labels.Get(labels.MetricName)
+		switch name {
+		case "up":
+			up = s.V
+		case "scrape_duration_seconds":
+			duration = s.V
+		case "scrape_samples_scraped":
+			scraped = s.V
+		default:
+			rest = append(rest, s)
+			continue
+		}
+		found[name]++
+		if s.Labels.Len() != 1 {
+			t.Errorf("synthetic sample %s has labels besides its name", s.Labels)
+		}
+	}
+	for _, name := range []string{"up", "scrape_duration_seconds", "scrape_samples_scraped"} {
+		if found[name] != 1 {
+			t.Errorf("%d %s samples, want 1", found[name], name)
+		}
+	}
+	return up, duration, scraped, rest
+}
+
+func TestCollect(t *testing.T) {
+	prom := readFixture(t, "prometheus.txt")
+	om := readFixture(t, "openmetrics.txt")
+	for _, tc := range []struct {
+		name    string
+		handler http.HandlerFunc
+		want    int // samples parsed
+	}{
+		{"text", serveBody(promContentType, prom), 15},
+		{"openmetrics", serveBody(omContentType, om), 11},
+		{"gzip text", serveGzip(promContentType, prom), 15},
+		{"gzip openmetrics", serveGzip(omContentType, om), 11},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg := newTarget(t, tc.handler)
+			var c collectors.Collection
+			if err := tg.scraper(t, DefaultLimits).Collect(context.Background(), &c); err != nil {
+				t.Fatalf("Collect: %v", err)
+			}
+			up, duration, scraped, rest := synthetic(t, &c)
+			if up != 1 {
+				t.Errorf("up = %v, want 1", up)
+			}
+			if scraped != float64(tc.want) || len(rest) != tc.want {
+				t.Errorf("scrape_samples_scraped = %v, %d other samples; want %d of both", scraped, len(rest), tc.want)
+			}
+			if duration < 0 {
+				t.Errorf("scrape_duration_seconds = %v, want >= 0", duration)
+			}
+			for _, d := range c.Families {
+				if d.Name != "up" && d.Name != "scrape_duration_seconds" && d.Name != "scrape_samples_scraped" {
+					t.Errorf("unexpected family %s", d.Name)
+				}
+			}
+		})
+	}
+}
+
+func TestCollectAcceptHeader(t *testing.T) {
+	tg := newTarget(t, serveBody(promContentType, []byte("a 1\n")))
+	var c collectors.Collection
+	if err := tg.scraper(t, DefaultLimits).Collect(context.Background(), &c); err != nil {
+		t.Fatal(err)
+	}
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	if len(tg.heads) != 1 {
+		t.Fatalf("%d requests, want 1", len(tg.heads))
+	}
+	q := map[string]float64{}
+	for _, part := range strings.Split(tg.heads[0].Get("Accept"), ",") {
+		mt, params, err := mime.ParseMediaType(part)
+		if err != nil {
+			t.Fatalf("Accept %q: %v", part, err)
+		}
+		q[mt] = 1
+		if s, ok := params["q"]; ok {
+			if q[mt], err = strconv.ParseFloat(s, 64); err != nil {
+				t.Fatalf("Accept %q: q: %v", part, err)
+			}
+		}
+	}
+	om, text := q["application/openmetrics-text"], q["text/plain"]
+	if om == 0 || text == 0 || om <= text {
+		t.Errorf("Accept %q: want OpenMetrics and text, OpenMetrics preferred", tg.heads[0].Get("Accept"))
+	}
+	if _, ok := q["application/vnd.google.protobuf"]; ok {
+		t.Errorf("Accept %q asks for protobuf, which ferry does not fully parse", tg.heads[0].Get("Accept"))
+	}
+}
+
+func TestCollectFailures(t *testing.T) {
+	prom := readFixture(t, "prometheus.txt")
+	big := bytes.Repeat([]byte("some_metric_with_a_long_name 1\n"), 100) // 3100 bytes
+	limits := Limits{BodyBytes: 1000, Samples: 100}
+	for _, tc := range []struct {
+		name    string
+		handler http.HandlerFunc
+		wantErr string
+	}{
+		{"server error", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", promContentType)
+			w.WriteHeader(http.StatusInternalServerError)
+			w.Write([]byte("a 1\n")) // a body that would parse must not count
+		}, "500"},
+		{"not found", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }, "404"},
+		{"body over the limit", serveBody(promContentType, big), "limit of 1000 bytes"},
+		{"gzip body over the limit once inflated", serveGzip(promContentType, big), "limit of 1000 bytes"},
+		{"too many samples", serveBody(promContentType, bytes.Repeat([]byte("m 1\n"), 101)), "limit of 100 samples"},
+		{"garbage", serveBody(promContentType, []byte("a 1\nb 2\n{{{ garbage\n")), "pars"},
+		{"openmetrics without EOF", serveBody(omContentType, []byte("# TYPE a gauge\na 1\n")), "pars"},
+		{"good samples then garbage", serveBody(promContentType, append(bytes.Clone(prom[:200]), "\n{{{ garbage\n"...)), "pars"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg := newTarget(t, tc.handler)
+			var c collectors.Collection
+			err := tg.scraper(t, limits).Collect(context.Background(), &c)
+			if err == nil {
+				t.Fatal("Collect gave no error")
+			}
+			if !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Collect: %v, want an error containing %q", err, tc.wantErr)
+			}
+			up, _, scraped, rest := synthetic(t, &c)
+			if up != 0 {
+				t.Errorf("up = %v, want 0", up)
+			}
+			if scraped != 0 {
+				t.Errorf("scrape_samples_scraped = %v, want 0", scraped)
+			}
+			if len(rest) != 0 {
+				t.Errorf("%d samples besides the synthetic ones, want none, e.g. %s", len(rest), rest[0].Labels)
+			}
+		})
+	}
+}
+
+func TestCollectUnreachable(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	u, _ := url.Parse(srv.URL + "/metrics")
+	srv.Close() // nothing listens there any more
+	var c collectors.Collection
+	if err := New(Target{Job: "app", URL: u}, 5*time.Second, DefaultLimits).Collect(context.Background(), &c); err == nil {
+		t.Fatal("Collect gave no error for a closed port")
+	}
+	if up, _, _, rest := synthetic(t, &c); up != 0 || len(rest) != 0 {
+		t.Errorf("up = %v with %d other samples, want 0 and none", up, len(rest))
+	}
+}
+
+func TestCollectRedactsPassword(t *testing.T) {
+	tg := newTarget(t, func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", http.StatusInternalServerError) })
+	u, _ := url.Parse(tg.srv.URL + "/metrics")
+	u.User = url.UserPassword("ferry", "s3cret")
+	var c collectors.Collection
+	err := New(Target{Job: "app", URL: u}, 5*time.Second, DefaultLimits).Collect(context.Background(), &c)
+	if err == nil {
+		t.Fatal("Collect gave no error")
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("error %q shows the target's password", err)
+	}
+}
+
+func TestTargetInstance(t *testing.T) {
+	for _, tc := range []struct{ url, want string }{
+		{"http://localhost:9100/metrics", "localhost:9100"},
+		{"https://10.0.0.2:8443/m?x=y", "10.0.0.2:8443"},
+		{"http://[::1]:9100/metrics", "[::1]:9100"},
+	} {
+		u, err := url.Parse(tc.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := (Target{URL: u}).Instance(); got != tc.want {
+			t.Errorf("Instance of %s = %q, want %q", tc.url, got, tc.want)
+		}
+	}
+}
