@@ -233,8 +233,9 @@ func parseRetryAfter(v string) (time.Duration, bool) {
 	}
 	const limit = 10 * time.Minute
 	var d time.Duration
-	if secs, err := strconv.Atoi(v); err == nil {
-		d = time.Duration(min(max(secs, 0), int(limit/time.Second))) * time.Second
+	if secs, err := strconv.ParseUint(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		// ParseUint saturates on overflow; cap before multiplying.
+		d = time.Duration(min(secs, uint64(limit/time.Second))) * time.Second
 	} else if t, err := http.ParseTime(v); err == nil {
 		d = time.Until(t)
 	} else {

@@ -510,7 +510,7 @@ func TestParseRetryAfter(t *testing.T) {
 		{"zero", "0", true, 0, 0},
 		{"seconds capped", "86400", true, 10 * time.Minute, 10 * time.Minute},
 		{"huge seconds capped, not overflowed", "10000000000", true, 10 * time.Minute, 10 * time.Minute},
-		{"negative clamped to zero", "-3", true, 0, 0},
+		{"negative is not a delay (RFC 9110: delay-seconds is 1*DIGIT)", "-3", false, 0, 0},
 		{"garbage", "soon", false, 0, 0},
 		{"fraction", "1.5", false, 0, 0},
 		{"http date ahead", now.Add(2 * time.Minute).UTC().Format(http.TimeFormat), true, 100 * time.Second, 2 * time.Minute},
