@@ -45,7 +45,7 @@ func DefaultConfig() Config {
 		},
 		StoragePath:    "./data",
 		StorageMaxSize: 64 << 20,
-		SyncInterval:   30 * time.Second,
+		SyncInterval:   time.Minute,
 		ScrapeInterval: 15 * time.Second,
 		ExternalLabels: labels.EmptyLabels(),
 		Paths:          collectors.Paths{ProcFS: "/proc", SysFS: "/sys"},

@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -116,4 +117,53 @@ func FuzzDecodeLabels(f *testing.F) {
 			t.Fatalf("re-encoding %v gave %v, %v", lset, got, err)
 		}
 	})
+}
+
+// TestPackBlocksFitsPagesAndKeepsEverySample packs series of very
+// different sizes, one of them too long for a page by itself.
+func TestPackBlocksFitsPagesAndKeepsEverySample(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	var series []seriesData
+	want := map[uint32][]int64{}
+	for ref := uint32(1); ref <= 400; ref++ {
+		n := 1 + rng.IntN(8)
+		if ref == 200 {
+			n = 3000 // alone larger than a page
+		}
+		s := seriesData{ref: ref}
+		for i := range n {
+			s.ts = append(s.ts, int64(i)*15000)
+			s.vs = append(s.vs, rng.Float64())
+		}
+		series = append(series, s)
+		want[ref] = s.ts
+	}
+	const limit = 4063
+	blocks := packBlocks(series, limit)
+	got := map[uint32][]int64{}
+	for i, b := range blocks {
+		if len(b) > limit {
+			t.Fatalf("block %d is %d bytes, limit %d", i, len(b), limit)
+		}
+		_, data, err := decodeBlock(b)
+		if err != nil {
+			t.Fatalf("block %d: %v", i, err)
+		}
+		for _, s := range data {
+			got[s.ref] = append(got[s.ref], s.ts...)
+		}
+	}
+	for ref, ts := range want {
+		if fmt.Sprint(got[ref]) != fmt.Sprint(ts) {
+			t.Fatalf("series %d: %d timestamps back, want %d in order", ref, len(got[ref]), len(ts))
+		}
+	}
+	// Packing must fill pages, not leave them half empty.
+	total := 0
+	for _, b := range blocks {
+		total += len(b)
+	}
+	if fill := float64(total) / float64(len(blocks)*limit); fill < 0.8 {
+		t.Errorf("blocks fill %.0f%% of their pages", fill*100)
+	}
 }

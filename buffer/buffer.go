@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // FileName is the buffer's file inside its directory.
@@ -82,6 +83,7 @@ type Stats struct {
 	HeadSamples int               // appended, not yet committed
 	Series      int               // known label sets
 	FileBytes   int64             // size of the file on disk
+	UsedBytes   int64             // of it, the pages in use (not free for reuse)
 	MaxBytes    int64             // the configured cap
 	OldestT     int64             // ms; 0 when empty
 	NewestT     int64             // ms; 0 when empty
@@ -105,7 +107,6 @@ type Buffer struct {
 	db      *bolt.DB
 	path    string
 	maxSize int64
-	budget  int64 // bytes of stored values the cap leaves room for
 	notify  chan struct{}
 
 	writeMu sync.Mutex // serialises the transactions that change the file
@@ -116,7 +117,6 @@ type Buffer struct {
 	head        map[uint32]*seriesData
 	headSamples int
 	blocks      []blockInfo // committed, ascending seq
-	stored      int64       // bytes of block and series values
 	nextSeq     uint64
 	dropped     map[string]uint64
 
@@ -134,7 +134,6 @@ func Open(opts Options) (*Buffer, error) {
 		log:     opts.Logger,
 		path:    filepath.Join(opts.Dir, FileName),
 		maxSize: opts.MaxSize,
-		budget:  storageBudget(opts.MaxSize),
 		notify:  make(chan struct{}, 1),
 		dropped: map[string]uint64{},
 	}
@@ -161,13 +160,6 @@ func Open(opts Options) (*Buffer, error) {
 	return b, b.guardedOpen()
 }
 
-// storageBudget is how many bytes of values may be stored under a file cap.
-// bbolt needs the rest: two meta pages, branch pages, half-filled leaves and
-// free pages that a later transaction reuses.
-func storageBudget(maxSize int64) int64 {
-	return maxSize * 5 / 8
-}
-
 func isCorruption(err error) bool {
 	var pathErr *fs.PathError
 	return !errors.Is(err, bolt.ErrTimeout) && !errors.As(err, &pathErr)
@@ -188,7 +180,7 @@ func (b *Buffer) openAndLoad(readOnly bool) (err error) {
 	}()
 	b.series = newSeriesIndex()
 	b.head = map[uint32]*seriesData{}
-	b.blocks, b.stored, b.nextSeq = nil, 0, 1
+	b.blocks, b.nextSeq = nil, 1
 
 	db, err := bolt.Open(b.path, 0o600, &bolt.Options{
 		Timeout:        time.Second,
@@ -251,17 +243,17 @@ func (b *Buffer) load(tx *bolt.Tx) error {
 			return err
 		}
 		b.series.add(binary.BigEndian.Uint32(k), lset)
-		b.stored += int64(len(v))
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	return blocks.ForEach(func(k, v []byte) error {
+	return blocks.ForEach(func(k, _ []byte) error {
 		if len(k) != 8 {
 			return fmt.Errorf("%w: block key of %d bytes", errCorrupt, len(k))
 		}
 		seq := binary.BigEndian.Uint64(k)
+		v := getBlock(blocks, seq)
 		b.nextSeq = seq + 1
 		h, _, err := decodeHeader(v)
 		if err != nil {
@@ -269,8 +261,7 @@ func (b *Buffer) load(tx *bolt.Tx) error {
 			// deletes it when it reaches it.
 			b.log.Warn("buffer block unreadable", "seq", seq, "err", err)
 		}
-		b.blocks = append(b.blocks, blockInfo{seq: seq, size: int64(len(v)), blockHeader: h})
-		b.stored += int64(len(v))
+		b.blocks = append(b.blocks, blockInfo{seq: seq, size: footprint(len(v)), blockHeader: h})
 		return nil
 	})
 }
@@ -323,7 +314,7 @@ func (b *Buffer) Commit() error {
 		for i, s := range head {
 			blk[i] = *s
 		}
-		b.pending = append(b.pending, encodeBlock(blk))
+		b.pending = append(b.pending, packBlocks(blk, maxBlockBytes)...)
 	}
 	if len(b.pending) == 0 && len(newSeries) == 0 {
 		return nil
@@ -339,51 +330,85 @@ func (b *Buffer) Commit() error {
 	return nil
 }
 
-func (b *Buffer) writePending(newSeries map[uint32][]byte) error {
-	var seriesBytes int64
-	for _, v := range newSeries {
-		seriesBytes += int64(len(v))
-	}
-	var blockBytes int64
-	for _, v := range b.pending {
-		blockBytes += int64(len(v))
-	}
+// How the file stays under its cap. bbolt never shrinks its file and grows
+// it when a transaction finds no free pages for what it writes. So every
+// commit checks the room left (the cap minus the file's high-water mark,
+// plus the free pages inside the file) and evicts the oldest blocks until
+// the room after the commit is enough for another commit of the same size:
+// pages freed by a transaction are reusable only by later ones. When the
+// new data does not fit even now, a transaction of its own evicts first.
+// The file's growth step is kept within the cap as well.
 
-	// Choose what to evict so the stored values fit the budget.
-	b.mu.Lock()
-	need := b.stored + seriesBytes + blockBytes - b.budget
-	var evict []blockInfo
-	for _, bi := range b.blocks {
-		if need <= 0 {
-			break
-		}
-		evict = append(evict, bi)
-		need -= bi.size
+// commitOverheadPages covers the pages a commit rewrites besides its data:
+// the leaf and branch pages it touches are copied on write.
+const commitOverheadPages = 8
+
+// maxGrowStep is the most the file grows by at once; fewer, larger steps
+// mean fewer truncate+fsync rounds, but more of the cap reserved ahead.
+const maxGrowStep = 1 << 20
+
+func (b *Buffer) writePending(newSeries map[uint32][]byte) error {
+	need := int64(commitOverheadPages) * pageSize
+	for _, v := range newSeries {
+		need += int64(len(v)) + 4 + leafElementSize
 	}
+	for _, v := range b.pending {
+		need += footprint(len(v))
+	}
+	margin := 16 * pageSize
+
+	room, err := b.room()
+	if err != nil {
+		return err
+	}
+	if need+margin > room {
+		freed, err := b.evictOldest(need + margin - room)
+		if err != nil {
+			return err
+		}
+		if room += freed; need+margin > room {
+			// Nothing left to evict: the new data alone exceeds the cap.
+			for _, v := range b.pending {
+				h, _, _ := decodeHeader(v)
+				b.countDrop(ReasonFull, h.samples)
+			}
+			b.pending = nil
+			b.log.Error("a commit is larger than the buffer's cap allows; dropped it", "need_bytes", need, "cap_bytes", b.maxSize)
+			if len(newSeries) == 0 {
+				return nil
+			}
+		}
+	}
+	// Evict ahead, so that the next commit of this size finds room.
+	evict := b.oldestFreeing(2*need + margin - room)
+
+	b.mu.Lock()
 	seq := b.nextSeq
 	b.mu.Unlock()
-
+	b.limitGrowth(need + margin)
 	var infos []blockInfo
-	err := b.db.Update(func(tx *bolt.Tx) error {
+	err = b.db.Update(func(tx *bolt.Tx) error {
 		sb, bb := tx.Bucket(bucketSeries), tx.Bucket(bucketBlocks)
+		// Keys only ever grow: full leaves waste no space.
+		sb.FillPercent, bb.FillPercent = 1, 1
 		for r, v := range newSeries {
 			if err := sb.Put(refKey(r), v); err != nil {
 				return err
 			}
 		}
 		for _, bi := range evict {
-			if err := bb.Delete(seqKey(bi.seq)); err != nil {
+			if err := deleteBlock(bb, bi.seq); err != nil {
 				return err
 			}
 		}
 		infos = infos[:0]
 		for i, v := range b.pending {
 			s := seq + uint64(i)
-			if err := bb.Put(seqKey(s), v); err != nil {
+			if err := putBlock(bb, s, v); err != nil {
 				return err
 			}
 			h, _, _ := decodeHeader(v)
-			infos = append(infos, blockInfo{seq: s, size: int64(len(v)), blockHeader: h})
+			infos = append(infos, blockInfo{seq: s, size: footprint(len(v)), blockHeader: h})
 		}
 		return nil
 	})
@@ -394,14 +419,13 @@ func (b *Buffer) writePending(newSeries map[uint32][]byte) error {
 
 	b.mu.Lock()
 	b.series.unsaved = slices.DeleteFunc(b.series.unsaved, func(r uint32) bool { return newSeries[r] != nil })
-	b.stored += seriesBytes + blockBytes
-	b.removeBlocksLocked(len(evict), ReasonFull)
+	b.forgetBlocksLocked(evict, ReasonFull)
 	b.blocks = append(b.blocks, infos...)
 	b.nextSeq = seq + uint64(len(infos))
 	b.mu.Unlock()
 
 	if len(evict) > 0 {
-		b.log.Warn("buffer full: evicted oldest blocks", "blocks", len(evict), "cap_bytes", b.maxSize)
+		b.log.Debug("buffer full: evicted oldest blocks", "blocks", len(evict), "cap_bytes", b.maxSize)
 	}
 	if len(infos) > 0 {
 		select {
@@ -412,16 +436,94 @@ func (b *Buffer) writePending(newSeries map[uint32][]byte) error {
 	return nil
 }
 
-// removeBlocksLocked forgets the n oldest blocks; reason, if set, counts their
-// samples as dropped.
-func (b *Buffer) removeBlocksLocked(n int, reason string) {
-	for _, bi := range b.blocks[:n] {
-		b.stored -= bi.size
+// room returns how many bytes the next transaction can allocate without
+// the file passing its cap.
+func (b *Buffer) room() (int64, error) {
+	var hwm int64
+	err := b.db.View(func(tx *bolt.Tx) error {
+		hwm = tx.Size() + pageSize // bbolt sizes the file to one page past it
+		return nil
+	})
+	return b.maxSize - hwm + int64(b.db.Stats().FreeAlloc), err
+}
+
+// limitGrowth keeps bbolt's next growth step within the cap. bbolt adds
+// the step to the size it needs, which can be up to need bytes past the
+// current file; near the cap the step shrinks to nothing and the file grows
+// by exactly what a commit needs.
+func (b *Buffer) limitGrowth(need int64) {
+	var fileSize int64
+	if fi, err := os.Stat(b.path); err == nil {
+		fileSize = fi.Size()
+	}
+	b.db.AllocSize = int(min(maxGrowStep, max(b.maxSize-fileSize-2*need, 0)))
+}
+
+// oldestFreeing returns the oldest blocks whose pages add up to at least n
+// bytes (all of them if they do not).
+func (b *Buffer) oldestFreeing(n int64) []blockInfo {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []blockInfo
+	for _, bi := range b.blocks {
+		if n <= 0 {
+			break
+		}
+		out = append(out, bi)
+		n -= bi.size
+	}
+	return out
+}
+
+// evictOldest deletes the oldest blocks, freeing at least n bytes if there
+// are enough, in a transaction of its own. It returns the bytes freed.
+func (b *Buffer) evictOldest(n int64) (int64, error) {
+	evict := b.oldestFreeing(n)
+	if len(evict) == 0 {
+		return 0, nil
+	}
+	b.limitGrowth(int64(commitOverheadPages) * pageSize)
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		bb := tx.Bucket(bucketBlocks)
+		for _, bi := range evict {
+			if err := deleteBlock(bb, bi.seq); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	var freed int64
+	for _, bi := range evict {
+		freed += bi.size
+	}
+	b.mu.Lock()
+	b.forgetBlocksLocked(evict, ReasonFull)
+	b.mu.Unlock()
+	return freed, nil
+}
+
+// forgetBlocksLocked removes deleted blocks from memory; reason, if set,
+// counts their samples as dropped.
+func (b *Buffer) forgetBlocksLocked(gone []blockInfo, reason string) {
+	if len(gone) == 0 {
+		return
+	}
+	seqs := make(map[uint64]bool, len(gone))
+	for _, bi := range gone {
+		seqs[bi.seq] = true
+	}
+	b.blocks = slices.DeleteFunc(b.blocks, func(bi blockInfo) bool {
+		if !seqs[bi.seq] {
+			return false
+		}
 		if reason != "" {
 			b.dropped[reason] += uint64(bi.samples)
 		}
-	}
-	b.blocks = slices.Delete(b.blocks, 0, n)
+		return true
+	})
 }
 
 func (b *Buffer) countDrop(reason string, n int) {
@@ -454,7 +556,7 @@ func (b *Buffer) Read(from uint64, maxSamples int) ([]Block, error) {
 	err := b.db.View(func(tx *bolt.Tx) error {
 		bb := tx.Bucket(bucketBlocks)
 		for _, seq := range want {
-			v := bb.Get(seqKey(seq))
+			v := getBlock(bb, seq)
 			if v == nil {
 				continue // evicted or acknowledged meanwhile
 			}
@@ -510,10 +612,11 @@ func (b *Buffer) deleteBlocks(seqs []uint64, reason string) error {
 	}
 	b.writeMu.Lock()
 	defer b.writeMu.Unlock()
+	b.limitGrowth(int64(commitOverheadPages) * pageSize)
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		bb := tx.Bucket(bucketBlocks)
 		for _, seq := range seqs {
-			if err := bb.Delete(seqKey(seq)); err != nil {
+			if err := deleteBlock(bb, seq); err != nil {
 				return err
 			}
 		}
@@ -522,31 +625,26 @@ func (b *Buffer) deleteBlocks(seqs []uint64, reason string) error {
 	if err != nil {
 		return fmt.Errorf("buffer delete: %w", err)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	gone := map[uint64]bool{}
-	for _, s := range seqs {
-		gone[s] = true
+	gone := make([]blockInfo, len(seqs))
+	for i, seq := range seqs {
+		gone[i].seq = seq
 	}
-	b.blocks = slices.DeleteFunc(b.blocks, func(bi blockInfo) bool {
-		if !gone[bi.seq] {
-			return false
-		}
-		b.stored -= bi.size
-		if reason != "" {
-			b.dropped[reason] += uint64(bi.samples)
-		}
-		return true
-	})
+	b.mu.Lock()
+	b.forgetBlocksLocked(gone, reason)
+	b.mu.Unlock()
 	return nil
 }
 
 // Stats returns the buffer's current figures.
 func (b *Buffer) Stats() Stats {
-	var fileBytes int64
+	var fileBytes, usedBytes int64
 	if fi, err := os.Stat(b.path); err == nil {
 		fileBytes = fi.Size()
 	}
+	_ = b.db.View(func(tx *bolt.Tx) error {
+		usedBytes = tx.Size() - int64(b.db.Stats().FreeAlloc)
+		return nil
+	})
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st := Stats{
@@ -554,6 +652,7 @@ func (b *Buffer) Stats() Stats {
 		HeadSamples: b.headSamples,
 		Series:      len(b.series.byRef),
 		FileBytes:   fileBytes,
+		UsedBytes:   usedBytes,
 		MaxBytes:    b.maxSize,
 		Dropped:     maps.Clone(b.dropped),
 
@@ -582,3 +681,57 @@ func (b *Buffer) Close() error {
 }
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+
+// Each block is a sub-bucket of "blocks" holding the block under one key.
+// When bbolt adds a key to a leaf node it rewrites the whole node, values
+// included: block values side by side in one leaf would be written again
+// with every commit. A sub-bucket's pages are its own, so a commit writes
+// the new block, one small leaf of bucket headers, and the meta page.
+var keyBlockData = []byte("d")
+
+func putBlock(bb *bolt.Bucket, seq uint64, v []byte) error {
+	sub, err := bb.CreateBucket(seqKey(seq))
+	if err != nil {
+		return err
+	}
+	return sub.Put(keyBlockData, v)
+}
+
+// getBlock returns a block's bytes, nil if there is no such block.
+func getBlock(bb *bolt.Bucket, seq uint64) []byte {
+	if sub := bb.Bucket(seqKey(seq)); sub != nil {
+		return sub.Get(keyBlockData)
+	}
+	return nil
+}
+
+// footprint estimates the bytes a block of n bytes takes in the file: a
+// sub-bucket under a quarter page is stored inline in its parent's leaf;
+// a larger one takes whole pages of its own.
+func footprint(n int) int64 {
+	const bucketHeader, pageHeader = 16, 16
+	inline := int64(bucketHeader + pageHeader + leafElementSize + len(keyBlockData) + n)
+	if inline < pageSize/4 {
+		return inline + 8 + leafElementSize // plus its key and element in "blocks"
+	}
+	return (inline+pageSize-1)/pageSize*pageSize + 8 + leafElementSize
+}
+
+// leafElementSize is bbolt's per-key overhead in a leaf page.
+const leafElementSize = 16
+
+// maxBlockBytes is the largest block that fits in one page as the only
+// value of its sub-bucket: page header, leaf element and key take the rest.
+var maxBlockBytes = int(pageSize) - 16 - leafElementSize - len(keyBlockData)
+
+// pageSize is bbolt's page size for new files: the OS page size, 4 KiB on
+// every target ferry has.
+var pageSize = int64(os.Getpagesize())
+
+func deleteBlock(bb *bolt.Bucket, seq uint64) error {
+	err := bb.DeleteBucket(seqKey(seq))
+	if errors.Is(err, bolterrors.ErrBucketNotFound) {
+		return nil // evicted or acknowledged meanwhile
+	}
+	return err
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -192,4 +193,71 @@ func TestReadOnlyOpenWhileInUseRefusesClearly(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("read-only open of a buffer in use: %v", err)
 	}
+}
+
+// TestSizeBoundHolds checks the cap at every commit, as the file's size
+// and as the blocks it has allocated (what du shows), for caps that are
+// small, odd and larger, with commits that vary in size, while a sender
+// acknowledges part of the data now and then.
+func TestSizeBoundHolds(t *testing.T) {
+	for _, maxSize := range []int64{1 << 20, 3<<20 + 12345, 16 << 20} {
+		t.Run(fmt.Sprint(maxSize), func(t *testing.T) {
+			if testing.Short() && maxSize > 4<<20 {
+				t.Skip("the larger cap runs without -short")
+			}
+			dir := t.TempDir()
+			b := openTest(t, dir, maxSize)
+			rng := rand.New(rand.NewPCG(uint64(maxSize), 5))
+			var maxUsed int64
+			// Enough random samples per commit to fill the cap in about
+			// half the commits; some commits many times larger than others.
+			maxSeries := int(maxSize / 300)
+			series := make([]labels.Labels, maxSeries)
+			for i := range series {
+				series[i] = labels.FromStrings("__name__", "m", "i", fmt.Sprint(i))
+			}
+			for round := range 100 {
+				n := 50 + rng.IntN(maxSeries-50)
+				ts := int64(round+1) * 15_000
+				for _, lset := range series[:n] {
+					b.Append(lset, ts, rng.Float64())
+				}
+				if err := b.Commit(); err != nil {
+					t.Fatal(err)
+				}
+				if rng.IntN(10) == 0 {
+					blocks, _ := b.Read(0, 1)
+					if len(blocks) > 0 {
+						_ = b.Ack(blocks[0].Seq)
+					}
+				}
+				size, allocated := fileUsage(t, filepath.Join(dir, FileName))
+				if size > maxSize || allocated > maxSize {
+					t.Fatalf("round %d: file %d bytes, %d allocated; cap %d", round, size, allocated, maxSize)
+				}
+				maxUsed = max(maxUsed, b.Stats().UsedBytes)
+			}
+			st := b.Stats()
+			if st.Dropped[ReasonFull] == 0 {
+				t.Fatalf("the test never filled the buffer: %+v", st)
+			}
+			// The bound must not be bought by leaving most of the cap empty.
+			if maxUsed < maxSize/2 {
+				t.Errorf("at most %d bytes in use under a cap of %d", maxUsed, maxSize)
+			}
+			b.Close()
+			if size, allocated := fileUsage(t, filepath.Join(dir, FileName)); size > maxSize || allocated > maxSize {
+				t.Fatalf("after close: file %d bytes, %d allocated; cap %d", size, allocated, maxSize)
+			}
+		})
+	}
+}
+
+func fileUsage(t *testing.T, path string) (size, allocated int64) {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Size, st.Blocks * 512
 }

@@ -1,0 +1,139 @@
+package bench
+
+import (
+	"bufio"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/ferry-agent/ferry/buffer"
+)
+
+// BenchmarkBufferBytesPerSample fills a buffer as ferry does on a device
+// (10k application series plus node_exporter's families, scraped every
+// 15 s, committed every --storage.sync-interval) for one simulated hour per
+// iteration, and reports the bytes the file holds and the bytes the
+// process wrote to the device (/proc/self/io write_bytes: every page bbolt
+// wrote, meta pages included) per sample.
+//
+// The buffer lives under $FERRY_BENCH_DIR (default: the package directory)
+// because tmpfs writes are not counted.
+func BenchmarkBufferBytesPerSample(b *testing.B) {
+	for _, sync := range []time.Duration{15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute} {
+		b.Run("sync="+sync.String(), func(b *testing.B) {
+			const interval = 15 * time.Second
+			scrapesPerCommit := int(sync / interval)
+			var fileBytes, used, written, samples float64
+			for range b.N {
+				dir, err := os.MkdirTemp(os.Getenv("FERRY_BENCH_DIR"), "bench-buffer-")
+				if err != nil {
+					b.Fatal(err)
+				}
+				buf, err := buffer.Open(buffer.Options{Dir: dir, MaxSize: 1 << 30})
+				if err != nil {
+					b.Fatal(err)
+				}
+				w := NewWorkload(10_000, 1)
+				t := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+				before := writeBytes(b)
+				n := 0
+				for scrape := 1; scrape <= int(time.Hour/interval); scrape++ {
+					t += interval.Milliseconds()
+					w.Next(func(_ int, lset labels.Labels, v float64) {
+						buf.Append(lset, t, v)
+						n++
+					})
+					if scrape%scrapesPerCommit == 0 {
+						if err := buf.Commit(); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				used += float64(buf.Stats().UsedBytes)
+				if err := buf.Close(); err != nil {
+					b.Fatal(err)
+				}
+				written += float64(writeBytes(b) - before)
+				fi, err := os.Stat(dir + "/" + buffer.FileName)
+				if err != nil {
+					b.Fatal(err)
+				}
+				fileBytes += float64(fi.Size())
+				samples += float64(n)
+				os.RemoveAll(dir)
+			}
+			b.ReportMetric(fileBytes/samples, "file-B/sample")
+			b.ReportMetric(used/samples, "used-B/sample")
+			b.ReportMetric(written/samples, "written-B/sample")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// writeBytes reads the bytes this process caused to be written to storage.
+func writeBytes(b *testing.B) int64 {
+	f, err := os.Open("/proc/self/io")
+	if err != nil {
+		b.Skip("no /proc/self/io")
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "write_bytes: "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	b.Skip("no write_bytes in /proc/self/io")
+	return 0
+}
+
+// BenchmarkBufferHistoryAtCap fills a buffer with an 8 MiB cap until it
+// has been evicting for a while, with the default sync interval (1m), and
+// reports how many bytes of the cap each held sample costs: the figure that
+// says how much history a device keeps.
+func BenchmarkBufferHistoryAtCap(b *testing.B) {
+	const maxSize, interval, scrapesPerCommit = 8 << 20, 15 * time.Second, 4
+	var perSample, hours float64
+	for range b.N {
+		dir, err := os.MkdirTemp(os.Getenv("FERRY_BENCH_DIR"), "bench-buffer-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf, err := buffer.Open(buffer.Options{Dir: dir, MaxSize: maxSize})
+		if err != nil {
+			b.Fatal(err)
+		}
+		w := NewWorkload(1_000, 2)
+		t := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+		evicting := 0
+		for scrape := 1; evicting < 100; scrape++ {
+			t += interval.Milliseconds()
+			w.Next(func(_ int, lset labels.Labels, v float64) { buf.Append(lset, t, v) })
+			if scrape%scrapesPerCommit == 0 {
+				if err := buf.Commit(); err != nil {
+					b.Fatal(err)
+				}
+				if buf.Stats().Dropped[buffer.ReasonFull] > 0 {
+					evicting++
+				}
+			}
+		}
+		st := buf.Stats()
+		if st.FileBytes > maxSize {
+			b.Fatalf("file %d bytes over the cap %d", st.FileBytes, maxSize)
+		}
+		perSample += float64(maxSize) / float64(st.Samples)
+		hours += float64(st.NewestT-st.OldestT) / float64(time.Hour.Milliseconds())
+		buf.Close()
+		os.RemoveAll(dir)
+	}
+	n := float64(b.N)
+	b.ReportMetric(perSample/n, "cap-B/sample")
+	b.ReportMetric(hours/n, "hours-held")
+	b.ReportMetric(0, "ns/op")
+}
