@@ -32,10 +32,13 @@ build:
 run: build
 	$(BIN)/ferry --storage.path=$(DATA) $(if $(REMOTE_WRITE_URL),--remote-write.url=$(REMOTE_WRITE_URL))
 
+# Every test twice: quick (-short) under the race detector, then in full
+# (100 crash kills, the larger caps, the end-to-end run) at normal speed.
 test:
 	scripts/test-deps.sh
 	$(MAKE) lint
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -short -count=1 ./...
+	$(GO) test -count=1 ./...
 	$(MAKE) test-cross
 
 # The packages that hold on-disk formats and parsers also run as armv7 and

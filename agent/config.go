@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/ferry-agent/ferry/agent/remotewrite"
+	"github.com/ferry-agent/ferry/buffer"
 	"github.com/ferry-agent/ferry/collectors"
 	"github.com/ferry-agent/ferry/collectors/scrape"
 )
@@ -66,6 +68,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--storage.path: must not be empty")
 	case c.StorageMaxSize < 1<<20:
 		return fmt.Errorf("--storage.max-size: %d bytes is below the minimum of 1MiB", c.StorageMaxSize)
+	case strconv.IntSize == 32 && c.StorageMaxSize > buffer.MaxSize32:
+		return fmt.Errorf("--storage.max-size: at most %dMiB on a 32-bit system (bbolt maps the file into memory)", buffer.MaxSize32>>20)
 	case c.ScrapeInterval < 100*time.Millisecond:
 		return fmt.Errorf("--scrape.interval: %s is below the minimum of 100ms", c.ScrapeInterval)
 	case c.SyncInterval <= 0:

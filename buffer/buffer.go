@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -123,12 +124,20 @@ type Buffer struct {
 	filesMovedAside int
 }
 
+// MaxSize32 is the largest cap on 32-bit systems. bbolt maps the whole file
+// into memory, in steps that double up to 1 GiB; a 32-bit process has 2-3 GiB
+// of address space, shared with everything else it maps.
+const MaxSize32 = 512 << 20
+
 // Open opens or creates the buffer in opts.Dir. A file that bbolt or the
 // block decoder cannot read is moved aside with a timestamp, and a fresh
 // buffer starts: a corrupt file must never keep ferry from running.
 func Open(opts Options) (*Buffer, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if strconv.IntSize == 32 && opts.MaxSize > MaxSize32 {
+		return nil, fmt.Errorf("a buffer of %d bytes is larger than the %d MiB a 32-bit system can map", opts.MaxSize, MaxSize32>>20)
 	}
 	b := &Buffer{
 		log:     opts.Logger,

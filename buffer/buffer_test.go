@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -260,4 +261,11 @@ func fileUsage(t *testing.T, path string) (size, allocated int64) {
 		t.Fatal(err)
 	}
 	return st.Size, st.Blocks * 512
+}
+
+func TestCapBeyond32BitAddressSpaceIsRefused(t *testing.T) {
+	_, err := Open(Options{Dir: t.TempDir(), MaxSize: MaxSize32 + 1})
+	if is32 := strconv.IntSize == 32; is32 != (err != nil) {
+		t.Fatalf("32-bit %v: opening a %d-byte cap gave %v", is32, MaxSize32+1, err)
+	}
 }

@@ -14,7 +14,9 @@ run() { # GOARCH GOARM QEMU PACKAGE...
 		return 0
 	fi
 	echo "test-cross: linux/$arch${arm:+ GOARM=$arm} under $qemu"
-	CGO_ENABLED=0 GOOS=linux GOARCH=$arch GOARM=$arm go test -count=1 -short -exec "$qemu" "$@"
+	# FERRY_TEST_EXEC: for tests that start their own binary as a child.
+	FERRY_TEST_EXEC=$qemu CGO_ENABLED=0 GOOS=linux GOARCH=$arch GOARM=$arm \
+		go test -count=1 -short -exec "$qemu" "$@"
 }
 
 run arm 7 qemu-arm-static "$@"
