@@ -146,18 +146,22 @@ func Open(opts Options) (*Buffer, error) {
 		notify:  make(chan struct{}, 1),
 		dropped: map[string]uint64{},
 	}
-	if !opts.ReadOnly {
-		if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
-			return nil, fmt.Errorf("buffer directory: %w", err)
-		}
-	}
 	if opts.ReadOnly {
-		return b, b.openAndLoad(true)
+		if err := b.openAndLoad(true); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("buffer directory: %w", err)
 	}
 	err := b.guardedOpen()
-	if err == nil || !isCorruption(err) {
-		_ = os.Remove(b.path + openingMarkerSuffix)
-		return b, err
+	if err == nil {
+		return b, nil
+	}
+	if !isCorruption(err) {
+		_ = os.Remove(b.path + openingMarkerSuffix) // the file is not the problem
+		return nil, err
 	}
 	aside := fmt.Sprintf("%s.corrupt-%s", b.path, time.Now().UTC().Format("20060102T150405Z"))
 	b.log.Error("buffer file unreadable; moving it aside and starting empty", "file", b.path, "moved_to", aside, "err", err)
@@ -166,7 +170,10 @@ func Open(opts Options) (*Buffer, error) {
 	}
 	b.filesMovedAside++
 	_ = os.Remove(b.path + openingMarkerSuffix)
-	return b, b.guardedOpen()
+	if err := b.guardedOpen(); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 func isCorruption(err error) bool {

@@ -269,3 +269,37 @@ func TestCapBeyond32BitAddressSpaceIsRefused(t *testing.T) {
 		t.Fatalf("32-bit %v: opening a %d-byte cap gave %v", is32, MaxSize32+1, err)
 	}
 }
+
+// TestCrashDuringOpenIsForgivenOnce: one crash while opening (a power cut,
+// the OOM killer) must not cost the backlog; repeated crashes must not
+// become a crash loop.
+func TestCrashDuringOpenIsForgivenOnce(t *testing.T) {
+	dir := t.TempDir()
+	b := openTest(t, dir, 8<<20)
+	appendRound(b, 10, 1000)
+	b.Close()
+	marker := filepath.Join(dir, FileName+openingMarkerSuffix)
+
+	// As if the process died inside Open: the marker stays behind.
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b = openTest(t, dir, 8<<20)
+	if st := b.Stats(); st.FilesMovedAside != 0 || st.Samples != 10 {
+		t.Fatalf("after one crashed open: %+v", st)
+	}
+	b.Close()
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Fatalf("marker left after a good open: %v", err)
+	}
+
+	// Two crashed opens in a row: the file goes aside.
+	if err := os.WriteFile(marker, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b = openTest(t, dir, 8<<20)
+	defer b.Close()
+	if st := b.Stats(); st.FilesMovedAside != 1 || st.Samples != 0 {
+		t.Fatalf("after two crashed opens: %+v", st)
+	}
+}

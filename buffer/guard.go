@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -16,10 +17,14 @@ import (
 //   - checkFile reads bbolt's two meta pages before bbolt does, and refuses a
 //     file shorter than the newest valid meta says it is;
 //   - an "opening" marker exists only while the file is being opened and
-//     loaded. If ferry finds the marker at start, the previous open crashed,
-//     and the file is treated as corrupt.
+//     loaded, and counts the attempts. Finding it at start means earlier
+//     opens crashed; after maxCrashedOpens of them the file is treated as
+//     corrupt. One crash is not enough: a device may lose power, or run out
+//     of memory, while opening a good file.
 
 const openingMarkerSuffix = ".opening"
+
+const maxCrashedOpens = 2
 
 var errTruncated = errors.New("file shorter than its meta page says")
 
@@ -90,13 +95,18 @@ func checkFile(path string) error {
 // removal, after checkFile has passed.
 func (b *Buffer) guardedOpen() error {
 	marker := b.path + openingMarkerSuffix
-	if _, err := os.Stat(marker); err == nil {
-		return fmt.Errorf("%w: the previous start crashed while opening it", errCorrupt)
+	crashed := 0
+	if data, err := os.ReadFile(marker); err == nil {
+		crashed = 1 + bytes.Count(data, []byte("x"))
+	}
+	if crashed >= maxCrashedOpens {
+		return fmt.Errorf("%w: the last %d starts crashed while opening it", errCorrupt, crashed)
 	}
 	if err := checkFile(b.path); err != nil {
 		return err
 	}
-	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+	// One "x" per crashed attempt before this one.
+	if err := os.WriteFile(marker, bytes.Repeat([]byte("x"), crashed), 0o600); err != nil {
 		return err
 	}
 	if err := b.openAndLoad(false); err != nil {
