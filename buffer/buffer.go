@@ -5,6 +5,7 @@
 package buffer
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"errors"
@@ -245,12 +246,23 @@ func initBuckets(tx *bolt.Tx) error {
 }
 
 // load reads the series dictionary and every block's header into memory.
+// Every bucket and key is visited, so that a damaged page shows here, in
+// the goroutine that recovers, rather than in one of bbolt's.
 func (b *Buffer) load(tx *bolt.Tx) error {
+	err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+		if !slices.ContainsFunc([][]byte{bucketSeries, bucketBlocks, bucketMeta}, func(known []byte) bool { return bytes.Equal(name, known) }) {
+			return fmt.Errorf("%w: unknown bucket %q", errCorrupt, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	series, blocks := tx.Bucket(bucketSeries), tx.Bucket(bucketBlocks)
 	if series == nil || blocks == nil {
 		return nil // a read-only open of a file the agent never initialised
 	}
-	err := series.ForEach(func(k, v []byte) error {
+	err = series.ForEach(func(k, v []byte) error {
 		if len(k) != 4 {
 			return fmt.Errorf("%w: series key of %d bytes", errCorrupt, len(k))
 		}
@@ -264,12 +276,12 @@ func (b *Buffer) load(tx *bolt.Tx) error {
 	if err != nil {
 		return err
 	}
-	return blocks.ForEach(func(k, _ []byte) error {
-		if len(k) != 8 {
-			return fmt.Errorf("%w: block key of %d bytes", errCorrupt, len(k))
+	return blocks.ForEach(func(k, v []byte) error {
+		if len(k) != 8 || v != nil {
+			return fmt.Errorf("%w: block entry %x is not a block's bucket", errCorrupt, k)
 		}
 		seq := binary.BigEndian.Uint64(k)
-		v := getBlock(blocks, seq)
+		v = getBlock(blocks, seq)
 		b.nextSeq = seq + 1
 		h, _, err := decodeHeader(v)
 		if err != nil {
@@ -304,9 +316,10 @@ func (b *Buffer) Append(lset labels.Labels, t int64, v float64) {
 // Committed is signalled after each commit that stored a block.
 func (b *Buffer) Committed() <-chan struct{} { return b.notify }
 
-// maxPending bounds the blocks kept in memory while the disk refuses writes
-// (full or read-only); beyond it the oldest are dropped with a count.
-const maxPending = 64
+// maxPendingBytes bounds the blocks kept in memory while the disk refuses
+// writes (full, read-only, failing); beyond it the oldest are dropped with a
+// count. 4 MiB is about a quarter of an hour of 10k series.
+const maxPendingBytes = 4 << 20
 
 // Commit writes the head as one block and makes it durable (bbolt fsyncs the
 // file before Commit returns). When the cap is reached, the oldest blocks are
@@ -336,8 +349,13 @@ func (b *Buffer) Commit() error {
 		return nil
 	}
 	if err := b.writePending(newSeries); err != nil {
-		for len(b.pending) > maxPending {
+		pendingBytes := 0
+		for _, v := range b.pending {
+			pendingBytes += len(v)
+		}
+		for pendingBytes > maxPendingBytes {
 			h, _, _ := decodeHeader(b.pending[0])
+			pendingBytes -= len(b.pending[0])
 			b.pending = b.pending[1:]
 			b.countDrop(ReasonWriteError, h.samples)
 		}

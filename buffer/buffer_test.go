@@ -303,3 +303,56 @@ func TestCrashDuringOpenIsForgivenOnce(t *testing.T) {
 		t.Fatalf("after two crashed opens: %+v", st)
 	}
 }
+
+// TestBitFlippedFileNeverStopsFerry flips random bits of a buffer file
+// and opens it, many times: bbolt panics on some damaged pages, some in
+// goroutines of its own. Whatever the damage, Open must succeed (keeping
+// the file or moving it aside), and the buffer must take and return new data.
+func TestBitFlippedFileNeverStopsFerry(t *testing.T) {
+	src := t.TempDir()
+	b := openTest(t, src, 8<<20)
+	for r := range 20 {
+		appendRound(b, 500, int64(r+1)*1000)
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Close()
+	good, err := os.ReadFile(filepath.Join(src, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trials := 500
+	if testing.Short() {
+		trials = 100
+	}
+	rng := rand.New(rand.NewPCG(13, 14))
+	movedAside := 0
+	for trial := range trials {
+		dir := t.TempDir()
+		damaged := append([]byte(nil), good...)
+		for range 1 + rng.IntN(3) {
+			damaged[rng.IntN(len(damaged))] ^= 1 << rng.IntN(8)
+		}
+		if err := os.WriteFile(filepath.Join(dir, FileName), damaged, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b, err := Open(Options{Dir: dir, MaxSize: 8 << 20})
+		if err != nil {
+			t.Fatalf("trial %d: open: %v", trial, err)
+		}
+		movedAside += b.Stats().FilesMovedAside
+		if _, err := b.Read(0, 1<<30); err != nil {
+			t.Fatalf("trial %d: read: %v", trial, err)
+		}
+		b.Append(labels.FromStrings("__name__", "after"), 1<<40, 1)
+		if err := b.Commit(); err != nil {
+			t.Fatalf("trial %d: commit: %v", trial, err)
+		}
+		if st := b.Stats(); st.NewestT != 1<<40 {
+			t.Fatalf("trial %d: new data not kept: %+v", trial, st)
+		}
+		b.Close()
+	}
+	t.Logf("%d of %d damaged files moved aside", movedAside, trials)
+}

@@ -11,11 +11,15 @@ import (
 )
 
 // bbolt trusts its file: a truncated file makes it fault on the mmap, and a
-// damaged page can panic in a goroutine that no recover reaches. Two guards
+// damaged page can panic in a goroutine that no recover reaches (the one
+// that rebuilds the free list when a writer opens the file). Three guards
 // keep a bad file from crash-looping ferry:
 //
 //   - checkFile reads bbolt's two meta pages before bbolt does, and refuses a
 //     file shorter than the newest valid meta says it is;
+//   - validate opens the file read-only, which builds no free list, and
+//     reads every page in use in this goroutine, where a panic or a fault
+//     becomes an error;
 //   - an "opening" marker exists only while the file is being opened and
 //     loaded, and counts the attempts. Finding it at start means earlier
 //     opens crashed; after maxCrashedOpens of them the file is treated as
@@ -105,6 +109,9 @@ func (b *Buffer) guardedOpen() error {
 	if err := checkFile(b.path); err != nil {
 		return err
 	}
+	if err := b.validate(); err != nil {
+		return err
+	}
 	// One "x" per crashed attempt before this one.
 	if err := os.WriteFile(marker, bytes.Repeat([]byte("x"), crashed), 0o600); err != nil {
 		return err
@@ -113,4 +120,17 @@ func (b *Buffer) guardedOpen() error {
 		return err // the marker stays only if the file is the problem; see Open
 	}
 	return os.Remove(marker)
+}
+
+// validate reads the whole file read-only, recovering from bbolt's panics.
+func (b *Buffer) validate() error {
+	if fi, err := os.Stat(b.path); err != nil || fi.Size() == 0 {
+		return nil // bbolt creates it
+	}
+	if err := b.openAndLoad(true); err != nil {
+		return err
+	}
+	err := b.db.Close()
+	b.db = nil
+	return err
 }

@@ -62,7 +62,7 @@ func encodeLabels(lset labels.Labels) []byte {
 func decodeLabels(b []byte) (labels.Labels, error) {
 	r := reader{b: b}
 	n := r.uvarint()
-	if n > uint64(len(b)) {
+	if r.err != nil || n == 0 || n > uint64(len(b)) {
 		return labels.EmptyLabels(), fmt.Errorf("%w: label count %d", errCorrupt, n)
 	}
 	var builder labels.ScratchBuilder
