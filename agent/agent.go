@@ -42,6 +42,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	a := &Agent{cfg: cfg, log: log, buf: buf, started: time.Now()}
 	a.sources = a.buildSources()
+	if cfg.RemoteWrite.URL != "" {
+		a.sender = remotewrite.New(cfg.RemoteWrite, buf, log.With("component", "remote-write"))
+	}
 
 	var srv *http.Server
 	if cfg.ListenAddress != "" {
@@ -58,19 +61,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}()
 	}
 
-	st := buf.Stats()
-	log.Info("ferry started", "version", cfg.Version, "buffer", cfg.StoragePath, "buffered_samples", st.Samples,
-		"max_size", formatSize(cfg.StorageMaxSize), "interval", cfg.ScrapeInterval, "sources", len(a.sources), "listen", cfg.ListenAddress)
-
 	senderCtx, stopSender := context.WithCancel(context.Background())
 	var senderDone sync.WaitGroup
-	if cfg.RemoteWrite.URL == "" {
+	if a.sender == nil {
 		log.Warn("no --remote-write.url given: collecting and buffering only; the buffer keeps the newest data up to its cap")
 	} else {
-		a.sender = remotewrite.New(cfg.RemoteWrite, buf, log.With("component", "remote-write"))
 		senderDone.Go(func() { a.sender.Run(senderCtx) })
 		log.Info("sending to remote write", "url", redact(cfg.RemoteWrite.URL))
 	}
+
+	st := buf.Stats()
+	log.Info("ferry started", "version", cfg.Version, "buffer", cfg.StoragePath, "buffered_samples", st.Samples,
+		"max_size", formatSize(cfg.StorageMaxSize), "interval", cfg.ScrapeInterval, "sources", len(a.sources), "listen", cfg.ListenAddress)
 
 	var collecting sync.WaitGroup
 	for _, s := range a.sources {
@@ -130,13 +132,13 @@ func (a *Agent) buildSources() []*source {
 		}
 	}
 	if len(hostCollectors) > 0 {
-		sources = append(sources, a.newSource("node", hostname, multiCollector(hostCollectors)))
+		sources = append(sources, newSource("node", hostname, multiCollector(hostCollectors)))
 	}
 	timeout := min(a.cfg.ScrapeInterval, 10*time.Second)
 	for _, t := range a.cfg.Targets {
-		sources = append(sources, a.newSource(t.Job, t.Instance(), scrape.New(t, timeout, scrape.DefaultLimits)))
+		sources = append(sources, newSource(t.Job, t.Instance(), scrape.New(t, timeout, scrape.DefaultLimits)))
 	}
-	return append(sources, a.newSource("ferry", hostname, selfCollector{a}))
+	return append(sources, newSource("ferry", hostname, selfCollector{a}))
 }
 
 type namedCollector struct {

@@ -47,7 +47,8 @@ var (
 // bufferReasons and senderReasons are always exported, zero or not, so that
 // rates and alerts work before the first drop.
 var (
-	bufferReasons = []string{buffer.ReasonFull, buffer.ReasonCorrupt, buffer.ReasonOutOfOrder, buffer.ReasonWriteError}
+	bufferReasons = []string{buffer.ReasonFull, buffer.ReasonCorrupt, buffer.ReasonOutOfOrder,
+		buffer.ReasonOutOfBounds, buffer.ReasonInvalid, buffer.ReasonWriteError}
 	senderReasons = []string{remotewrite.ReasonRejected}
 )
 

@@ -21,7 +21,7 @@ type source struct {
 	lastLog  time.Time // of an error, for rate limiting
 }
 
-func (a *Agent) newSource(job, instance string, c collectors.Collector) *source {
+func newSource(job, instance string, c collectors.Collector) *source {
 	return &source{job: job, instance: instance, collector: c}
 }
 
@@ -55,7 +55,11 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 	cctx, cancel := context.WithTimeout(ctx, min(a.cfg.ScrapeInterval, 10*time.Second))
 	defer cancel()
 	var c collectors.Collection
-	if err := s.collector.Collect(cctx, &c); err != nil && ctx.Err() == nil {
+	err := s.collector.Collect(cctx, &c)
+	if ctx.Err() != nil {
+		return // stopping: a collection cut short would report up=0 falsely
+	}
+	if err != nil {
 		s.errors.Add(1)
 		if now.Sub(s.lastLog) >= errorLogInterval {
 			s.lastLog = now

@@ -165,13 +165,15 @@ func decodeHeader(b []byte) (blockHeader, []byte, error) {
 	if r.err != nil {
 		return h, nil, r.err
 	}
-	if crc32.Update(crc32.Checksum(b[:headerLen], crcTable), crcTable, r.b) != crc {
-		return h, nil, fmt.Errorf("%w: checksum mismatch", errCorrupt)
-	}
 	if n == 0 || n > maxBlockSamples || span > math.MaxInt64 || h.minT > math.MaxInt64-int64(span) {
 		return h, nil, fmt.Errorf("%w: bad header", errCorrupt)
 	}
+	// The count is returned even when the checksum fails, so that the
+	// samples of a damaged block are counted as dropped.
 	h.samples, h.maxT = int(n), h.minT+int64(span)
+	if crc32.Update(crc32.Checksum(b[:headerLen], crcTable), crcTable, r.b) != crc {
+		return h, nil, fmt.Errorf("%w: checksum mismatch", errCorrupt)
+	}
 	return h, r.b, nil
 }
 

@@ -10,7 +10,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
@@ -31,10 +30,12 @@ const FileName = "ferry.db"
 
 // Reasons for dropped samples, the values of the self-metric's reason label.
 const (
-	ReasonFull       = "full"         // evicted to make room for newer data
-	ReasonCorrupt    = "corrupt"      // a stored block failed its checksum
-	ReasonOutOfOrder = "out_of_order" // not newer than the series' last sample
-	ReasonWriteError = "write_error"  // the disk refused a block for too long
+	ReasonFull        = "full"          // evicted to make room for newer data
+	ReasonCorrupt     = "corrupt"       // a stored block failed to decode, or names an unknown series
+	ReasonOutOfOrder  = "out_of_order"  // not newer than the series' last sample
+	ReasonWriteError  = "write_error"   // the disk refused a block for too long
+	ReasonOutOfBounds = "out_of_bounds" // a timestamp at or before 1970, or absurdly far ahead
+	ReasonInvalid     = "invalid"       // a sample without labels
 )
 
 var (
@@ -177,9 +178,12 @@ func Open(opts Options) (*Buffer, error) {
 	return b, nil
 }
 
+// isCorruption tells a damaged file, which is moved aside, from every other
+// failure (no space, I/O errors, a lock, a newer format), which is reported
+// and keeps the file as it is.
 func isCorruption(err error) bool {
-	var pathErr *fs.PathError
-	return !errors.Is(err, bolt.ErrTimeout) && !errors.As(err, &pathErr)
+	return errors.Is(err, errCorrupt) || errors.Is(err, bolterrors.ErrInvalid) ||
+		errors.Is(err, bolterrors.ErrChecksum) || errors.Is(err, bolterrors.ErrVersionMismatch)
 }
 
 func (b *Buffer) openAndLoad(readOnly bool) (err error) {
@@ -188,7 +192,7 @@ func (b *Buffer) openAndLoad(readOnly bool) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("bbolt panicked reading %s: %v", b.path, r)
+			err = fmt.Errorf("%w: bbolt panicked reading %s: %v", errCorrupt, b.path, r)
 			if b.db != nil {
 				_ = b.db.Close()
 				b.db = nil
@@ -294,11 +298,23 @@ func (b *Buffer) load(tx *bolt.Tx) error {
 	})
 }
 
+// Timestamps the buffer takes: after the epoch, and far enough from the
+// int64 limits that a block's time span cannot overflow (year 37000).
+const maxTimestamp = 1 << 50
+
 // Append adds one sample to the head, the part of the buffer that lives in
 // memory until the next Commit. It never waits for the disk.
 func (b *Buffer) Append(lset labels.Labels, t int64, v float64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if t <= 0 || t >= maxTimestamp {
+		b.dropped[ReasonOutOfBounds]++
+		return
+	}
+	if lset.IsEmpty() {
+		b.dropped[ReasonInvalid]++
+		return
+	}
 	ref := b.series.ref(lset)
 	s := b.head[ref]
 	if s == nil {
@@ -321,10 +337,10 @@ func (b *Buffer) Committed() <-chan struct{} { return b.notify }
 // count. 4 MiB is about a quarter of an hour of 10k series.
 const maxPendingBytes = 4 << 20
 
-// Commit writes the head as one block and makes it durable (bbolt fsyncs the
-// file before Commit returns). When the cap is reached, the oldest blocks are
-// evicted in the same transaction. If the disk fails, the block is kept in
-// memory and retried at the next Commit.
+// Commit writes the head as blocks and makes them durable (bbolt fsyncs
+// the file before Commit returns). When the cap is near, the oldest blocks
+// are evicted (buffer/FORMAT.md says how). If the disk fails, the blocks are
+// kept in memory, up to maxPendingBytes, and retried at the next Commit.
 func (b *Buffer) Commit() error {
 	b.writeMu.Lock()
 	defer b.writeMu.Unlock()
@@ -435,7 +451,6 @@ func (b *Buffer) writePending(newSeries map[uint32][]byte) error {
 				return err
 			}
 		}
-		infos = infos[:0]
 		for i, v := range b.pending {
 			s := seq + uint64(i)
 			if err := putBlock(bb, s, v); err != nil {

@@ -1,7 +1,10 @@
 package buffer
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -355,4 +358,79 @@ func TestBitFlippedFileNeverStopsFerry(t *testing.T) {
 		b.Close()
 	}
 	t.Logf("%d of %d damaged files moved aside", movedAside, trials)
+}
+
+func TestTimestampsOutOfBoundsAreCountedNotStored(t *testing.T) {
+	b := openTest(t, t.TempDir(), 8<<20)
+	defer b.Close()
+	l := labels.FromStrings("__name__", "m")
+	for _, ts := range []int64{0, -1, math.MinInt64, maxTimestamp, math.MaxInt64} {
+		b.Append(l, ts, 1)
+	}
+	b.Append(labels.FromStrings("__name__", "ok"), 1000, 1)
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	st := b.Stats()
+	if st.Dropped[ReasonOutOfBounds] != 5 || st.Samples != 1 {
+		t.Fatalf("stats: %+v", st)
+	}
+	if blocks, err := b.Read(0, 10); err != nil || len(blocks) != 1 || blocks[0].Samples() != 1 {
+		t.Fatalf("the good sample must be readable: %v %v", blocks, err)
+	}
+}
+
+func TestDamagedBlockCostsOnlyItsSamplesCounted(t *testing.T) {
+	dir := t.TempDir()
+	b := openTest(t, dir, 8<<20)
+	appendRound(b, 100, 1000)
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	appendRound(b, 100, 2000)
+	b.Close()
+
+	// Damage the payload of the first block, in place: the file stays a
+	// valid bbolt file.
+	path := filepath.Join(dir, FileName)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first block's header: version, 100 samples, minT 1000, span 0.
+	header := append(binary.AppendVarint([]byte{blockVersion, 100}, 1000), 0)
+	// bbolt copies pages on write: damage every copy, the live one among them.
+	found := 0
+	for i := bytes.Index(data, header); i >= 0; i = nextIndex(data, header, i) {
+		data[i+40] ^= 0xff
+		found++
+	}
+	if found == 0 {
+		t.Fatal("first block not found in the file")
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	b = openTest(t, dir, 8<<20)
+	defer b.Close()
+	got := drain(t, b)
+	st := b.Stats()
+	n := 0
+	for _, ts := range got {
+		n += len(ts)
+	}
+	if st.FilesMovedAside != 0 || st.Dropped[ReasonCorrupt] == 0 {
+		t.Fatalf("read %d samples; stats: %+v", n, st)
+	}
+	if n+int(st.Dropped[ReasonCorrupt]) != 200 {
+		t.Fatalf("read %d + dropped %d, want 200 in all", n, st.Dropped[ReasonCorrupt])
+	}
+}
+
+func nextIndex(data, sep []byte, after int) int {
+	if j := bytes.Index(data[after+1:], sep); j >= 0 {
+		return after + 1 + j
+	}
+	return -1
 }

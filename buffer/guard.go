@@ -30,8 +30,6 @@ const openingMarkerSuffix = ".opening"
 
 const maxCrashedOpens = 2
 
-var errTruncated = errors.New("file shorter than its meta page says")
-
 // bbolt's meta page, after the 16-byte page header (bbolt's internal/common).
 const (
 	boltMagic      = 0xED0CDAED
@@ -90,7 +88,7 @@ func checkFile(path string) error {
 		return fmt.Errorf("%w: no valid bbolt meta page", errCorrupt)
 	}
 	if want := int64(best.pgid) * int64(best.pageSize); fi.Size() < want {
-		return fmt.Errorf("%w: %w (%d bytes, want %d)", errCorrupt, errTruncated, fi.Size(), want)
+		return fmt.Errorf("%w: file truncated to %d bytes, its meta page says %d", errCorrupt, fi.Size(), want)
 	}
 	return nil
 }
@@ -109,11 +107,11 @@ func (b *Buffer) guardedOpen() error {
 	if err := checkFile(b.path); err != nil {
 		return err
 	}
-	if err := b.validate(); err != nil {
-		return err
-	}
 	// One "x" per crashed attempt before this one.
 	if err := os.WriteFile(marker, bytes.Repeat([]byte("x"), crashed), 0o600); err != nil {
+		return err
+	}
+	if err := b.validate(); err != nil {
 		return err
 	}
 	if err := b.openAndLoad(false); err != nil {

@@ -67,11 +67,16 @@ type Sender struct {
 // New returns a Sender for cfg.
 func New(cfg Config, src Source, log *slog.Logger) *Sender {
 	return &Sender{
-		cfg:    cfg,
-		src:    src,
-		client: &http.Client{Timeout: cfg.Timeout},
-		log:    log,
-		stats:  Stats{Dropped: map[string]uint64{}},
+		cfg: cfg,
+		src: src,
+		client: &http.Client{
+			Timeout: cfg.Timeout,
+			// A redirected POST becomes a GET and its answer would drop the
+			// batch; a redirect is a configuration error to retry and log.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		log:   log,
+		stats: Stats{Dropped: map[string]uint64{}},
 	}
 }
 
@@ -213,7 +218,7 @@ func (s *Sender) post(ctx context.Context, body []byte) error {
 	switch code := resp.StatusCode; {
 	case code/100 == 2:
 		return nil
-	case code == http.StatusTooManyRequests || code/100 == 5:
+	case code == http.StatusTooManyRequests || code == http.StatusRequestTimeout || code/100 == 5:
 		err := fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
 		if after, ok := parseRetryAfter(resp.Header.Get("Retry-After")); ok {
 			return &retryAfterError{error: err, after: after}
@@ -221,6 +226,8 @@ func (s *Sender) post(ctx context.Context, body []byte) error {
 		return err
 	case code/100 == 4:
 		return &rejectedError{status: resp.Status, msg: string(bytes.TrimSpace(msg))}
+	case code/100 == 3:
+		return fmt.Errorf("%s to %q: ferry does not follow redirects; set --remote-write.url to the final address", resp.Status, resp.Header.Get("Location"))
 	default:
 		return fmt.Errorf("unexpected answer %s", resp.Status)
 	}

@@ -399,7 +399,9 @@ func TestSendDropsRejectedBatch(t *testing.T) {
 
 func TestSendStatusClasses(t *testing.T) {
 	// Which answers are retried and which dropped, as Prometheus' queue
-	// manager does: retry 5xx and 429, drop other 4xx.
+	// manager does: retry 5xx and 429, drop other 4xx. A 408 (often a proxy
+	// on a slow link) and a redirect (a POST must not become a GET) are
+	// retried too.
 	for _, tc := range []struct {
 		code    int
 		retried bool
@@ -413,6 +415,9 @@ func TestSendStatusClasses(t *testing.T) {
 		{http.StatusInternalServerError, true},
 		{http.StatusBadGateway, true},
 		{http.StatusServiceUnavailable, true},
+		{http.StatusRequestTimeout, true},
+		{http.StatusFound, true},
+		{http.StatusPermanentRedirect, true},
 	} {
 		t.Run(http.StatusText(tc.code), func(t *testing.T) {
 			src := newFakeSource(buffer.Block{Seq: 1, Series: []buffer.Series{series(1, lblA, 1000)}})
@@ -432,7 +437,7 @@ func TestSendStatusClasses(t *testing.T) {
 			if st.RequestsFailed != wantFailed {
 				t.Errorf("RequestsFailed = %d, want %d", st.RequestsFailed, wantFailed)
 			}
-			rejected := tc.code/100 == 4 && tc.code != http.StatusTooManyRequests
+			rejected := !tc.retried && tc.code/100 == 4
 			if got, want := st.Dropped[ReasonRejected] == 1, rejected; got != want {
 				t.Errorf("Dropped = %v, want rejected=%v", st.Dropped, want)
 			}
