@@ -434,3 +434,59 @@ func nextIndex(data, sep []byte, after int) int {
 	}
 	return -1
 }
+
+// TestChurningSeriesDoNotGrowTheDictionary: a target whose label values
+// change all the time (ids, pids) must not grow the series dictionary,
+// in memory or in the file, past what the buffered blocks still use.
+func TestChurningSeriesDoNotGrowTheDictionary(t *testing.T) {
+	const maxSize = 1 << 20
+	dir := t.TempDir()
+	b := openTest(t, dir, maxSize)
+	long := strings.Repeat("x", 200)
+	maxSeries := 0
+	for round := range 400 {
+		for i := range 50 {
+			b.Append(labels.FromStrings("__name__", "m", "id", fmt.Sprintf("%d-%d-%s", round, i, long)), int64(round+1)*1000, 1)
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if round%10 == 0 { // the sender drains now and then
+			blocks, err := b.Read(0, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(blocks) > 0 {
+				if err := b.Ack(blocks[len(blocks)-1].Seq); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if size, allocated := fileUsage(t, filepath.Join(dir, FileName)); size > maxSize || allocated > maxSize {
+			t.Fatalf("round %d: file %d bytes, %d allocated; cap %d", round, size, allocated, maxSize)
+		}
+		maxSeries = max(maxSeries, b.Stats().Series)
+	}
+	if maxSeries > 3000 {
+		t.Fatalf("the dictionary reached %d series; at most 500 are in use at any time", maxSeries)
+	}
+	b.Close()
+
+	// The series that remain resolve after a restart.
+	b = openTest(t, dir, maxSize)
+	defer b.Close()
+	blocks, err := b.Read(0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, blk := range blocks {
+		for _, s := range blk.Series {
+			if !strings.HasSuffix(s.Labels.Get("id"), long) {
+				t.Fatalf("series %v lost its labels", s.Labels)
+			}
+		}
+	}
+	if st := b.Stats(); st.Dropped[ReasonCorrupt] != 0 {
+		t.Fatalf("blocks refer to removed series: %+v", st)
+	}
+}

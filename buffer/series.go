@@ -3,6 +3,7 @@ package buffer
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/prometheus/prometheus/model/labels"
 )
@@ -41,6 +42,22 @@ func (s *seriesIndex) add(r uint32, lset labels.Labels) {
 	s.byRef[r] = lset
 	if r >= s.nextRef {
 		s.nextRef = r + 1
+	}
+}
+
+// remove forgets refs.
+func (s *seriesIndex) remove(refs []uint32) {
+	for _, r := range refs {
+		lset, ok := s.byRef[r]
+		if !ok {
+			continue
+		}
+		delete(s.byRef, r)
+		h := lset.Hash()
+		s.byHash[h] = slices.DeleteFunc(s.byHash[h], func(x uint32) bool { return x == r })
+		if len(s.byHash[h]) == 0 {
+			delete(s.byHash, h)
+		}
 	}
 }
 
