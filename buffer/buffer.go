@@ -698,6 +698,27 @@ func (b *Buffer) Read(from uint64, maxSamples int) ([]Block, error) {
 	return out, err
 }
 
+// ForEach calls fn with every committed block, oldest first, in one read
+// transaction: a consistent view for tools that read the whole backlog.
+// Blocks that fail to decode are skipped and counted (in memory only).
+func (b *Buffer) ForEach(fn func(Block) error) error {
+	return b.db.View(func(tx *bolt.Tx) error {
+		bb := tx.Bucket(bucketBlocks)
+		if bb == nil {
+			return nil
+		}
+		return bb.ForEachBucket(func(k []byte) error {
+			seq := binary.BigEndian.Uint64(k)
+			h, data, err := decodeBlock(getBlock(bb, seq))
+			if err != nil {
+				b.countDrop(ReasonCorrupt, h.samples)
+				return nil
+			}
+			return fn(b.resolve(seq, data))
+		})
+	})
+}
+
 // resolve turns series refs into label sets.
 func (b *Buffer) resolve(seq uint64, data []seriesData) Block {
 	b.mu.Lock()
@@ -729,7 +750,7 @@ func (b *Buffer) Ack(seq uint64) error {
 }
 
 func (b *Buffer) deleteBlocks(seqs []uint64, reason string) error {
-	if len(seqs) == 0 {
+	if len(seqs) == 0 || b.db.IsReadOnly() {
 		return nil
 	}
 	b.writeMu.Lock()

@@ -28,25 +28,9 @@ func WriteText(w io.Writer, c *Collection) error {
 			delete(families, name) // each family's header once
 		}
 		last = name
-		bw.WriteString(name)
-		first := true
-		s.Labels.Range(func(l labels.Label) {
-			if l.Name == labels.MetricName {
-				return
-			}
-			if first {
-				bw.WriteByte('{')
-				first = false
-			} else {
-				bw.WriteByte(',')
-			}
-			bw.WriteString(l.Name + `="` + escapeLabelValue(l.Value) + `"`)
-		})
-		if !first {
-			bw.WriteByte('}')
-		}
+		bw.Write(AppendSeries(nil, s.Labels))
 		bw.WriteByte(' ')
-		bw.WriteString(formatFloat(s.V))
+		bw.WriteString(FormatValue(s.V))
 		if s.T != 0 {
 			bw.WriteByte(' ')
 			bw.WriteString(strconv.FormatInt(s.T, 10))
@@ -54,6 +38,32 @@ func WriteText(w io.Writer, c *Collection) error {
 		bw.WriteByte('\n')
 	}
 	return bw.Flush()
+}
+
+// AppendSeries appends a series as the text formats write it:
+// name{label="value",...}, values escaped.
+func AppendSeries(b []byte, lset labels.Labels) []byte {
+	b = append(b, lset.Get(labels.MetricName)...)
+	first := true
+	lset.Range(func(l labels.Label) {
+		if l.Name == labels.MetricName {
+			return
+		}
+		if first {
+			b = append(b, '{')
+			first = false
+		} else {
+			b = append(b, ',')
+		}
+		b = append(b, l.Name...)
+		b = append(b, `="`...)
+		b = append(b, escapeLabelValue(l.Value)...)
+		b = append(b, '"')
+	})
+	if !first {
+		b = append(b, '}')
+	}
+	return b
 }
 
 var (
@@ -64,7 +74,8 @@ var (
 func escapeHelp(s string) string       { return helpEscaper.Replace(s) }
 func escapeLabelValue(s string) string { return labelEscaper.Replace(s) }
 
-func formatFloat(v float64) string {
+// FormatValue writes a sample value as both text formats do.
+func FormatValue(v float64) string {
 	switch {
 	case math.IsInf(v, 1):
 		return "+Inf"

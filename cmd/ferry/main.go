@@ -33,6 +33,7 @@ const usageHeader = `ferry: a metrics agent for small, often offline devices.
 Usage:
   ferry [flags]                 collect, buffer on disk, send with remote write
   ferry buffer stat [flags]     what the buffer holds (--storage.path)
+  ferry buffer export [flags]   the backlog as OpenMetrics text on stdout
   ferry check-config FILE       check a configuration file
   ferry version                 version, commit and Go version
 
