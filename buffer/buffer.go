@@ -17,7 +17,9 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -114,6 +116,7 @@ type Buffer struct {
 
 	writeMu sync.Mutex // serialises the transactions that change the file
 	pending [][]byte   // encoded blocks the disk refused, retried first
+	limit   int64      // the cap in force: maxSize, less while the disk is full
 
 	mu          sync.Mutex // guards what follows
 	series      *seriesIndex
@@ -146,6 +149,7 @@ func Open(opts Options) (*Buffer, error) {
 		log:     opts.Logger,
 		path:    filepath.Join(opts.Dir, FileName),
 		maxSize: opts.MaxSize,
+		limit:   opts.MaxSize,
 		notify:  make(chan struct{}, 1),
 		dropped: map[string]uint64{},
 	}
@@ -366,6 +370,14 @@ func (b *Buffer) Commit() error {
 		return nil
 	}
 	err := b.writePending(newSeries)
+	if isNoSpace(err) {
+		// The disk is full below the cap. The pages the file already has
+		// are on disk, so for this commit they are the cap: the oldest
+		// blocks make room, counted as full, instead of nothing being kept.
+		b.limit = b.highWaterMark()
+		err = b.writePending(newSeries)
+		b.limit = b.maxSize
+	}
 	if err == nil {
 		if err := b.collectSeriesLocked(); err != nil {
 			b.log.Warn("buffer: removing unused series failed; retried later", "err", err)
@@ -480,16 +492,18 @@ func (b *Buffer) writePending(newSeries map[uint32][]byte) error {
 	}
 	margin := 16 * pageSize
 
-	room, err := b.room()
-	if err != nil {
-		return err
-	}
+	room := b.room()
 	if need+margin > room {
 		freed, err := b.evictOldest(need + margin - room)
 		if err != nil {
 			return err
 		}
 		if room += freed; need+margin > room {
+			if b.limit < b.maxSize {
+				// The disk is full, not the buffer: keep the data in
+				// memory and try again at the next commit.
+				return fmt.Errorf("disk full: %w", syscall.ENOSPC)
+			}
 			// Nothing left to evict: the new data alone exceeds the cap.
 			for _, v := range b.pending {
 				h, _, _ := decodeHeader(v)
@@ -510,7 +524,7 @@ func (b *Buffer) writePending(newSeries map[uint32][]byte) error {
 	b.mu.Unlock()
 	b.limitGrowth(need + margin)
 	var infos []blockInfo
-	err = b.db.Update(func(tx *bolt.Tx) error {
+	err := b.db.Update(func(tx *bolt.Tx) error {
 		sb, bb := tx.Bucket(bucketSeries), tx.Bucket(bucketBlocks)
 		// Keys only ever grow: full leaves waste no space.
 		sb.FillPercent, bb.FillPercent = 1, 1
@@ -558,15 +572,27 @@ func (b *Buffer) writePending(newSeries map[uint32][]byte) error {
 	return nil
 }
 
-// room returns how many bytes the next transaction can allocate without
-// the file passing its cap.
-func (b *Buffer) room() (int64, error) {
+// isNoSpace reports a full disk. bbolt formats its file-resize error with
+// %s, so the message is all that is left of the errno.
+func isNoSpace(err error) bool {
+	return err != nil && (errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), syscall.ENOSPC.Error()))
+}
+
+// highWaterMark is where the file's used pages end; bbolt sizes the file
+// to at least one page past its last page id.
+func (b *Buffer) highWaterMark() int64 {
 	var hwm int64
-	err := b.db.View(func(tx *bolt.Tx) error {
-		hwm = tx.Size() + pageSize // bbolt sizes the file to one page past it
+	_ = b.db.View(func(tx *bolt.Tx) error {
+		hwm = tx.Size() + pageSize
 		return nil
 	})
-	return b.maxSize - hwm + int64(b.db.Stats().FreeAlloc), err
+	return hwm
+}
+
+// room returns how many bytes the next transaction can allocate without
+// the file passing its cap.
+func (b *Buffer) room() int64 {
+	return b.limit - b.highWaterMark() + int64(b.db.Stats().FreeAlloc)
 }
 
 // limitGrowth keeps bbolt's next growth step within the cap. bbolt adds
@@ -578,7 +604,7 @@ func (b *Buffer) limitGrowth(need int64) {
 	if fi, err := os.Stat(b.path); err == nil {
 		fileSize = fi.Size()
 	}
-	b.db.AllocSize = int(min(maxGrowStep, max(b.maxSize-fileSize-2*need, 0)))
+	b.db.AllocSize = int(min(maxGrowStep, max(b.limit-fileSize-2*need, 0)))
 }
 
 // oldestFreeing returns the oldest blocks whose pages add up to at least n
