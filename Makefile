@@ -16,7 +16,7 @@ REMOTE_WRITE_URL ?=
 # Cross targets: GOOS/GOARCH[/GOARM]
 CROSS    := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6
 
-.PHONY: help build run test test-unit test-e2e test-cross cross lint bench clean
+.PHONY: help build run test test-cross cross lint bench fuzz clean
 
 help:
 	@echo "make build       build bin/ferry for this machine"
@@ -25,6 +25,7 @@ help:
 	@echo "make cross       static binaries for linux amd64, arm64, armv7, armv6; prints stripped sizes"
 	@echo "make lint        gofmt and go vet"
 	@echo "make bench       Go benchmarks (the side-by-side comparison comes with bench/)"
+	@echo "make fuzz        every fuzz target for FUZZTIME each (default 1m)"
 
 build:
 	CGO_ENABLED=0 $(GO) build -tags $(TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ferry ./cmd/ferry
@@ -61,6 +62,17 @@ lint:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Every decoder of outside input has a fuzz target: buffer blocks, labels and
+# files; scrape bodies; the config file.
+FUZZTIME ?= 1m
+FUZZ_TARGETS := ./buffer:FuzzDecodeBlock ./buffer:FuzzDecodeLabels ./buffer:FuzzCheckFile \
+	./collectors/scrape:FuzzParse ./agent:FuzzConfigFile
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) $${t%%:*} || exit 1; \
+	done
 
 clean:
 	rm -rf $(BIN) dist

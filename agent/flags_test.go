@@ -415,3 +415,17 @@ func TestEmptyConfigFile(t *testing.T) {
 		t.Errorf("an empty file changed the config: interval %v, targets %v", cfg.ScrapeInterval, cfg.Targets)
 	}
 }
+
+// FuzzConfigFile: the config file is outside input; reading it must give a
+// config or an error, never panic.
+func FuzzConfigFile(f *testing.F) {
+	f.Add([]byte("global:\n  scrape_interval: 15s\n  external_labels: {a: b}\nscrape_configs:\n  - job_name: x\n    static_configs:\n      - targets: ['h:1']\nremote_write:\n  - url: http://r/w\n"))
+	f.Add([]byte("global: [1, 2"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "ferry.yml")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = CheckFile(path)
+	})
+}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -166,4 +168,30 @@ func TestPackBlocksFitsPagesAndKeepsEverySample(t *testing.T) {
 	if fill := float64(total) / float64(len(blocks)*limit); fill < 0.8 {
 		t.Errorf("blocks fill %.0f%% of their pages", fill*100)
 	}
+}
+
+// FuzzCheckFile: the meta-page check reads whatever file it finds and must
+// answer, never panic.
+func FuzzCheckFile(f *testing.F) {
+	dir := f.TempDir()
+	b, err := Open(Options{Dir: dir, MaxSize: 8 << 20})
+	if err != nil {
+		f.Fatal(err)
+	}
+	appendRound(b, 5, 1000)
+	b.Close()
+	good, err := os.ReadFile(filepath.Join(dir, FileName))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add(good[:5000])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), FileName)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_ = checkFile(path)
+	})
 }

@@ -388,3 +388,18 @@ func TestTargetInstance(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParse: a scrape target's body is outside input; parsing must return
+// samples or an error within the limit, never panic.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("# TYPE a counter\na_total{x=\"1\"} 3 1700000000000\n"), "text/plain; version=0.0.4")
+	f.Add([]byte("# TYPE a counter\na_total 3 1700000000.5\n# EOF\n"), "application/openmetrics-text; version=1.0.0")
+	f.Add([]byte("a{b=\"\\\"\"} NaN\n"), "")
+	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
+		var c collectors.Collection
+		_ = Parse(body, contentType, 1000, &c)
+		if len(c.Samples) > 1000 {
+			t.Fatalf("%d samples past the limit of 1000", len(c.Samples))
+		}
+	})
+}
