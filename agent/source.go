@@ -83,11 +83,16 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 // then the external labels the sample does not have.
 func targetLabels(b *labels.Builder, lset labels.Labels, job, instance string, external labels.Labels) labels.Labels {
 	b.Reset(lset)
-	for name, value := range map[string]string{"job": job, "instance": instance} {
-		if old := lset.Get(name); old != "" {
-			b.Set("exported_"+name, old)
+	for _, l := range [2]labels.Label{{Name: "job", Value: job}, {Name: "instance", Value: instance}} {
+		if old := lset.Get(l.Name); old != "" {
+			// As Prometheus does: prefix until the name is free.
+			exported := "exported_" + l.Name
+			for lset.Get(exported) != "" {
+				exported = "exported_" + exported
+			}
+			b.Set(exported, old)
 		}
-		b.Set(name, value)
+		b.Set(l.Name, l.Value)
 	}
 	external.Range(func(l labels.Label) {
 		if b.Get(l.Name) == "" {

@@ -88,3 +88,12 @@ func TestTargetLabelsBuilderReuse(t *testing.T) {
 		t.Errorf("second: %s, want %s", second, want)
 	}
 }
+
+func TestTargetLabelsExportedNameCollision(t *testing.T) {
+	var b labels.Builder
+	got := targetLabels(&b, labels.FromStrings("__name__", "m", "job", "a", "exported_job", "b"), "node", "h", labels.EmptyLabels())
+	want := labels.FromStrings("__name__", "m", "job", "node", "instance", "h", "exported_job", "b", "exported_exported_job", "a")
+	if !labels.Equal(got, want) {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+}

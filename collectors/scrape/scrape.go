@@ -129,6 +129,10 @@ func Parse(body []byte, contentType string, sampleLimit int, out *collectors.Col
 		}
 		_, ts, v := p.Series()
 		p.Labels(&lset)
+		if name, dup := lset.HasDuplicateLabelNames(); dup {
+			// A receiver refuses such a series; Prometheus fails the scrape.
+			return fmt.Errorf("label name %q is not unique in %s", name, lset)
+		}
 		if len(out.Samples) >= sampleLimit {
 			return fmt.Errorf("more than the limit of %d samples", sampleLimit)
 		}

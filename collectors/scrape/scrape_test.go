@@ -403,3 +403,12 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseRefusesDuplicateLabelNames(t *testing.T) {
+	for _, body := range []string{"foo{a=\"1\",a=\"2\"} 1\n", "foo{__name__=\"bar\"} 1\n"} {
+		var c collectors.Collection
+		if err := Parse([]byte(body), "text/plain", 100, &c); err == nil || !strings.Contains(err.Error(), "not unique") {
+			t.Errorf("%q: err %v, want a duplicate label error", body, err)
+		}
+	}
+}
