@@ -43,7 +43,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	a := &Agent{cfg: cfg, log: log, buf: buf, started: time.Now()}
 	a.sources = a.buildSources()
 	if cfg.RemoteWrite.URL != "" {
-		a.sender = remotewrite.New(cfg.RemoteWrite, buf, log.With("component", "remote-write"))
+		rw := cfg.RemoteWrite
+		rw.UserAgent = "ferry/" + cfg.Version
+		a.sender = remotewrite.New(rw, buf, log.With("component", "remote-write"))
 	}
 
 	var srv *http.Server

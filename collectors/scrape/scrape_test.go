@@ -412,3 +412,13 @@ func TestParseRefusesDuplicateLabelNames(t *testing.T) {
 		}
 	}
 }
+
+func TestParseDropsLabelsWithEmptyValues(t *testing.T) {
+	var c collectors.Collection
+	if err := Parse([]byte("foo{a=\"\",b=\"x\"} 1\n"), "text/plain", 100, &c); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Samples[0].Labels.String(); got != `{__name__="foo", b="x"}` {
+		t.Fatalf("labels %s, want the empty one gone", got)
+	}
+}
