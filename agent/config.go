@@ -80,6 +80,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--remote-write.timeout: must be positive")
 	case c.RemoteWrite.MaxSamplesPerSend <= 0:
 		return fmt.Errorf("--remote-write.max-samples-per-send: must be positive")
+	case c.RemoteWrite.MaxSampleAge < 0:
+		return fmt.Errorf("--remote-write.max-sample-age: must not be negative")
 	}
 	return nil
 }

@@ -49,7 +49,7 @@ var (
 var (
 	bufferReasons = []string{buffer.ReasonFull, buffer.ReasonCorrupt, buffer.ReasonOutOfOrder,
 		buffer.ReasonOutOfBounds, buffer.ReasonInvalid, buffer.ReasonWriteError}
-	senderReasons = []string{remotewrite.ReasonRejected}
+	senderReasons = []string{remotewrite.ReasonRejected, remotewrite.ReasonTooOld}
 )
 
 // selfCollector gathers the agent's figures.

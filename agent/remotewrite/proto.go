@@ -41,25 +41,31 @@ type seriesSamples struct {
 
 // groupBySeries merges blocks into one entry per series, keeping the order
 // in which series first appear and, within a series, the blocks' order
-// (oldest first).
-func groupBySeries(blocks []buffer.Block) ([]*seriesSamples, int) {
+// (oldest first). Samples before minT are left out and counted in tooOld.
+func groupBySeries(blocks []buffer.Block, minT int64) (series []*seriesSamples, n, tooOld int) {
 	index := map[uint32]*seriesSamples{}
-	var out []*seriesSamples
-	n := 0
 	for _, blk := range blocks {
 		for _, s := range blk.Series {
+			first := 0
+			for first < len(s.T) && s.T[first] < minT {
+				first++ // timestamps ascend: the old ones come first
+			}
+			tooOld += first
+			if first == len(s.T) {
+				continue
+			}
 			g := index[s.Ref]
 			if g == nil {
 				g = &seriesSamples{lset: s.Labels}
 				index[s.Ref] = g
-				out = append(out, g)
+				series = append(series, g)
 			}
-			g.ts = append(g.ts, s.T...)
-			g.vs = append(g.vs, s.V...)
-			n += len(s.T)
+			g.ts = append(g.ts, s.T[first:]...)
+			g.vs = append(g.vs, s.V[first:]...)
+			n += len(s.T) - first
 		}
 	}
-	return out, n
+	return series, n, tooOld
 }
 
 // marshalWriteRequest encodes the series as a WriteRequest.

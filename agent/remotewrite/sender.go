@@ -23,7 +23,8 @@ import (
 
 // Reasons for samples the sender drops, the values of its reason label.
 const (
-	ReasonRejected = "rejected" // the receiver answered 4xx other than 429
+	ReasonRejected = "rejected" // the receiver answered 4xx other than 408 and 429
+	ReasonTooOld   = "too_old"  // older than MaxSampleAge when its turn came
 )
 
 // Config is the sender's part of the agent configuration.
@@ -33,6 +34,8 @@ type Config struct {
 	MinBackoff        time.Duration
 	MaxBackoff        time.Duration
 	MaxSamplesPerSend int
+	MaxSampleAge      time.Duration // 0: send samples of any age
+	MaxBytesPerSecond int64         // 0: no limit; paces request bodies
 	UserAgent         string
 }
 
@@ -59,6 +62,8 @@ type Sender struct {
 	client *http.Client
 	log    *slog.Logger
 
+	pace pacer
+
 	mu            sync.Mutex
 	stats         Stats
 	lastRejectLog time.Time
@@ -76,6 +81,7 @@ func New(cfg Config, src Source, log *slog.Logger) *Sender {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		log:   log,
+		pace:  pacer{bytesPerSecond: cfg.MaxBytesPerSecond},
 		stats: Stats{Dropped: map[string]uint64{}},
 	}
 }
@@ -123,10 +129,26 @@ func (s *Sender) Run(ctx context.Context) {
 // deliver sends blocks as one request, retrying until the receiver takes
 // them, refuses them for good, or ctx ends (false).
 func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block) bool {
-	body, samples := encodeRequest(blocks)
+	var minT int64
+	if s.cfg.MaxSampleAge > 0 {
+		minT = time.Now().Add(-s.cfg.MaxSampleAge).UnixMilli()
+	}
+	series, samples, tooOld := groupBySeries(blocks, minT)
+	if tooOld > 0 {
+		s.mu.Lock()
+		s.stats.Dropped[ReasonTooOld] += uint64(tooOld)
+		s.mu.Unlock()
+	}
+	if samples == 0 {
+		return true
+	}
+	body := snappy.Encode(nil, marshalWriteRequest(series))
 	backoff := s.cfg.MinBackoff
 	var lastLog time.Time
 	for attempt := 1; ; attempt++ {
+		if !sleep(ctx, s.pace.delay(time.Now(), len(body))) {
+			return false
+		}
 		err := s.post(ctx, body)
 		var rej *rejectedError
 		switch {
@@ -172,14 +194,6 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block) bool {
 		}
 		backoff = min(backoff*2, s.cfg.MaxBackoff)
 	}
-}
-
-// encodeRequest builds a snappy-compressed WriteRequest. The samples of one
-// series across all blocks go into one TimeSeries, so that its labels cross
-// the link once per request.
-func encodeRequest(blocks []buffer.Block) ([]byte, int) {
-	series, samples := groupBySeries(blocks)
-	return snappy.Encode(nil, marshalWriteRequest(series)), samples
 }
 
 // rejectedError is an answer that retrying cannot change.
@@ -269,4 +283,26 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// pacer spreads request bodies over time so that on average they use at
+// most bytesPerSecond of a metered link: each request starts when the bytes
+// before it have had their time.
+type pacer struct {
+	bytesPerSecond int64
+	next           time.Time // when the next request may start
+}
+
+// delay returns how long a request of n bytes must wait at now, and books
+// its time.
+func (p *pacer) delay(now time.Time, n int) time.Duration {
+	if p.bytesPerSecond <= 0 {
+		return 0
+	}
+	if p.next.Before(now) {
+		p.next = now
+	}
+	wait := p.next.Sub(now)
+	p.next = p.next.Add(time.Duration(float64(n) / float64(p.bytesPerSecond) * float64(time.Second)))
+	return wait
 }
