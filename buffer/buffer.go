@@ -684,6 +684,17 @@ func (b *Buffer) countDrop(reason string, n int) {
 // block if there is any, and more while the total stays within maxSamples.
 // Blocks that fail to decode are deleted and counted, not returned.
 func (b *Buffer) Read(from uint64, maxSamples int) ([]Block, error) {
+	for {
+		out, last, err := b.read(from, maxSamples)
+		if len(out) > 0 || last == 0 || err != nil {
+			return out, err
+		}
+		from = last + 1 // all of them were damaged or gone: look further
+	}
+}
+
+// read returns what Read does, and the last seq it looked at (0 if none).
+func (b *Buffer) read(from uint64, maxSamples int) ([]Block, uint64, error) {
 	b.mu.Lock()
 	var want []uint64
 	total := 0
@@ -721,7 +732,10 @@ func (b *Buffer) Read(from uint64, maxSamples int) ([]Block, error) {
 	if err == nil && len(corrupt) > 0 {
 		err = b.deleteBlocks(corrupt, ReasonCorrupt)
 	}
-	return out, err
+	if len(want) == 0 {
+		return out, 0, err
+	}
+	return out, want[len(want)-1], err
 }
 
 // ForEach calls fn with every committed block, oldest first, in one read

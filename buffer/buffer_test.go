@@ -414,6 +414,11 @@ func TestDamagedBlockCostsOnlyItsSamplesCounted(t *testing.T) {
 
 	b = openTest(t, dir, 8<<20)
 	defer b.Close()
+	// The damaged block comes first; the sender must get the next one at
+	// once, not wait for the next commit.
+	if blocks, err := b.Read(0, 1000); err != nil || len(blocks) == 0 {
+		t.Fatalf("first read after the damaged block: %d blocks, %v", len(blocks), err)
+	}
 	got := drain(t, b)
 	st := b.Stats()
 	n := 0
