@@ -36,7 +36,7 @@ type Agent struct {
 // Run starts ferry with cfg and returns when ctx ends, after committing what
 // it collected, or when it cannot start.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	buf, err := buffer.Open(buffer.Options{Dir: cfg.StoragePath, MaxSize: cfg.StorageMaxSize, Logger: log})
+	buf, err := openBuffer(ctx, cfg, log, bufferRetryInterval)
 	if err != nil {
 		return err
 	}
@@ -100,6 +100,32 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	st = buf.Stats()
 	log.Info("stopped", "buffered_samples", st.Samples)
 	return nil
+}
+
+// bufferRetryInterval is how often ferry tries again to open a buffer that
+// the filesystem refused (read-only, no space, permissions).
+const bufferRetryInterval = 30 * time.Second
+
+// openBuffer opens the buffer, waiting for the filesystem to allow it: a
+// device whose flash came up read-only must not make ferry exit and its
+// supervisor give up on it. Another ferry holding the buffer, a cap this
+// system cannot map, or ctx ending are final.
+func openBuffer(ctx context.Context, cfg Config, log *slog.Logger, retry time.Duration) (*buffer.Buffer, error) {
+	for {
+		buf, err := buffer.Open(buffer.Options{Dir: cfg.StoragePath, MaxSize: cfg.StorageMaxSize, Logger: log})
+		if err == nil {
+			return buf, nil
+		}
+		if errors.Is(err, buffer.ErrInUse) || errors.Is(err, buffer.ErrTooLarge) {
+			return nil, err
+		}
+		log.Error("cannot open the buffer; retrying", "err", err, "in", retry)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("stopped before the buffer could be opened: %w", err)
+		case <-time.After(retry):
+		}
+	}
 }
 
 // commitLoop makes the head durable every sync interval.

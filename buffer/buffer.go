@@ -130,6 +130,12 @@ type Buffer struct {
 	filesMovedAside int
 }
 
+// ErrInUse is returned by Open when another process has the buffer open.
+var ErrInUse = errors.New("the buffer is in use by another ferry process")
+
+// ErrTooLarge is returned by Open for a cap this system cannot map.
+var ErrTooLarge = errors.New("buffer cap too large")
+
 // MaxSize32 is the largest cap on 32-bit systems. bbolt maps the whole file
 // into memory, in steps that double up to 1 GiB; a 32-bit process has 2-3 GiB
 // of address space, shared with everything else it maps.
@@ -143,7 +149,7 @@ func Open(opts Options) (*Buffer, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if strconv.IntSize == 32 && opts.MaxSize > MaxSize32 {
-		return nil, fmt.Errorf("a buffer of %d bytes is larger than the %d MiB a 32-bit system can map", opts.MaxSize, MaxSize32>>20)
+		return nil, fmt.Errorf("%w: %d bytes; a 32-bit system maps at most %d MiB", ErrTooLarge, opts.MaxSize, MaxSize32>>20)
 	}
 	b := &Buffer{
 		log:     opts.Logger,
@@ -215,7 +221,7 @@ func (b *Buffer) openAndLoad(readOnly bool) (err error) {
 		FreelistType:   bolt.FreelistMapType,
 	})
 	if errors.Is(err, bolt.ErrTimeout) {
-		return fmt.Errorf("buffer %s is in use by another ferry process: %w", b.path, err)
+		return fmt.Errorf("%s: %w", b.path, ErrInUse)
 	}
 	if err != nil {
 		return err

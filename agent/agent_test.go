@@ -1,0 +1,63 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ferry-agent/ferry/buffer"
+)
+
+// TestOpenBufferWaitsForTheFilesystem: a storage path that cannot be
+// created yet (here: a file stands where its parent directory should be,
+// as on flash that came up read-only) makes ferry retry, not exit; once the
+// path can be created, the buffer opens.
+func TestOpenBufferWaitsForTheFilesystem(t *testing.T) {
+	parent := filepath.Join(t.TempDir(), "flash")
+	if err := os.WriteFile(parent, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.StoragePath = filepath.Join(parent, "data")
+
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		_ = os.Remove(parent) // the filesystem "comes back"
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	buf, err := openBuffer(ctx, cfg, slog.New(slog.DiscardHandler), 20*time.Millisecond)
+	if err != nil {
+		t.Fatalf("openBuffer gave up: %v", err)
+	}
+	buf.Close()
+}
+
+func TestOpenBufferGivesUpOnlyOnFinalErrors(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.StoragePath = t.TempDir()
+	held, err := buffer.Open(buffer.Options{Dir: cfg.StoragePath, MaxSize: cfg.StorageMaxSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if _, err := openBuffer(context.Background(), cfg, slog.New(slog.DiscardHandler), time.Millisecond); !errors.Is(err, buffer.ErrInUse) {
+		t.Fatalf("a buffer held by another ferry: %v, want ErrInUse at once", err)
+	}
+
+	// Stopping while it waits for the filesystem ends the wait.
+	blocked := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(blocked, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.StoragePath = filepath.Join(blocked, "data")
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := openBuffer(ctx, cfg, slog.New(slog.DiscardHandler), time.Hour); err == nil {
+		t.Fatal("openBuffer returned no error although it was stopped before the buffer opened")
+	}
+}
