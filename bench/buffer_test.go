@@ -23,8 +23,20 @@ import (
 // The buffer lives under $FERRY_BENCH_DIR (default: the package directory)
 // because tmpfs writes are not counted.
 func BenchmarkBufferBytesPerSample(b *testing.B) {
-	for _, sync := range []time.Duration{15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute} {
-		b.Run("sync="+sync.String(), func(b *testing.B) {
+	type scenario struct {
+		sync    time.Duration
+		drained bool // the link is up: the sender reads and acknowledges after each commit
+	}
+	for _, sc := range []scenario{
+		{15 * time.Second, false}, {30 * time.Second, false}, {time.Minute, false}, {2 * time.Minute, false},
+		{time.Minute, true},
+	} {
+		sync := sc.sync
+		name := "sync=" + sync.String()
+		if sc.drained {
+			name += "/link-up"
+		}
+		b.Run(name, func(b *testing.B) {
 			const interval = 15 * time.Second
 			scrapesPerCommit := int(sync / interval)
 			var fileBytes, used, written, samples float64
@@ -51,9 +63,14 @@ func BenchmarkBufferBytesPerSample(b *testing.B) {
 						if err := buf.Commit(); err != nil {
 							b.Fatal(err)
 						}
+						if sc.drained {
+							drainAsTheSenderDoes(b, buf)
+						}
 					}
 				}
-				used += float64(buf.Stats().UsedBytes)
+				if !sc.drained {
+					used += float64(buf.Stats().UsedBytes)
+				}
 				if err := buf.Close(); err != nil {
 					b.Fatal(err)
 				}
@@ -62,7 +79,9 @@ func BenchmarkBufferBytesPerSample(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				fileBytes += float64(fi.Size())
+				if !sc.drained { // drained, nothing stays: only the writes matter
+					fileBytes += float64(fi.Size())
+				}
 				samples += float64(n)
 				os.RemoveAll(dir)
 			}
@@ -71,6 +90,39 @@ func BenchmarkBufferBytesPerSample(b *testing.B) {
 			b.ReportMetric(written/samples, "written-B/sample")
 			b.ReportMetric(0, "ns/op")
 		})
+	}
+}
+
+// drainAsTheSenderDoes reads everything, one request of the default 5000
+// samples at a time, and deletes what it read as the sender does: every
+// 50k samples and once caught up.
+func drainAsTheSenderDoes(b *testing.B, buf *buffer.Buffer) {
+	var next, last uint64
+	unacked := 0
+	for {
+		blocks, err := buf.Read(next, 5000)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(blocks) == 0 {
+			break
+		}
+		last = blocks[len(blocks)-1].Seq
+		next = last + 1
+		for _, blk := range blocks {
+			unacked += blk.Samples()
+		}
+		if unacked >= 50_000 {
+			if err := buf.Ack(last); err != nil {
+				b.Fatal(err)
+			}
+			unacked = 0
+		}
+	}
+	if unacked > 0 {
+		if err := buf.Ack(last); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

@@ -98,9 +98,31 @@ func (s *Sender) Stats() Stats {
 	return st
 }
 
+// Delivered blocks are deleted from the buffer in batches: each delete is a
+// bbolt commit, fsyncs and page writes included, and one per request would
+// write more to flash than the data itself while the link is up (measured:
+// 10.2 instead of 4.3 bytes per sample). After a crash, at most what was
+// delivered since the last batch is sent again: ackEverySamples samples or
+// ackInterval of sending. Caught up or stopping, the batch is deleted at once.
+const (
+	ackEverySamples = 50_000
+	ackInterval     = 10 * time.Second
+)
+
 // Run sends until ctx ends.
 func (s *Sender) Run(ctx context.Context) {
-	var next uint64
+	var next, delivered uint64 // next to read; last delivered, not yet deleted
+	unacked, lastAck := 0, time.Now()
+	ack := func() {
+		if unacked == 0 {
+			return
+		}
+		if err := s.src.Ack(delivered); err != nil {
+			s.log.Error("deleting sent blocks from the buffer", "err", err)
+		}
+		unacked, lastAck = 0, time.Now()
+	}
+	defer ack()
 	for ctx.Err() == nil {
 		blocks, err := s.src.Read(next, s.cfg.MaxSamplesPerSend)
 		if err != nil {
@@ -109,20 +131,24 @@ func (s *Sender) Run(ctx context.Context) {
 			continue
 		}
 		if len(blocks) == 0 {
+			ack()
 			select {
 			case <-ctx.Done():
 			case <-s.src.Committed():
 			}
 			continue
 		}
-		last := blocks[len(blocks)-1].Seq
 		if !s.deliver(ctx, blocks) {
-			return // ctx ended while retrying; the blocks stay buffered
+			return // ctx ended while retrying; these blocks stay buffered
 		}
-		if err := s.src.Ack(last); err != nil {
-			s.log.Error("deleting sent blocks from the buffer", "err", err)
+		delivered = blocks[len(blocks)-1].Seq
+		next = delivered + 1
+		for _, blk := range blocks {
+			unacked += blk.Samples()
 		}
-		next = last + 1
+		if unacked >= ackEverySamples || time.Since(lastAck) >= ackInterval {
+			ack()
+		}
 	}
 }
 

@@ -287,8 +287,9 @@ func TestSendRespectsMaxSamplesPerSend(t *testing.T) {
 	s := newSender(testConfig(rcv.srv.URL, 3), src)
 	start(t, s)
 
-	if a, b := src.waitAck(t), src.waitAck(t); a != 1 || b != 3 {
-		t.Fatalf("acks %d, %d; want 1 then 3", a, b)
+	// Caught up, the sender deletes everything it delivered at once.
+	if a := src.waitAck(t); a != 3 {
+		t.Fatalf("ack %d; want 3", a)
 	}
 	var got [][]int64
 	for _, r := range rcv.requests() {
@@ -372,11 +373,8 @@ func TestSendDropsRejectedBatch(t *testing.T) {
 	s := newSender(testConfig(rcv.srv.URL, 1), src) // one block per request
 	start(t, s)
 
-	if seq := src.waitAck(t); seq != 1 {
-		t.Fatalf("first ack %d, want 1: a rejected batch is acked, not retried", seq)
-	}
 	if seq := src.waitAck(t); seq != 2 {
-		t.Fatalf("second ack %d, want 2: the sender moves on after a rejection", seq)
+		t.Fatalf("ack %d, want 2: a rejected batch is deleted with the next one, not retried", seq)
 	}
 	reqs := rcv.requests()
 	if len(reqs) != 2 {
@@ -532,5 +530,60 @@ func TestParseRetryAfter(t *testing.T) {
 				t.Errorf("parseRetryAfter(%q) = %v, want in [%v, %v]", tc.in, d, tc.min, tc.max)
 			}
 		})
+	}
+}
+
+// TestSendDeletesInBatches: a long backlog is deleted in a few batches, not
+// one bbolt commit per request, and what was delivered before a stop is
+// deleted on the way out.
+func TestSendDeletesInBatches(t *testing.T) {
+	var blocks []buffer.Block
+	for i := range 40 {
+		var ts []int64
+		for j := range 5000 {
+			ts = append(ts, int64(i*5000+j+1))
+		}
+		blocks = append(blocks, buffer.Block{Seq: uint64(i + 1), Series: []buffer.Series{series(1, lblA, ts...)}})
+	}
+	src := newFakeSource(blocks...)
+	rcv := newReceiver(t, answers(status(http.StatusOK)))
+	s := newSender(testConfig(rcv.srv.URL, 5000), src)
+	start(t, s)
+
+	var acks []uint64
+	for len(acks) == 0 || acks[len(acks)-1] != 40 {
+		acks = append(acks, src.waitAck(t))
+	}
+	if n := len(rcv.requests()); n != 40 {
+		t.Fatalf("%d requests, want 40", n)
+	}
+	// 200k samples at 50k per batch: 4 deletes, not 40.
+	if len(acks) > 4 {
+		t.Fatalf("%d deletes for 40 requests: %v", len(acks), acks)
+	}
+}
+
+// TestSendDeletesWhatWasDeliveredWhenStopped: block 1 is delivered, block 2
+// keeps failing; stopping deletes block 1 (not yet deleted: the sender was
+// not caught up) and keeps block 2.
+func TestSendDeletesWhatWasDeliveredWhenStopped(t *testing.T) {
+	src := newFakeSource(
+		buffer.Block{Seq: 1, Series: []buffer.Series{series(1, lblA, 1000)}},
+		buffer.Block{Seq: 2, Series: []buffer.Series{series(1, lblA, 2000)}},
+	)
+	rcv := newReceiver(t, answers(status(http.StatusOK), status(http.StatusServiceUnavailable)))
+	s := newSender(testConfig(rcv.srv.URL, 1), src)
+	stop := start(t, s)
+	for range 3 { // the success, then a few failures
+		select {
+		case <-rcv.seen:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no request within 10s")
+		}
+	}
+	stop()
+	acks, left := src.state()
+	if !slices.Equal(acks, []uint64{1}) || !slices.Equal(left, []uint64{2}) {
+		t.Fatalf("acks %v, left %v; want [1] and [2]", acks, left)
 	}
 }
