@@ -16,7 +16,7 @@ REMOTE_WRITE_URL ?=
 # Cross targets: GOOS/GOARCH[/GOARM]
 CROSS    := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6
 
-.PHONY: help build run test test-cross cross lint bench fuzz clean
+.PHONY: help build run test test-cross test-packaging cross lint bench fuzz clean
 
 help:
 	@echo "make build       build bin/ferry for this machine"
@@ -41,11 +41,24 @@ test:
 	$(GO) test -race -short -count=1 ./...
 	$(GO) test -count=1 ./...
 	$(MAKE) test-cross
+	$(MAKE) test-packaging
 
 # The packages that hold on-disk formats and parsers also run as armv7 and
 # arm64 binaries under qemu-user: 32-bit ARM is where ferry lives.
-test-cross:
+test-# The OpenWrt init script under busybox sh with procd and UCI stubbed, and
+# the systemd unit with systemd-analyze; both check their flags against ferry.
+test-packaging: build
+	FERRY=$(BIN)/ferry sh scripts/test-openwrt-init.sh
+	FERRY=$(BIN)/ferry sh scripts/test-systemd-unit.sh
+
+cross:
 	scripts/test-cross.sh ./buffer/... ./collectors/... ./agent/...
+
+# The OpenWrt init script under busybox sh with procd and UCI stubbed, and
+# the systemd unit with systemd-analyze; both check their flags against ferry.
+test-packaging: build
+	FERRY=$(BIN)/ferry sh scripts/test-openwrt-init.sh
+	FERRY=$(BIN)/ferry sh scripts/test-systemd-unit.sh
 
 cross:
 	@mkdir -p $(BIN)

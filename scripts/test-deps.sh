@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what ferry's tests need, when it is missing: Debian's prometheus
 # (the remote-write receiver of the end-to-end test), victoria-metrics,
-# prometheus-node-exporter, and qemu-user-static (tests as armv7 and arm64).
+# prometheus-node-exporter (compared with ferry's host collectors),
+# qemu-user-static (tests as armv7 and arm64), busybox (the OpenWrt init
+# script's shell) and systemd (systemd-analyze checks the unit).
 # Under CI=true, anything that cannot be installed fails the run.
 set -euo pipefail
 
@@ -10,6 +12,8 @@ command -v prometheus >/dev/null          || need+=(prometheus)
 command -v victoria-metrics >/dev/null    || need+=(victoria-metrics)
 command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
 command -v qemu-arm-static >/dev/null     || need+=(qemu-user-static)
+command -v busybox >/dev/null             || need+=(busybox)
+command -v systemd-analyze >/dev/null     || need+=(systemd)
 
 if [ ${#need[@]} -eq 0 ]; then
 	echo "test dependencies: all present"
