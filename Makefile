@@ -45,13 +45,7 @@ test:
 
 # The packages that hold on-disk formats and parsers also run as armv7 and
 # arm64 binaries under qemu-user: 32-bit ARM is where ferry lives.
-test-# The OpenWrt init script under busybox sh with procd and UCI stubbed, and
-# the systemd unit with systemd-analyze; both check their flags against ferry.
-test-packaging: build
-	FERRY=$(BIN)/ferry sh scripts/test-openwrt-init.sh
-	FERRY=$(BIN)/ferry sh scripts/test-systemd-unit.sh
-
-cross:
+test-cross:
 	scripts/test-cross.sh ./buffer/... ./collectors/... ./agent/...
 
 # The OpenWrt init script under busybox sh with procd and UCI stubbed, and
