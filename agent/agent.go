@@ -153,20 +153,29 @@ func (a *Agent) buildSources() []*source {
 		hostname = "localhost"
 	}
 	var sources []*source
-	var hostCollectors []namedCollector
-	for _, e := range host.Collectors() {
-		if a.cfg.Collectors[e.Name] {
-			hostCollectors = append(hostCollectors, namedCollector{e.Name, e.New(a.cfg.Paths)})
-		}
-	}
-	if len(hostCollectors) > 0 {
-		sources = append(sources, newSource("node", hostname, multiCollector(hostCollectors)))
+	if hc := HostCollector(a.cfg); hc != nil {
+		sources = append(sources, newSource("node", hostname, hc))
 	}
 	timeout := min(a.cfg.ScrapeInterval, 10*time.Second)
 	for _, t := range a.cfg.Targets {
 		sources = append(sources, newSource(t.Job, t.Instance(), scrape.New(t, timeout, scrape.DefaultLimits)))
 	}
 	return append(sources, newSource("ferry", hostname, selfCollector{a}))
+}
+
+// HostCollector returns the host collectors cfg enables as one collector,
+// nil if it enables none.
+func HostCollector(cfg Config) collectors.Collector {
+	var m multiCollector
+	for _, e := range host.Collectors() {
+		if cfg.Collectors[e.Name] {
+			m = append(m, namedCollector{e.Name, e.New(cfg.Paths)})
+		}
+	}
+	if len(m) == 0 {
+		return nil
+	}
+	return m
 }
 
 type namedCollector struct {

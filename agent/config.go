@@ -50,7 +50,7 @@ func DefaultConfig() Config {
 		SyncInterval:   time.Minute,
 		ScrapeInterval: 15 * time.Second,
 		ExternalLabels: labels.EmptyLabels(),
-		Paths:          collectors.Paths{ProcFS: "/proc", SysFS: "/sys"},
+		Paths:          collectors.Paths{ProcFS: "/proc", SysFS: "/sys", RootFS: "/"},
 		ListenAddress:  "127.0.0.1:9391",
 		LogLevel:       slog.LevelInfo,
 	}

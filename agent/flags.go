@@ -51,6 +51,7 @@ func NewFlags(fs *pflag.FlagSet, cfg *Config, hostCollectors []collectors.Entry)
 	fs.Var((*levelValue)(&cfg.LogLevel), "log.level", "Log level: debug, info, warn or error.")
 	fs.StringVar(&cfg.Paths.ProcFS, "path.procfs", cfg.Paths.ProcFS, "procfs mount point.")
 	fs.StringVar(&cfg.Paths.SysFS, "path.sysfs", cfg.Paths.SysFS, "sysfs mount point.")
+	fs.StringVar(&cfg.Paths.RootFS, "path.rootfs", cfg.Paths.RootFS, "rootfs mount point.")
 	for _, e := range hostCollectors {
 		f.enable[e.Name] = fs.Bool("collector."+e.Name, e.DefaultEnabled, "Enable the "+e.Name+" collector: "+e.Help+".")
 		f.disable[e.Name] = fs.Bool("no-collector."+e.Name, false, "Disable the "+e.Name+" collector.")

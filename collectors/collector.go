@@ -52,13 +52,15 @@ type Collection struct {
 }
 
 // Add records a sample of a family described by d. labelValues are matched
-// to d.LabelNames by position.
+// to d.LabelNames by position. An empty value means no such label, as in
+// Prometheus (node_os_info{id_like=""} is stored without id_like) and in
+// remote write, which forbids empty values.
 func (c *Collection) Add(d *Desc, value float64, labelValues ...string) {
 	c.noteFamily(d)
 	c.builder.Reset()
 	c.builder.Add(labels.MetricName, d.Name)
 	for i, name := range d.LabelNames {
-		if i < len(labelValues) {
+		if i < len(labelValues) && labelValues[i] != "" {
 			c.builder.Add(name, labelValues[i])
 		}
 	}
@@ -106,4 +108,5 @@ type Entry struct {
 type Paths struct {
 	ProcFS string // default /proc
 	SysFS  string // default /sys
+	RootFS string // default /: the root of /etc/os-release and of mount points
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ferry-agent/ferry/agent"
+	"github.com/ferry-agent/ferry/collectors"
 	"github.com/ferry-agent/ferry/collectors/host"
 )
 
@@ -35,6 +36,7 @@ Usage:
   ferry buffer stat [flags]     what the buffer holds (--storage.path)
   ferry buffer export [flags]   the backlog as OpenMetrics text on stdout
   ferry check-config FILE       check a configuration file
+  ferry collect [flags]         print one collection of the host collectors
   ferry version                 version, commit and Go version
 
 Flags:
@@ -55,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return runBuffer(args[1:], stdout, stderr)
 		case "check-config":
 			return checkConfig(args[1:], stdout, stderr)
+		case "collect":
+			return collect(args[1:], stdout, stderr)
 		}
 	}
 
@@ -133,5 +137,36 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: OK\n  scrape interval: %s\n  scrape targets:  %d\n  external labels: %s\n  remote write:    %s\n",
 		args[0], cfg.ScrapeInterval, len(cfg.Targets), cfg.ExternalLabels, rw)
+	return 0
+}
+
+// collect prints one collection of the enabled host collectors in the
+// Prometheus text format: what ferry would send from this device.
+func collect(args []string, stdout, stderr io.Writer) int {
+	cfg := agent.DefaultConfig()
+	fs := pflag.NewFlagSet("ferry collect", pflag.ContinueOnError)
+	flags := agent.NewFlags(fs, &cfg, host.Collectors())
+	if code, done := parse(fs, args, stdout, stderr); done {
+		return code
+	}
+	if err := flags.Finish(); err != nil {
+		fmt.Fprintf(stderr, "ferry: %v\n", err)
+		return 2
+	}
+	hc := agent.HostCollector(cfg)
+	if hc == nil {
+		fmt.Fprintln(stderr, "ferry: every host collector is disabled")
+		return 2
+	}
+	var c collectors.Collection
+	err := hc.Collect(context.Background(), &c)
+	if werr := collectors.WriteText(stdout, &c); werr != nil {
+		fmt.Fprintf(stderr, "ferry: %v\n", werr)
+		return 1
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "ferry: %v\n", err)
+		return 1
+	}
 	return 0
 }

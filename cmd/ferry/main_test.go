@@ -2,8 +2,13 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/textparse"
 )
 
 func TestBadUsageIsOneLineNamingTheFlagAndExitsTwo(t *testing.T) {
@@ -55,5 +60,39 @@ func TestVersion(t *testing.T) {
 	}
 	if out := stdout.String(); !strings.HasPrefix(out, "ferry ") || !strings.Contains(out, "commit") || !strings.Contains(out, "go1.") {
 		t.Fatalf("version printed %q", out)
+	}
+}
+
+// TestCollectPrintsTheHostCollection: `ferry collect` prints what the host
+// collectors would send, in the text format Prometheus parses.
+func TestCollectPrintsTheHostCollection(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"collect"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	p := textparse.NewPromParser(stdout.Bytes(), labels.NewSymbolTable(), false)
+	seen := map[string]bool{}
+	for {
+		entry, err := p.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("output does not parse: %v", err)
+		}
+		if entry == textparse.EntrySeries {
+			var lset labels.Labels
+			p.Labels(&lset)
+			seen[lset.Get("__name__")] = true
+		}
+	}
+	for _, name := range []string{"node_load1", "node_memory_MemTotal_bytes", "node_cpu_seconds_total", "node_boot_time_seconds"} {
+		if !seen[name] {
+			t.Errorf("%s missing from ferry collect", name)
+		}
+	}
+	stdout.Reset()
+	if code := run([]string{"collect", "--no-collector.cpu", "--no-collector.loadavg"}, &stdout, &stderr); code != 0 || strings.Contains(stdout.String(), "node_load1 ") || strings.Contains(stdout.String(), "node_cpu_seconds_total{") {
+		t.Errorf("collectors turned off still print (exit %d)", code)
 	}
 }

@@ -18,6 +18,16 @@ func Collectors() []collectors.Entry {
 		{Name: "cpu", Help: "CPU time per CPU and mode (/proc/stat)", DefaultEnabled: true, New: newCPU},
 		{Name: "loadavg", Help: "load averages (/proc/loadavg)", DefaultEnabled: true, New: newLoadavg},
 		{Name: "meminfo", Help: "memory statistics (/proc/meminfo)", DefaultEnabled: true, New: newMeminfo},
+		{Name: "filesystem", Help: "filesystem space and inodes (mounts, statfs)", DefaultEnabled: true, New: newFilesystem},
+		{Name: "netdev", Help: "network interface statistics (/proc/net/dev)", DefaultEnabled: true, New: newNetdev},
+		{Name: "diskstats", Help: "disk I/O statistics (/proc/diskstats)", DefaultEnabled: true, New: newDiskstats},
+		{Name: "stat", Help: "boot time, forks, context switches, interrupts (/proc/stat)", DefaultEnabled: true, New: newStat},
+		{Name: "time", Help: "system time, time zone and clock source", DefaultEnabled: true, New: newTime},
+		{Name: "uname", Help: "uname system call", DefaultEnabled: true, New: newUname},
+		{Name: "os", Help: "OS release (/etc/os-release)", DefaultEnabled: true, New: newOS},
+		{Name: "thermal_zone", Help: "thermal zone temperatures (/sys/class/thermal)", DefaultEnabled: true, New: newThermalZone},
+		{Name: "hwmon", Help: "hardware monitor temperatures (/sys/class/hwmon)", DefaultEnabled: true, New: newHwmon},
+		{Name: "pressure", Help: "pressure stall information (/proc/pressure)", DefaultEnabled: true, New: newPressure},
 	}
 }
 

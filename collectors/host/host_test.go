@@ -17,7 +17,9 @@ import (
 var update = flag.Bool("update", false, "rewrite testdata/host.golden from the fixtures")
 
 // fixturePaths point at testdata/proc: /proc of an armv7 board with 4 CPUs.
-var fixturePaths = collectors.Paths{ProcFS: "testdata/proc", SysFS: "testdata/sys"}
+// testdata/sys and testdata/root: /sys and / of the same board (a Raspberry
+// Pi 4 class arm64 board running Debian, with an SD card and a USB disk).
+var fixturePaths = collectors.Paths{ProcFS: "testdata/proc", SysFS: "testdata/sys", RootFS: "testdata/root"}
 
 // collectAll runs every host collector, in Collectors() order, into one
 // collection.
@@ -25,7 +27,11 @@ func collectAll(t *testing.T, p collectors.Paths) *collectors.Collection {
 	t.Helper()
 	var c collectors.Collection
 	for _, e := range Collectors() {
-		if err := e.New(p).Collect(context.Background(), &c); err != nil {
+		col := e.New(p)
+		if p == fixturePaths {
+			fixtureHooks(col)
+		}
+		if err := col.Collect(context.Background(), &c); err != nil {
 			t.Errorf("collector %s: %v", e.Name, err)
 		}
 	}
@@ -134,13 +140,21 @@ func TestNodeExporterNames(t *testing.T) {
 		switch {
 		case strings.Contains(key, `cpu="cpu`), strings.Contains(key, `cpu="cpu-total"`):
 			t.Errorf("%s: the cpu label is node_exporter's bare number", key)
-		case strings.Contains(key, "HugePages_Total_bytes"), strings.Contains(key, "("), strings.Contains(key, ")"):
+		case strings.Contains(key, "HugePages_Total_bytes"),
+			strings.Contains(key, `"node_memory_`) && (strings.Contains(key, "(") || strings.Contains(key, ")")):
 			t.Errorf("%s: not a node_exporter name", key)
 		}
 	}
 	// 4 CPUs x (8 modes + 2 guest modes), 3 loads, 51 meminfo lines.
-	if want := 4*10 + 3 + 51; len(c.Samples) != want {
-		t.Errorf("%d samples, want %d", len(c.Samples), want)
+	n := 0
+	for _, s := range c.Samples {
+		name := s.Labels.Get("__name__")
+		if strings.HasPrefix(name, "node_cpu_") || strings.HasPrefix(name, "node_load") || strings.HasPrefix(name, "node_memory_") {
+			n++
+		}
+	}
+	if want := 4*10 + 3 + 51; n != want {
+		t.Errorf("%d cpu, load and memory samples, want %d", n, want)
 	}
 
 	types := map[string]collectors.Type{}
@@ -174,7 +188,7 @@ func TestCollectorNames(t *testing.T) {
 			t.Errorf("collector %s: want help text and a constructor", e.Name)
 		}
 	}
-	for _, name := range []string{"cpu", "loadavg", "meminfo"} {
+	for _, name := range []string{"cpu", "loadavg", "meminfo", "filesystem", "netdev", "diskstats", "stat", "time", "uname", "os", "thermal_zone", "hwmon", "pressure"} {
 		if !seen[name] {
 			t.Errorf("collector %s not registered", name)
 		}
@@ -182,11 +196,20 @@ func TestCollectorNames(t *testing.T) {
 }
 
 func TestMissingFile(t *testing.T) {
-	empty := collectors.Paths{ProcFS: t.TempDir(), SysFS: t.TempDir()}
+	empty := collectors.Paths{ProcFS: t.TempDir(), SysFS: t.TempDir(), RootFS: t.TempDir()}
 	for _, e := range Collectors() {
+		if readsNoFile[e.Name] {
+			continue
+		}
 		t.Run(e.Name, func(t *testing.T) {
 			var c collectors.Collection
 			err := e.New(empty).Collect(context.Background(), &c)
+			if optionalHardware[e.Name] {
+				if err != nil || len(c.Samples) != 0 {
+					t.Fatalf("hardware that is absent: %v, %d samples; want neither", err, len(c.Samples))
+				}
+				return
+			}
 			if err == nil {
 				t.Fatalf("no error with an empty procfs (%d samples)", len(c.Samples))
 			}
@@ -214,10 +237,31 @@ func TestMalformed(t *testing.T) {
 		{"meminfo not a number", "meminfo", "meminfo", "MemTotal:  lots kB\n"},
 		{"meminfo unknown unit", "meminfo", "meminfo", "MemTotal:  948304 MB\n"},
 		{"stat not numbers", "cpu", "stat", "cpu  1 2 3 4 5 6 7 8 9 10\ncpu0 a b c d e f g h i j\n"},
+		{"stat btime not a number", "stat", "stat", "cpu  1 2 3 4 5 6 7 8 9 10\nbtime soon\n"},
+		{"stat no btime", "stat", "stat", "cpu  1 2 3 4 5 6 7 8 9 10\nctxt 12\n"},
+		{"mounts short line", "filesystem", "1/mounts", "/dev/root / ext4\n"},
+		{"netdev no colon", "netdev", "net/dev", "h1\nh2\n  eth0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16\n"},
+		{"netdev few fields", "netdev", "net/dev", "h1\nh2\n  eth0: 1 2 3\n"},
+		{"netdev negative", "netdev", "net/dev", "h1\nh2\n  eth0: -1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16\n"},
+		{"diskstats few fields", "diskstats", "diskstats", " 179 0 mmcblk0 1 2 3\n"},
+		{"diskstats not numbers", "diskstats", "diskstats", " 179 0 mmcblk0 1 2 3 4 5 6 7 8 9 x 11\n"},
+		{"pressure no total", "pressure", "pressure/cpu", "some avg10=0.00 avg60=0.00 avg300=0.00\n"},
+		{"pressure bad total", "pressure", "pressure/cpu", "some avg10=0.00 avg60=0.00 avg300=0.00 total=1e3\n"},
+		{"os-release not key=value", "os", "etc/os-release", "NAME Debian\n"},
+		{"os-release open quote", "os", "etc/os-release", "NAME=\"Debian\n"},
+		{"thermal temp not a number", "thermal_zone", "class/thermal/thermal_zone0/temp", "hot\n"},
+		{"hwmon temp not a number", "hwmon", "class/hwmon/hwmon0/temp1_input", "48.3\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			if err := os.WriteFile(filepath.Join(dir, tc.file), []byte(tc.content), 0o644); err != nil {
+			path := filepath.Join(dir, tc.file)
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if strings.HasPrefix(tc.file, "class/thermal/") {
+				os.WriteFile(filepath.Join(filepath.Dir(path), "type"), []byte("cpu-thermal\n"), 0o644)
+			}
+			if err := os.WriteFile(path, []byte(tc.content), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			var entry collectors.Entry
@@ -227,7 +271,7 @@ func TestMalformed(t *testing.T) {
 				}
 			}
 			var c collectors.Collection
-			err := entry.New(collectors.Paths{ProcFS: dir, SysFS: dir}).Collect(context.Background(), &c)
+			err := entry.New(collectors.Paths{ProcFS: dir, SysFS: dir, RootFS: dir}).Collect(context.Background(), &c)
 			if err == nil {
 				t.Fatalf("no error for %s containing %q (%d samples)", tc.file, tc.content, len(c.Samples))
 			}
