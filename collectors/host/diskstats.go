@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -64,14 +63,9 @@ func newDiskstats(p collectors.Paths) collectors.Collector {
 }
 
 func (c *diskstatsCollector) Collect(_ context.Context, out *collectors.Collection) error {
-	f, err := os.Open(c.path)
+	disks, err := parseFile("diskstats", c.path, parseDiskstats)
 	if err != nil {
-		return fmt.Errorf("diskstats: %w", err)
-	}
-	defer f.Close()
-	disks, err := parseDiskstats(f)
-	if err != nil {
-		return fmt.Errorf("diskstats: %s: %w", c.path, err)
+		return err
 	}
 	for i, fd := range diskstatsFields {
 		for _, d := range disks {

@@ -5,6 +5,9 @@ package host
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"os"
 
 	"github.com/shirou/gopsutil/v4/common"
 
@@ -37,4 +40,20 @@ func withPaths(ctx context.Context, p collectors.Paths) context.Context {
 		common.HostProcEnvKey: p.ProcFS,
 		common.HostSysEnvKey:  p.SysFS,
 	})
+}
+
+// parseFile opens a file of the kernel's and parses it. Errors name the
+// collector, and the file when its content is malformed.
+func parseFile[T any](collector, path string, parse func(io.Reader) (T, error)) (T, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("%s: %w", collector, err)
+	}
+	defer f.Close()
+	v, err := parse(f)
+	if err != nil {
+		return v, fmt.Errorf("%s: %s: %w", collector, path, err)
+	}
+	return v, nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -25,14 +24,9 @@ func newMeminfo(p collectors.Paths) collectors.Collector {
 }
 
 func (c *meminfoCollector) Collect(_ context.Context, out *collectors.Collection) error {
-	f, err := os.Open(c.path)
+	fields, err := parseFile("meminfo", c.path, parseMeminfo)
 	if err != nil {
-		return fmt.Errorf("meminfo: %w", err)
-	}
-	defer f.Close()
-	fields, err := parseMeminfo(f)
-	if err != nil {
-		return fmt.Errorf("meminfo: %s: %w", c.path, err)
+		return err
 	}
 	for _, fv := range fields {
 		d := c.descs[fv.name]

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -40,14 +39,9 @@ func newNetdev(p collectors.Paths) collectors.Collector {
 }
 
 func (c *netdevCollector) Collect(_ context.Context, out *collectors.Collection) error {
-	f, err := os.Open(c.path)
+	devs, err := parseFile("netdev", c.path, parseNetdev)
 	if err != nil {
-		return fmt.Errorf("netdev: %w", err)
-	}
-	defer f.Close()
-	devs, err := parseNetdev(f)
-	if err != nil {
-		return fmt.Errorf("netdev: %s: %w", c.path, err)
+		return err
 	}
 	for i, d := range netdevDescs {
 		for _, dev := range devs {

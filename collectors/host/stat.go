@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -51,14 +50,9 @@ func newStat(p collectors.Paths) collectors.Collector {
 }
 
 func (c *statCollector) Collect(_ context.Context, out *collectors.Collection) error {
-	f, err := os.Open(c.path)
+	values, err := parseFile("stat", c.path, parseStat)
 	if err != nil {
-		return fmt.Errorf("stat: %w", err)
-	}
-	defer f.Close()
-	values, err := parseStat(f)
-	if err != nil {
-		return fmt.Errorf("stat: %s: %w", c.path, err)
+		return err
 	}
 	for _, k := range statKeys {
 		if v, ok := values[k.key]; ok {
