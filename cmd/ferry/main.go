@@ -62,18 +62,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	cfg := agent.DefaultConfig()
-	cfg.Version = version
-	fs := pflag.NewFlagSet("ferry", pflag.ContinueOnError)
-	flags := agent.NewFlags(fs, &cfg, host.Collectors())
-	if code, done := parse(fs, args, stdout, stderr); done {
+	cfg, code, done := agentConfig("ferry", args, stdout, stderr)
+	if done {
 		return code
 	}
-	if err := flags.Finish(); err != nil {
-		fmt.Fprintf(stderr, "ferry: %v\n", err)
-		return 2
-	}
-
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -82,6 +74,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// agentConfig builds the agent's configuration from its flags and, if one
+// is named, its config file. done means: exit with code (help, bad usage).
+func agentConfig(name string, args []string, stdout, stderr io.Writer) (cfg agent.Config, code int, done bool) {
+	cfg = agent.DefaultConfig()
+	cfg.Version = version
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	flags := agent.NewFlags(fs, &cfg, host.Collectors())
+	if code, done := parse(fs, args, stdout, stderr); done {
+		return cfg, code, true
+	}
+	if err := flags.Finish(); err != nil {
+		fmt.Fprintf(stderr, "ferry: %v\n", err)
+		return cfg, 2, true
+	}
+	return cfg, 0, false
 }
 
 // parse parses args into fs. It reports done with an exit code for --help,
@@ -143,15 +152,9 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 // collect prints one collection of the enabled host collectors in the
 // Prometheus text format: what ferry would send from this device.
 func collect(args []string, stdout, stderr io.Writer) int {
-	cfg := agent.DefaultConfig()
-	fs := pflag.NewFlagSet("ferry collect", pflag.ContinueOnError)
-	flags := agent.NewFlags(fs, &cfg, host.Collectors())
-	if code, done := parse(fs, args, stdout, stderr); done {
+	cfg, code, done := agentConfig("ferry collect", args, stdout, stderr)
+	if done {
 		return code
-	}
-	if err := flags.Finish(); err != nil {
-		fmt.Fprintf(stderr, "ferry: %v\n", err)
-		return 2
 	}
 	hc := agent.HostCollector(cfg)
 	if hc == nil {
