@@ -14,6 +14,7 @@ command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporte
 command -v qemu-arm-static >/dev/null     || need+=(qemu-user-static)
 command -v busybox >/dev/null             || need+=(busybox)
 command -v systemd-analyze >/dev/null     || need+=(systemd)
+command -v xz >/dev/null                  || need+=(xz-utils)
 
 if [ ${#need[@]} -eq 0 ]; then
 	echo "test dependencies: all present"

@@ -25,7 +25,7 @@ func fillBuffer(t *testing.T, dir string) map[string]float64 {
 	}
 	want := map[string]float64{}
 	for round := range 6 {
-		ts := int64(1_700_000_000_000 + round*15_000)
+		ts := int64(1_700_000_000_000) + int64(round)*15_000
 		for _, lset := range []labels.Labels{
 			labels.FromStrings("__name__", "node_load1", "job", "node"),
 			labels.FromStrings("__name__", "app_requests_total", "path", `/a"b\c`, "code", "200"),
