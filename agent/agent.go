@@ -154,13 +154,13 @@ func (a *Agent) buildSources() []*source {
 	}
 	var sources []*source
 	if hc := HostCollector(a.cfg); hc != nil {
-		sources = append(sources, newSource("node", hostname, hc))
+		sources = append(sources, newSource("node", "node", hostname, hc))
 	}
 	timeout := min(a.cfg.ScrapeInterval, 10*time.Second)
 	for _, t := range a.cfg.Targets {
-		sources = append(sources, newSource(t.Job, t.Instance(), scrape.New(t, timeout, scrape.DefaultLimits)))
+		sources = append(sources, newSource(t.Job+"/"+t.Instance(), t.Job, t.Instance(), scrape.New(t, timeout, scrape.DefaultLimits)))
 	}
-	return append(sources, newSource("ferry", hostname, selfCollector{a}))
+	return append(sources, newSource("ferry", "ferry", hostname, selfCollector{a}))
 }
 
 // HostCollector returns the host collectors cfg enables as one collector,

@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/ferry-agent/ferry/buffer"
 )
@@ -59,5 +63,44 @@ func TestOpenBufferGivesUpOnlyOnFinalErrors(t *testing.T) {
 	defer cancel()
 	if _, err := openBuffer(ctx, cfg, slog.New(slog.DiscardHandler), time.Hour); err == nil {
 		t.Fatal("openBuffer returned no error although it was stopped before the buffer opened")
+	}
+}
+
+// TestMetricsEndpointShowsTheBuffer: /metrics serves ferry's own figures,
+// taken from the buffer, with every drop reason present before any drop.
+func TestMetricsEndpointShowsTheBuffer(t *testing.T) {
+	cfg := DefaultConfig()
+	buf, err := buffer.Open(buffer.Options{Dir: t.TempDir(), MaxSize: cfg.StorageMaxSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Close()
+	buf.Append(labels.FromStrings("__name__", "m"), 1000, 1)
+	buf.Append(labels.FromStrings("__name__", "m"), 2000, 2)
+	if err := buf.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{cfg: cfg, log: slog.New(slog.DiscardHandler), buf: buf, started: time.Now()}
+	a.sources = a.buildSources()
+
+	rec := httptest.NewRecorder()
+	a.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		"ferry_buffer_samples 2\n",
+		"ferry_buffer_oldest_timestamp_seconds 1\n",
+		"ferry_buffer_newest_timestamp_seconds 2\n",
+		`ferry_buffer_dropped_samples_total{reason="full"} 0` + "\n",
+		`ferry_remote_write_dropped_samples_total{reason="rejected"} 0` + "\n",
+		"# TYPE ferry_samples_appended_total counter\n",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	rec = httptest.NewRecorder()
+	a.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/-/ready", nil))
+	if rec.Code != 503 {
+		t.Errorf("/-/ready before start: %d, want 503", rec.Code)
 	}
 }

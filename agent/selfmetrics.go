@@ -59,10 +59,10 @@ func (s selfCollector) Collect(_ context.Context, c *collectors.Collection) erro
 	a := s.a
 	c.Add(buildInfoDesc, 1, a.cfg.Version, runtime.Version())
 	for _, src := range a.sources {
-		c.Add(appendedDesc, float64(src.appended.Load()), src.name())
+		c.Add(appendedDesc, float64(src.appended.Load()), src.name)
 	}
 	for _, src := range a.sources {
-		c.Add(collectErrorsDesc, float64(src.errors.Load()), src.name())
+		c.Add(collectErrorsDesc, float64(src.errors.Load()), src.name)
 	}
 
 	st := a.buf.Stats()

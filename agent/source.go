@@ -13,6 +13,7 @@ import (
 // source is one collector on the agent's schedule, with the target labels
 // its samples get.
 type source struct {
+	name          string // in ferry's own metrics and logs
 	job, instance string
 	collector     collectors.Collector
 
@@ -21,16 +22,8 @@ type source struct {
 	lastLog  time.Time // of an error, for rate limiting
 }
 
-func newSource(job, instance string, c collectors.Collector) *source {
-	return &source{job: job, instance: instance, collector: c}
-}
-
-// name identifies the source in ferry's own metrics and logs.
-func (s *source) name() string {
-	if s.job == "node" || s.job == "ferry" {
-		return s.job
-	}
-	return s.job + "/" + s.instance
+func newSource(name, job, instance string, c collectors.Collector) *source {
+	return &source{name: name, job: job, instance: instance, collector: c}
 }
 
 // errorLogInterval keeps a failing source from flooding the log.
@@ -63,7 +56,7 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 		s.errors.Add(1)
 		if now.Sub(s.lastLog) >= errorLogInterval {
 			s.lastLog = now
-			a.log.Warn("collection failed", "source", s.name(), "err", err)
+			a.log.Warn("collection failed", "source", s.name, "err", err)
 		}
 	}
 	ts := now.UnixMilli()
