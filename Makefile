@@ -42,8 +42,8 @@ test:
 	$(GO) test -race -short -count=1 ./...
 	$(GO) test -count=1 ./...
 	$(MAKE) test-cross
-	$(MAKE) test-packaging
 	$(MAKE) size
+	$(MAKE) test-packaging
 
 # Every test also runs as an armv7 and an arm64 binary under qemu-user
 # (-short: without the end-to-end runs of external programs): 32-bit ARM is
