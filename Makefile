@@ -16,7 +16,7 @@ REMOTE_WRITE_URL ?=
 # Cross targets: GOOS/GOARCH[/GOARM]
 CROSS    := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6
 
-.PHONY: help build run test test-cross test-packaging size cross lint bench fuzz clean
+.PHONY: help build run test test-cross test-packaging size cross lint bench bench-compare fuzz clean
 
 help:
 	@echo "make build       build bin/ferry for this machine"
@@ -25,7 +25,8 @@ help:
 	@echo "make cross       static binaries for linux amd64, arm64, armv7, armv6; prints stripped sizes"
 	@echo "make size        the stripped armv7 binary against its 10 MiB budget"
 	@echo "make lint        gofmt and go vet"
-	@echo "make bench       Go benchmarks (the side-by-side comparison comes with bench/)"
+	@echo "make bench       Go benchmarks of the buffer on a realistic workload (bench/RESULTS.md)"
+	@echo "make bench-compare  ferry vs vmagent and Prometheus agent mode, side by side (~10 min; bench/RESULTS-compare.md)"
 	@echo "make fuzz        every fuzz target for FUZZTIME each (default 1m)"
 
 build:
@@ -80,7 +81,13 @@ lint:
 	$(GO) vet ./...
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./bench/
+
+# ferry, vmagent and Prometheus agent mode (Debian's) side by side, in one
+# run on this machine: ~10 min on 2 cores.
+bench-compare: build
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -tags $(TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ferry-linux-armv7 ./cmd/ferry
+	$(GO) run ./bench/compare -ferry $(BIN)/ferry -ferry-armv7 $(BIN)/ferry-linux-armv7 -out bench/RESULTS-compare.md
 
 # Every decoder of outside input has a fuzz target: buffer blocks, labels and
 # files; scrape bodies; the config file.
