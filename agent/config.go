@@ -42,7 +42,7 @@ func DefaultConfig() Config {
 		RemoteWrite: remotewrite.Config{
 			Timeout:           30 * time.Second,
 			MinBackoff:        time.Second,
-			MaxBackoff:        time.Minute,
+			MaxBackoff:        10 * time.Second, // back within seconds after an outage; a refused connection costs no bytes
 			MaxSamplesPerSend: 5000,
 		},
 		StoragePath:    "./data",
