@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -98,6 +100,16 @@ func TestMetricsEndpointShowsTheBuffer(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+	// The oldest sample is from 1970-01-01T00:00:01: the backlog is as old
+	// as the epoch, give or take the second.
+	var age float64
+	if _, err := fmt.Sscanf(body[strings.Index(body, "\nferry_buffer_backlog_age_seconds ")+1:], "ferry_buffer_backlog_age_seconds %g", &age); err != nil {
+		t.Fatalf("no backlog age in /metrics: %v", err)
+	}
+	if want := float64(time.Now().Unix() - 1); math.Abs(age-want) > 5 {
+		t.Errorf("backlog age %v, want about %v", age, want)
+	}
+
 	rec = httptest.NewRecorder()
 	a.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/-/ready", nil))
 	if rec.Code != 503 {

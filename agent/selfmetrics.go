@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ferry-agent/ferry/agent/remotewrite"
 	"github.com/ferry-agent/ferry/buffer"
@@ -29,6 +30,7 @@ var (
 	bufferMaxBytesDesc = collectors.NewDesc("ferry_buffer_max_bytes", "The buffer's size cap (--storage.max-size).", collectors.Gauge)
 	bufferOldestDesc   = collectors.NewDesc("ferry_buffer_oldest_timestamp_seconds", "Timestamp of the oldest buffered sample; 0 when empty.", collectors.Gauge)
 	bufferNewestDesc   = collectors.NewDesc("ferry_buffer_newest_timestamp_seconds", "Timestamp of the newest buffered sample; 0 when empty.", collectors.Gauge)
+	backlogAgeDesc     = collectors.NewDesc("ferry_buffer_backlog_age_seconds", "How far behind the sender is: now minus the oldest committed sample not yet acknowledged; 0 when caught up.", collectors.Gauge)
 	bufferDroppedDesc  = collectors.NewDesc("ferry_buffer_dropped_samples_total", "Samples the buffer dropped, by reason.", collectors.Counter, "reason")
 	bufferAsideDesc    = collectors.NewDesc("ferry_buffer_files_moved_aside_total", "Unreadable buffer files moved aside for a fresh one.", collectors.Counter)
 	commitErrorsDesc   = collectors.NewDesc("ferry_buffer_commit_errors_total", "Commits to the buffer that failed (the block is kept in memory and retried).", collectors.Counter)
@@ -74,6 +76,11 @@ func (s selfCollector) Collect(_ context.Context, c *collectors.Collection) erro
 	c.Add(bufferMaxBytesDesc, float64(st.MaxBytes))
 	c.Add(bufferOldestDesc, float64(st.OldestT)/1000)
 	c.Add(bufferNewestDesc, float64(st.NewestT)/1000)
+	var age float64
+	if st.Samples > 0 {
+		age = max(0, float64(time.Now().UnixMilli()-st.OldestT)/1000)
+	}
+	c.Add(backlogAgeDesc, age)
 	for _, r := range bufferReasons {
 		c.Add(bufferDroppedDesc, float64(st.Dropped[r]), r)
 	}
