@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/prometheus/prometheus/model/labels"
+	bolt "go.etcd.io/bbolt"
 )
 
 // seriesIndex maps label sets to the small integer refs that blocks store
@@ -107,4 +108,72 @@ func (r *reader) bytes() []byte {
 	v := r.b[:n]
 	r.b = r.b[n:]
 	return v
+}
+
+// collectSeriesLocked removes label sets that no block, pending block or
+// head sample refers to any more: series that a target stopped exposing,
+// whose blocks were sent or evicted. Finding them reads every block, so it
+// runs only when the dictionary has doubled since it last did. The caller
+// holds writeMu, so no block comes or goes meanwhile.
+func (b *Buffer) collectSeriesLocked() error {
+	b.mu.Lock()
+	due := len(b.series.byRef) > 2*b.liveSeries+1024
+	b.mu.Unlock()
+	if !due {
+		return nil
+	}
+	used := map[uint32]bool{}
+	err := b.db.View(func(tx *bolt.Tx) error {
+		bb := tx.Bucket(bucketBlocks)
+		return bb.ForEachBucket(func(k []byte) error {
+			_, data, err := decodeBlock(getBlock(bb, binary.BigEndian.Uint64(k)))
+			if err != nil {
+				return nil // a damaged block is dropped when read; it keeps nothing alive
+			}
+			for _, d := range data {
+				used[d.ref] = true
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for _, v := range b.pending {
+		if _, data, err := decodeBlock(v); err == nil {
+			for _, d := range data {
+				used[d.ref] = true
+			}
+		}
+	}
+
+	b.mu.Lock()
+	for r := range b.head {
+		used[r] = true
+	}
+	for _, r := range b.series.unsaved {
+		used[r] = true
+	}
+	var dead []uint32
+	for r := range b.series.byRef {
+		if !used[r] {
+			dead = append(dead, r)
+		}
+	}
+	// Forgotten here, under mu, so that a series coming back gets a new
+	// ref instead of one about to be deleted.
+	b.series.remove(dead)
+	b.liveSeries = len(b.series.byRef)
+	b.mu.Unlock()
+
+	b.limitGrowth(int64(commitOverheadPages) * pageSize)
+	return b.db.Update(func(tx *bolt.Tx) error {
+		sb := tx.Bucket(bucketSeries)
+		for _, r := range dead {
+			if err := sb.Delete(refKey(r)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
