@@ -16,7 +16,7 @@ REMOTE_WRITE_URL ?=
 # Cross targets: GOOS/GOARCH[/GOARM]
 CROSS    := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6
 
-.PHONY: help build run test test-cross test-packaging size cross lint bench bench-compare fuzz clean
+.PHONY: help build run test test-cross test-packaging size cross lint bench bench-go bench-compare fuzz clean
 
 help:
 	@echo "make build       build bin/ferry for this machine"
@@ -25,7 +25,8 @@ help:
 	@echo "make cross       static binaries for linux amd64, arm64, armv7, armv6; prints stripped sizes"
 	@echo "make size        the stripped armv7 binary against its 10 MiB budget"
 	@echo "make lint        gofmt and go vet"
-	@echo "make bench       Go benchmarks of the buffer on a realistic workload (bench/RESULTS.md)"
+	@echo "make bench       bench-go, then bench-compare (~12 min)"
+	@echo "make bench-go    Go benchmarks: buffer bytes per sample, hot paths with allocations"
 	@echo "make bench-compare  ferry vs vmagent and Prometheus agent mode, side by side (~10 min; bench/RESULTS-compare.md)"
 	@echo "make fuzz        every fuzz target for FUZZTIME each (default 1m)"
 
@@ -80,8 +81,14 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./bench/
+# The Go benchmarks (buffer bytes per sample, hot paths with allocations),
+# then the side-by-side run of the agents: ~12 min in all.
+bench: bench-go bench-compare
+
+bench-go:
+	$(GO) test -run '^$$' -bench 'BytesPerSample|HistoryAtCap' -benchtime 1x ./bench/
+	$(GO) test -run '^$$' -bench 'ParseScrapeBody|BufferAppend|HostCollection' -benchmem ./bench/
+	$(GO) test -run '^$$' -bench 'EncodeWriteRequest' -benchmem ./agent/remotewrite/
 
 # ferry, vmagent and Prometheus agent mode (Debian's) side by side, in one
 # run on this machine: ~10 min on 2 cores.

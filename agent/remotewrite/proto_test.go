@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 
@@ -109,4 +110,25 @@ func TestPacerHoldsTheAverageRate(t *testing.T) {
 	if (&pacer{}).delay(now, 1<<30) != 0 {
 		t.Fatal("no limit must mean no delay")
 	}
+}
+
+// BenchmarkEncodeWriteRequest: one request of 5000 samples (the default
+// per request) from blocks of the buffer, marshalled and compressed.
+func BenchmarkEncodeWriteRequest(b *testing.B) {
+	var blocks []buffer.Block
+	for blk := range 4 {
+		var ser []buffer.Series
+		for s := range 1250 {
+			lset := labels.FromStrings("__name__", fmt.Sprintf("app_metric_%d", s%100), "handler", fmt.Sprintf("/api/%d", s), "instance", "127.0.0.1:8080", "job", "app")
+			ser = append(ser, buffer.Series{Ref: uint32(s + 1), Labels: lset, T: []int64{int64(blk) * 15000}, V: []float64{float64(s)}})
+		}
+		blocks = append(blocks, buffer.Block{Seq: uint64(blk + 1), Series: ser})
+	}
+	b.ReportAllocs()
+	var size int
+	for b.Loop() {
+		series, _, _ := groupBySeries(blocks, math.MinInt64)
+		size = len(snappy.Encode(nil, marshalWriteRequest(series)))
+	}
+	b.ReportMetric(float64(size)/5000, "wire-B/sample")
 }
