@@ -70,12 +70,33 @@ func (c *Collection) Add(d *Desc, value float64, labelValues ...string) {
 
 // AddSample records a sample that already has its full label set (including
 // __name__), such as one parsed from a scrape target. d may be nil when the
-// family's metadata is unknown.
+// family's metadata is unknown. Labels with empty values are left out:
+// remote write forbids them, and Prometheus treats them as absent.
 func (c *Collection) AddSample(d *Desc, s Sample) {
 	if d != nil {
 		c.noteFamily(d)
 	}
+	if hasEmptyValue(s.Labels) {
+		// An empty value means no label, as in Add.
+		s.Labels = dropEmptyValues(s.Labels)
+	}
 	c.Samples = append(c.Samples, s)
+}
+
+func hasEmptyValue(lset labels.Labels) bool {
+	empty := false
+	lset.Range(func(l labels.Label) { empty = empty || l.Value == "" })
+	return empty
+}
+
+func dropEmptyValues(lset labels.Labels) labels.Labels {
+	var b labels.ScratchBuilder
+	lset.Range(func(l labels.Label) {
+		if l.Value != "" {
+			b.Add(l.Name, l.Value)
+		}
+	})
+	return b.Labels()
 }
 
 func (c *Collection) noteFamily(d *Desc) {

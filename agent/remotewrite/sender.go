@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -91,10 +92,7 @@ func (s *Sender) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
-	st.Dropped = make(map[string]uint64, len(s.stats.Dropped))
-	for k, v := range s.stats.Dropped {
-		st.Dropped[k] = v
-	}
+	st.Dropped = maps.Clone(s.stats.Dropped)
 	return st
 }
 

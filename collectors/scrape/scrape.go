@@ -133,11 +133,6 @@ func Parse(body []byte, contentType string, sampleLimit int, out *collectors.Col
 			// A receiver refuses such a series; Prometheus fails the scrape.
 			return fmt.Errorf("label name %q is not unique in %s", name, lset)
 		}
-		if hasEmptyValue(lset) {
-			// An empty value means no label, in Prometheus and in remote
-			// write, which forbids empty values.
-			lset = dropEmptyValues(lset)
-		}
 		if len(out.Samples) >= sampleLimit {
 			return fmt.Errorf("more than the limit of %d samples", sampleLimit)
 		}
@@ -147,20 +142,4 @@ func Parse(body []byte, contentType string, sampleLimit int, out *collectors.Col
 		}
 		out.AddSample(nil, s)
 	}
-}
-
-func hasEmptyValue(lset labels.Labels) bool {
-	empty := false
-	lset.Range(func(l labels.Label) { empty = empty || l.Value == "" })
-	return empty
-}
-
-func dropEmptyValues(lset labels.Labels) labels.Labels {
-	var b labels.ScratchBuilder
-	lset.Range(func(l labels.Label) {
-		if l.Value != "" {
-			b.Add(l.Name, l.Value)
-		}
-	})
-	return b.Labels()
 }
