@@ -225,10 +225,9 @@ func (b *Buffer) openAndLoad(readOnly bool) (err error) {
 		return err
 	}
 	b.db = db
-	// Grow the file in small steps: bbolt's default of 16 MiB would break a
-	// small cap at once.
-	db.AllocSize = int(min(max(b.maxSize/32, 32<<10), 4<<20))
 	if !readOnly {
+		// bbolt's default growth step of 16 MiB would break a small cap at once.
+		b.limitGrowth(int64(commitOverheadPages) * pageSize)
 		if err := db.Update(initBuckets); err != nil {
 			_ = db.Close()
 			b.db = nil
