@@ -45,7 +45,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.RemoteWrite.URL != "" {
 		rw := cfg.RemoteWrite
 		rw.UserAgent = "ferry/" + cfg.Version
-		a.sender = remotewrite.New(rw, buf, log.With("component", "remote-write"))
+		if a.sender, err = remotewrite.New(rw, buf, log.With("component", "remote-write")); err != nil {
+			buf.Close()
+			return fmt.Errorf("remote write: %w", err)
+		}
 	}
 
 	var srv *http.Server

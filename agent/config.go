@@ -62,6 +62,9 @@ func (c *Config) Validate() error {
 		if err := checkURL(c.RemoteWrite.URL); err != nil {
 			return fmt.Errorf("--remote-write.url: %w", err)
 		}
+		if err := c.RemoteWrite.HTTP.Validate(); err != nil {
+			return fmt.Errorf("remote write: %w", err)
+		}
 	}
 	switch {
 	case c.StoragePath == "":

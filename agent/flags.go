@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferry-agent/ferry/collectors"
 	"github.com/ferry-agent/ferry/collectors/scrape"
+	"github.com/ferry-agent/ferry/httpclient"
 )
 
 // Flags binds ferry's command-line flags to a Config. Their names are part
@@ -23,6 +24,10 @@ type Flags struct {
 	configFile string
 	targets    targetsValue
 	external   labelsValue
+	rwHeaders  headersValue
+	rwUsername string
+	rwPassword string // a file's path
+	rwToken    string // a file's path
 	collectors []collectors.Entry
 	enable     map[string]*bool
 	disable    map[string]*bool
@@ -40,6 +45,17 @@ func NewFlags(fs *pflag.FlagSet, cfg *Config, hostCollectors []collectors.Entry)
 	fs.IntVar(&rw.MaxSamplesPerSend, "remote-write.max-samples-per-send", rw.MaxSamplesPerSend, "Samples per request, at least one buffer block.")
 	fs.DurationVar(&rw.MaxSampleAge, "remote-write.max-sample-age", rw.MaxSampleAge, "Drop, counted, samples older than this when their turn to be sent comes, for receivers that refuse old data; 0 sends everything.")
 	fs.Var((*sizeValue)(&rw.MaxBytesPerSecond), "remote-write.max-bytes-per-second", "Average upload rate for metered links: bytes, or with KiB, MiB; 0 for no limit.")
+	// Secrets only from files: a value on the command line shows in ps.
+	fs.StringVar(&f.rwUsername, "remote-write.basic-auth.username", "", "Basic auth user name for the receiver.")
+	fs.StringVar(&f.rwPassword, "remote-write.basic-auth.password-file", "", "File holding the basic auth password, read at each request.")
+	fs.StringVar(&f.rwToken, "remote-write.bearer-token-file", "", "File holding a bearer token for the receiver, read at each request.")
+	fs.Var(&f.rwHeaders, "remote-write.header", "HTTP header NAME=VALUE sent with every request, e.g. X-Scope-OrgID=fleet; repeatable.")
+	fs.StringVar(&rw.HTTP.TLS.CAFile, "remote-write.tls.ca-file", "", "CA certificate(s) (PEM) to verify the receiver with, instead of the system's.")
+	fs.StringVar(&rw.HTTP.TLS.CertFile, "remote-write.tls.cert-file", "", "Client certificate (PEM) for mutual TLS.")
+	fs.StringVar(&rw.HTTP.TLS.KeyFile, "remote-write.tls.key-file", "", "Key (PEM) of the client certificate.")
+	fs.StringVar(&rw.HTTP.TLS.ServerName, "remote-write.tls.server-name", "", "Name the receiver's certificate must carry, if not the URL's host.")
+	fs.BoolVar(&rw.HTTP.TLS.InsecureSkipVerify, "remote-write.tls.insecure-skip-verify", false, "Do not verify the receiver's certificate (testing only: anyone on the path can read and change the data).")
+	fs.StringVar(&rw.HTTP.ProxyURL, "remote-write.proxy-url", "", "HTTP proxy for the receiver; by default HTTP_PROXY, HTTPS_PROXY and NO_PROXY from the environment.")
 	fs.StringVar(&cfg.StoragePath, "storage.path", cfg.StoragePath, "Directory of the on-disk buffer.")
 	fs.Var((*sizeValue)(&cfg.StorageMaxSize), "storage.max-size", "Cap of the buffer's file: bytes, or with KiB, MiB, GiB. When full, the oldest data goes first.")
 	fs.DurationVar(&cfg.SyncInterval, "storage.sync-interval", cfg.SyncInterval, "How often collected samples are committed (fsynced) to the buffer; a power cut loses at most this much.")
@@ -68,6 +84,19 @@ func (f *Flags) Finish() error {
 		}
 	}
 	f.cfg.Targets = append(f.cfg.Targets, f.targets...)
+	rw := &f.cfg.RemoteWrite.HTTP
+	if f.rwUsername != "" || f.rwPassword != "" {
+		rw.BasicAuth = &httpclient.BasicAuth{Username: f.rwUsername, PasswordFile: f.rwPassword}
+	}
+	if f.rwToken != "" {
+		rw.BearerTokenFile = f.rwToken
+	}
+	for name, value := range f.rwHeaders {
+		if rw.Headers == nil {
+			rw.Headers = map[string]string{}
+		}
+		rw.Headers[name] = value
+	}
 	f.cfg.ExternalLabels = mergeLabels(f.cfg.ExternalLabels, f.external)
 	f.cfg.Collectors = map[string]bool{}
 	for _, e := range f.collectors {
@@ -204,5 +233,27 @@ func checkLabel(name, value string) error {
 	if value == "" {
 		return fmt.Errorf("label %s: empty value", name)
 	}
+	return nil
+}
+
+// headersValue collects --remote-write.header NAME=VALUE.
+type headersValue map[string]string
+
+func (h *headersValue) String() string { return "" }
+func (h *headersValue) Type() string   { return "NAME=VALUE" }
+func (h *headersValue) Set(v string) error {
+	name, value, ok := strings.Cut(v, "=")
+	if !ok || name == "" || strings.ContainsFunc(name, func(r rune) bool {
+		return r <= ' ' || r >= 0x7f || strings.ContainsRune("\"(),/:;<=>?@[\\]{}", r)
+	}) {
+		return fmt.Errorf("%q: want NAME=VALUE with a valid header name", v)
+	}
+	if strings.ContainsAny(value, "\r\n") {
+		return fmt.Errorf("%q: a header value cannot hold a line break", v)
+	}
+	if *h == nil {
+		*h = map[string]string{}
+	}
+	(*h)[name] = value
 	return nil
 }

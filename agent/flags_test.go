@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ferry-agent/ferry/collectors/host"
+	"github.com/ferry-agent/ferry/httpclient"
 )
 
 func TestParseSize(t *testing.T) {
@@ -102,7 +104,7 @@ func TestFlagDefaults(t *testing.T) {
 	cfg := mustParse(t)
 	want := DefaultConfig()
 	if cfg.StorageMaxSize != want.StorageMaxSize || cfg.ScrapeInterval != want.ScrapeInterval ||
-		cfg.RemoteWrite != want.RemoteWrite || cfg.StoragePath != want.StoragePath || cfg.Paths != want.Paths {
+		!reflect.DeepEqual(cfg.RemoteWrite, want.RemoteWrite) || cfg.StoragePath != want.StoragePath || cfg.Paths != want.Paths {
 		t.Errorf("without flags the config differs from DefaultConfig:\n got  %+v\n want %+v", cfg, want)
 	}
 	if len(cfg.Targets) != 0 || !cfg.ExternalLabels.IsEmpty() {
@@ -258,6 +260,48 @@ func TestFinishValidates(t *testing.T) {
 				t.Errorf("Finish: %v; want an error naming %s", p.finishErr, tc.wantFlag)
 			}
 		})
+	}
+}
+
+func TestRemoteWriteHTTPFlags(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "password")
+	os.WriteFile(pw, []byte("s3cret\n"), 0o600)
+	cfg := mustParse(t,
+		"--remote-write.url=https://mimir.example/api/v1/push",
+		"--remote-write.basic-auth.username=pi-07",
+		"--remote-write.basic-auth.password-file="+pw,
+		"--remote-write.header=X-Scope-OrgID=fleet-a",
+		"--remote-write.header=X-Device=pi-07",
+		"--remote-write.tls.server-name=mimir.internal",
+		"--remote-write.proxy-url=http://proxy:3128",
+	)
+	h := cfg.RemoteWrite.HTTP
+	want := httpclient.Config{
+		BasicAuth: &httpclient.BasicAuth{Username: "pi-07", PasswordFile: pw},
+		Headers:   map[string]string{"X-Scope-OrgID": "fleet-a", "X-Device": "pi-07"},
+		TLS:       httpclient.TLSConfig{ServerName: "mimir.internal"},
+		ProxyURL:  "http://proxy:3128",
+	}
+	if !reflect.DeepEqual(h, want) {
+		t.Errorf("HTTP settings\n %+v\nwant\n %+v", h, want)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--remote-write.basic-auth.username=u", "--remote-write.basic-auth.password-file=/nonexistent/pw"}, "basic_auth"},
+		{[]string{"--remote-write.header=Authorization=Bearer x"}, "set by ferry"},
+		{[]string{"--remote-write.tls.cert-file=" + pw}, "cert_file and key_file"},
+		{[]string{"--remote-write.tls.ca-file=" + pw}, "no PEM certificate"},
+	} {
+		p := parseArgs(t, append(tc.args, "--remote-write.url=https://mimir.example/api/v1/push")...)
+		if p.parseErr != nil || p.finishErr == nil || !strings.Contains(p.finishErr.Error(), tc.want) {
+			t.Errorf("%q: parse %v, finish %v; want a finish error with %q", tc.args, p.parseErr, p.finishErr, tc.want)
+		}
+	}
+	if p := parseArgs(t, "--remote-write.header=Bad Name=x"); p.parseErr == nil {
+		t.Error("a header name with a space was accepted")
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/golang/snappy"
 
 	"github.com/ferry-agent/ferry/buffer"
+	"github.com/ferry-agent/ferry/httpclient"
 )
 
 // Reasons for samples the sender drops, the values of its reason label.
@@ -38,6 +39,7 @@ type Config struct {
 	MaxSampleAge      time.Duration // 0: send samples of any age
 	MaxBytesPerSecond int64         // 0: no limit; paces request bodies
 	UserAgent         string
+	HTTP              httpclient.Config // auth, TLS, headers, proxy
 }
 
 // Source is what the sender drains: the buffer.
@@ -70,13 +72,22 @@ type Sender struct {
 	lastRejectLog time.Time
 }
 
-// New returns a Sender for cfg.
-func New(cfg Config, src Source, log *slog.Logger) *Sender {
+// New returns a Sender for cfg, or an error naming the HTTP setting that
+// cannot work (a missing CA file, say).
+func New(cfg Config, src Source, log *slog.Logger) (*Sender, error) {
+	if err := cfg.HTTP.Validate(); err != nil {
+		return nil, err
+	}
+	transport, err := cfg.HTTP.NewTransport()
+	if err != nil {
+		return nil, err
+	}
 	return &Sender{
 		cfg: cfg,
 		src: src,
 		client: &http.Client{
-			Timeout: cfg.Timeout,
+			Transport: transport,
+			Timeout:   cfg.Timeout,
 			// A redirected POST becomes a GET and its answer would drop the
 			// batch; a redirect is a configuration error to retry and log.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -84,7 +95,7 @@ func New(cfg Config, src Source, log *slog.Logger) *Sender {
 		log:   log,
 		pace:  pacer{bytesPerSecond: cfg.MaxBytesPerSecond},
 		stats: Stats{Dropped: map[string]uint64{}},
-	}
+	}, nil
 }
 
 // Stats returns a copy of the counters.

@@ -185,7 +185,11 @@ func start(t *testing.T, s *Sender) (stop func()) {
 }
 
 func newSender(cfg Config, src Source) *Sender {
-	return New(cfg, src, slog.New(slog.DiscardHandler))
+	s, err := New(cfg, src, slog.New(slog.DiscardHandler))
+	if err != nil {
+		panic(err)
+	}
+	return s
 }
 
 func series(ref uint32, lset labels.Labels, ts ...int64) buffer.Series {
