@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
+
 	"github.com/ferry-agent/ferry/agent/remotewrite"
 	"github.com/ferry-agent/ferry/buffer"
 	"github.com/ferry-agent/ferry/collectors"
@@ -22,33 +25,35 @@ import (
 
 // Agent runs the pipeline: sources -> labels -> buffer -> sender.
 type Agent struct {
-	cfg     Config
 	log     *slog.Logger
 	buf     *buffer.Buffer
-	sender  *remotewrite.Sender // nil without a remote-write URL
-	sources []*source
 	started time.Time
 
 	ready        atomic.Bool
 	commitErrors atomic.Uint64
+
+	mu      sync.RWMutex // guards what a reload replaces
+	cfg     Config
+	sender  *remotewrite.Sender // nil without a remote-write URL
+	sources []*source
 }
 
 // Run starts ferry with cfg and returns when ctx ends, after committing what
-// it collected, or when it cannot start.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+// it collected, or when it cannot start. Each configuration received from
+// reloads replaces the running one without touching the buffer; one that
+// cannot work is refused with a log line and the running one stays.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, reloads <-chan Config) error {
 	buf, err := openBuffer(ctx, cfg, log, bufferRetryInterval)
 	if err != nil {
 		return err
 	}
 	a := &Agent{cfg: cfg, log: log, buf: buf, started: time.Now()}
-	a.sources = a.buildSources()
-	if cfg.RemoteWrite.URL != "" {
-		rw := cfg.RemoteWrite
-		rw.UserAgent = "ferry/" + cfg.Version
-		if a.sender, err = remotewrite.New(rw, buf, log.With("component", "remote-write")); err != nil {
-			buf.Close()
-			return fmt.Errorf("remote write: %w", err)
-		}
+	if a.sources, err = a.buildSources(cfg); err == nil {
+		a.sender, err = newSender(cfg, buf, log)
+	}
+	if err != nil {
+		buf.Close()
+		return err
 	}
 
 	var srv *http.Server
@@ -66,32 +71,34 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}()
 	}
 
-	senderCtx, stopSender := context.WithCancel(context.Background())
-	var senderDone sync.WaitGroup
 	if a.sender == nil {
 		log.Warn("no --remote-write.url given: collecting and buffering only; the buffer keeps the newest data up to its cap")
 	} else {
-		senderDone.Go(func() { a.sender.Run(senderCtx) })
 		log.Info("sending to remote write", "url", redact(cfg.RemoteWrite.URL))
 	}
-
+	stopSender := a.runSender(a.sender)
 	st := buf.Stats()
 	log.Info("ferry started", "version", cfg.Version, "buffer", cfg.StoragePath, "buffered_samples", st.Samples,
 		"max_size", formatSize(cfg.StorageMaxSize), "interval", cfg.ScrapeInterval, "sources", len(a.sources), "listen", cfg.ListenAddress)
 
-	var collecting sync.WaitGroup
-	for _, s := range a.sources {
-		collecting.Go(func() { a.runSource(ctx, s) })
-	}
-	collecting.Go(func() { a.commitLoop(ctx) })
+	stopSources := a.runSources(ctx, a.sources)
+	var committing sync.WaitGroup
+	committing.Go(func() { a.commitLoop(ctx, cfg.SyncInterval) })
 	a.ready.Store(true)
 
-	<-ctx.Done()
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case next := <-reloads:
+			stopSources, stopSender = a.reload(ctx, next, stopSources, stopSender)
+		}
+	}
 	a.ready.Store(false)
 	log.Info("stopping: committing collected samples")
-	collecting.Wait()
+	stopSources()
+	committing.Wait()
 	stopSender()
-	senderDone.Wait()
 	if srv != nil {
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = srv.Shutdown(shutdownCtx)
@@ -103,6 +110,57 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	st = buf.Stats()
 	log.Info("stopped", "buffered_samples", st.Samples)
 	return nil
+}
+
+// runSources runs each source on its schedule until the returned stop is
+// called or ctx ends; stop waits for them.
+func (a *Agent) runSources(ctx context.Context, sources []*source) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, s := range sources {
+		wg.Go(func() { a.runSource(ctx, s) })
+	}
+	return func() { cancel(); wg.Wait() }
+}
+
+// runSender runs s, if any, until the returned stop is called; stop waits
+// until the sender has recorded what it delivered.
+func (a *Agent) runSender(s *remotewrite.Sender) (stop func()) {
+	if s == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { s.Run(ctx) })
+	return func() { cancel(); wg.Wait() }
+}
+
+// newSender returns the sender cfg asks for; nil without a URL.
+func newSender(cfg Config, buf *buffer.Buffer, log *slog.Logger) (*remotewrite.Sender, error) {
+	if cfg.RemoteWrite.URL == "" {
+		return nil, nil
+	}
+	rw := cfg.RemoteWrite
+	rw.UserAgent = "ferry/" + cfg.Version
+	s, err := remotewrite.New(rw, buf, log.With("component", "remote-write"))
+	if err != nil {
+		return nil, fmt.Errorf("remote write: %w", err)
+	}
+	return s, nil
+}
+
+// running returns the configuration, sender and sources in use.
+func (a *Agent) running() (Config, *remotewrite.Sender, []*source) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.cfg, a.sender, a.sources
+}
+
+// externalLabels are the running configuration's external labels.
+func (a *Agent) externalLabels() labels.Labels {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.cfg.ExternalLabels
 }
 
 // bufferRetryInterval is how often ferry tries again to open a buffer that
@@ -132,8 +190,8 @@ func openBuffer(ctx context.Context, cfg Config, log *slog.Logger, retry time.Du
 }
 
 // commitLoop makes the head durable every sync interval.
-func (a *Agent) commitLoop(ctx context.Context) {
-	t := time.NewTicker(a.cfg.SyncInterval)
+func (a *Agent) commitLoop(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -143,27 +201,41 @@ func (a *Agent) commitLoop(ctx context.Context) {
 			if err := a.buf.Commit(); err != nil {
 				a.commitErrors.Add(1)
 				a.log.Error("committing to the buffer", "err", err)
+			} else if a.log.Enabled(ctx, slog.LevelDebug) {
+				// What is on disk now: the claim powercut/ checks after a power cut.
+				st := a.buf.Stats()
+				a.log.Debug("committed", "buffered_samples", st.Samples, "newest_ms", st.NewestT)
 			}
 		}
 	}
 }
 
-// buildSources turns the configuration into sources: the host collectors as
+// buildSources turns a configuration into sources: the host collectors as
 // job "node", each scrape target, and ferry's own metrics as job "ferry".
-func (a *Agent) buildSources() []*source {
+func (a *Agent) buildSources(cfg Config) ([]*source, error) {
 	hostname, err := os.Hostname()
 	if err != nil {
 		hostname = "localhost"
 	}
+	defaultTimeout := min(cfg.ScrapeInterval, maxScrapeTimeout)
 	var sources []*source
-	if hc := HostCollector(a.cfg); hc != nil {
-		sources = append(sources, newSource("node", "node", hostname, hc))
+	if hc := HostCollector(cfg); hc != nil {
+		s := newSource("node", "node", hostname, hc)
+		s.interval, s.timeout = cfg.ScrapeInterval, defaultTimeout
+		sources = append(sources, s)
 	}
-	timeout := min(a.cfg.ScrapeInterval, 10*time.Second)
-	for _, t := range a.cfg.Targets {
-		sources = append(sources, newSource(t.Job+"/"+t.Instance(), t.Job, t.Instance(), scrape.New(t, timeout, scrape.DefaultLimits)))
+	for _, t := range cfg.Targets {
+		s := &source{name: t.name(), target: t.Labels, honorLabels: t.HonorLabels, metricRelabel: t.MetricRelabel,
+			report: true, interval: cmp.Or(t.Interval, cfg.ScrapeInterval), series: newSeriesSet()}
+		s.timeout = cmp.Or(t.Timeout, min(s.interval, maxScrapeTimeout))
+		if s.collector, err = scrape.New(t.Target, s.timeout); err != nil {
+			return nil, fmt.Errorf("scrape target %s: %w", s.name, err)
+		}
+		sources = append(sources, s)
 	}
-	return append(sources, newSource("ferry", "ferry", hostname, selfCollector{a}))
+	self := newSource("ferry", "ferry", hostname, selfCollector{a})
+	self.interval, self.timeout = cfg.ScrapeInterval, defaultTimeout
+	return append(sources, self), nil
 }
 
 // HostCollector returns the host collectors cfg enables as one collector,

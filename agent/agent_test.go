@@ -83,7 +83,9 @@ func TestMetricsEndpointShowsTheBuffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := &Agent{cfg: cfg, log: slog.New(slog.DiscardHandler), buf: buf, started: time.Now()}
-	a.sources = a.buildSources()
+	if a.sources, err = a.buildSources(cfg); err != nil {
+		t.Fatal(err)
+	}
 
 	rec := httptest.NewRecorder()
 	a.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))

@@ -14,7 +14,6 @@ import (
 	"github.com/ferry-agent/ferry/agent/remotewrite"
 	"github.com/ferry-agent/ferry/buffer"
 	"github.com/ferry-agent/ferry/collectors"
-	"github.com/ferry-agent/ferry/collectors/scrape"
 )
 
 // Config is everything the agent runs with, from flags and the config file.
@@ -26,7 +25,7 @@ type Config struct {
 	SyncInterval   time.Duration // how often the head is committed to disk
 
 	ScrapeInterval time.Duration
-	Targets        []scrape.Target
+	Targets        []ScrapeTarget
 	ExternalLabels labels.Labels
 	Collectors     map[string]bool // host collector name: enabled
 	Paths          collectors.Paths
@@ -35,6 +34,13 @@ type Config struct {
 	LogLevel      slog.Level
 	Version       string
 }
+
+// The schedule of sources unless configured otherwise; a collection's
+// timeout is its interval, at most maxScrapeTimeout, as in Prometheus.
+const (
+	defaultScrapeInterval = 15 * time.Second
+	maxScrapeTimeout      = 10 * time.Second
+)
 
 // DefaultConfig is what ferry runs with when no flag or file says otherwise.
 func DefaultConfig() Config {
@@ -48,7 +54,7 @@ func DefaultConfig() Config {
 		StoragePath:    "./data",
 		StorageMaxSize: 64 << 20,
 		SyncInterval:   time.Minute,
-		ScrapeInterval: 15 * time.Second,
+		ScrapeInterval: defaultScrapeInterval,
 		ExternalLabels: labels.EmptyLabels(),
 		Paths:          collectors.Paths{ProcFS: "/proc", SysFS: "/sys", RootFS: "/"},
 		ListenAddress:  "127.0.0.1:9391",

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ferry-agent/ferry/collectors"
-	"github.com/ferry-agent/ferry/collectors/scrape"
 	"github.com/ferry-agent/ferry/httpclient"
 )
 
@@ -174,7 +173,7 @@ func (l *levelValue) Set(v string) error {
 }
 
 // targetsValue collects --scrape.target [JOB=]URL.
-type targetsValue []scrape.Target
+type targetsValue []ScrapeTarget
 
 func (t *targetsValue) String() string { return "" }
 func (t *targetsValue) Type() string   { return "[JOB=]URL" }
@@ -192,18 +191,18 @@ func (t *targetsValue) Set(v string) error {
 	return nil
 }
 
-func parseTarget(job, raw string) (scrape.Target, error) {
+func parseTarget(job, raw string) (ScrapeTarget, error) {
 	if !strings.Contains(raw, "://") {
 		raw = "http://" + raw
 	}
 	if err := checkURL(raw); err != nil {
-		return scrape.Target{}, err
+		return ScrapeTarget{}, err
 	}
 	u, _ := url.Parse(raw)
 	if u.Path == "" {
 		u.Path = "/metrics"
 	}
-	return scrape.Target{Job: job, URL: u}, nil
+	return newScrapeTarget(job, u), nil
 }
 
 // labelsValue collects --external-label NAME=VALUE.

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ferry-agent/ferry/collectors/host"
+	"github.com/ferry-agent/ferry/collectors/scrape"
 	"github.com/ferry-agent/ferry/httpclient"
 )
 
@@ -178,8 +179,8 @@ func TestScrapeTargetFlag(t *testing.T) {
 				t.Fatalf("%d targets, want 1", len(p.cfg.Targets))
 			}
 			got := p.cfg.Targets[0]
-			if got.Job != tc.job || got.URL.String() != tc.url || got.Instance() != tc.instance {
-				t.Errorf("target job %q url %q instance %q, want %q %q %q", got.Job, got.URL, got.Instance(), tc.job, tc.url, tc.instance)
+			if got.Job() != tc.job || got.URL.String() != tc.url || got.Instance() != tc.instance {
+				t.Errorf("target job %q url %q instance %q, want %q %q %q", got.Job(), got.URL, got.Instance(), tc.job, tc.url, tc.instance)
 			}
 		})
 	}
@@ -187,7 +188,7 @@ func TestScrapeTargetFlag(t *testing.T) {
 
 func TestScrapeTargetRepeated(t *testing.T) {
 	cfg := mustParse(t, "--scrape.target=a=h1:1", "--scrape.target", "b=h2:2")
-	if len(cfg.Targets) != 2 || cfg.Targets[0].Job != "a" || cfg.Targets[1].Job != "b" {
+	if len(cfg.Targets) != 2 || cfg.Targets[0].Job() != "a" || cfg.Targets[1].Job() != "b" {
 		t.Errorf("targets %v, want a then b", cfg.Targets)
 	}
 }
@@ -355,7 +356,7 @@ func TestConfigFile(t *testing.T) {
 	}
 	var got []string
 	for _, tg := range cfg.Targets {
-		got = append(got, tg.Job+" "+tg.URL.String()+" "+tg.Instance())
+		got = append(got, tg.Job()+" "+tg.URL.String()+" "+tg.Instance())
 	}
 	want := []string{
 		"mosquitto http://localhost:9234/metrics localhost:9234",
@@ -391,7 +392,7 @@ func TestFlagsWinOverConfigFile(t *testing.T) {
 	}
 	jobs := map[string]int{}
 	for _, tg := range cfg.Targets {
-		jobs[tg.Job]++
+		jobs[tg.Job()]++
 	}
 	if jobs["mosquitto"] != 2 || jobs["app"] != 1 || jobs["extra"] != 1 {
 		t.Errorf("targets by job %v, want the file's and the flag's", jobs)
@@ -416,12 +417,23 @@ func TestConfigFileErrors(t *testing.T) {
 	}{
 		{"unknown field", "global:\n  scrape_interval: 30s\n  scrape_intervall: 10s\n", []string{"--config.file", "scrape_intervall", "line 3"}},
 		{"unknown top-level field", "rule_files:\n  - a.yml\n", []string{"rule_files", "line 1"}},
-		{"unknown field in a scrape config", "scrape_configs:\n  - job_name: a\n    honor_labels: true\n", []string{"honor_labels", "line 3"}},
+		{"unsupported field in a scrape config", "scrape_configs:\n  - job_name: a\n    file_sd_configs: []\n", []string{"file_sd_configs", "line 3"}},
+		{"rules are Prometheus' job", "global:\n  evaluation_interval: 1m\n", []string{"evaluation_interval", "line 2"}},
+		{"timeout over interval", "scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 6s\n", []string{"job a", "scrape_timeout 6s"}},
+		{"job twice", "scrape_configs:\n  - job_name: a\n  - job_name: a\n", []string{"\"a\" appears twice"}},
+		{"bad relabel action", "scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - action: explode\n", []string{"explode"}},
+		{"bad relabel regex", "scrape_configs:\n  - job_name: a\n    metric_relabel_configs:\n      - source_labels: [x]\n        regex: \"(\"\n", []string{"ferry.yml", "error parsing regexp"}},
+		{"relabel without target", "scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - action: replace\n        target_label: \"\"\n", []string{"job a", "target_label"}},
+		{"negative limit", "scrape_configs:\n  - job_name: a\n    sample_limit: -1\n", []string{"job a", "negative"}},
+		{"bad body size", "scrape_configs:\n  - job_name: a\n    body_size_limit: lots\n", []string{"body_size_limit"}},
+		{"two auths", "scrape_configs:\n  - job_name: a\n    basic_auth: {username: u, password: p}\n    authorization: {credentials: c}\n", []string{"job a", "mutually exclusive"}},
+		{"reserved header", "remote_write:\n  - url: http://a/\n    headers: {Content-Type: text/plain}\n", []string{"remote_write", "Content-Type"}},
+		{"missing password file", "remote_write:\n  - url: http://a/\n    basic_auth: {username: u, password_file: /nonexistent/pw}\n", []string{"remote_write", "/nonexistent/pw"}},
 		{"bad duration", "global:\n  scrape_interval: often\n", []string{"often"}},
 		{"bad external label", "global:\n  external_labels:\n    0bad: x\n", []string{"external_labels", "0bad"}},
 		{"empty external label", "global:\n  external_labels:\n    site: \"\"\n", []string{"external_labels", "site"}},
 		{"no job name", "scrape_configs:\n  - static_configs:\n      - targets: [\"h:1\"]\n", []string{"job_name"}},
-		{"bad scheme", "scrape_configs:\n  - job_name: a\n    scheme: ftp\n    static_configs:\n      - targets: [\"h:1\"]\n", []string{"job a", "h:1"}},
+		{"bad scheme", "scrape_configs:\n  - job_name: a\n    scheme: ftp\n    static_configs:\n      - targets: [\"h:1\"]\n", []string{"job a", "ftp"}},
 		{"two receivers", "remote_write:\n  - url: http://a/\n  - url: http://b/\n", []string{"remote_write", "2"}},
 		{"not yaml", "global: [unclosed\n", []string{"--config.file"}},
 	} {
@@ -472,4 +484,87 @@ func FuzzConfigFile(f *testing.F) {
 		}
 		_, _ = CheckFile(path)
 	})
+}
+
+// A job as it stands in a user's prometheus.yml works unchanged.
+func TestConfigFilePrometheusJob(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	os.WriteFile(pw, []byte("s3cret\n"), 0o600)
+	cfg := mustParse(t, "--config.file", writeConfigFile(t, `global:
+  scrape_interval: 30s
+  scrape_timeout: 20s
+  external_labels: {site: berlin}
+scrape_configs:
+  - job_name: mqtt
+    scrape_interval: 10s
+    metrics_path: /probe
+    params:
+      module: [mqtt_connect]
+    honor_labels: true
+    honor_timestamps: false
+    sample_limit: 5000
+    label_limit: 30
+    label_name_length_limit: 100
+    label_value_length_limit: 1000
+    body_size_limit: 10MB
+    basic_auth:
+      username: scraper
+      password_file: `+pw+`
+    tls_config:
+      insecure_skip_verify: true
+    static_configs:
+      - targets: ["broker-1:9234", "broker-2:9234", "test-broker:9234"]
+        labels: {room: cellar}
+    relabel_configs:
+      - source_labels: [__address__]
+        regex: "test-.*"
+        action: drop
+      - source_labels: [__address__]
+        regex: "([^:]+):.*"
+        target_label: instance
+      - source_labels: [__address__]
+        target_label: __param_target
+    metric_relabel_configs:
+      - source_labels: [__name__]
+        regex: "go_.*"
+        action: drop
+remote_write:
+  - url: https://mimir.example/api/v1/push
+    remote_timeout: 15s
+    headers: {X-Scope-OrgID: fleet}
+    bearer_token_file: `+pw+`
+    queue_config: {max_samples_per_send: 2000, min_backoff: 500ms, max_backoff: 1m}
+`))
+	if len(cfg.Targets) != 2 {
+		t.Fatalf("%d targets, want 2 (test-broker dropped by relabeling)", len(cfg.Targets))
+	}
+	tg := cfg.Targets[0]
+	if want := labels.FromStrings("instance", "broker-1", "job", "mqtt", "room", "cellar"); !labels.Equal(tg.Labels, want) {
+		t.Errorf("target labels %s, want %s", tg.Labels, want)
+	}
+	if got, want := tg.URL.String(), "http://broker-1:9234/probe?module=mqtt_connect&target=broker-1%3A9234"; got != want {
+		t.Errorf("URL %s, want %s", got, want)
+	}
+	if tg.Interval != 10*time.Second || tg.Timeout != 10*time.Second {
+		t.Errorf("interval %v timeout %v, want 10s and 10s (the global 20s capped by the interval)", tg.Interval, tg.Timeout)
+	}
+	if !tg.HonorLabels || tg.HonorTimestamps {
+		t.Errorf("honor_labels %v honor_timestamps %v, want true and false", tg.HonorLabels, tg.HonorTimestamps)
+	}
+	if want := (scrape.Limits{BodyBytes: 10 << 20, Samples: 5000, Labels: 30, LabelNameLength: 100, LabelValueLength: 1000}); tg.Limits != want {
+		t.Errorf("limits %+v, want %+v", tg.Limits, want)
+	}
+	if tg.HTTP.BasicAuth == nil || tg.HTTP.BasicAuth.PasswordFile != pw || !tg.HTTP.TLS.InsecureSkipVerify {
+		t.Errorf("HTTP settings %+v", tg.HTTP)
+	}
+	if len(tg.MetricRelabel) != 1 {
+		t.Errorf("%d metric relabel rules, want 1", len(tg.MetricRelabel))
+	}
+	rw := cfg.RemoteWrite
+	if rw.URL != "https://mimir.example/api/v1/push" || rw.Timeout != 15*time.Second || rw.MaxSamplesPerSend != 2000 ||
+		rw.MinBackoff != 500*time.Millisecond || rw.MaxBackoff != time.Minute ||
+		rw.HTTP.BearerTokenFile != pw || rw.HTTP.Headers["X-Scope-OrgID"] != "fleet" {
+		t.Errorf("remote write %+v", rw)
+	}
 }

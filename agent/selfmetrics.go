@@ -27,6 +27,7 @@ var (
 	bufferBlocksDesc   = collectors.NewDesc("ferry_buffer_blocks", "Blocks in the buffer.", collectors.Gauge)
 	bufferSeriesDesc   = collectors.NewDesc("ferry_buffer_series", "Label sets in the buffer's series dictionary.", collectors.Gauge)
 	bufferBytesDesc    = collectors.NewDesc("ferry_buffer_bytes", "Size of the buffer's file on disk.", collectors.Gauge)
+	bufferUsedDesc     = collectors.NewDesc("ferry_buffer_used_bytes", "Bytes of the buffer's file in use; the rest of the file is free for reuse.", collectors.Gauge)
 	bufferMaxBytesDesc = collectors.NewDesc("ferry_buffer_max_bytes", "The buffer's size cap (--storage.max-size).", collectors.Gauge)
 	bufferOldestDesc   = collectors.NewDesc("ferry_buffer_oldest_timestamp_seconds", "Timestamp of the oldest buffered sample; 0 when empty.", collectors.Gauge)
 	bufferNewestDesc   = collectors.NewDesc("ferry_buffer_newest_timestamp_seconds", "Timestamp of the newest buffered sample; 0 when empty.", collectors.Gauge)
@@ -59,11 +60,12 @@ type selfCollector struct{ a *Agent }
 
 func (s selfCollector) Collect(_ context.Context, c *collectors.Collection) error {
 	a := s.a
-	c.Add(buildInfoDesc, 1, a.cfg.Version, runtime.Version())
-	for _, src := range a.sources {
+	cfg, sender, sources := a.running()
+	c.Add(buildInfoDesc, 1, cfg.Version, runtime.Version())
+	for _, src := range sources {
 		c.Add(appendedDesc, float64(src.appended.Load()), src.name)
 	}
-	for _, src := range a.sources {
+	for _, src := range sources {
 		c.Add(collectErrorsDesc, float64(src.errors.Load()), src.name)
 	}
 
@@ -73,6 +75,7 @@ func (s selfCollector) Collect(_ context.Context, c *collectors.Collection) erro
 	c.Add(bufferBlocksDesc, float64(st.Blocks))
 	c.Add(bufferSeriesDesc, float64(st.Series))
 	c.Add(bufferBytesDesc, float64(st.FileBytes))
+	c.Add(bufferUsedDesc, float64(st.UsedBytes))
 	c.Add(bufferMaxBytesDesc, float64(st.MaxBytes))
 	c.Add(bufferOldestDesc, float64(st.OldestT)/1000)
 	c.Add(bufferNewestDesc, float64(st.NewestT)/1000)
@@ -88,8 +91,8 @@ func (s selfCollector) Collect(_ context.Context, c *collectors.Collection) erro
 	c.Add(commitErrorsDesc, float64(a.commitErrors.Load()))
 
 	var rw remotewrite.Stats
-	if a.sender != nil {
-		rw = a.sender.Stats()
+	if sender != nil {
+		rw = sender.Stats()
 	}
 	c.Add(sentDesc, float64(rw.SamplesSent))
 	c.Add(sentBytesDesc, float64(rw.BytesSent))
@@ -100,7 +103,7 @@ func (s selfCollector) Collect(_ context.Context, c *collectors.Collection) erro
 	c.Add(lastSuccessDesc, rw.LastSuccessUnix)
 
 	c.Add(startTimeDesc, float64(a.started.UnixMilli())/1000)
-	if rss, cpu, ok := readProcSelf(a.cfg.Paths.ProcFS); ok {
+	if rss, cpu, ok := readProcSelf(cfg.Paths.ProcFS); ok {
 		c.Add(residentDesc, rss)
 		c.Add(cpuDesc, cpu)
 	}

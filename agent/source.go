@@ -2,10 +2,15 @@ package agent
 
 import (
 	"context"
+	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
+	"github.com/prometheus/prometheus/model/value"
 
 	"github.com/ferry-agent/ferry/collectors"
 )
@@ -13,25 +18,38 @@ import (
 // source is one collector on the agent's schedule, with the target labels
 // its samples get.
 type source struct {
-	name          string // in ferry's own metrics and logs
-	job, instance string
-	collector     collectors.Collector
+	name              string // in ferry's own metrics and logs; the same across reloads
+	collector         collectors.Collector
+	target            labels.Labels // job, instance and any other target labels
+	honorLabels       bool
+	metricRelabel     []*relabel.Config
+	report            bool // a scrape target: add up, scrape_duration_seconds, ...
+	interval, timeout time.Duration
 
 	appended atomic.Uint64
 	errors   atomic.Uint64
 	lastLog  time.Time // of an error, for rate limiting
+	series   *seriesSet
+
+	mu      sync.Mutex // guards the last run, which the status page reads
+	lastRun time.Time
+	lastErr string // of the last run; "" when it worked
 }
 
+// newSource returns a source of c labelled with job and instance, on the
+// default schedule.
 func newSource(name, job, instance string, c collectors.Collector) *source {
-	return &source{name: name, job: job, instance: instance, collector: c}
+	return &source{name: name, collector: c, series: newSeriesSet(),
+		target:   labels.FromStrings(model.JobLabel, job, model.InstanceLabel, instance),
+		interval: defaultScrapeInterval, timeout: maxScrapeTimeout}
 }
 
 // errorLogInterval keeps a failing source from flooding the log.
 const errorLogInterval = time.Minute
 
-// runSource collects at once, then every scrape interval until ctx ends.
+// runSource collects at once, then every interval until ctx ends.
 func (a *Agent) runSource(ctx context.Context, s *source) {
-	t := time.NewTicker(a.cfg.ScrapeInterval)
+	t := time.NewTicker(s.interval)
 	defer t.Stop()
 	for {
 		a.collectOnce(ctx, s)
@@ -43,12 +61,22 @@ func (a *Agent) runSource(ctx context.Context, s *source) {
 	}
 }
 
+var (
+	upDesc           = collectors.NewDesc("up", "1 if the target was scraped and parsed, 0 otherwise.", collectors.Gauge)
+	durationDesc     = collectors.NewDesc("scrape_duration_seconds", "Duration of the scrape.", collectors.Gauge)
+	scrapedDesc      = collectors.NewDesc("scrape_samples_scraped", "Samples the target exposed.", collectors.Gauge)
+	postRelabelDesc  = collectors.NewDesc("scrape_samples_post_metric_relabeling", "Samples left after metric relabeling.", collectors.Gauge)
+	seriesAddedDesc  = collectors.NewDesc("scrape_series_added", "Series in this scrape that were not in the one before.", collectors.Gauge)
+	staleMarkerValue = math.Float64frombits(value.StaleNaN)
+)
+
 func (a *Agent) collectOnce(ctx context.Context, s *source) {
 	now := time.Now()
-	cctx, cancel := context.WithTimeout(ctx, min(a.cfg.ScrapeInterval, 10*time.Second))
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var c collectors.Collection
 	err := s.collector.Collect(cctx, &c)
+	took := time.Since(now)
 	if ctx.Err() != nil {
 		return // stopping: a collection cut short would report up=0 falsely
 	}
@@ -59,26 +87,93 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 			a.log.Warn("collection failed", "source", s.name, "err", err)
 		}
 	}
+	s.recordRun(now, err)
 	ts := now.UnixMilli()
+	external := a.externalLabels()
 	b := labels.NewBuilder(labels.EmptyLabels())
+	kept := 0
 	for _, smp := range c.Samples {
+		lset, ok := s.sampleLabels(b, smp.Labels)
+		if !ok {
+			continue
+		}
+		kept++
 		t := smp.T
 		if t == 0 {
 			t = ts
+			// Staleness is for series stamped by the scrape, as in
+			// Prometheus: a target's own timestamps say when data ends.
+			s.series.add(lset)
 		}
-		a.buf.Append(targetLabels(b, smp.Labels, s.job, s.instance, a.cfg.ExternalLabels), t, smp.V)
+		a.buf.Append(withExternal(b, lset, external), t, smp.V)
 	}
-	s.appended.Add(uint64(len(c.Samples)))
+	if s.report {
+		up := 1.0
+		if err != nil {
+			up = 0
+		}
+		var r collectors.Collection
+		r.Add(upDesc, up)
+		r.Add(durationDesc, took.Seconds())
+		r.Add(scrapedDesc, float64(len(c.Samples)))
+		r.Add(postRelabelDesc, float64(kept))
+		r.Add(seriesAddedDesc, float64(s.series.added))
+		for _, smp := range r.Samples {
+			lset := s.withTarget(b, smp.Labels)
+			s.series.add(lset)
+			a.buf.Append(withExternal(b, lset, external), ts, smp.V)
+		}
+		kept += len(r.Samples)
+	}
+	// A series gone from the target, or a failed scrape, ends its series at
+	// the receiver with a staleness marker, as Prometheus writes.
+	gone := s.series.finish()
+	for _, lset := range gone {
+		a.buf.Append(withExternal(b, lset, external), ts, staleMarkerValue)
+	}
+	s.appended.Add(uint64(kept + len(gone)))
 }
 
-// targetLabels adds job and instance to a sample's labels, as Prometheus
-// does with honor_labels: false (a sample's own job becomes exported_job),
-// then the external labels the sample does not have.
-func targetLabels(b *labels.Builder, lset labels.Labels, job, instance string, external labels.Labels) labels.Labels {
+// markAllStale ends every series of a source that a reload removed.
+func (a *Agent) markAllStale(s *source) {
+	gone := s.series.finish() // the last collection's series, all of them
+	if len(gone) == 0 {
+		return
+	}
+	ts := time.Now().UnixMilli()
+	external := a.externalLabels()
+	b := labels.NewBuilder(labels.EmptyLabels())
+	for _, lset := range gone {
+		a.buf.Append(withExternal(b, lset, external), ts, staleMarkerValue)
+	}
+	s.appended.Add(uint64(len(gone)))
+}
+
+// sampleLabels gives a sample its target labels and applies metric
+// relabeling; ok is false if relabeling drops it.
+func (s *source) sampleLabels(b *labels.Builder, lset labels.Labels) (labels.Labels, bool) {
+	lset = s.withTarget(b, lset)
+	if len(s.metricRelabel) == 0 {
+		return lset, true
+	}
 	b.Reset(lset)
-	for _, l := range [2]labels.Label{{Name: "job", Value: job}, {Name: "instance", Value: instance}} {
-		if old := lset.Get(l.Name); old != "" {
-			// As Prometheus does: prefix until the name is free.
+	if !relabel.ProcessBuilder(b, s.metricRelabel...) || b.Get(model.MetricNameLabel) == "" {
+		return labels.EmptyLabels(), false
+	}
+	return b.Labels(), true
+}
+
+// withTarget adds the target labels to a sample's labels, as Prometheus
+// does: with honor_labels the sample's own values win; without, a sample's
+// own job becomes exported_job (prefixed again until the name is free).
+func (s *source) withTarget(b *labels.Builder, lset labels.Labels) labels.Labels {
+	b.Reset(lset)
+	s.target.Range(func(l labels.Label) {
+		old := lset.Get(l.Name)
+		if old != "" {
+			if s.honorLabels {
+				return
+			}
 			exported := "exported_" + l.Name
 			for lset.Get(exported) != "" {
 				exported = "exported_" + exported
@@ -86,11 +181,58 @@ func targetLabels(b *labels.Builder, lset labels.Labels, job, instance string, e
 			b.Set(exported, old)
 		}
 		b.Set(l.Name, l.Value)
+	})
+	return b.Labels()
+}
+
+// withExternal adds the external labels a sample does not have: last, as
+// Prometheus applies them when sending.
+func withExternal(b *labels.Builder, lset, external labels.Labels) labels.Labels {
+	if external.IsEmpty() {
+		return lset
 	}
+	b.Reset(lset)
 	external.Range(func(l labels.Label) {
 		if b.Get(l.Name) == "" {
 			b.Set(l.Name, l.Value)
 		}
 	})
 	return b.Labels()
+}
+
+// seriesSet remembers the series of a source's last collection, to find
+// those that are gone from the next one.
+type seriesSet struct {
+	prev, cur map[uint64]labels.Labels
+	added     int // in cur and not in prev
+}
+
+func newSeriesSet() *seriesSet {
+	return &seriesSet{prev: map[uint64]labels.Labels{}, cur: map[uint64]labels.Labels{}}
+}
+
+func (ss *seriesSet) add(lset labels.Labels) {
+	h := lset.Hash()
+	if _, ok := ss.cur[h]; ok {
+		return
+	}
+	ss.cur[h] = lset
+	if _, ok := ss.prev[h]; !ok {
+		ss.added++
+	}
+}
+
+// finish ends a collection: it returns the series of the one before that
+// this one did not have, and makes this one the one before.
+func (ss *seriesSet) finish() []labels.Labels {
+	var gone []labels.Labels
+	for h, lset := range ss.prev {
+		if _, ok := ss.cur[h]; !ok {
+			gone = append(gone, lset)
+		}
+	}
+	clear(ss.prev)
+	ss.prev, ss.cur = ss.cur, ss.prev
+	ss.added = 0
+	return gone
 }

@@ -1,9 +1,23 @@
 package agent
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
+	"github.com/prometheus/prometheus/model/value"
+
+	"github.com/ferry-agent/ferry/buffer"
+	"github.com/ferry-agent/ferry/collectors"
 )
 
 func TestTargetLabels(t *testing.T) {
@@ -95,5 +109,177 @@ func TestTargetLabelsExportedNameCollision(t *testing.T) {
 	want := labels.FromStrings("__name__", "m", "job", "node", "instance", "h", "exported_job", "b", "exported_exported_job", "a")
 	if !labels.Equal(got, want) {
 		t.Fatalf("got %s, want %s", got, want)
+	}
+}
+
+// targetLabels is what collectOnce does to each sample's labels, without
+// metric relabeling: target labels, then external labels.
+func targetLabels(b *labels.Builder, lset labels.Labels, job, instance string, external labels.Labels) labels.Labels {
+	s := newSource("test", job, instance, nil)
+	return withExternal(b, s.withTarget(b, lset), external)
+}
+
+// scripted is a collector that returns the next of its collections each
+// time, or fails when that collection is nil.
+type scripted struct {
+	steps [][]collectors.Sample
+	n     int
+}
+
+func (s *scripted) Collect(_ context.Context, c *collectors.Collection) error {
+	step := s.steps[min(s.n, len(s.steps)-1)]
+	s.n++
+	if step == nil {
+		return errors.New("target down")
+	}
+	c.Samples = append(c.Samples, step...)
+	return nil
+}
+
+func sample(lset ...string) collectors.Sample {
+	return collectors.Sample{Labels: labels.FromStrings(lset...), V: 1}
+}
+
+// testAgent is an agent with a real buffer and no sources of its own.
+func testAgent(t *testing.T, external labels.Labels) *Agent {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.ExternalLabels = external
+	buf, err := buffer.Open(buffer.Options{Dir: t.TempDir(), MaxSize: cfg.StorageMaxSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { buf.Close() })
+	return &Agent{cfg: cfg, log: slog.New(slog.DiscardHandler), buf: buf, started: time.Now()}
+}
+
+// buffered returns what the buffer holds, as "labels value" lines per
+// collection timestamp, in order; a staleness marker reads "stale".
+func buffered(t *testing.T, a *Agent) [][]string {
+	t.Helper()
+	if err := a.buf.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	byT := map[int64][]string{}
+	var ts []int64
+	a.buf.ForEach(func(b buffer.Block) error {
+		for _, s := range b.Series {
+			for i, t := range s.T {
+				v := fmt.Sprint(s.V[i])
+				if value.IsStaleNaN(s.V[i]) {
+					v = "stale"
+				}
+				if byT[t] == nil {
+					ts = append(ts, t)
+				}
+				byT[t] = append(byT[t], s.Labels.String()+" "+v)
+			}
+		}
+		return nil
+	})
+	slices.Sort(ts)
+	var out [][]string
+	for _, t := range ts {
+		slices.Sort(byT[t])
+		out = append(out, byT[t])
+	}
+	return out
+}
+
+func TestStalenessMarkers(t *testing.T) {
+	a := testAgent(t, labels.FromStrings("site", "berlin"))
+	col := &scripted{steps: [][]collectors.Sample{
+		{sample("__name__", "a"), sample("__name__", "b")},
+		{sample("__name__", "a")}, // b is gone
+		nil,                       // the target fails: a is gone too
+		{sample("__name__", "a")}, // a is back
+	}}
+	s := newSource("app/h:1", "app", "h:1", col)
+	for range 4 {
+		a.collectOnce(context.Background(), s)
+		time.Sleep(2 * time.Millisecond) // one timestamp per collection
+	}
+	got := buffered(t, a)
+	want := [][]string{
+		{`{__name__="a", instance="h:1", job="app", site="berlin"} 1`, `{__name__="b", instance="h:1", job="app", site="berlin"} 1`},
+		{`{__name__="a", instance="h:1", job="app", site="berlin"} 1`, `{__name__="b", instance="h:1", job="app", site="berlin"} stale`},
+		{`{__name__="a", instance="h:1", job="app", site="berlin"} stale`},
+		{`{__name__="a", instance="h:1", job="app", site="berlin"} 1`},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("buffered\n%s\nwant\n%s", strings.Join(flat(got), "\n"), strings.Join(flat(want), "\n"))
+	}
+
+	// A source removed by a reload ends every series it had.
+	a.markAllStale(s)
+	got = buffered(t, a)
+	if last := got[len(got)-1]; !reflect.DeepEqual(last, []string{`{__name__="a", instance="h:1", job="app", site="berlin"} stale`}) {
+		t.Errorf("after removal: %q", last)
+	}
+}
+
+func flat(rows [][]string) []string {
+	var out []string
+	for i, r := range rows {
+		for _, l := range r {
+			out = append(out, fmt.Sprint(i)+": "+l)
+		}
+	}
+	return out
+}
+
+func TestScrapeReportAndRelabeling(t *testing.T) {
+	a := testAgent(t, labels.EmptyLabels())
+	drop, err := relabel.NewRegexp("go_.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := &scripted{steps: [][]collectors.Sample{
+		{sample("__name__", "go_goroutines"), sample("__name__", "app_requests_total", "job", "pushed"), sample("__name__", "app_up")},
+		{sample("__name__", "go_goroutines"), sample("__name__", "app_requests_total", "job", "pushed"), sample("__name__", "app_new")},
+		nil,
+	}}
+	for _, honor := range []bool{false, true} {
+		col.n = 0
+		s := &source{name: "app/h:1", collector: col, target: labels.FromStrings("job", "app", "instance", "h:1", "room", "cellar"),
+			honorLabels: honor, report: true, interval: time.Second, timeout: time.Second, series: newSeriesSet(),
+			metricRelabel: []*relabel.Config{{SourceLabels: model.LabelNames{"__name__"}, Regex: drop, Action: relabel.Drop, Separator: ";"}}}
+		a.buf = testAgent(t, labels.EmptyLabels()).buf
+		for range 3 {
+			a.collectOnce(context.Background(), s)
+			time.Sleep(2 * time.Millisecond)
+		}
+		got := buffered(t, a)
+		job := `exported_job="pushed", instance="h:1", job="app"`
+		if honor {
+			job = `instance="h:1", job="pushed"`
+		}
+		report := func(up, scraped, post, added int) []string {
+			var r []string
+			for _, m := range []struct {
+				name string
+				v    int
+			}{{"up", up}, {"scrape_samples_scraped", scraped}, {"scrape_samples_post_metric_relabeling", post}, {"scrape_series_added", added}} {
+				r = append(r, fmt.Sprintf(`{__name__="%s", instance="h:1", job="app", room="cellar"} %d`, m.name, m.v))
+			}
+			return r
+		}
+		want := [][]string{
+			append([]string{`{__name__="app_requests_total", ` + job + `, room="cellar"} 1`, `{__name__="app_up", instance="h:1", job="app", room="cellar"} 1`}, report(1, 3, 2, 2)...),
+			append([]string{`{__name__="app_new", instance="h:1", job="app", room="cellar"} 1`, `{__name__="app_requests_total", ` + job + `, room="cellar"} 1`, `{__name__="app_up", instance="h:1", job="app", room="cellar"} stale`}, report(1, 3, 2, 1)...),
+			append([]string{`{__name__="app_new", instance="h:1", job="app", room="cellar"} stale`, `{__name__="app_requests_total", ` + job + `, room="cellar"} stale`}, report(0, 0, 0, 0)...),
+		}
+		for i := range got {
+			// scrape_duration_seconds varies; check it is there, then drop it.
+			n := len(got[i])
+			got[i] = slices.DeleteFunc(got[i], func(l string) bool { return strings.HasPrefix(l, `{__name__="scrape_duration_seconds"`) })
+			if len(got[i]) != n-1 {
+				t.Errorf("honor_labels %v, collection %d: %d scrape_duration_seconds samples, want 1", honor, i, n-len(got[i]))
+			}
+			slices.Sort(want[i])
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("honor_labels %v: buffered\n%s\nwant\n%s", honor, strings.Join(flat(got), "\n"), strings.Join(flat(want), "\n"))
+		}
 	}
 }

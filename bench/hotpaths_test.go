@@ -40,7 +40,7 @@ func BenchmarkParseScrapeBody(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		var c collectors.Collection
-		if err := scrape.Parse(body, "text/plain; version=0.0.4", 1<<20, &c); err != nil {
+		if err := scrape.Parse(body, "text/plain; version=0.0.4", scrape.Limits{Samples: 1 << 20}, &c); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -56,6 +56,8 @@ type Stats struct {
 	RequestsFailed  uint64 // answers and errors that were retried
 	Dropped         map[string]uint64
 	LastSuccessUnix float64 // 0 before the first success
+	LastError       string  // of the last failed or rejected request; "" before one
+	LastErrorUnix   float64 // its time; 0 before one
 }
 
 // Sender ships the buffer's blocks. Run it once.
@@ -200,6 +202,7 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block) bool {
 		case errors.As(err, &rej):
 			s.mu.Lock()
 			s.stats.Dropped[ReasonRejected] += uint64(samples)
+			s.stats.LastError, s.stats.LastErrorUnix = err.Error(), float64(time.Now().UnixMilli())/1000
 			logIt := time.Since(s.lastRejectLog) >= failureLogInterval
 			if logIt {
 				s.lastRejectLog = time.Now()
@@ -214,6 +217,7 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block) bool {
 		}
 		s.mu.Lock()
 		s.stats.RequestsFailed++
+		s.stats.LastError, s.stats.LastErrorUnix = err.Error(), float64(time.Now().UnixMilli())/1000
 		s.mu.Unlock()
 		wait := jitter(backoff)
 		var ra *retryAfterError

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -69,7 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := agent.Run(ctx, cfg, log); err != nil {
+	if err := agent.Run(ctx, cfg, log, reloadOnHangup(ctx, args, log)); err != nil {
 		log.Error("ferry failed", "err", err)
 		return 1
 	}
@@ -91,6 +92,38 @@ func agentConfig(name string, args []string, stdout, stderr io.Writer) (cfg agen
 		return cfg, 2, true
 	}
 	return cfg, 0, false
+}
+
+// reloadOnHangup reads the flags and the config file again at each SIGHUP
+// and passes on the configuration; one that does not parse is refused here,
+// with a log line, and the running one stays.
+func reloadOnHangup(ctx context.Context, args []string, log *slog.Logger) <-chan agent.Config {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	reloads := make(chan agent.Config)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			log.Info("SIGHUP: reloading the configuration")
+			var errs strings.Builder
+			cfg, _, done := agentConfig("ferry", args, io.Discard, &errs)
+			if done {
+				log.Error("reload refused; the running configuration stays", "err", strings.TrimSpace(strings.TrimPrefix(errs.String(), "ferry: ")))
+				continue
+			}
+			select {
+			case reloads <- cfg:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return reloads
 }
 
 // parse parses args into fs. It reports done with an exit code for --help,

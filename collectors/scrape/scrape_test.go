@@ -102,7 +102,7 @@ func TestParse(t *testing.T) {
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			var c collectors.Collection
-			if err := Parse(readFixture(t, tc.file), tc.contentType, 1000, &c); err != nil {
+			if err := Parse(readFixture(t, tc.file), tc.contentType, Limits{Samples: 1000}, &c); err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
 			sameSamples(t, c.Samples, tc.want)
@@ -133,7 +133,7 @@ func TestParseErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c collectors.Collection
-			err := Parse(tc.body, tc.contentType, tc.limit, &c)
+			err := Parse(tc.body, tc.contentType, Limits{Samples: tc.limit}, &c)
 			switch {
 			case tc.wantErr == "" && err != nil:
 				t.Errorf("Parse: %v", err)
@@ -174,7 +174,16 @@ func (tg *target) scraper(t *testing.T, limits Limits) *Scraper {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(Target{Job: "app", URL: u}, 5*time.Second, limits)
+	return mustNew(t, Target{URL: u, Limits: limits})
+}
+
+func mustNew(t *testing.T, tg Target) *Scraper {
+	t.Helper()
+	s, err := New(tg, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func serveBody(contentType string, body []byte) http.HandlerFunc {
@@ -198,37 +207,6 @@ func serveGzip(contentType string, body []byte) http.HandlerFunc {
 	}
 }
 
-// synthetic returns the values of up, scrape_duration_seconds and
-// scrape_samples_scraped, and the other samples.
-func synthetic(t *testing.T, c *collectors.Collection) (up, duration, scraped float64, rest []collectors.Sample) {
-	t.Helper()
-	found := map[string]int{}
-	for _, s := range c.Samples {
-		name := s.Labels.Get(labels.MetricName)
-		switch name {
-		case "up":
-			up = s.V
-		case "scrape_duration_seconds":
-			duration = s.V
-		case "scrape_samples_scraped":
-			scraped = s.V
-		default:
-			rest = append(rest, s)
-			continue
-		}
-		found[name]++
-		if s.Labels.Len() != 1 {
-			t.Errorf("synthetic sample %s has labels besides its name", s.Labels)
-		}
-	}
-	for _, name := range []string{"up", "scrape_duration_seconds", "scrape_samples_scraped"} {
-		if found[name] != 1 {
-			t.Errorf("%d %s samples, want 1", found[name], name)
-		}
-	}
-	return up, duration, scraped, rest
-}
-
 func TestCollect(t *testing.T) {
 	prom := readFixture(t, "prometheus.txt")
 	om := readFixture(t, "openmetrics.txt")
@@ -248,20 +226,8 @@ func TestCollect(t *testing.T) {
 			if err := tg.scraper(t, DefaultLimits).Collect(context.Background(), &c); err != nil {
 				t.Fatalf("Collect: %v", err)
 			}
-			up, duration, scraped, rest := synthetic(t, &c)
-			if up != 1 {
-				t.Errorf("up = %v, want 1", up)
-			}
-			if scraped != float64(tc.want) || len(rest) != tc.want {
-				t.Errorf("scrape_samples_scraped = %v, %d other samples; want %d of both", scraped, len(rest), tc.want)
-			}
-			if duration < 0 {
-				t.Errorf("scrape_duration_seconds = %v, want >= 0", duration)
-			}
-			for _, d := range c.Families {
-				if d.Name != "up" && d.Name != "scrape_duration_seconds" && d.Name != "scrape_samples_scraped" {
-					t.Errorf("unexpected family %s", d.Name)
-				}
+			if len(c.Samples) != tc.want {
+				t.Errorf("%d samples, want %d", len(c.Samples), tc.want)
 			}
 		})
 	}
@@ -332,15 +298,8 @@ func TestCollectFailures(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("Collect: %v, want an error containing %q", err, tc.wantErr)
 			}
-			up, _, scraped, rest := synthetic(t, &c)
-			if up != 0 {
-				t.Errorf("up = %v, want 0", up)
-			}
-			if scraped != 0 {
-				t.Errorf("scrape_samples_scraped = %v, want 0", scraped)
-			}
-			if len(rest) != 0 {
-				t.Errorf("%d samples besides the synthetic ones, want none, e.g. %s", len(rest), rest[0].Labels)
+			if len(c.Samples) != 0 {
+				t.Errorf("%d samples from a failed scrape, want none, e.g. %s", len(c.Samples), c.Samples[0].Labels)
 			}
 		})
 	}
@@ -351,11 +310,11 @@ func TestCollectUnreachable(t *testing.T) {
 	u, _ := url.Parse(srv.URL + "/metrics")
 	srv.Close() // nothing listens there any more
 	var c collectors.Collection
-	if err := New(Target{Job: "app", URL: u}, 5*time.Second, DefaultLimits).Collect(context.Background(), &c); err == nil {
+	if err := mustNew(t, Target{URL: u, Limits: DefaultLimits}).Collect(context.Background(), &c); err == nil {
 		t.Fatal("Collect gave no error for a closed port")
 	}
-	if up, _, _, rest := synthetic(t, &c); up != 0 || len(rest) != 0 {
-		t.Errorf("up = %v with %d other samples, want 0 and none", up, len(rest))
+	if len(c.Samples) != 0 {
+		t.Errorf("%d samples, want none", len(c.Samples))
 	}
 }
 
@@ -364,28 +323,12 @@ func TestCollectRedactsPassword(t *testing.T) {
 	u, _ := url.Parse(tg.srv.URL + "/metrics")
 	u.User = url.UserPassword("ferry", "s3cret")
 	var c collectors.Collection
-	err := New(Target{Job: "app", URL: u}, 5*time.Second, DefaultLimits).Collect(context.Background(), &c)
+	err := mustNew(t, Target{URL: u, Limits: DefaultLimits}).Collect(context.Background(), &c)
 	if err == nil {
 		t.Fatal("Collect gave no error")
 	}
 	if strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("error %q shows the target's password", err)
-	}
-}
-
-func TestTargetInstance(t *testing.T) {
-	for _, tc := range []struct{ url, want string }{
-		{"http://localhost:9100/metrics", "localhost:9100"},
-		{"https://10.0.0.2:8443/m?x=y", "10.0.0.2:8443"},
-		{"http://[::1]:9100/metrics", "[::1]:9100"},
-	} {
-		u, err := url.Parse(tc.url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := (Target{URL: u}).Instance(); got != tc.want {
-			t.Errorf("Instance of %s = %q, want %q", tc.url, got, tc.want)
-		}
 	}
 }
 
@@ -397,7 +340,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("a{b=\"\\\"\"} NaN\n"), "")
 	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
 		var c collectors.Collection
-		_ = Parse(body, contentType, 1000, &c)
+		_ = Parse(body, contentType, Limits{Samples: 1000}, &c)
 		if len(c.Samples) > 1000 {
 			t.Fatalf("%d samples past the limit of 1000", len(c.Samples))
 		}
@@ -407,7 +350,7 @@ func FuzzParse(f *testing.F) {
 func TestParseRefusesDuplicateLabelNames(t *testing.T) {
 	for _, body := range []string{"foo{a=\"1\",a=\"2\"} 1\n", "foo{__name__=\"bar\"} 1\n"} {
 		var c collectors.Collection
-		if err := Parse([]byte(body), "text/plain", 100, &c); err == nil || !strings.Contains(err.Error(), "not unique") {
+		if err := Parse([]byte(body), "text/plain", Limits{Samples: 100}, &c); err == nil || !strings.Contains(err.Error(), "not unique") {
 			t.Errorf("%q: err %v, want a duplicate label error", body, err)
 		}
 	}
@@ -415,10 +358,46 @@ func TestParseRefusesDuplicateLabelNames(t *testing.T) {
 
 func TestParseDropsLabelsWithEmptyValues(t *testing.T) {
 	var c collectors.Collection
-	if err := Parse([]byte("foo{a=\"\",b=\"x\"} 1\n"), "text/plain", 100, &c); err != nil {
+	if err := Parse([]byte("foo{a=\"\",b=\"x\"} 1\n"), "text/plain", Limits{Samples: 100}, &c); err != nil {
 		t.Fatal(err)
 	}
 	if got := c.Samples[0].Labels.String(); got != `{__name__="foo", b="x"}` {
 		t.Fatalf("labels %s, want the empty one gone", got)
+	}
+}
+
+func TestParseLabelLimitsAndUTF8(t *testing.T) {
+	lim := Limits{Samples: 100, Labels: 3, LabelNameLength: 8, LabelValueLength: 10}
+	for _, tc := range []struct{ body, want string }{
+		{"ok{a=\"1\",b=\"2\"} 1\n", ""},
+		{"many{a=\"1\",b=\"2\",c=\"3\"} 1\n", "limit of 3"},
+		{"long{abcdefghi=\"1\"} 1\n", "longer than the limit of 8"},
+		{"value{a=\"12345678901\"} 1\n", "limit of 10"},
+		{"bad{a=\"\xff\xfe\"} 1\n", "invalid UTF-8"},
+	} {
+		var c collectors.Collection
+		err := Parse([]byte(tc.body), "text/plain", lim, &c)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%q: err %v, want %q", tc.body, err, tc.want)
+		}
+	}
+}
+
+func TestCollectHonorTimestamps(t *testing.T) {
+	body := []byte("with_ts 1 1700000000000\nwithout_ts 2\n")
+	for _, honor := range []bool{true, false} {
+		tg := newTarget(t, serveBody(promContentType, body))
+		u, _ := url.Parse(tg.srv.URL + "/metrics")
+		var c collectors.Collection
+		if err := mustNew(t, Target{URL: u, Limits: DefaultLimits, HonorTimestamps: honor}).Collect(context.Background(), &c); err != nil {
+			t.Fatal(err)
+		}
+		want := int64(0) // the agent stamps it with the scrape's time
+		if honor {
+			want = 1700000000000
+		}
+		if c.Samples[0].T != want || c.Samples[1].T != 0 {
+			t.Errorf("honor_timestamps %v: timestamps %d, %d; want %d, 0", honor, c.Samples[0].T, c.Samples[1].T, want)
+		}
 	}
 }
