@@ -134,6 +134,16 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 	s.appended.Add(uint64(kept + len(gone)))
 }
 
+// recordRun notes a source's last collection for the status page.
+func (s *source) recordRun(at time.Time, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastRun, s.lastErr = at, ""
+	if err != nil {
+		s.lastErr = err.Error()
+	}
+}
+
 // markAllStale ends every series of a source that a reload removed.
 func (a *Agent) markAllStale(s *source) {
 	gone := s.series.finish() // the last collection's series, all of them
