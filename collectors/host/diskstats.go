@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -56,16 +57,36 @@ var diskstatsFields = []diskstatsField{
 	{diskDesc("flush_requests_time_seconds_total", "This is the total number of seconds spent by all flush requests.", collectors.Counter), 0.001},
 }
 
-type diskstatsCollector struct{ path string }
+var diskInfoDesc = collectors.NewDesc("node_disk_info",
+	"Info of /sys/block/<block_device>.", collectors.Gauge,
+	"device", "major", "minor", "path", "wwn", "model", "serial", "revision")
+
+type diskstatsCollector struct {
+	path    string
+	udevDir string // udev's database: /run/udev/data, absent on OpenWrt
+}
 
 func newDiskstats(p collectors.Paths) collectors.Collector {
-	return &diskstatsCollector{path: filepath.Join(p.ProcFS, "diskstats")}
+	return &diskstatsCollector{
+		path:    filepath.Join(p.ProcFS, "diskstats"),
+		udevDir: filepath.Join(p.RootFS, "run", "udev", "data"),
+	}
 }
 
 func (c *diskstatsCollector) Collect(_ context.Context, out *collectors.Collection) error {
 	disks, err := parseFile("diskstats", c.path, parseDiskstats)
 	if err != nil {
 		return err
+	}
+	for _, d := range disks {
+		// Like node_exporter: a device that udev does not know (no udev
+		// on the board) still has its info series, with only the numbers.
+		u := readUdevProperties(filepath.Join(c.udevDir, "b"+d.major+":"+d.minor))
+		serial := u["SCSI_IDENT_SERIAL"] // the serial printed on the disk's label
+		if serial == "" {
+			serial = u["ID_SERIAL_SHORT"]
+		}
+		out.Add(diskInfoDesc, 1, d.name, d.major, d.minor, u["ID_PATH"], u["ID_WWN"], u["ID_MODEL"], serial, u["ID_REVISION"])
 	}
 	for i, fd := range diskstatsFields {
 		for _, d := range disks {
@@ -78,8 +99,8 @@ func (c *diskstatsCollector) Collect(_ context.Context, out *collectors.Collecti
 }
 
 type diskStats struct {
-	name   string
-	values []float64
+	name, major, minor string
+	values             []float64
 }
 
 // parseDiskstats reads /proc/diskstats: major, minor, name, then 11, 15 or
@@ -95,6 +116,11 @@ func parseDiskstats(r io.Reader) ([]diskStats, error) {
 		if len(fields) < 3+11 {
 			return nil, fmt.Errorf("line %d: want at least 14 fields, got %d", line, len(fields))
 		}
+		for _, n := range fields[:2] {
+			if _, err := strconv.ParseUint(n, 10, 32); err != nil {
+				return nil, fmt.Errorf("line %d: device number: %w", line, err)
+			}
+		}
 		name := fields[2]
 		if diskstatsExclude.MatchString(name) {
 			continue
@@ -103,7 +129,7 @@ func parseDiskstats(r io.Reader) ([]diskStats, error) {
 		if len(counters) > len(diskstatsFields) {
 			counters = counters[:len(diskstatsFields)]
 		}
-		d := diskStats{name: name, values: make([]float64, len(counters))}
+		d := diskStats{name: name, major: fields[0], minor: fields[1], values: make([]float64, len(counters))}
 		for i, f := range counters {
 			v, err := strconv.ParseUint(f, 10, 64)
 			if err != nil {
@@ -114,4 +140,22 @@ func parseDiskstats(r io.Reader) ([]diskStats, error) {
 		disks = append(disks, d)
 	}
 	return disks, sc.Err()
+}
+
+// readUdevProperties reads the properties ("E:KEY=value" lines) of udev's
+// database file of one device. A missing or unreadable file has none.
+func readUdevProperties(path string) map[string]string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	props := map[string]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if kv, ok := strings.CutPrefix(line, "E:"); ok {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				props[k] = v
+			}
+		}
+	}
+	return props
 }

@@ -17,37 +17,53 @@ import (
 
 // readsNoFile are the collectors that ask the kernel by system call or
 // clock, so an empty procfs does not make them fail.
-var readsNoFile = map[string]bool{"time": true, "uname": true}
+var readsNoFile = map[string]bool{"time": true, "uname": true, "wifi": true}
 
 // optionalHardware are the collectors of things many boards do not have:
 // their absence is no error, and yields no samples.
 var optionalHardware = map[string]bool{"hwmon": true, "thermal_zone": true, "pressure": true}
 
-// fixtureNow is the collection time of the golden file.
+// fixtureNow is the collection time of the golden files.
 var fixtureNow = time.Date(2024, 6, 10, 12, 30, 0, 250e6, time.FixedZone("CEST", 2*3600))
 
-// fixtureStatfs is what statfs would say of the mount points in
-// testdata/proc/1/mounts, under testdata/root. The NFS server is gone.
-var fixtureStatfs = map[string]fsStats{
-	"/":               {size: 31109140480, free: 24536350720, avail: 23210311680, files: 1933312, filesFree: 1781023},
-	"/run":            {size: 805949440, free: 804614144, avail: 804614144, files: 819200, filesFree: 818421},
-	"/run/lock":       {size: 5242880, free: 5226496, avail: 5226496, files: 980812, filesFree: 980809},
-	"/boot/firmware":  {size: 535805952, free: 472150016, avail: 472150016},
-	"/tmp":            {size: 1967370240, free: 1967259648, avail: 1967259648, files: 491842, filesFree: 491820},
-	"/media/usb disk": {size: 61991632896, free: 40146001920, avail: 36995567616, files: 3784704, filesFree: 3770170},
+// A fixture is a device's /proc, /sys and / under testdata, with what the
+// collectors would learn from the kernel by system call.
+type fixture struct {
+	paths  collectors.Paths
+	golden string             // under testdata
+	statfs map[string]fsStats // by mount point; others fail like a dead server
+	uname  utsname
+	wifi   []fakeWifiInterface // nil: a kernel without nl80211
 }
 
-// fixtureHooks replaces a collector's system calls and clock with the
+// piFixture is testdata/{proc,sys,root}: a Raspberry Pi class board running
+// Debian, with an SD card, a USB disk and a dead NFS server.
+var piFixture = &fixture{
+	paths:  fixturePaths,
+	golden: "host.golden",
+	statfs: map[string]fsStats{
+		"/":               {size: 31109140480, free: 24536350720, avail: 23210311680, files: 1933312, filesFree: 1781023},
+		"/run":            {size: 805949440, free: 804614144, avail: 804614144, files: 819200, filesFree: 818421},
+		"/run/lock":       {size: 5242880, free: 5226496, avail: 5226496, files: 980812, filesFree: 980809},
+		"/boot/firmware":  {size: 535805952, free: 472150016, avail: 472150016},
+		"/tmp":            {size: 1967370240, free: 1967259648, avail: 1967259648, files: 491842, filesFree: 491820},
+		"/media/usb disk": {size: 61991632896, free: 40146001920, avail: 36995567616, files: 3784704, filesFree: 3770170},
+	},
+	uname: utsname{sysname: "Linux", release: "6.6.31+rpt-rpi-v8", version: "#1 SMP PREEMPT Debian 1:6.6.31-1+rpt1 (2024-05-29)",
+		machine: "aarch64", nodename: "gateway-7", domainname: "(none)"},
+}
+
+// hooks replaces a collector's system calls and clock with the
 // fixture's, so the golden file does not depend on the machine running it.
-func fixtureHooks(col collectors.Collector) {
+func (f *fixture) hooks(col collectors.Collector) {
 	switch c := col.(type) {
 	case *filesystemCollector:
 		c.statfs = func(path string) (fsStats, error) {
-			rel, err := filepath.Rel(fixturePaths.RootFS, path)
+			rel, err := filepath.Rel(f.paths.RootFS, path)
 			if err != nil {
 				return fsStats{}, err
 			}
-			st, ok := fixtureStatfs[filepath.Join("/", rel)]
+			st, ok := f.statfs[filepath.Join("/", rel)]
 			if !ok {
 				return fsStats{}, syscall.EHOSTDOWN
 			}
@@ -56,15 +72,14 @@ func fixtureHooks(col collectors.Collector) {
 	case *timeCollector:
 		c.now = func() time.Time { return fixtureNow }
 	case *unameCollector:
-		c.uname = func() (utsname, error) {
-			return utsname{sysname: "Linux", release: "6.6.31+rpt-rpi-v8", version: "#1 SMP PREEMPT Debian 1:6.6.31-1+rpt1 (2024-05-29)",
-				machine: "aarch64", nodename: "gateway-7", domainname: "(none)"}, nil
-		}
+		c.uname = func() (utsname, error) { return f.uname, nil }
+	case *wifiCollector:
+		c.open = func() (netlinkSocket, error) { return &fakeNl80211{ifaces: f.wifi}, nil }
 	}
 }
 
 func TestHostFixtureValues(t *testing.T) {
-	c := collectAll(t, fixturePaths)
+	c := collectAll(t, piFixture)
 	got := map[string]float64{}
 	for _, s := range c.Samples {
 		got[s.Labels.String()] = s.V

@@ -31,6 +31,8 @@ func Collectors() []collectors.Entry {
 		{Name: "thermal_zone", Help: "thermal zone temperatures (/sys/class/thermal)", DefaultEnabled: true, New: newThermalZone},
 		{Name: "hwmon", Help: "hardware monitor temperatures (/sys/class/hwmon)", DefaultEnabled: true, New: newHwmon},
 		{Name: "pressure", Help: "pressure stall information (/proc/pressure)", DefaultEnabled: true, New: newPressure},
+		// Off by default, as in node_exporter; on a router, --collector.wifi.
+		{Name: "wifi", Help: "WiFi interfaces and their stations (nl80211 netlink)", DefaultEnabled: false, New: newWifi},
 	}
 }
 

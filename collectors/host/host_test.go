@@ -14,7 +14,7 @@ import (
 	"github.com/ferry-agent/ferry/collectors"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/host.golden from the fixtures")
+var update = flag.Bool("update", false, "rewrite the fixtures' golden files")
 
 // fixturePaths point at testdata/proc: /proc of an armv7 board with 4 CPUs.
 // testdata/sys and testdata/root: /sys and / of the same board (a Raspberry
@@ -22,15 +22,13 @@ var update = flag.Bool("update", false, "rewrite testdata/host.golden from the f
 var fixturePaths = collectors.Paths{ProcFS: "testdata/proc", SysFS: "testdata/sys", RootFS: "testdata/root"}
 
 // collectAll runs every host collector, in Collectors() order, into one
-// collection.
-func collectAll(t *testing.T, p collectors.Paths) *collectors.Collection {
+// collection, with the fixture's system calls in place of the machine's.
+func collectAll(t *testing.T, f *fixture) *collectors.Collection {
 	t.Helper()
 	var c collectors.Collection
 	for _, e := range Collectors() {
-		col := e.New(p)
-		if p == fixturePaths {
-			fixtureHooks(col)
-		}
+		col := e.New(f.paths)
+		f.hooks(col)
 		if err := col.Collect(context.Background(), &c); err != nil {
 			t.Errorf("collector %s: %v", e.Name, err)
 		}
@@ -39,23 +37,27 @@ func collectAll(t *testing.T, p collectors.Paths) *collectors.Collection {
 }
 
 func TestGolden(t *testing.T) {
-	c := collectAll(t, fixturePaths)
-	var buf bytes.Buffer
-	if err := collectors.WriteText(&buf, c); err != nil {
-		t.Fatal(err)
-	}
-	golden := filepath.Join("testdata", "host.golden")
-	if *update {
-		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got := buf.String(); got != string(want) {
-		t.Errorf("output differs from %s (go test -update rewrites it):\n%s", golden, lineDiff(string(want), got))
+	for _, f := range []*fixture{piFixture, openwrtFixture} {
+		t.Run(f.golden, func(t *testing.T) {
+			c := collectAll(t, f)
+			var buf bytes.Buffer
+			if err := collectors.WriteText(&buf, c); err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", f.golden)
+			if *update {
+				if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if got := buf.String(); got != string(want) {
+				t.Errorf("output differs from %s (go test -update rewrites it):\n%s", golden, lineDiff(string(want), got))
+			}
+		})
 	}
 }
 
@@ -85,7 +87,7 @@ func lineDiff(want, got string) string {
 // TestNodeExporterNames checks, independently of the golden file, the
 // names, labels and units that node_exporter's dashboards rely on.
 func TestNodeExporterNames(t *testing.T) {
-	c := collectAll(t, fixturePaths)
+	c := collectAll(t, piFixture)
 	got := map[string]float64{}
 	for _, s := range c.Samples {
 		key := s.Labels.String()
@@ -188,7 +190,7 @@ func TestCollectorNames(t *testing.T) {
 			t.Errorf("collector %s: want help text and a constructor", e.Name)
 		}
 	}
-	for _, name := range []string{"cpu", "loadavg", "meminfo", "filesystem", "netdev", "diskstats", "stat", "time", "uname", "os", "thermal_zone", "hwmon", "pressure"} {
+	for _, name := range []string{"cpu", "loadavg", "meminfo", "filesystem", "netdev", "diskstats", "stat", "time", "uname", "os", "thermal_zone", "hwmon", "pressure", "wifi"} {
 		if !seen[name] {
 			t.Errorf("collector %s not registered", name)
 		}
