@@ -9,6 +9,7 @@ import (
 // handler serves ferry's local endpoints.
 func (a *Agent) handler() http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", &statusPage{a: a})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		var c collectors.Collection
 		_ = selfCollector{a}.Collect(r.Context(), &c)

@@ -3,7 +3,9 @@
 # (the remote-write receiver of the end-to-end test), victoria-metrics,
 # prometheus-node-exporter (compared with ferry's host collectors),
 # qemu-user-static (tests as armv7 and arm64), busybox (the OpenWrt init
-# script's shell) and systemd (systemd-analyze checks the unit).
+# script's shell), systemd (systemd-analyze checks the unit), chromium
+# (loads the status page headless), and for scripts/test-release.sh rpm
+# (reads the rpm packages), binutils (readelf), jq and curl.
 # Under CI=true, anything that cannot be installed fails the run.
 set -euo pipefail
 
@@ -15,6 +17,11 @@ command -v qemu-arm-static >/dev/null     || need+=(qemu-user-static)
 command -v busybox >/dev/null             || need+=(busybox)
 command -v systemd-analyze >/dev/null     || need+=(systemd)
 command -v xz >/dev/null                  || need+=(xz-utils)
+command -v rpm >/dev/null                 || need+=(rpm)
+command -v readelf >/dev/null             || need+=(binutils)
+command -v jq >/dev/null                  || need+=(jq)
+command -v curl >/dev/null                || need+=(curl)
+command -v chromium >/dev/null            || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
 	echo "test dependencies: all present"
