@@ -38,9 +38,11 @@ GOBUILDFLAGS:append = " -tags=nethttpomithttp2"
 # Version and commit for `ferry version`. No -s -w: the binary is built with
 # symbols and OE strips it in do_package, keeping debug info in ferry-dbg.
 GO_EXTRA_LDFLAGS = "-X main.version=${PV} -X main.commit=${SRCREV}"
-# CGO_ENABLED is left at go.bbclass' default: the binary links against the
-# image's libc (and is built as PIE, as OE's QA expects). ferry has no C
-# code; the release builds use CGO_ENABLED=0 for one static binary instead.
+# CGO_ENABLED stays at go.bbclass' default (1), unlike the static release
+# builds: go.bbclass builds with -buildmode=pie (OE's textrel QA), and on
+# 32-bit ARM Go links PIE only externally, which needs cgo; with
+# CGO_ENABLED=0 the armv7 build fails. The image has a libc anyway; ferry
+# has no C code of its own.
 
 USERADD_PACKAGES = "${PN}"
 USERADD_PARAM:${PN} = "--system --no-create-home --home-dir ${localstatedir}/lib/ferry \
