@@ -126,7 +126,9 @@ start)
 	service_triggers
 	;;
 reload)
-	reload_service
+	# rc.common: reload_service if the script has one, else start again
+	# (procd then restarts or signals the instance).
+	if type reload_service >/dev/null 2>&1; then reload_service; else start_service; fi
 	;;
 esac
 HARNESS
@@ -182,7 +184,8 @@ uci_file() { # uci_file NAME: write stdin to a UCI file, print its path
 
 TAIL='set respawn 3600 5 5
 set stdout 1
-set stderr 1'
+set stderr 1
+set reload_signal HUP'
 
 # 1. The shipped /etc/config/ferry; hostname from /etc/config/system.
 EXPECT_STDERR='' run_case "defaults (shipped config)" "$SHIPPED_CONFIG" router-01 ignored start "config_load ferry
@@ -225,12 +228,14 @@ config ferry 'main'
 	list external_label 'nolabel'
 	list scrape_target 'myapp=127.0.0.1:9101'
 	list scrape_target '127.0.0.1:9100'
-	#option credentials_file '/etc/ferry/credentials'
+	option remote_write_username 'truck-12'
+	option remote_write_password_file '/etc/ferry/password'
+	option remote_write_ca_file '/etc/ferry/ca.pem'
 EOF
 )" router-01 ignored start "config_load ferry
 open_instance 
 $TAIL
-command /usr/bin/ferry --storage.path=/srv/ferry --remote-write.url=http://10.0.0.5:9090/api/v1/write --scrape.interval=30s --external-label=device=truck-12 '--external-label=site=Main Street' --external-label=fleet=north --scrape.target=myapp=127.0.0.1:9101 --scrape.target=127.0.0.1:9100
+command /usr/bin/ferry --storage.path=/srv/ferry --remote-write.url=http://10.0.0.5:9090/api/v1/write --remote-write.basic-auth.username=truck-12 --remote-write.basic-auth.password-file=/etc/ferry/password --remote-write.tls.ca-file=/etc/ferry/ca.pem --scrape.interval=30s --external-label=device=truck-12 '--external-label=site=Main Street' --external-label=fleet=north --scrape.target=myapp=127.0.0.1:9101 --scrape.target=127.0.0.1:9100
 close_instance
 reload_trigger ferry"
 
@@ -251,7 +256,7 @@ close_instance
 reload_trigger ferry"
 
 # 6. Custom storage on a USB stick, slower commits, endpoints off, debug
-#    log, a YAML file (watched by procd).
+#    log, a YAML file (read again on reload, at SIGHUP).
 EXPECT_STDERR='' run_case "custom storage" "$(uci_file storage <<'EOF'
 config ferry 'main'
 	option enabled 'yes'
@@ -264,7 +269,6 @@ config ferry 'main'
 EOF
 )" router-01 ignored start "config_load ferry
 open_instance 
-set file /etc/ferry/ferry.yml
 $TAIL
 command /usr/bin/ferry --storage.path=/mnt/sda1/ferry --storage.max-size=256MiB --storage.sync-interval=5m --external-label=device=router-01 --web.listen-address= --log.level=debug --config.file=/etc/ferry/ferry.yml
 close_instance
@@ -279,9 +283,13 @@ EOF
 )" router-01 ignored start "config_load ferry
 reload_trigger ferry"
 
-# 8. Reload is a restart (ferry has no SIGHUP reload yet).
-EXPECT_STDERR='' run_case "reload = restart" "$SHIPPED_CONFIG" router-01 ignored reload "rc.common stop
-rc.common start"
+# 8. Reload hands procd the same instance again: procd restarts ferry if
+# the command line changed, and otherwise sends the reload signal, SIGHUP.
+EXPECT_STDERR='' run_case "reload: the instance again, with SIGHUP as reload signal" "$SHIPPED_CONFIG" router-01 ignored reload "config_load ferry
+open_instance 
+$TAIL
+command /usr/bin/ferry --storage.path=/srv/ferry --storage.max-size=8MiB --scrape.interval=15s --external-label=device=router-01 --web.listen-address=127.0.0.1:9391
+close_instance"
 
 # Every flag the script emitted exists in ferry (when a binary is given).
 if [ -n "${FERRY:-}" ]; then

@@ -57,6 +57,7 @@ else
 	ok "no DynamicUser="
 fi
 
+grep -qE '^ExecReload=/bin/kill -HUP \$MAINPID$' "$UNIT" && ok "reload sends SIGHUP (ferry reloads in place)" || fail "no ExecReload with SIGHUP"
 exec_line="$(grep -E '^ExecStart=' "$UNIT" | head -1 | sed 's/^ExecStart=//')"
 case " $exec_line " in
 *" --storage.path=/var/lib/ferry "*) ok "ExecStart keeps the buffer in the state directory" ;;
