@@ -31,6 +31,7 @@ type Agent struct {
 
 	ready        atomic.Bool
 	commitErrors atomic.Uint64
+	clock        *clockGuard // nil: the wall clock is trusted
 
 	mu      sync.RWMutex // guards what a reload replaces
 	cfg     Config
@@ -47,7 +48,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, reloads <-chan Confi
 	if err != nil {
 		return err
 	}
-	a := &Agent{cfg: cfg, log: log, buf: buf, started: time.Now()}
+	a := &Agent{cfg: cfg, log: log, buf: buf, started: time.Now(),
+		clock: newClockGuard(systemClock{start: time.Now()}, buildTime(), cfg.ClockRequireSync, log)}
 	if a.sources, err = a.buildSources(cfg); err == nil {
 		a.sender, err = newSender(cfg, buf, log)
 	}

@@ -30,6 +30,8 @@ type Config struct {
 	Collectors     map[string]bool // host collector name: enabled
 	Paths          collectors.Paths
 
+	ClockRequireSync bool // hold samples until the kernel calls the clock synchronised
+
 	ListenAddress string
 	LogLevel      slog.Level
 	Version       string

@@ -3,7 +3,9 @@ package agent
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -23,6 +25,8 @@ type Flags struct {
 	configFile string
 	targets    targetsValue
 	external   labelsValue
+	labelFile  string
+	labelFrom  identityValue
 	rwHeaders  headersValue
 	rwUsername string
 	rwPassword string // a file's path
@@ -61,6 +65,9 @@ func NewFlags(fs *pflag.FlagSet, cfg *Config, hostCollectors []collectors.Entry)
 	fs.DurationVar(&cfg.ScrapeInterval, "scrape.interval", cfg.ScrapeInterval, "Interval of the host collectors and scrape targets.")
 	fs.Var(&f.targets, "scrape.target", "Exporter to scrape, as [JOB=]URL; repeatable. JOB defaults to \"scrape\".")
 	fs.Var(&f.external, "external-label", "Label NAME=VALUE added to every sample unless it has that label; repeatable.")
+	fs.Var(&f.labelFrom, "external-label-from", "External label NAME=SOURCE read on the device, SOURCE one of "+identitySources+": one image, a label per device; repeatable.")
+	fs.StringVar(&f.labelFile, "external-label-file", "", "File of external labels, NAME=VALUE per line (# comments).")
+	fs.BoolVar(&cfg.ClockRequireSync, "clock.require-sync", cfg.ClockRequireSync, "Hold samples (in memory, bounded) until the kernel reports the clock synchronised by NTP, not only later than ferry's build: for boards that boot with a saved, stale time. Off: containers often report an unsynchronised clock that is right.")
 	fs.StringVar(&cfg.ListenAddress, "web.listen-address", cfg.ListenAddress, "Address of ferry's own /metrics, /-/healthy and /-/ready; empty to turn them off.")
 	fs.StringVar(&f.configFile, "config.file", "", "Optional YAML configuration file (a subset of prometheus.yml). Flags given on the command line win.")
 	fs.Var((*levelValue)(&cfg.LogLevel), "log.level", "Log level: debug, info, warn or error.")
@@ -95,6 +102,22 @@ func (f *Flags) Finish() error {
 			rw.Headers = map[string]string{}
 		}
 		rw.Headers[name] = value
+	}
+	// The config file's labels, then the label file's, then those read on
+	// the device, then --external-label: the more specific wins.
+	if f.labelFile != "" {
+		fromFile, err := readLabelFile(f.labelFile)
+		if err != nil {
+			return fmt.Errorf("--external-label-file: %w", err)
+		}
+		f.cfg.ExternalLabels = mergeLabels(f.cfg.ExternalLabels, fromFile)
+	}
+	for _, name := range slices.Sorted(maps.Keys(f.labelFrom)) {
+		value, err := readIdentity(f.labelFrom[name], f.cfg.Paths)
+		if err != nil {
+			return fmt.Errorf("--external-label-from %s=%s: %w", name, f.labelFrom[name], err)
+		}
+		f.cfg.ExternalLabels = mergeLabels(f.cfg.ExternalLabels, map[string]string{name: value})
 	}
 	f.cfg.ExternalLabels = mergeLabels(f.cfg.ExternalLabels, f.external)
 	f.cfg.Collectors = map[string]bool{}
@@ -254,5 +277,25 @@ func (h *headersValue) Set(v string) error {
 		*h = map[string]string{}
 	}
 	(*h)[name] = value
+	return nil
+}
+
+// identityValue collects --external-label-from NAME=SOURCE.
+type identityValue map[string]string
+
+func (v *identityValue) String() string { return "" }
+func (v *identityValue) Type() string   { return "NAME=SOURCE" }
+func (v *identityValue) Set(s string) error {
+	name, source, ok := strings.Cut(s, "=")
+	if !ok || source == "" {
+		return fmt.Errorf("%q: want NAME=SOURCE, SOURCE one of %s", s, identitySources)
+	}
+	if err := checkLabel(name, source); err != nil {
+		return err
+	}
+	if *v == nil {
+		*v = map[string]string{}
+	}
+	(*v)[name] = source
 	return nil
 }

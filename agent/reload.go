@@ -23,13 +23,14 @@ func (a *Agent) reload(ctx context.Context, next Config, stopSources, stopSender
 		{"--storage.sync-interval", next.SyncInterval != cur.SyncInterval},
 		{"--web.listen-address", next.ListenAddress != cur.ListenAddress},
 		{"--log.level", next.LogLevel != cur.LogLevel},
+		{"--clock.require-sync", next.ClockRequireSync != cur.ClockRequireSync},
 	} {
 		if fixed.changed {
 			a.log.Warn("reload: this setting changes at the next restart only", "setting", fixed.flag)
 		}
 	}
 	next.StoragePath, next.StorageMaxSize, next.SyncInterval = cur.StoragePath, cur.StorageMaxSize, cur.SyncInterval
-	next.ListenAddress, next.LogLevel = cur.ListenAddress, cur.LogLevel
+	next.ListenAddress, next.LogLevel, next.ClockRequireSync = cur.ListenAddress, cur.LogLevel, cur.ClockRequireSync
 
 	sources, err := a.buildSources(next)
 	if err != nil {

@@ -42,6 +42,10 @@ var (
 	rwDroppedDesc   = collectors.NewDesc("ferry_remote_write_dropped_samples_total", "Samples the sender dropped, by reason.", collectors.Counter, "reason")
 	lastSuccessDesc = collectors.NewDesc("ferry_remote_write_last_success_timestamp_seconds", "Time of the last acknowledged request; 0 before the first.", collectors.Gauge)
 
+	clockHeldDesc    = collectors.NewDesc("ferry_clock_held_samples", "Samples held in memory until the wall clock is plausible.", collectors.Gauge)
+	clockDroppedDesc = collectors.NewDesc("ferry_clock_dropped_samples_total", "Samples dropped because the wall clock stayed implausible for longer than ferry holds samples.", collectors.Counter)
+	clockJumpsDesc   = collectors.NewDesc("ferry_clock_jumps_total", "Jumps of the wall clock against the monotonic clock, by direction.", collectors.Counter, "direction")
+
 	residentDesc  = collectors.NewDesc("process_resident_memory_bytes", "Resident memory size in bytes.", collectors.Gauge)
 	cpuDesc       = collectors.NewDesc("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", collectors.Counter)
 	startTimeDesc = collectors.NewDesc("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", collectors.Gauge)
@@ -101,6 +105,13 @@ func (s selfCollector) Collect(_ context.Context, c *collectors.Collection) erro
 		c.Add(rwDroppedDesc, float64(rw.Dropped[r]), r)
 	}
 	c.Add(lastSuccessDesc, rw.LastSuccessUnix)
+
+	cs := a.clock.stats()
+	c.Add(clockHeldDesc, float64(cs.held))
+	c.Add(clockDroppedDesc, float64(cs.dropped))
+	for _, d := range []string{"forward", "backward"} {
+		c.Add(clockJumpsDesc, float64(cs.jumps[d]), d)
+	}
 
 	c.Add(startTimeDesc, float64(a.started.UnixMilli())/1000)
 	if rss, cpu, ok := readProcSelf(cfg.Paths.ProcFS); ok {

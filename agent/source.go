@@ -88,9 +88,23 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 		}
 	}
 	s.recordRun(now, err)
-	ts := now.UnixMilli()
+
+	// Samples without a timestamp of their own get the collection's; while
+	// the wall clock is not plausible, the clock guard holds them instead.
+	clock, clockOK := a.clock.now(a.buf.Append)
 	external := a.externalLabels()
 	b := labels.NewBuilder(labels.EmptyLabels())
+	add := func(lset labels.Labels, t int64, v float64) {
+		lset = withExternal(b, lset, external)
+		switch {
+		case t != 0:
+			a.buf.Append(lset, t, v)
+		case clockOK:
+			a.buf.Append(lset, clock.wall.UnixMilli(), v)
+		default:
+			a.clock.hold(lset, clock.mono, v)
+		}
+	}
 	kept := 0
 	for _, smp := range c.Samples {
 		lset, ok := s.sampleLabels(b, smp.Labels)
@@ -98,14 +112,12 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 			continue
 		}
 		kept++
-		t := smp.T
-		if t == 0 {
-			t = ts
+		if smp.T == 0 {
 			// Staleness is for series stamped by the scrape, as in
 			// Prometheus: a target's own timestamps say when data ends.
 			s.series.add(lset)
 		}
-		a.buf.Append(withExternal(b, lset, external), t, smp.V)
+		add(lset, smp.T, smp.V)
 	}
 	if s.report {
 		up := 1.0
@@ -121,7 +133,7 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 		for _, smp := range r.Samples {
 			lset := s.withTarget(b, smp.Labels)
 			s.series.add(lset)
-			a.buf.Append(withExternal(b, lset, external), ts, smp.V)
+			add(lset, 0, smp.V)
 		}
 		kept += len(r.Samples)
 	}
@@ -129,7 +141,7 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 	// the receiver with a staleness marker, as Prometheus writes.
 	gone := s.series.finish()
 	for _, lset := range gone {
-		a.buf.Append(withExternal(b, lset, external), ts, staleMarkerValue)
+		add(lset, 0, staleMarkerValue)
 	}
 	s.appended.Add(uint64(kept + len(gone)))
 }
@@ -150,11 +162,16 @@ func (a *Agent) markAllStale(s *source) {
 	if len(gone) == 0 {
 		return
 	}
-	ts := time.Now().UnixMilli()
+	clock, clockOK := a.clock.now(a.buf.Append)
 	external := a.externalLabels()
 	b := labels.NewBuilder(labels.EmptyLabels())
 	for _, lset := range gone {
-		a.buf.Append(withExternal(b, lset, external), ts, staleMarkerValue)
+		lset = withExternal(b, lset, external)
+		if clockOK {
+			a.buf.Append(lset, clock.wall.UnixMilli(), staleMarkerValue)
+		} else {
+			a.clock.hold(lset, clock.mono, staleMarkerValue)
+		}
 	}
 	s.appended.Add(uint64(len(gone)))
 }
