@@ -101,6 +101,11 @@ else
 	bad "sha256sum -c checksums.txt"
 fi
 
+# The packages built without inlining: the same in the Makefile and here.
+make_cold="$(make --no-print-directory -pn help 2>/dev/null | sed -n 's/^COLD_PKGS := //p' | tr ' ' '\n' | grep . | sort | tr '\n' ' ')"
+rel_cold="$(sed -n 's/^      - \(.*\)=-l$/\1/p' goreleaser.yaml | sort | tr '\n' ' ')"
+eq "goreleaser's gcflags match the Makefile's COLD_PKGS" "$rel_cold" "$make_cold"
+
 # --- per target --------------------------------------------------------
 # name goarch goarm deb/ipk-arch rpm-arch ELF-machine qemu
 TARGETS="amd64 amd64 - amd64/x86_64 x86_64 X86-64 -
@@ -133,6 +138,11 @@ while read -r name goarch goarm pkgarch rpmarch machine qemu <&3; do
 	for want in CGO_ENABLED=0 -tags=nethttpomithttp2 -trimpath=true ${goarm:+GOARM=$goarm}; do
 		if grep -qE "^\s+build\s+$want\$" <<<"$info"; then ok "$name: built with $want"; else bad "$name: not built with $want"; fi
 	done
+	# The flash budget holds for the release as for `make size`.
+	if [ "$name" = armv7 ]; then
+		size="$(stat -c %s "$bin")"
+		if [ "$size" -le 10485760 ]; then ok "$name: $size bytes, within the 10 MiB budget"; else bad "$name: $size bytes, over the 10 MiB budget"; fi
+	fi
 	run=()
 	if [ "$qemu" != - ]; then
 		need "$qemu" qemu-user-static && run=("$qemu") || run=(skip)

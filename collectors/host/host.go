@@ -4,12 +4,9 @@
 package host
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
-
-	"github.com/shirou/gopsutil/v4/common"
 
 	"github.com/ferry-agent/ferry/collectors"
 )
@@ -34,14 +31,6 @@ func Collectors() []collectors.Entry {
 		// Off by default, as in node_exporter; on a router, --collector.wifi.
 		{Name: "wifi", Help: "WiFi interfaces and their stations (nl80211 netlink)", DefaultEnabled: false, New: newWifi},
 	}
-}
-
-// withPaths tells gopsutil which /proc and /sys to read.
-func withPaths(ctx context.Context, p collectors.Paths) context.Context {
-	return context.WithValue(ctx, common.EnvKey, common.EnvMap{
-		common.HostProcEnvKey: p.ProcFS,
-		common.HostSysEnvKey:  p.SysFS,
-	})
 }
 
 // parseFile opens a file of the kernel's and parses it. Errors name the
