@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/prometheus/model/relabel"
 	"gopkg.in/yaml.v3"
 
+	"github.com/ferry-agent/ferry/agent/remotewrite"
 	"github.com/ferry-agent/ferry/collectors/scrape"
 	"github.com/ferry-agent/ferry/httpclient"
 )
@@ -65,7 +66,8 @@ type remoteWriteConfig struct {
 		MinBackoff        model.Duration `yaml:"min_backoff"`
 		MaxBackoff        model.Duration `yaml:"max_backoff"`
 	} `yaml:"queue_config"`
-	HTTP httpclient.Config `yaml:",inline"`
+	ProtobufMessage string            `yaml:"protobuf_message"` // prometheus.WriteRequest or io.prometheus.write.v2.Request
+	HTTP            httpclient.Config `yaml:",inline"`
 }
 
 // maxFileSize bounds what ferry reads as a config file.
@@ -239,6 +241,13 @@ func (rw *remoteWriteConfig) apply(cfg *Config, changed func(flag string) bool) 
 	set("remote-write.url", func() { c.URL = rw.URL })
 	if rw.RemoteTimeout != 0 {
 		set("remote-write.timeout", func() { c.Timeout = time.Duration(rw.RemoteTimeout) })
+	}
+	if rw.ProtobufMessage != "" {
+		var p remotewrite.Protocol
+		if err := p.Set(rw.ProtobufMessage); err != nil {
+			return fmt.Errorf("remote_write: protobuf_message: %w", err)
+		}
+		set("remote-write.protocol", func() { c.Protocol = p })
 	}
 	q := rw.QueueConfig
 	if q.MaxSamplesPerSend != 0 {

@@ -85,14 +85,21 @@ func marshalWriteRequest(series []*seriesSamples) []byte {
 			b = appendString(b, keyName, l.Name)
 			b = appendString(b, keyValue, l.Value)
 		})
-		for i := range s.ts {
-			b = append(b, keySamples)
-			b = binary.AppendUvarint(b, uint64(sampleSize(s.ts[i])))
-			b = append(b, keySampleVal)
-			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(s.vs[i]))
-			b = append(b, keySampleTS)
-			b = binary.AppendUvarint(b, uint64(s.ts[i]))
-		}
+		b = appendSamples(b, s)
+	}
+	return b
+}
+
+// appendSamples appends the series' samples as repeated Sample field 2,
+// the same in 1.0's TimeSeries and 2.0's.
+func appendSamples(b []byte, s *seriesSamples) []byte {
+	for i := range s.ts {
+		b = append(b, keySamples)
+		b = binary.AppendUvarint(b, uint64(sampleSize(s.ts[i])))
+		b = append(b, keySampleVal)
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(s.vs[i]))
+		b = append(b, keySampleTS)
+		b = binary.AppendUvarint(b, uint64(s.ts[i]))
 	}
 	return b
 }

@@ -1,6 +1,7 @@
-// Package remotewrite drains the buffer to a Prometheus Remote-Write 1.0
-// receiver: oldest block first, a block deleted only once acknowledged,
-// retrying what may succeed later and dropping, with a count, what never will.
+// Package remotewrite drains the buffer to a Prometheus Remote-Write
+// receiver (1.0, or 2.0 with the spec's fall back to 1.0): oldest block
+// first, a block deleted only once acknowledged, retrying what may succeed
+// later and dropping, with a count, what never will.
 package remotewrite
 
 import (
@@ -11,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -40,6 +42,10 @@ type Config struct {
 	MaxBytesPerSecond int64         // 0: no limit; paces request bodies
 	UserAgent         string
 	HTTP              httpclient.Config // auth, TLS, headers, proxy
+	// Protocol 2 sends io.prometheus.write.v2.Request and falls back to 1.0
+	// for the sender's life when the receiver does not take it (415, or a
+	// 2xx without the spec's Written headers); 0 or 1 sends 1.0.
+	Protocol Protocol
 }
 
 // Source is what the sender drains: the buffer.
@@ -55,9 +61,10 @@ type Stats struct {
 	BytesSent       uint64 // request bodies, compressed
 	RequestsFailed  uint64 // answers and errors that were retried
 	Dropped         map[string]uint64
-	LastSuccessUnix float64 // 0 before the first success
-	LastError       string  // of the last failed or rejected request; "" before one
-	LastErrorUnix   float64 // its time; 0 before one
+	LastSuccessUnix float64  // 0 before the first success
+	LastError       string   // of the last failed or rejected request; "" before one
+	LastErrorUnix   float64  // its time; 0 before one
+	Protocol        Protocol // what is sent now: 2 until a receiver refused it
 }
 
 // Sender ships the buffer's blocks. Run it once.
@@ -84,6 +91,14 @@ func New(cfg Config, src Source, log *slog.Logger) (*Sender, error) {
 	if err != nil {
 		return nil, err
 	}
+	proto := Protocol1
+	switch cfg.Protocol {
+	case 0, Protocol1:
+	case Protocol2:
+		proto = Protocol2
+	default:
+		return nil, fmt.Errorf("remote-write protocol %d: want 1 or 2", cfg.Protocol)
+	}
 	return &Sender{
 		cfg: cfg,
 		src: src,
@@ -96,7 +111,7 @@ func New(cfg Config, src Source, log *slog.Logger) (*Sender, error) {
 		},
 		log:   log,
 		pace:  pacer{bytesPerSecond: cfg.MaxBytesPerSecond},
-		stats: Stats{Dropped: map[string]uint64{}},
+		stats: Stats{Dropped: map[string]uint64{}, Protocol: proto},
 	}, nil
 }
 
@@ -179,38 +194,64 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block) bool {
 	if samples == 0 {
 		return true
 	}
-	body := snappy.Encode(nil, marshalWriteRequest(series))
+	proto := s.Stats().Protocol
+	body := encode(series, proto)
 	backoff := s.cfg.MinBackoff
 	var lastLog time.Time
 	for attempt := 1; ; attempt++ {
 		if !sleep(ctx, s.pace.delay(time.Now(), len(body))) {
 			return false
 		}
-		err := s.post(ctx, body)
+		written, err := s.post(ctx, body, proto)
 		var rej *rejectedError
+		if proto == Protocol2 && (written < 0 && err == nil || errors.As(err, &rej) && rej.code == http.StatusUnsupportedMediaType) {
+			// The spec's fall back: a 415, or a 2xx without any Written
+			// header (a 1.0 receiver that read the body as an empty
+			// 1.0 request), means the receiver does not take 2.0.
+			why := "answered 2xx without X-Prometheus-Remote-Write-*-Written headers"
+			if err != nil {
+				why = err.Error()
+			}
+			s.log.Warn("receiver does not take Remote-Write 2.0; sending 1.0 from now on", "answer", why)
+			proto = Protocol1
+			s.mu.Lock()
+			s.stats.Protocol = proto
+			s.mu.Unlock()
+			body = encode(series, proto)
+			attempt--
+			continue
+		}
 		switch {
 		case err == nil:
 			if attempt > 1 {
 				s.log.Info("remote write recovered", "failed_attempts", attempt-1)
 			}
+			// 2.0 receivers say how many samples they wrote; fewer than
+			// sent with a 2xx breaks the spec, and the rest is lost.
+			lost := 0
+			if proto == Protocol2 && written < samples {
+				lost = samples - written
+			}
 			s.mu.Lock()
-			s.stats.SamplesSent += uint64(samples)
+			s.stats.SamplesSent += uint64(samples - lost)
 			s.stats.BytesSent += uint64(len(body))
 			s.stats.LastSuccessUnix = float64(time.Now().UnixMilli()) / 1000
 			s.mu.Unlock()
+			if lost > 0 {
+				s.rejected(lost, fmt.Errorf("2xx, but the receiver wrote %d of %d samples", written, samples))
+			}
 			return true
 		case errors.As(err, &rej):
+			// A 2.0 receiver's Written header tells what a partial
+			// write kept; a missing one means none (the spec).
+			kept := 0
+			if proto == Protocol2 {
+				kept = min(max(written, 0), samples)
+			}
 			s.mu.Lock()
-			s.stats.Dropped[ReasonRejected] += uint64(samples)
-			s.stats.LastError, s.stats.LastErrorUnix = err.Error(), float64(time.Now().UnixMilli())/1000
-			logIt := time.Since(s.lastRejectLog) >= failureLogInterval
-			if logIt {
-				s.lastRejectLog = time.Now()
-			}
+			s.stats.SamplesSent += uint64(kept)
 			s.mu.Unlock()
-			if logIt {
-				s.log.Error("receiver rejected samples; dropped (counted in ferry_remote_write_dropped_samples_total)", "samples", samples, "err", err)
-			}
+			s.rejected(samples-kept, err)
 			return true
 		case ctx.Err() != nil:
 			return false
@@ -235,8 +276,35 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block) bool {
 	}
 }
 
+// rejected counts and logs, at a rate that cannot flood, n samples that
+// the receiver refused for good.
+func (s *Sender) rejected(n int, err error) {
+	s.mu.Lock()
+	s.stats.Dropped[ReasonRejected] += uint64(n)
+	s.stats.LastError, s.stats.LastErrorUnix = err.Error(), float64(time.Now().UnixMilli())/1000
+	logIt := n > 0 && time.Since(s.lastRejectLog) >= failureLogInterval
+	if logIt {
+		s.lastRejectLog = time.Now()
+	}
+	s.mu.Unlock()
+	if logIt {
+		s.log.Error("receiver rejected samples; dropped (counted in ferry_remote_write_dropped_samples_total)", "samples", n, "err", err)
+	}
+}
+
+// encode returns the compressed request body of series in proto.
+func encode(series []*seriesSamples, proto Protocol) []byte {
+	if proto == Protocol2 {
+		return snappy.Encode(nil, marshalRequestV2(series))
+	}
+	return snappy.Encode(nil, marshalWriteRequest(series))
+}
+
 // rejectedError is an answer that retrying cannot change.
-type rejectedError struct{ status, msg string }
+type rejectedError struct {
+	code        int
+	status, msg string
+}
 
 func (e *rejectedError) Error() string { return fmt.Sprintf("%s: %s", e.status, e.msg) }
 
@@ -252,37 +320,61 @@ const failureLogInterval = 30 * time.Second
 // maxErrorBody bounds how much of a receiver's error message is read and logged.
 const maxErrorBody = 512
 
-func (s *Sender) post(ctx context.Context, body []byte) error {
+// Response headers of a 2.0 receiver: how many of each kind it wrote.
+var writtenHeaders = []string{
+	"X-Prometheus-Remote-Write-Samples-Written",
+	"X-Prometheus-Remote-Write-Histograms-Written",
+	"X-Prometheus-Remote-Write-Exemplars-Written",
+}
+
+// post sends body in proto. written is the answer's
+// X-Prometheus-Remote-Write-Samples-Written: 0 if it is missing or invalid
+// while another Written header is there, -1 if there is none of them.
+func (s *Sender) post(ctx context.Context, body []byte, proto Protocol) (written int, _ error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.URL, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return -1, err
 	}
 	req.Header.Set("Content-Encoding", "snappy")
-	req.Header.Set("Content-Type", "application/x-protobuf")
-	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	if proto == Protocol2 {
+		req.Header.Set("Content-Type", "application/x-protobuf;proto="+MessageV2)
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "2.0.0")
+	} else {
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	}
 	req.Header.Set("User-Agent", s.cfg.UserAgent)
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return err
+		return -1, err
 	}
 	defer resp.Body.Close()
+	written = -1
+	for i, h := range writtenHeaders {
+		if v := resp.Header.Get(h); v != "" {
+			written = max(written, 0)
+			if n, err := strconv.ParseInt(v, 10, 64); i == 0 && err == nil && n >= 0 {
+				written = int(min(n, math.MaxInt32))
+			}
+		}
+	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
 	switch code := resp.StatusCode; {
 	case code/100 == 2:
-		return nil
+		return written, nil
 	case code == http.StatusTooManyRequests || code == http.StatusRequestTimeout || code/100 == 5:
 		err := fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
 		if after, ok := parseRetryAfter(resp.Header.Get("Retry-After")); ok {
-			return &retryAfterError{error: err, after: after}
+			return written, &retryAfterError{error: err, after: after}
 		}
-		return err
+		return written, err
 	case code/100 == 4:
-		return &rejectedError{status: resp.Status, msg: string(bytes.TrimSpace(msg))}
+		return written, &rejectedError{code: code, status: resp.Status, msg: string(bytes.TrimSpace(msg))}
 	case code/100 == 3:
-		return fmt.Errorf("%s to %q: ferry does not follow redirects; set --remote-write.url to the final address", resp.Status, resp.Header.Get("Location"))
+		return written, fmt.Errorf("%s to %q: ferry does not follow redirects; set --remote-write.url to the final address", resp.Status, resp.Header.Get("Location"))
 	default:
-		return fmt.Errorf("unexpected answer %s", resp.Status)
+		return written, fmt.Errorf("unexpected answer %s", resp.Status)
 	}
 }
 

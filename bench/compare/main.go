@@ -38,6 +38,11 @@ type config struct {
 	drainMax, crashOutage  time.Duration
 	settle                 time.Duration
 	skipCrash              bool
+
+	scenario                  string
+	drainSeries, drainBacklog int
+	drainInterval, drainSync  time.Duration
+	drainProtocol             string
 }
 
 var agentNames = []string{"ferry", "vmagent", "prometheus"}
@@ -120,8 +125,18 @@ func main() {
 	flag.DurationVar(&c.crashOutage, "crash-outage", time.Minute, "second outage; every agent is killed with SIGKILL in its middle and restarted on the same data")
 	flag.DurationVar(&c.settle, "settle", 70*time.Second, "wait at the end before the final completeness check (longer than ferry's --storage.sync-interval)")
 	flag.BoolVar(&c.skipCrash, "skip-crash", false, "leave out the crash scenario")
+	flag.StringVar(&c.scenario, "scenario", "phases", "phases (startup, steady, outage, crash) or drain (a large backlog, then the link back)")
+	flag.IntVar(&c.drainSeries, "drain-series", 20_000, "drain: application series of the synthetic target")
+	flag.IntVar(&c.drainBacklog, "drain-backlog", 1_000_000, "drain: samples each agent is served while its receiver is down")
+	flag.DurationVar(&c.drainInterval, "drain-interval", 2*time.Second, "drain: scrape interval")
+	flag.DurationVar(&c.drainSync, "drain-sync", 10*time.Second, "drain: ferry's --storage.sync-interval")
+	flag.StringVar(&c.drainProtocol, "drain-protocol", "1", "drain: ferry's --remote-write.protocol (the receivers, VictoriaMetrics 1.79, speak 1.0)")
 	flag.Parse()
 
+	run := run
+	if c.scenario == "drain" {
+		run = runDrain
+	}
 	report, err := run(c)
 	if report != "" {
 		fmt.Print(report)
@@ -455,11 +470,13 @@ func configureAgents(c config, work string, agents map[string]*agent, synthAddr,
 	f.bin = c.ferry
 	f.args = []string{
 		"--scrape.target=synth=http://" + synthAddr + "/ferry/metrics",
-		"--scrape.target=node=http://" + nodeAddr + "/ferry/metrics",
 		"--scrape.interval=" + c.interval.String(),
 		"--storage.path=" + f.dataDir,
 		"--remote-write.url=" + rwURL("ferry"),
 		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", ports["ferry"]),
+	}
+	if nodeAddr != "" {
+		f.args = append(f.args, "--scrape.target=node=http://"+nodeAddr+"/ferry/metrics")
 	}
 	cols, err := ferryCollectors(c.ferry)
 	if err != nil {
@@ -473,7 +490,7 @@ func configureAgents(c config, work string, agents map[string]*agent, synthAddr,
 	// The same targets for every agent; the path prefix only tells the
 	// harness who is scraping.
 	scrapeYAML := func(agent string) string {
-		return fmt.Sprintf(`global:
+		y := fmt.Sprintf(`global:
   scrape_interval: %s
   scrape_timeout: %s
 scrape_configs:
@@ -481,11 +498,15 @@ scrape_configs:
     metrics_path: /%s/metrics
     static_configs:
       - targets: ["%s"]
-  - job_name: node
+`, c.interval, c.interval, agent, synthAddr)
+		if nodeAddr != "" {
+			y += fmt.Sprintf(`  - job_name: node
     metrics_path: /%s/metrics
     static_configs:
       - targets: ["%s"]
-`, c.interval, c.interval, agent, synthAddr, agent, nodeAddr)
+`, agent, nodeAddr)
+		}
+		return y
 	}
 
 	v := agents["vmagent"]

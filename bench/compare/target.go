@@ -52,6 +52,7 @@ type synthTarget struct {
 
 	mu      sync.Mutex
 	body    []byte
+	failing bool // answer 503: the drain scenario's end of new samples
 	scrapes map[string]int
 	probes  map[string][]probeServe
 }
@@ -110,6 +111,11 @@ func (t *synthTarget) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	v := now.Unix()
 	a := agentOf(r)
 	t.mu.Lock()
+	if t.failing {
+		t.mu.Unlock()
+		http.Error(w, "target failing (bench)", http.StatusServiceUnavailable)
+		return
+	}
 	body := t.body
 	t.scrapes[a]++
 	t.probes[a] = append(t.probes[a], probeServe{now, v})
@@ -117,6 +123,12 @@ func (t *synthTarget) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	w.Write(body)
 	w.Write([]byte("# TYPE ferry_bench_probe counter\nferry_bench_probe " + strconv.FormatInt(v, 10) + "\n"))
+}
+
+func (t *synthTarget) setFailing(f bool) {
+	t.mu.Lock()
+	t.failing = f
+	t.mu.Unlock()
 }
 
 func (t *synthTarget) scrapeCount(a string) int {
