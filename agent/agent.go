@@ -175,7 +175,7 @@ const bufferRetryInterval = 30 * time.Second
 // system cannot map, or ctx ending are final.
 func openBuffer(ctx context.Context, cfg Config, log *slog.Logger, retry time.Duration) (*buffer.Buffer, error) {
 	for {
-		buf, err := buffer.Open(buffer.Options{Dir: cfg.StoragePath, MaxSize: cfg.StorageMaxSize, Logger: log})
+		buf, err := buffer.Open(buffer.Options{Dir: cfg.StoragePath, MaxSize: cfg.StorageMaxSize, Thin: cfg.StorageThin, Logger: log})
 		if err == nil {
 			return buf, nil
 		}

@@ -23,6 +23,7 @@ type Config struct {
 	StoragePath    string
 	StorageMaxSize int64
 	SyncInterval   time.Duration // how often the head is committed to disk
+	StorageThin    bool          // when full, thin old data instead of evicting it
 
 	ScrapeInterval time.Duration
 	Targets        []ScrapeTarget

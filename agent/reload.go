@@ -21,6 +21,7 @@ func (a *Agent) reload(ctx context.Context, next Config, stopSources, stopSender
 		{"--storage.path", next.StoragePath != cur.StoragePath},
 		{"--storage.max-size", next.StorageMaxSize != cur.StorageMaxSize},
 		{"--storage.sync-interval", next.SyncInterval != cur.SyncInterval},
+		{"--storage.thin", next.StorageThin != cur.StorageThin},
 		{"--web.listen-address", next.ListenAddress != cur.ListenAddress},
 		{"--log.level", next.LogLevel != cur.LogLevel},
 		{"--clock.require-sync", next.ClockRequireSync != cur.ClockRequireSync},
@@ -29,7 +30,7 @@ func (a *Agent) reload(ctx context.Context, next Config, stopSources, stopSender
 			a.log.Warn("reload: this setting changes at the next restart only", "setting", fixed.flag)
 		}
 	}
-	next.StoragePath, next.StorageMaxSize, next.SyncInterval = cur.StoragePath, cur.StorageMaxSize, cur.SyncInterval
+	next.StoragePath, next.StorageMaxSize, next.SyncInterval, next.StorageThin = cur.StoragePath, cur.StorageMaxSize, cur.SyncInterval, cur.StorageThin
 	next.ListenAddress, next.LogLevel, next.ClockRequireSync = cur.ListenAddress, cur.LogLevel, cur.ClockRequireSync
 
 	sources, err := a.buildSources(next)

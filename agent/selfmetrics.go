@@ -55,7 +55,7 @@ var (
 // rates and alerts work before the first drop.
 var (
 	bufferReasons = []string{buffer.ReasonFull, buffer.ReasonCorrupt, buffer.ReasonOutOfOrder,
-		buffer.ReasonOutOfBounds, buffer.ReasonInvalid, buffer.ReasonWriteError}
+		buffer.ReasonOutOfBounds, buffer.ReasonInvalid, buffer.ReasonWriteError, buffer.ReasonThinned}
 	senderReasons = []string{remotewrite.ReasonRejected, remotewrite.ReasonTooOld}
 )
 

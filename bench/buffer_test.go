@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -188,4 +189,68 @@ func BenchmarkBufferHistoryAtCap(b *testing.B) {
 	b.ReportMetric(perSample/n, "cap-B/sample")
 	b.ReportMetric(hours/n, "hours-held")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkBufferThinning runs a long outage (the realistic workload of a
+// thousand series at 15 s, a commit a minute) into a 4 MiB buffer, once
+// evicting the oldest data and once thinning it (--storage.thin), and
+// reports how much of the outage each keeps; -v logs the samples kept of
+// one series per sixth of the outage: the trade-off in the README.
+func BenchmarkBufferThinning(b *testing.B) {
+	const maxSize, interval, hours = 4 << 20, 15 * time.Second, 48
+	for _, thin := range []bool{false, true} {
+		b.Run(fmt.Sprintf("thin=%v", thin), func(b *testing.B) {
+			var held, kept float64
+			for range b.N {
+				dir, err := os.MkdirTemp(os.Getenv("FERRY_BENCH_DIR"), "bench-thin-")
+				if err != nil {
+					b.Fatal(err)
+				}
+				buf, err := buffer.Open(buffer.Options{Dir: dir, MaxSize: maxSize, Thin: thin})
+				if err != nil {
+					b.Fatal(err)
+				}
+				w := NewWorkload(1_000, 3)
+				start := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+				t := start
+				probe := w.Series[0]
+				for scrape := 1; scrape <= hours*3600/15; scrape++ {
+					t += interval.Milliseconds()
+					w.Next(func(_ int, lset labels.Labels, v float64) { buf.Append(lset, t, v) })
+					if scrape%4 == 0 {
+						if err := buf.Commit(); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				var bands [6]int
+				err = buf.ForEach(func(blk buffer.Block) error {
+					for _, s := range blk.Series {
+						if labels.Equal(s.Labels, probe) {
+							for _, ts := range s.T {
+								bands[min(5, int((ts-start)*6/(t-start)))]++
+							}
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				st := buf.Stats()
+				if st.FileBytes > maxSize {
+					b.Fatalf("file %d bytes over the cap %d", st.FileBytes, maxSize)
+				}
+				held += float64(t-st.OldestT) / float64(time.Hour.Milliseconds())
+				kept += float64(st.Samples)
+				b.Logf("thin=%v: %d h outage, %d series at 15 s, 4 MiB: oldest sample %.1f h before the end; samples of one series kept per %d h, oldest first (of %d collected each): %v",
+					thin, hours, len(w.Series), float64(t-st.OldestT)/3.6e6, hours/6, hours*3600/15/6, bands)
+				buf.Close()
+				os.RemoveAll(dir)
+			}
+			b.ReportMetric(held/float64(b.N), "hours-held")
+			b.ReportMetric(kept/float64(b.N), "samples-kept")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
 }

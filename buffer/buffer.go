@@ -36,6 +36,7 @@ const (
 	ReasonWriteError  = "write_error"   // the disk refused a block for too long
 	ReasonOutOfBounds = "out_of_bounds" // a timestamp at or before 1970, or absurdly far ahead
 	ReasonInvalid     = "invalid"       // a sample without labels
+	ReasonThinned     = "thinned"       // left out of old data thinned to make room (Options.Thin)
 )
 
 var (
@@ -53,6 +54,7 @@ type Options struct {
 	Dir      string
 	MaxSize  int64 // bytes the file may take
 	ReadOnly bool  // for inspection while the agent runs elsewhere
+	Thin     bool  // when full, thin old data instead of evicting it whole (thin.go)
 	Logger   *slog.Logger
 }
 
@@ -98,8 +100,10 @@ type Stats struct {
 }
 
 type blockInfo struct {
-	seq  uint64
-	size int64
+	seq   uint64
+	size  int64
+	level uint8    // of thinning, 0 for a block as committed
+	refs  refRange // of the series it holds; known with Options.Thin only
 	blockHeader
 }
 
@@ -110,6 +114,7 @@ type Buffer struct {
 	db      *bolt.DB
 	path    string
 	maxSize int64
+	thin    bool // Options.Thin
 	notify  chan struct{}
 
 	writeMu sync.Mutex // serialises the transactions that change the file
@@ -153,6 +158,7 @@ func Open(opts Options) (*Buffer, error) {
 		log:     opts.Logger,
 		path:    filepath.Join(opts.Dir, FileName),
 		maxSize: opts.MaxSize,
+		thin:    opts.Thin,
 		limit:   opts.MaxSize,
 		notify:  make(chan struct{}, 1),
 		dropped: map[string]uint64{},
@@ -301,7 +307,15 @@ func (b *Buffer) load(tx *bolt.Tx) error {
 			// deletes it when it reaches it.
 			b.log.Warn("buffer block unreadable", "seq", seq, "err", err)
 		}
-		b.blocks = append(b.blocks, blockInfo{seq: seq, size: footprint(len(v)), blockHeader: h})
+		var level uint8
+		if l := blocks.Bucket(k).Get(keyThinLevel); len(l) == 1 {
+			level = l[0]
+		}
+		bi := blockInfo{seq: seq, size: footprint(len(v)), blockHeader: h, level: level}
+		if b.thin {
+			bi.refs = blockRefs(v)
+		}
+		b.blocks = append(b.blocks, bi)
 		return nil
 	})
 }

@@ -204,13 +204,20 @@ func TestReadOnlyOpenWhileInUseRefusesClearly(t *testing.T) {
 // small, odd and larger, with commits that vary in size, while a sender
 // acknowledges part of the data now and then.
 func TestSizeBoundHolds(t *testing.T) {
-	for _, maxSize := range []int64{1 << 20, 3<<20 + 12345, 16 << 20} {
-		t.Run(fmt.Sprint(maxSize), func(t *testing.T) {
+	for _, tc := range []struct {
+		maxSize int64
+		thin    bool
+	}{{1 << 20, false}, {3<<20 + 12345, false}, {16 << 20, false}, {1 << 20, true}, {3<<20 + 12345, true}} {
+		maxSize := tc.maxSize
+		t.Run(fmt.Sprintf("%d thin=%v", maxSize, tc.thin), func(t *testing.T) {
 			if testing.Short() && maxSize > 4<<20 {
 				t.Skip("the larger cap runs without -short")
 			}
 			dir := t.TempDir()
-			b := openTest(t, dir, maxSize)
+			b, err := Open(Options{Dir: dir, MaxSize: maxSize, Thin: tc.thin})
+			if err != nil {
+				t.Fatal(err)
+			}
 			rng := rand.New(rand.NewPCG(uint64(maxSize), 5))
 			var maxUsed int64
 			// Enough random samples per commit to fill the cap in about
@@ -242,8 +249,11 @@ func TestSizeBoundHolds(t *testing.T) {
 				maxUsed = max(maxUsed, b.Stats().UsedBytes)
 			}
 			st := b.Stats()
-			if st.Dropped[ReasonFull] == 0 {
+			if st.Dropped[ReasonFull]+st.Dropped[ReasonThinned] == 0 {
 				t.Fatalf("the test never filled the buffer: %+v", st)
+			}
+			if tc.thin && st.Dropped[ReasonThinned] == 0 {
+				t.Errorf("thinning on, but nothing thinned: %+v", st.Dropped)
 			}
 			// The bound must not be bought by leaving most of the cap empty.
 			if maxUsed < maxSize/2 {

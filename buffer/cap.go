@@ -39,8 +39,23 @@ func (b *Buffer) writePending(newSeries map[uint32][]byte) error {
 	margin := 16 * pageSize
 
 	room := b.room()
+	if b.thin {
+		// A merge writes a page for the two it frees, and freed pages are
+		// reusable only by later transactions: thin ahead, in transactions
+		// of their own, until this commit and the next fit.
+		for target := 2*need + margin; room < target; {
+			freed, err := b.makeRoomNow(target-room, room-int64(commitOverheadPages)*pageSize)
+			if err != nil {
+				return err
+			}
+			if freed <= 0 {
+				break
+			}
+			room = b.room()
+		}
+	}
 	if need+margin > room {
-		freed, err := b.evictOldest(need + margin - room)
+		freed, err := b.makeRoomNow(need+margin-room, room-int64(commitOverheadPages)*pageSize)
 		if err != nil {
 			return err
 		}
@@ -62,14 +77,12 @@ func (b *Buffer) writePending(newSeries map[uint32][]byte) error {
 			}
 		}
 	}
-	// Evict ahead, so that the next commit of this size finds room.
-	evict := b.oldestFreeing(2*need + margin - room)
-
 	b.mu.Lock()
 	seq := b.nextSeq
 	b.mu.Unlock()
 	b.limitGrowth(need + margin)
 	var infos []blockInfo
+	var made roomChange
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		sb, bb := tx.Bucket(bucketSeries), tx.Bucket(bucketBlocks)
 		// Keys only ever grow: full leaves waste no space.
@@ -79,10 +92,10 @@ func (b *Buffer) writePending(newSeries map[uint32][]byte) error {
 				return err
 			}
 		}
-		for _, bi := range evict {
-			if err := deleteBlock(bb, bi.seq); err != nil {
-				return err
-			}
+		// Make room ahead, so that the next commit of this size finds it.
+		var err error
+		if made, err = b.makeRoom(bb, 2*need+margin-room, room-need-margin); err != nil {
+			return err
 		}
 		for i, v := range b.pending {
 			s := seq + uint64(i)
@@ -90,7 +103,11 @@ func (b *Buffer) writePending(newSeries map[uint32][]byte) error {
 				return err
 			}
 			h, _, _ := decodeHeader(v)
-			infos = append(infos, blockInfo{seq: s, size: footprint(len(v)), blockHeader: h})
+			bi := blockInfo{seq: s, size: footprint(len(v)), blockHeader: h}
+			if b.thin {
+				bi.refs = blockRefs(v)
+			}
+			infos = append(infos, bi)
 		}
 		return nil
 	})
@@ -101,13 +118,13 @@ func (b *Buffer) writePending(newSeries map[uint32][]byte) error {
 
 	b.mu.Lock()
 	b.series.unsaved = slices.DeleteFunc(b.series.unsaved, func(r uint32) bool { return newSeries[r] != nil })
-	b.forgetBlocksLocked(evict, ReasonFull)
+	b.applyRoomLocked(made)
 	b.blocks = append(b.blocks, infos...)
 	b.nextSeq = seq + uint64(len(infos))
 	b.mu.Unlock()
 
-	if len(evict) > 0 {
-		b.log.Debug("buffer full: evicted oldest blocks", "blocks", len(evict), "cap_bytes", b.maxSize)
+	if made.evicted+made.thinned > 0 {
+		b.log.Debug("buffer full: made room", "evicted_samples", made.evicted, "thinned_samples", made.thinned, "cap_bytes", b.maxSize)
 	}
 	if len(infos) > 0 {
 		select {
@@ -153,48 +170,21 @@ func (b *Buffer) limitGrowth(need int64) {
 	b.db.AllocSize = int(min(maxGrowStep, max(b.limit-fileSize-2*need, 0)))
 }
 
-// oldestFreeing returns the oldest blocks whose pages add up to at least n
-// bytes (all of them if they do not).
-func (b *Buffer) oldestFreeing(n int64) []blockInfo {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []blockInfo
-	for _, bi := range b.blocks {
-		if n <= 0 {
-			break
-		}
-		out = append(out, bi)
-		n -= bi.size
-	}
-	return out
-}
-
-// evictOldest deletes the oldest blocks, freeing at least n bytes if there
-// are enough, in a transaction of its own. It returns the bytes freed.
-func (b *Buffer) evictOldest(n int64) (int64, error) {
-	evict := b.oldestFreeing(n)
-	if len(evict) == 0 {
-		return 0, nil
-	}
+// makeRoomNow frees at least n bytes in a transaction of its own, merges
+// taking at most allowance bytes; it returns the bytes freed.
+func (b *Buffer) makeRoomNow(n, allowance int64) (int64, error) {
 	b.limitGrowth(int64(commitOverheadPages) * pageSize)
+	var ch roomChange
 	err := b.db.Update(func(tx *bolt.Tx) error {
-		bb := tx.Bucket(bucketBlocks)
-		for _, bi := range evict {
-			if err := deleteBlock(bb, bi.seq); err != nil {
-				return err
-			}
-		}
-		return nil
+		var err error
+		ch, err = b.makeRoom(tx.Bucket(bucketBlocks), n, allowance)
+		return err
 	})
 	if err != nil {
 		return 0, err
 	}
-	var freed int64
-	for _, bi := range evict {
-		freed += bi.size
-	}
 	b.mu.Lock()
-	b.forgetBlocksLocked(evict, ReasonFull)
+	b.applyRoomLocked(ch)
 	b.mu.Unlock()
-	return freed, nil
+	return ch.freed, nil
 }

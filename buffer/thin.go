@@ -1,0 +1,222 @@
+package buffer
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/prometheus/prometheus/model/value"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Making room. Without thinning, the oldest blocks go whole. With
+// Options.Thin, a full buffer keeps data at levels of resolution: a block
+// of level L holds one sample in 2^L of what was collected. To make room,
+// two blocks of one level holding the same series at successive times are
+// merged into one of the next level that keeps every other sample of each
+// series. Each level gets an equal share of the buffer; the coarsest level
+// over its share is merged first, oldest blocks first, so the older the
+// data, the coarser it gets, and an outage many times longer than the
+// buffer holds at full resolution stays there whole, sparser towards its
+// start, instead of only its end. When no level is over its share (or the
+// blocks over it have no partner), the oldest block is evicted. Staleness
+// markers are always kept: they say where a series ended.
+//
+// A block is merged with the next block that may hold any of its series
+// (by the range of series refs each block holds), so no block between them
+// holds its series and each series stays in time order. The merged block
+// takes the newer block's seq, so the sender's order holds; if the sender
+// had already delivered the older block and not yet acknowledged it, its
+// thinned samples are sent again (same values and timestamps, which
+// receivers take as duplicates).
+
+// maxThinLevel keeps one sample in 2^maxThinLevel of the oldest data: with
+// an equal share per level the buffer covers up to
+// (2^(maxThinLevel+1)-1)/(maxThinLevel+1) = 18 times as long as unthinned.
+const maxThinLevel = 6
+
+// keyThinLevel holds a thinned block's level in its bucket (FORMAT.md);
+// a block without it is at level 0.
+var keyThinLevel = []byte("t")
+
+// roomChange is what making room did, to apply to the in-memory index once
+// its transaction has committed.
+type roomChange struct {
+	blocks  []blockInfo // the index afterwards
+	evicted int         // samples of blocks deleted whole
+	thinned int         // samples thinned out of merged blocks
+	freed   int64
+}
+
+// makeRoom frees at least n bytes of blocks in bb (all of them if there are
+// not that many). A merged block is written before the pages of the two it
+// replaces are free (bbolt reuses them in later transactions only), so
+// merges stop when they would take more than allowance bytes. The caller
+// holds writeMu, so the index does not change meanwhile.
+func (b *Buffer) makeRoom(bb *bolt.Bucket, n, allowance int64) (roomChange, error) {
+	b.mu.Lock()
+	ch := roomChange{blocks: slices.Clone(b.blocks)}
+	b.mu.Unlock()
+	for ch.freed < n && len(ch.blocks) > 0 {
+		if b.thin {
+			if allowance < pageSize && ch.freed > 0 {
+				break // no page left for a merged block: the next transaction has the freed ones
+			}
+			merged, err := b.thinOldestPair(bb, &ch, &allowance)
+			if err != nil {
+				return ch, err
+			}
+			if merged {
+				continue
+			}
+		}
+		oldest := ch.blocks[0]
+		if err := deleteBlock(bb, oldest.seq); err != nil {
+			return ch, err
+		}
+		ch.evicted += oldest.samples
+		ch.freed += oldest.size
+		ch.blocks = ch.blocks[1:]
+	}
+	return ch, nil
+}
+
+// applyRoomLocked puts a committed roomChange into the index.
+func (b *Buffer) applyRoomLocked(ch roomChange) {
+	b.blocks = ch.blocks
+	b.dropped[ReasonFull] += uint64(ch.evicted)
+	b.dropped[ReasonThinned] += uint64(ch.thinned)
+}
+
+// thinOldestPair merges a pair of the coarsest level over its share;
+// false if there is none or it does not fit one page.
+func (b *Buffer) thinOldestPair(bb *bolt.Bucket, ch *roomChange, allowance *int64) (bool, error) {
+	var count [maxThinLevel + 1]int
+	for _, bi := range ch.blocks {
+		count[min(bi.level, maxThinLevel)]++
+	}
+	share := max(2, len(ch.blocks)/(maxThinLevel+1))
+	i, j := -1, -1
+	for level := maxThinLevel - 1; level >= 0 && i < 0; level-- {
+		if count[level] > share {
+			i, j = partners(ch.blocks, uint8(level))
+		}
+	}
+	if i < 0 {
+		return false, nil
+	}
+	older, newer := ch.blocks[i], ch.blocks[j]
+	_, s1, err1 := decodeBlock(getBlock(bb, older.seq))
+	_, s2, err2 := decodeBlock(getBlock(bb, newer.seq))
+	if err1 != nil || err2 != nil {
+		return false, nil // the oldest is evicted, counted; Read drops a bad block anyway
+	}
+	series := mergeSeries(s1, s2)
+	for level := older.level + 1; level <= maxThinLevel; level++ {
+		series = thinSeries(series)
+		v := encodeBlock(series)
+		if len(v) > maxBlockBytes {
+			continue
+		}
+		if footprint(len(v)) > *allowance {
+			return false, nil
+		}
+		*allowance -= footprint(len(v))
+		for _, seq := range []uint64{older.seq, newer.seq} {
+			if err := deleteBlock(bb, seq); err != nil {
+				return false, err
+			}
+		}
+		if err := putBlock(bb, newer.seq, v); err != nil {
+			return false, err
+		}
+		if err := bb.Bucket(seqKey(newer.seq)).Put(keyThinLevel, []byte{level}); err != nil {
+			return false, err
+		}
+		h, _, _ := decodeHeader(v)
+		merged := blockInfo{seq: newer.seq, size: footprint(len(v)), blockHeader: h, level: level,
+			refs: refRange{lo: min(older.refs.lo, newer.refs.lo), hi: max(older.refs.hi, newer.refs.hi)}}
+		ch.thinned += older.samples + newer.samples - merged.samples
+		ch.freed += older.size + newer.size - merged.size
+		ch.blocks[j] = merged
+		ch.blocks = slices.Delete(ch.blocks, i, i+1)
+		return true, nil
+	}
+	return false, nil
+}
+
+// partners finds the oldest block of level whose next block holding any
+// of its series is of the same level.
+func partners(blocks []blockInfo, level uint8) (int, int) {
+	for i, x := range blocks {
+		if x.level != level {
+			continue
+		}
+		for j := i + 1; j < len(blocks); j++ {
+			if y := blocks[j]; y.refs.overlaps(x.refs) {
+				if y.level == level {
+					return i, j
+				}
+				break
+			}
+		}
+	}
+	return -1, -1
+}
+
+// refRange is the range of series refs a block holds. Blocks are packed
+// from series sorted by ref, so the blocks of one commit hold disjoint
+// ranges.
+type refRange struct{ lo, hi uint32 }
+
+func (r refRange) overlaps(o refRange) bool { return r.lo <= o.hi && o.lo <= r.hi }
+
+// blockRefs reads the range of series refs of a block's bytes; a block
+// that does not decode overlaps everything, so it is never skipped over.
+func blockRefs(v []byte) refRange {
+	_, series, err := decodeBlock(v)
+	if err != nil || len(series) == 0 {
+		return refRange{lo: 0, hi: ^uint32(0)}
+	}
+	return refRange{lo: series[0].ref, hi: series[len(series)-1].ref}
+}
+
+// mergeSeries joins the series of an older and a newer block by ref, the
+// older samples first.
+func mergeSeries(older, newer []seriesData) []seriesData {
+	index := map[uint32]int{}
+	var out []seriesData
+	for _, blk := range [][]seriesData{older, newer} {
+		for _, s := range blk {
+			i, ok := index[s.ref]
+			if !ok {
+				index[s.ref] = len(out)
+				out = append(out, seriesData{ref: s.ref, ts: slices.Clone(s.ts), vs: slices.Clone(s.vs)})
+				continue
+			}
+			m := &out[i]
+			for j, t := range s.ts {
+				if t > m.ts[len(m.ts)-1] { // a series' samples only ever grow in time
+					m.ts, m.vs = append(m.ts, t), append(m.vs, s.vs[j])
+				}
+			}
+		}
+	}
+	slices.SortFunc(out, func(x, y seriesData) int { return cmp.Compare(x.ref, y.ref) })
+	return out
+}
+
+// thinSeries keeps every other sample of each series: the first, and the
+// staleness markers always.
+func thinSeries(series []seriesData) []seriesData {
+	out := make([]seriesData, len(series))
+	for i, s := range series {
+		t := seriesData{ref: s.ref}
+		for j := range s.ts {
+			if j%2 == 0 || value.IsStaleNaN(s.vs[j]) {
+				t.ts, t.vs = append(t.ts, s.ts[j]), append(t.vs, s.vs[j])
+			}
+		}
+		out[i] = t
+	}
+	return out
+}
