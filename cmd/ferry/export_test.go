@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/textparse"
@@ -68,7 +72,7 @@ func TestBufferExportIsOpenMetricsWithEverySample(t *testing.T) {
 	}
 	defer b.Close()
 	var small bytes.Buffer
-	if n, err := exportOpenMetrics(b, &small, 1); err != nil || n != len(want) {
+	if n, err := exportOpenMetrics(b, &small, allTime, 1, newProgress(io.Discard, false, "", 0)); err != nil || n != len(want) {
 		t.Fatalf("exported %d samples (%v), want %d", n, err, len(want))
 	}
 	if !bytes.Equal(small.Bytes(), stdout.Bytes()) {
@@ -130,4 +134,131 @@ func TestBufferExportRefusesWhileTheAgentRuns(t *testing.T) {
 	if code := run([]string{"buffer", "export", "--storage.path", dir}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "in use") {
 		t.Fatalf("exit %d, stderr %q: want a clear refusal", code, stderr.String())
 	}
+}
+
+// requestSamples decodes a carry file's requests as the receiver would.
+func requestSamples(t *testing.T, file string) map[string]float64 {
+	t.Helper()
+	var bodies [][]byte
+	for _, rec := range carryRecords(t, file) {
+		bodies = append(bodies, rec.Body)
+	}
+	return samplesOf(t, bodies...)
+}
+
+func stats(t *testing.T, dir string) buffer.Stats {
+	t.Helper()
+	b, err := buffer.Open(buffer.Options{Dir: dir, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	return b.Stats()
+}
+
+func TestExportRemoteWriteLeavesTheBufferAlone(t *testing.T) {
+	dir := t.TempDir()
+	want := fillBuffer(t, dir)
+	before := stats(t, dir)
+	file := exportCarry(t, dir)
+	sameSamples(t, requestSamples(t, file), want)
+	if after := stats(t, dir); after.Blocks != before.Blocks || after.Samples != before.Samples {
+		t.Fatalf("export changed the buffer: %+v, was %+v", after, before)
+	}
+}
+
+func TestExportTimeRange(t *testing.T) {
+	dir := t.TempDir()
+	all := fillBuffer(t, dir)
+	// Rounds 2 to 4 of fillBuffer's 0..5, by RFC 3339 and by Unix seconds.
+	from, to := int64(1_700_000_000_000+2*15_000), int64(1_700_000_000_000+4*15_000)
+	want := map[string]float64{}
+	for k, v := range all {
+		ts, _ := strconv.ParseInt(k[strings.LastIndex(k, "@")+1:], 10, 64)
+		if ts >= from && ts <= to {
+			want[k] = v
+		}
+	}
+	for _, args := range [][]string{
+		{"--from", time.UnixMilli(from).UTC().Format(time.RFC3339Nano), "--to", time.UnixMilli(to).UTC().Format(time.RFC3339Nano)},
+		{"--from", strconv.FormatInt(from/1000, 10), "--to", fmt.Sprintf("%.3f", float64(to)/1000)},
+	} {
+		sameSamples(t, requestSamples(t, exportCarry(t, dir, args...)), want)
+
+		var stdout, stderr bytes.Buffer
+		if code := run(append([]string{"buffer", "export", "--storage.path", dir}, args...), &stdout, &stderr); code != 0 {
+			t.Fatalf("openmetrics: exit %d: %s", code, stderr.String())
+		}
+		if n := strings.Count(stdout.String(), "\n") - strings.Count(stdout.String(), "#"); n != len(want) {
+			t.Errorf("openmetrics with %v: %d samples, want %d", args, n, len(want))
+		}
+	}
+}
+
+func TestExportMarkSent(t *testing.T) {
+	t.Run("everything", func(t *testing.T) {
+		dir := t.TempDir()
+		want := fillBuffer(t, dir)
+		file := exportCarry(t, dir, "--mark-sent")
+		sameSamples(t, requestSamples(t, file), want)
+		if st := stats(t, dir); st.Blocks != 0 || st.Samples != 0 {
+			t.Fatalf("after --mark-sent the buffer still holds %d blocks", st.Blocks)
+		}
+	})
+	t.Run("up to a time", func(t *testing.T) {
+		dir := t.TempDir()
+		all := fillBuffer(t, dir) // blocks of 2 rounds: 0-1, 2-3, 4-5
+		to := time.UnixMilli(1_700_000_000_000 + 2*15_000).UTC().Format(time.RFC3339)
+		var stdout, stderr bytes.Buffer
+		out := filepath.Join(t.TempDir(), "f")
+		if code := run([]string{"buffer", "export", "--storage.path", dir, "--format=remote-write", "--output", out, "--to", to, "--mark-sent"}, &stdout, &stderr); code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		// Rounds 0-2 exported; the block of rounds 2-3 stays whole, so
+		// round 2 is in the file and in the buffer.
+		if got := len(requestSamples(t, out)); got != 12 {
+			t.Errorf("%d samples exported, want 12", got)
+		}
+		if st := stats(t, dir); st.Samples != len(all)-8 {
+			t.Errorf("%d samples left in the buffer, want %d", st.Samples, len(all)-8)
+		}
+		if msg := stderr.String(); !strings.Contains(msg, "8 marked as sent (4 stay in the buffer") {
+			t.Errorf("stderr: %s", msg)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		dir := t.TempDir()
+		fillBuffer(t, dir)
+		before := stats(t, dir)
+		out := filepath.Join(t.TempDir(), "f")
+		for _, tc := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"--format=remote-write", "--output", out, "--from", "1700000020", "--mark-sent"}, "before --from"},
+			{[]string{"--format=remote-write", "--mark-sent"}, "needs --output"},
+			{[]string{"--output", out, "--mark-sent"}, "needs --format=remote-write"},
+		} {
+			var stdout, stderr bytes.Buffer
+			if code := run(append([]string{"buffer", "export", "--storage.path", dir}, tc.args...), &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("%v: exit %d, %q; want 2 and %q", tc.args, code, stderr.String(), tc.want)
+			}
+		}
+		if after := stats(t, dir); after.Blocks != before.Blocks {
+			t.Fatalf("a refused --mark-sent changed the buffer")
+		}
+		// The agent has it: refused, the file not left behind.
+		b, err := buffer.Open(buffer.Options{Dir: dir, MaxSize: 8 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"buffer", "export", "--storage.path", dir, "--format=remote-write", "--output", out, "--mark-sent"}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "in use") {
+			t.Fatalf("exit %d, %q: want a clear refusal while the agent runs", code, stderr.String())
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Error("a refused export left its output file")
+		}
+	})
 }

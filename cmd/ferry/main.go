@@ -35,7 +35,8 @@ const usageHeader = `ferry: a metrics agent for small, often offline devices.
 Usage:
   ferry [flags]                 collect, buffer on disk, send with remote write
   ferry buffer stat [flags]     what the buffer holds (--storage.path)
-  ferry buffer export [flags]   the backlog as OpenMetrics text on stdout
+  ferry buffer export [flags]   the backlog as OpenMetrics text, or as a carry file
+  ferry push FILE [flags]       send a carry file with remote write
   ferry check-config FILE       check a configuration file
   ferry collect [flags]         print one collection of the host collectors
   ferry version                 version, commit and Go version
@@ -56,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case "buffer":
 			return runBuffer(args[1:], stdout, stderr)
+		case "push":
+			return runPush(args[1:], stdout, stderr)
 		case "check-config":
 			return checkConfig(args[1:], stdout, stderr)
 		case "collect":

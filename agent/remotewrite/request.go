@@ -1,0 +1,139 @@
+package remotewrite
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/ferry-agent/ferry/buffer"
+)
+
+// EncodeRequest returns the body the sender posts for blocks (a
+// snappy-compressed Remote-Write 1.0 WriteRequest) and its sample count:
+// what "ferry buffer export --format=remote-write" writes into a carry file.
+func EncodeRequest(blocks []buffer.Block) (body []byte, samples int) {
+	series, n, _ := groupBySeries(blocks, math.MinInt64)
+	return snappy.Encode(nil, marshalWriteRequest(series)), n
+}
+
+// DecodeRequest reads a body as EncodeRequest makes it back into one block,
+// one series per TimeSeries, in the request's order, so that the sender
+// encodes it again into the same bytes. Label sets are sorted by name;
+// fields ferry does not send (exemplars, histograms, metadata) are skipped.
+// The body decompresses to at most maxDecoded bytes, or it is an error.
+func DecodeRequest(body []byte, maxDecoded int) (buffer.Block, error) {
+	n, err := snappy.DecodedLen(body)
+	if err != nil {
+		return buffer.Block{}, fmt.Errorf("request: %w", err)
+	}
+	if n > maxDecoded {
+		return buffer.Block{}, fmt.Errorf("request: %d bytes decompressed, over the limit of %d", n, maxDecoded)
+	}
+	raw, err := snappy.Decode(nil, body)
+	if err != nil {
+		return buffer.Block{}, fmt.Errorf("request: %w", err)
+	}
+	var blk buffer.Block
+	var sb labels.ScratchBuilder
+	err = eachField(raw, func(key uint64, v []byte, _ uint64) error {
+		if key != keyTimeseries {
+			return nil
+		}
+		s := buffer.Series{Ref: uint32(len(blk.Series))}
+		sb.Reset()
+		err := eachField(v, func(key uint64, v []byte, _ uint64) error {
+			switch key {
+			case keyLabels:
+				var name, value string
+				err := eachField(v, func(key uint64, v []byte, _ uint64) error {
+					switch key {
+					case keyName:
+						name = string(v)
+					case keyValue:
+						value = string(v)
+					}
+					return nil
+				})
+				sb.Add(name, value)
+				return err
+			case keySamples:
+				var t int64
+				var val float64
+				err := eachField(v, func(key uint64, v []byte, x uint64) error {
+					switch key {
+					case keySampleVal:
+						val = math.Float64frombits(x)
+					case keySampleTS:
+						t = int64(x)
+					}
+					return nil
+				})
+				s.T, s.V = append(s.T, t), append(s.V, val)
+				return err
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		sb.Sort()
+		s.Labels = sb.Labels()
+		blk.Series = append(blk.Series, s)
+		return nil
+	})
+	if err != nil {
+		return buffer.Block{}, fmt.Errorf("request: %w", err)
+	}
+	return blk, nil
+}
+
+var errProtobuf = errors.New("malformed protobuf")
+
+// eachField calls fn with each field of a protobuf message: its key (field
+// number << 3 | wire type) and, by wire type, the bytes of a length-delimited
+// field or the value of a varint or fixed field.
+func eachField(b []byte, fn func(key uint64, v []byte, x uint64) error) error {
+	for len(b) > 0 {
+		key, n := binary.Uvarint(b)
+		if n <= 0 {
+			return errProtobuf
+		}
+		b = b[n:]
+		var v []byte
+		var x uint64
+		switch key & 7 {
+		case 0:
+			x, n = binary.Uvarint(b)
+			if n <= 0 {
+				return errProtobuf
+			}
+			b = b[n:]
+		case 1:
+			if len(b) < 8 {
+				return errProtobuf
+			}
+			x, b = binary.LittleEndian.Uint64(b), b[8:]
+		case 2:
+			l, n := binary.Uvarint(b)
+			if n <= 0 || l > uint64(len(b)-n) {
+				return errProtobuf
+			}
+			v, b = b[n:n+int(l)], b[n+int(l):]
+		case 5:
+			if len(b) < 4 {
+				return errProtobuf
+			}
+			x, b = uint64(binary.LittleEndian.Uint32(b)), b[4:]
+		default:
+			return fmt.Errorf("%w: wire type %d", errProtobuf, key&7)
+		}
+		if err := fn(key, v, x); err != nil {
+			return err
+		}
+	}
+	return nil
+}
