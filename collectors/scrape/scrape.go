@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -47,8 +49,9 @@ type Target struct {
 
 // Scraper collects one target.
 type Scraper struct {
-	target Target
-	client *http.Client
+	target     Target
+	client     *http.Client
+	duplicates atomic.Uint64
 }
 
 // New returns a Scraper of t that gives up after timeout, or an error
@@ -65,7 +68,7 @@ func New(t Target, timeout time.Duration) (*Scraper, error) {
 }
 
 // Collect scrapes the target once. A failed scrape adds no sample: the
-// agent reports it with up 0.
+// agent reports it with up 0, and Reason says why it failed.
 func (s *Scraper) Collect(ctx context.Context, out *collectors.Collection) error {
 	var parsed collectors.Collection
 	if err := s.scrape(ctx, &parsed); err != nil {
@@ -76,33 +79,115 @@ func (s *Scraper) Collect(ctx context.Context, out *collectors.Collection) error
 			parsed.Samples[i].T = 0
 		}
 	}
+	parsed.Samples = s.dropDuplicates(parsed.Samples)
 	out.Samples = append(out.Samples, parsed.Samples...)
 	return nil
+}
+
+// DuplicatesDropped counts the samples dropped because their series came
+// earlier in the same scrape.
+func (s *Scraper) DuplicatesDropped() uint64 { return s.duplicates.Load() }
+
+// dropDuplicates keeps the first sample of a series that comes twice
+// without a timestamp (T 0: the agent stamps it), as Prometheus does
+// ("duplicate sample for timestamp"): both would get the scrape's time, and
+// a receiver refuses a whole remote-write request with two values for one
+// series and time.
+func (s *Scraper) dropDuplicates(samples []collectors.Sample) []collectors.Sample {
+	first := make(map[uint64]int, len(samples)) // label hash: index in kept
+	kept := samples[:0]
+	for _, smp := range samples {
+		if smp.T == 0 {
+			h := smp.Labels.Hash()
+			if i, ok := first[h]; ok && labels.Equal(kept[i].Labels, smp.Labels) {
+				s.duplicates.Add(1)
+				continue
+			} else if !ok {
+				first[h] = len(kept)
+			}
+		}
+		kept = append(kept, smp)
+	}
+	return kept
 }
 
 func (s *Scraper) scrape(ctx context.Context, out *collectors.Collection) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.target.URL.String(), nil)
 	if err != nil {
-		return err
+		return &Error{ReasonNetwork, err}
 	}
 	req.Header.Set("Accept", acceptHeader)
 	req.Header.Set("User-Agent", "ferry")
 	resp, err := s.client.Do(req) // the transport asks for gzip and inflates it
 	if err != nil {
-		return err
+		return transportError(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("server returned %s", resp.Status)
+		return &Error{ReasonHTTPStatus, fmt.Errorf("server returned %s", resp.Status)}
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, s.target.Limits.BodyBytes+1))
+	body, err := readBody(resp.Body, resp.ContentLength, s.target.Limits.BodyBytes)
 	if err != nil {
 		return err
 	}
-	if int64(len(body)) > s.target.Limits.BodyBytes {
-		return fmt.Errorf("body larger than the limit of %d bytes", s.target.Limits.BodyBytes)
-	}
 	return Parse(body, resp.Header.Get("Content-Type"), s.target.Limits, out)
+}
+
+// readBody reads a body of size bytes (-1: unknown, as when the transport
+// inflates gzip) up to limit. A body of unknown size is read in chunks and
+// copied once into one of its exact size: memory peaks at twice the body,
+// where io.ReadAll, growing its buffer by a quarter at a time, leaves up to
+// four times the body in garbage before the collector runs.
+func readBody(r io.Reader, size, limit int64) ([]byte, error) {
+	tooLarge := &Error{ReasonBodyTooLarge, fmt.Errorf("body larger than the limit of %d bytes", limit)}
+	if size > limit {
+		return nil, tooLarge
+	}
+	if size >= 0 {
+		body := make([]byte, size)
+		if _, err := io.ReadFull(r, body); err != nil {
+			return nil, transportError(err)
+		}
+		return body, nil
+	}
+	r = io.LimitReader(r, limit+1)
+	var chunks [][]byte
+	total, chunkSize := 0, 32<<10
+	for end := false; !end; chunkSize = min(2*chunkSize, 1<<20) {
+		chunk := make([]byte, chunkSize)
+		n := 0
+		for n < len(chunk) && !end {
+			m, err := r.Read(chunk[n:])
+			n += m
+			switch {
+			case err == io.EOF: // not wrapped, by io.Reader's contract
+				end = true
+			case err != nil: // io.ErrUnexpectedEOF included: a body cut short
+				return nil, transportError(err)
+			}
+		}
+		chunks, total = append(chunks, chunk[:n]), total+n
+		if int64(total) > limit {
+			return nil, tooLarge
+		}
+	}
+	if len(chunks) == 1 {
+		return chunks[0], nil
+	}
+	body := make([]byte, 0, total)
+	for _, c := range chunks {
+		body = append(body, c...)
+	}
+	return body, nil
+}
+
+// transportError classifies an error of the request or of reading the body.
+func transportError(err error) error {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		return &Error{ReasonTimeout, err}
+	}
+	return &Error{ReasonNetwork, err}
 }
 
 // Parse adds the float samples of an exposition body to out: OpenMetrics
@@ -123,7 +208,7 @@ func Parse(body []byte, contentType string, lim Limits, out *collectors.Collecti
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("parsing: %w", err)
+			return &Error{ReasonParse, fmt.Errorf("parsing: %w", err)}
 		}
 		if entry != textparse.EntrySeries {
 			continue
@@ -134,9 +219,10 @@ func Parse(body []byte, contentType string, lim Limits, out *collectors.Collecti
 			return err
 		}
 		if len(out.Samples) >= lim.Samples {
-			return fmt.Errorf("more than the limit of %d samples", lim.Samples)
+			return &Error{ReasonSampleLimit, fmt.Errorf("more than the limit of %d samples", lim.Samples)}
 		}
-		s := collectors.Sample{Labels: lset.Copy(), V: v}
+		// p.Labels builds a new label set each time: lset is not reused.
+		s := collectors.Sample{Labels: lset, V: v}
 		if ts != nil {
 			s.T = *ts
 		}
@@ -149,20 +235,56 @@ func Parse(body []byte, contentType string, lim Limits, out *collectors.Collecti
 // Prometheus fails the scrape for each.
 func checkLabels(lset labels.Labels, lim Limits) error {
 	if name, dup := lset.HasDuplicateLabelNames(); dup {
-		return fmt.Errorf("label name %q is not unique in %.200s", name, lset)
+		return &Error{ReasonParse, fmt.Errorf("label name %q is not unique in %.200s", name, lset)}
 	}
 	if lim.Labels > 0 && lset.Len() > lim.Labels {
-		return fmt.Errorf("%d labels, more than the limit of %d, in %.200s", lset.Len(), lim.Labels, lset)
+		return &Error{ReasonLabelLimit, fmt.Errorf("%d labels, more than the limit of %d, in %.200s", lset.Len(), lim.Labels, lset)}
 	}
 	return lset.Validate(func(l labels.Label) error {
 		switch {
 		case !utf8.ValidString(l.Name) || !utf8.ValidString(l.Value):
-			return fmt.Errorf("label %.100q: invalid UTF-8", l.Name)
+			return &Error{ReasonParse, fmt.Errorf("label %.100q: invalid UTF-8", l.Name)}
 		case lim.LabelNameLength > 0 && len(l.Name) > lim.LabelNameLength:
-			return fmt.Errorf("label name %.100q... is longer than the limit of %d", l.Name, lim.LabelNameLength)
+			return &Error{ReasonLabelLimit, fmt.Errorf("label name %.100q... is longer than the limit of %d", l.Name, lim.LabelNameLength)}
 		case lim.LabelValueLength > 0 && len(l.Value) > lim.LabelValueLength:
-			return fmt.Errorf("label %s: value of %d bytes, longer than the limit of %d", l.Name, len(l.Value), lim.LabelValueLength)
+			return &Error{ReasonLabelLimit, fmt.Errorf("label %s: value of %d bytes, longer than the limit of %d", l.Name, len(l.Value), lim.LabelValueLength)}
 		}
 		return nil
 	})
+}
+
+// Reasons a scrape fails, for a counter with a reason label.
+const (
+	ReasonBodyTooLarge = "body_too_large" // over Limits.BodyBytes once inflated
+	ReasonSampleLimit  = "sample_limit"
+	ReasonLabelLimit   = "label_limit" // labels per series, name or value length
+	ReasonParse        = "parse"       // not the exposition format, invalid UTF-8, a label name twice
+	ReasonTimeout      = "timeout"     // no whole answer within the scrape timeout
+	ReasonHTTPStatus   = "http_status" // an answer other than 200
+	ReasonNetwork      = "network"     // no connection, reset, TLS, ...
+)
+
+// Reasons lists every reason, for counters that start at zero.
+var Reasons = []string{ReasonBodyTooLarge, ReasonSampleLimit, ReasonLabelLimit, ReasonParse, ReasonTimeout, ReasonHTTPStatus, ReasonNetwork}
+
+// Error is a failed scrape and the reason it failed.
+type Error struct {
+	Reason string // one of Reasons
+	Err    error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Reason is why err, from Collect or Parse, failed the scrape: one of
+// Reasons, or "" for nil. Collect classifies every error it returns; an
+// error from elsewhere counts as network.
+func Reason(err error) string {
+	if err == nil {
+		return ""
+	}
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e.Reason
+	}
+	return ReasonNetwork
 }
