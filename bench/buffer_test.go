@@ -192,14 +192,19 @@ func BenchmarkBufferHistoryAtCap(b *testing.B) {
 }
 
 // BenchmarkBufferThinning runs a long outage (the realistic workload of a
-// thousand series at 15 s, a commit a minute) into a 4 MiB buffer, once
-// evicting the oldest data and once thinning it (--storage.thin), and
-// reports how much of the outage each keeps; -v logs the samples kept of
-// one series per sixth of the outage: the trade-off in the README.
+// thousand series at 15 s) into a 4 MiB buffer, once evicting the oldest
+// data and once thinning it (--storage.thin), with a commit every minute
+// (the default) and every five, and reports how much of the outage each
+// keeps; -v logs the samples kept of one series per sixth of the outage:
+// the trade-off in the README.
 func BenchmarkBufferThinning(b *testing.B) {
 	const maxSize, interval, hours = 4 << 20, 15 * time.Second, 48
-	for _, thin := range []bool{false, true} {
-		b.Run(fmt.Sprintf("thin=%v", thin), func(b *testing.B) {
+	for _, tc := range []struct {
+		sync time.Duration
+		thin bool
+	}{{time.Minute, false}, {time.Minute, true}, {5 * time.Minute, false}, {5 * time.Minute, true}} {
+		thin, scrapesPerCommit := tc.thin, int(tc.sync/interval)
+		b.Run(fmt.Sprintf("sync=%s/thin=%v", tc.sync, thin), func(b *testing.B) {
 			var held, kept float64
 			for range b.N {
 				dir, err := os.MkdirTemp(os.Getenv("FERRY_BENCH_DIR"), "bench-thin-")
@@ -217,7 +222,7 @@ func BenchmarkBufferThinning(b *testing.B) {
 				for scrape := 1; scrape <= hours*3600/15; scrape++ {
 					t += interval.Milliseconds()
 					w.Next(func(_ int, lset labels.Labels, v float64) { buf.Append(lset, t, v) })
-					if scrape%4 == 0 {
+					if scrape%scrapesPerCommit == 0 {
 						if err := buf.Commit(); err != nil {
 							b.Fatal(err)
 						}
@@ -243,8 +248,8 @@ func BenchmarkBufferThinning(b *testing.B) {
 				}
 				held += float64(t-st.OldestT) / float64(time.Hour.Milliseconds())
 				kept += float64(st.Samples)
-				b.Logf("thin=%v: %d h outage, %d series at 15 s, 4 MiB: oldest sample %.1f h before the end; samples of one series kept per %d h, oldest first (of %d collected each): %v",
-					thin, hours, len(w.Series), float64(t-st.OldestT)/3.6e6, hours/6, hours*3600/15/6, bands)
+				b.Logf("sync=%s thin=%v: %d h outage, %d series at 15 s, 4 MiB: oldest sample %.1f h before the end; samples of one series kept per %d h, oldest first (of %d collected each): %v",
+					tc.sync, thin, hours, len(w.Series), float64(t-st.OldestT)/3.6e6, hours/6, hours*3600/15/6, bands)
 				buf.Close()
 				os.RemoveAll(dir)
 			}

@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"cmp"
+	"math"
 	"slices"
 
 	"github.com/prometheus/prometheus/model/value"
@@ -110,38 +111,46 @@ func (b *Buffer) thinOldestPair(bb *bolt.Bucket, ch *roomChange, allowance *int6
 	if err1 != nil || err2 != nil {
 		return false, nil // the oldest is evicted, counted; Read drops a bad block anyway
 	}
-	series := mergeSeries(s1, s2)
-	for level := older.level + 1; level <= maxThinLevel; level++ {
-		series = thinSeries(series)
-		v := encodeBlock(series)
-		if len(v) > maxBlockBytes {
-			continue
-		}
-		if footprint(len(v)) > *allowance {
+	// One level up: every other sample. If that is still more than a page,
+	// the older block's samples are thinned again, and only then all; the
+	// level stays one up so that the merged block pairs with its neighbours.
+	series := thinSeries(mergeSeries(s1, s2), math.MaxInt64)
+	v := encodeBlock(series)
+	for tries := 0; len(v) > maxBlockBytes; tries++ {
+		if tries == maxThinLevel {
 			return false, nil
 		}
-		*allowance -= footprint(len(v))
-		for _, seq := range []uint64{older.seq, newer.seq} {
-			if err := deleteBlock(bb, seq); err != nil {
-				return false, err
-			}
+		thinner := thinSeries(series, newer.minT)
+		if samplesIn(thinner) == samplesIn(series) {
+			thinner = thinSeries(series, math.MaxInt64)
 		}
-		if err := putBlock(bb, newer.seq, v); err != nil {
-			return false, err
-		}
-		if err := bb.Bucket(seqKey(newer.seq)).Put(keyThinLevel, []byte{level}); err != nil {
-			return false, err
-		}
-		h, _, _ := decodeHeader(v)
-		merged := blockInfo{seq: newer.seq, size: footprint(len(v)), blockHeader: h, level: level,
-			refs: refRange{lo: min(older.refs.lo, newer.refs.lo), hi: max(older.refs.hi, newer.refs.hi)}}
-		ch.thinned += older.samples + newer.samples - merged.samples
-		ch.freed += older.size + newer.size - merged.size
-		ch.blocks[j] = merged
-		ch.blocks = slices.Delete(ch.blocks, i, i+1)
-		return true, nil
+		series = thinner
+		v = encodeBlock(series)
 	}
-	return false, nil
+	level := older.level + 1
+	if footprint(len(v)) > *allowance {
+		return false, nil
+	}
+	*allowance -= footprint(len(v))
+	for _, seq := range []uint64{older.seq, newer.seq} {
+		if err := deleteBlock(bb, seq); err != nil {
+			return false, err
+		}
+	}
+	if err := putBlock(bb, newer.seq, v); err != nil {
+		return false, err
+	}
+	if err := bb.Bucket(seqKey(newer.seq)).Put(keyThinLevel, []byte{level}); err != nil {
+		return false, err
+	}
+	h, _, _ := decodeHeader(v)
+	merged := blockInfo{seq: newer.seq, size: footprint(len(v)), blockHeader: h, level: level,
+		refs: refRange{lo: min(older.refs.lo, newer.refs.lo), hi: max(older.refs.hi, newer.refs.hi)}}
+	ch.thinned += older.samples + newer.samples - merged.samples
+	ch.freed += older.size + newer.size - merged.size
+	ch.blocks[j] = merged
+	ch.blocks = slices.Delete(ch.blocks, i, i+1)
+	return true, nil
 }
 
 // partners finds the oldest block of level whose next block holding any
@@ -205,18 +214,26 @@ func mergeSeries(older, newer []seriesData) []seriesData {
 	return out
 }
 
-// thinSeries keeps every other sample of each series: the first, and the
-// staleness markers always.
-func thinSeries(series []seriesData) []seriesData {
+// thinSeries keeps every other sample older than before of each series:
+// the first, the later ones, and the staleness markers always.
+func thinSeries(series []seriesData, before int64) []seriesData {
 	out := make([]seriesData, len(series))
 	for i, s := range series {
 		t := seriesData{ref: s.ref}
 		for j := range s.ts {
-			if j%2 == 0 || value.IsStaleNaN(s.vs[j]) {
+			if j%2 == 0 || s.ts[j] >= before || value.IsStaleNaN(s.vs[j]) {
 				t.ts, t.vs = append(t.ts, s.ts[j]), append(t.vs, s.vs[j])
 			}
 		}
 		out[i] = t
 	}
 	return out
+}
+
+func samplesIn(series []seriesData) int {
+	n := 0
+	for _, s := range series {
+		n += len(s.ts)
+	}
+	return n
 }

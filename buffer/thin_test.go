@@ -15,12 +15,15 @@ import (
 func TestThinSeriesKeepsEveryOtherAndStalenessMarkers(t *testing.T) {
 	stale := math.Float64frombits(value.StaleNaN)
 	in := []seriesData{{ref: 1, ts: []int64{1, 2, 3, 4, 5, 6}, vs: []float64{1, 2, 3, stale, 5, 6}}}
-	got := thinSeries(in)
+	got := thinSeries(in, math.MaxInt64)
 	if want := []int64{1, 3, 4, 5}; !slices.Equal(got[0].ts, want) {
 		t.Errorf("kept %v, want %v (every other, and the marker at 4)", got[0].ts, want)
 	}
 	if !value.IsStaleNaN(got[0].vs[2]) || got[0].vs[3] != 5 {
 		t.Errorf("values %v", got[0].vs)
+	}
+	if got := thinSeries(in, 4); !slices.Equal(got[0].ts, []int64{1, 3, 4, 5, 6}) {
+		t.Errorf("thinned before 4: kept %v, want 1, 3 and everything from 4 on", got[0].ts)
 	}
 
 	merged := mergeSeries(
