@@ -230,8 +230,14 @@ func (a *Agent) buildSources(cfg Config) ([]*source, error) {
 		s := &source{name: t.name(), target: t.Labels, honorLabels: t.HonorLabels, metricRelabel: t.MetricRelabel,
 			report: true, interval: cmp.Or(t.Interval, cfg.ScrapeInterval), series: newSeriesSet()}
 		s.timeout = cmp.Or(t.Timeout, min(s.interval, maxScrapeTimeout))
-		if s.collector, err = scrape.New(t.Target, s.timeout); err != nil {
+		scraper, err := scrape.New(t.Target, s.timeout)
+		if err != nil {
 			return nil, fmt.Errorf("scrape target %s: %w", s.name, err)
+		}
+		s.collector, s.duplicates = scraper, scraper
+		s.failures = map[string]*atomic.Uint64{}
+		for _, r := range scrape.Reasons {
+			s.failures[r] = new(atomic.Uint64)
 		}
 		sources = append(sources, s)
 	}

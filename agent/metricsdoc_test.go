@@ -66,6 +66,11 @@ func TestMetricsReference(t *testing.T) {
 	}
 	defer buf.Close()
 	cfg.RemoteWrite.URL = "http://127.0.0.1:1/api/v1/write" // never called: only its figures are read
+	target, err := parseTarget("app", "127.0.0.1:1")        // never scraped: its counters are read
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Targets = []ScrapeTarget{target}
 	a := &Agent{cfg: cfg, log: slog.New(slog.DiscardHandler), buf: buf, started: time.Now()}
 	if a.sender, err = remotewrite.New(cfg.RemoteWrite, buf, a.log); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"github.com/ferry-agent/ferry/agent/remotewrite"
 	"github.com/ferry-agent/ferry/buffer"
 	"github.com/ferry-agent/ferry/collectors"
+	"github.com/ferry-agent/ferry/collectors/scrape"
 )
 
 // ferry's own metrics: served on /metrics and, as job "ferry", written into
@@ -19,8 +20,10 @@ import (
 var (
 	buildInfoDesc = collectors.NewDesc("ferry_build_info", "ferry's version and the Go version it was built with.", collectors.Gauge, "version", "goversion")
 
-	appendedDesc      = collectors.NewDesc("ferry_samples_appended_total", "Samples appended to the buffer, by source.", collectors.Counter, "source")
-	collectErrorsDesc = collectors.NewDesc("ferry_collect_errors_total", "Collections of a source that failed in whole or in part.", collectors.Counter, "source")
+	appendedDesc       = collectors.NewDesc("ferry_samples_appended_total", "Samples appended to the buffer, by source.", collectors.Counter, "source")
+	scrapeFailuresDesc = collectors.NewDesc("ferry_scrape_failures_total", "Failed scrapes of a target, by reason.", collectors.Counter, "source", "reason")
+	duplicatesDesc     = collectors.NewDesc("ferry_scrape_duplicate_samples_total", "Samples of a target dropped because their series came twice in one scrape.", collectors.Counter, "source")
+	collectErrorsDesc  = collectors.NewDesc("ferry_collect_errors_total", "Collections of a source that failed in whole or in part.", collectors.Counter, "source")
 
 	bufferSamplesDesc  = collectors.NewDesc("ferry_buffer_samples", "Samples committed to the buffer and not yet acknowledged by the receiver.", collectors.Gauge)
 	bufferHeadDesc     = collectors.NewDesc("ferry_buffer_head_samples", "Samples collected and not yet committed to disk.", collectors.Gauge)
@@ -71,6 +74,18 @@ func (s selfCollector) Collect(_ context.Context, c *collectors.Collection) erro
 	}
 	for _, src := range sources {
 		c.Add(collectErrorsDesc, float64(src.errors.Load()), src.name)
+	}
+	for _, src := range sources {
+		for _, r := range scrape.Reasons {
+			if f := src.failures[r]; f != nil {
+				c.Add(scrapeFailuresDesc, float64(f.Load()), src.name, r)
+			}
+		}
+	}
+	for _, src := range sources {
+		if src.duplicates != nil {
+			c.Add(duplicatesDesc, float64(src.duplicates.DuplicatesDropped()), src.name)
+		}
 	}
 
 	st := a.buf.Stats()

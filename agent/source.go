@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/prometheus/model/value"
 
 	"github.com/ferry-agent/ferry/collectors"
+	"github.com/ferry-agent/ferry/collectors/scrape"
 )
 
 // source is one collector on the agent's schedule, with the target labels
@@ -26,10 +27,13 @@ type source struct {
 	report            bool // a scrape target: add up, scrape_duration_seconds, ...
 	interval, timeout time.Duration
 
-	appended atomic.Uint64
-	errors   atomic.Uint64
-	lastLog  time.Time // of an error, for rate limiting
-	series   *seriesSet
+	appended       atomic.Uint64
+	errors         atomic.Uint64
+	failures       map[string]*atomic.Uint64 // a scrape target's, by scrape.Reasons
+	duplicates     duplicateCounter          // a scrape target's duplicate samples, or nil
+	lastLog        time.Time                 // of an error, for rate limiting
+	lastDuplicates uint64
+	series         *seriesSet
 
 	mu      sync.Mutex // guards the last run, which the status page reads
 	lastRun time.Time
@@ -43,6 +47,10 @@ func newSource(name, job, instance string, c collectors.Collector) *source {
 		target:   labels.FromStrings(model.JobLabel, job, model.InstanceLabel, instance),
 		interval: defaultScrapeInterval, timeout: maxScrapeTimeout}
 }
+
+// duplicateCounter is a scraper's count of samples dropped because their
+// series came twice in one scrape.
+type duplicateCounter interface{ DuplicatesDropped() uint64 }
 
 // errorLogInterval keeps a failing source from flooding the log.
 const errorLogInterval = time.Minute
@@ -80,8 +88,19 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 	if ctx.Err() != nil {
 		return // stopping: a collection cut short would report up=0 falsely
 	}
+	scraped := len(c.Samples)
+	if s.duplicates != nil {
+		// As Prometheus counts them: a sample dropped as a duplicate series
+		// was still scraped.
+		d := s.duplicates.DuplicatesDropped()
+		scraped += int(d - s.lastDuplicates)
+		s.lastDuplicates = d
+	}
 	if err != nil {
 		s.errors.Add(1)
+		if f := s.failures[scrape.Reason(err)]; f != nil {
+			f.Add(1)
+		}
 		if now.Sub(s.lastLog) >= errorLogInterval {
 			s.lastLog = now
 			a.log.Warn("collection failed", "source", s.name, "err", err)
@@ -127,7 +146,7 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 		var r collectors.Collection
 		r.Add(upDesc, up)
 		r.Add(durationDesc, took.Seconds())
-		r.Add(scrapedDesc, float64(len(c.Samples)))
+		r.Add(scrapedDesc, float64(scraped))
 		r.Add(postRelabelDesc, float64(kept))
 		r.Add(seriesAddedDesc, float64(s.series.added))
 		for _, smp := range r.Samples {

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/ferry-agent/ferry/buffer"
 	"github.com/ferry-agent/ferry/collectors"
+	"github.com/ferry-agent/ferry/collectors/scrape"
 )
 
 func TestTargetLabels(t *testing.T) {
@@ -281,5 +283,45 @@ func TestScrapeReportAndRelabeling(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("honor_labels %v: buffered\n%s\nwant\n%s", honor, strings.Join(flat(got), "\n"), strings.Join(flat(want), "\n"))
 		}
+	}
+}
+
+// limitedTarget fails its scrapes over the sample limit, and reports 3
+// duplicates dropped at each successful one.
+type limitedTarget struct {
+	fail bool
+	dups uint64
+}
+
+func (l *limitedTarget) Collect(_ context.Context, c *collectors.Collection) error {
+	if l.fail {
+		return &scrape.Error{Reason: scrape.ReasonSampleLimit, Err: errors.New("more than the limit of 10 samples")}
+	}
+	l.dups += 3
+	c.Samples = append(c.Samples, sample("__name__", "m"))
+	return nil
+}
+func (l *limitedTarget) DuplicatesDropped() uint64 { return l.dups }
+
+func TestScrapeFailuresByReasonAndDuplicates(t *testing.T) {
+	a := testAgent(t, labels.EmptyLabels())
+	target := &limitedTarget{}
+	s := newSource("app/h:1", "app", "h:1", target)
+	s.report, s.duplicates = true, target
+	s.failures = map[string]*atomic.Uint64{}
+	for _, r := range scrape.Reasons {
+		s.failures[r] = new(atomic.Uint64)
+	}
+	a.collectOnce(context.Background(), s)
+	target.fail = true
+	a.collectOnce(context.Background(), s)
+	a.collectOnce(context.Background(), s)
+	if got := s.failures[scrape.ReasonSampleLimit].Load(); got != 2 {
+		t.Errorf("sample_limit failures %d, want 2", got)
+	}
+	got := buffered(t, a)
+	// The first scrape: 1 sample kept, 3 duplicates dropped: 4 scraped.
+	if !slices.Contains(got[0], `{__name__="scrape_samples_scraped", instance="h:1", job="app"} 4`) {
+		t.Errorf("first scrape: %q, want scrape_samples_scraped 4 (duplicates count as scraped)", got[0])
 	}
 }

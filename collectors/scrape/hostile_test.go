@@ -355,7 +355,7 @@ func peakBound(lim Limits, reason string) int64 {
 
 // TestHostileTargetsMemory checks that no hostile case takes the scraper's
 // memory past peakBound of the default limits, over three scrapes in a
-// row: 42 MiB for a 16 MiB body that fails before parsing, 162 MiB for one
+// row: with a 16 MiB limit, 42 MiB for a body that fails before parsing, 162 MiB for one
 // parsed with up to 100k samples.
 func TestHostileTargetsMemory(t *testing.T) {
 	if testing.Short() {
