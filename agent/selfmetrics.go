@@ -43,6 +43,8 @@ var (
 	sentBytesDesc   = collectors.NewDesc("ferry_remote_write_bytes_sent_total", "Compressed request bytes the receiver acknowledged.", collectors.Counter)
 	failuresDesc    = collectors.NewDesc("ferry_remote_write_failures_total", "Requests that failed and were retried (network errors, 5xx, 429).", collectors.Counter)
 	rwDroppedDesc   = collectors.NewDesc("ferry_remote_write_dropped_samples_total", "Samples the sender dropped, by reason.", collectors.Counter, "reason")
+	budgetDesc      = collectors.NewDesc("ferry_remote_write_budget_bytes", "The daily byte budget (--remote-write.max-bytes-per-day); 0 without one.", collectors.Gauge)
+	budgetUsedDesc  = collectors.NewDesc("ferry_remote_write_budget_used_bytes", "Request bytes sent this UTC day, against the daily budget.", collectors.Gauge)
 	lastSuccessDesc = collectors.NewDesc("ferry_remote_write_last_success_timestamp_seconds", "Time of the last acknowledged request; 0 before the first.", collectors.Gauge)
 
 	clockHeldDesc    = collectors.NewDesc("ferry_clock_held_samples", "Samples held in memory until the wall clock is plausible.", collectors.Gauge)
@@ -120,6 +122,8 @@ func (s selfCollector) Collect(_ context.Context, c *collectors.Collection) erro
 		c.Add(rwDroppedDesc, float64(rw.Dropped[r]), r)
 	}
 	c.Add(lastSuccessDesc, rw.LastSuccessUnix)
+	c.Add(budgetDesc, float64(cfg.RemoteWrite.MaxBytesPerDay))
+	c.Add(budgetUsedDesc, float64(rw.BudgetUsedBytes))
 
 	cs := a.clock.stats()
 	c.Add(clockHeldDesc, float64(cs.held))

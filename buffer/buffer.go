@@ -550,6 +550,18 @@ func (b *Buffer) Ack(seq uint64) error {
 	return b.deleteBlocks(seqs, "")
 }
 
+// Delete deletes the given blocks, delivered out of order (the sender's
+// fresh-first mode); blocks already gone are skipped.
+func (b *Buffer) Delete(seqs []uint64) error { return b.deleteBlocks(seqs, "") }
+
+// LastSeq is the seq of the newest committed block, 0 if there is none
+// yet; blocks committed later have larger seqs.
+func (b *Buffer) LastSeq() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.nextSeq - 1
+}
+
 func (b *Buffer) deleteBlocks(seqs []uint64, reason string) error {
 	if len(seqs) == 0 || b.db.IsReadOnly() {
 		return nil

@@ -15,6 +15,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -46,6 +47,14 @@ type Config struct {
 	// for the sender's life when the receiver does not take it (415, or a
 	// 2xx without the spec's Written headers); 0 or 1 sends 1.0.
 	Protocol Protocol
+	// FreshFirst: after an outage, blocks committed from then on are sent
+	// before the backlog, which drains behind them, oldest first; for
+	// receivers that accept out-of-order samples.
+	FreshFirst bool
+	// MaxBytesPerDay caps request bytes per UTC day on a metered link (0:
+	// no cap). Fresh data goes first; the backlog only uses what is left
+	// beyond a quarter of the day's budget, kept for fresh data.
+	MaxBytesPerDay int64
 }
 
 // Source is what the sender drains: the buffer.
@@ -65,7 +74,20 @@ type Stats struct {
 	LastError       string   // of the last failed or rejected request; "" before one
 	LastErrorUnix   float64  // its time; 0 before one
 	Protocol        Protocol // what is sent now: 2 until a receiver refused it
+	BudgetUsedBytes uint64   // request bytes sent this UTC day (MaxBytesPerDay)
 }
+
+// freshSource is a Source that can delete blocks out of order and say which
+// is its newest, as the buffer can: what FreshFirst and MaxBytesPerDay need.
+type freshSource interface {
+	Source
+	Delete(seqs []uint64) error
+	LastSeq() uint64
+}
+
+// backlogAge is how old the oldest unsent sample must be for FreshFirst to
+// put newer data ahead of it.
+const backlogAge = 2 * time.Minute
 
 // Sender ships the buffer's blocks. Run it once.
 type Sender struct {
@@ -78,6 +100,8 @@ type Sender struct {
 
 	mu            sync.Mutex
 	stats         Stats
+	budgetDay     time.Time // the UTC day BudgetUsedBytes counts
+	lastBudgetLog time.Time
 	lastRejectLog time.Time
 }
 
@@ -149,18 +173,66 @@ func (s *Sender) Run(ctx context.Context) {
 		unacked, lastAck = 0, time.Now()
 	}
 	defer ack()
+	fresh, splits := s.src.(freshSource)
+	splits = splits && (s.cfg.FreshFirst || s.cfg.MaxBytesPerDay > 0)
+	var liveFrom, liveNext uint64 // with a split: blocks from liveFrom on go first
 	for ctx.Err() == nil {
+		if liveFrom != 0 {
+			// Fresh data first, deleted as soon as it is delivered.
+			live, err := s.src.Read(max(liveFrom, liveNext), s.cfg.MaxSamplesPerSend)
+			if err == nil && len(live) > 0 {
+				if !s.budgetAllows(true) {
+					sleep(ctx, budgetWait)
+					continue
+				}
+				if !s.deliver(ctx, live) {
+					return
+				}
+				liveNext = live[len(live)-1].Seq + 1
+				seqs := make([]uint64, len(live))
+				for i, blk := range live {
+					seqs[i] = blk.Seq
+				}
+				if err := fresh.Delete(seqs); err != nil {
+					s.log.Error("deleting sent blocks from the buffer", "err", err)
+				}
+				continue
+			}
+		}
 		blocks, err := s.src.Read(next, s.cfg.MaxSamplesPerSend)
 		if err != nil {
 			s.log.Error("reading the buffer", "err", err)
 			sleep(ctx, s.cfg.MaxBackoff)
 			continue
 		}
+		if liveFrom != 0 {
+			blocks = slices.DeleteFunc(blocks, func(b buffer.Block) bool { return b.Seq >= liveFrom })
+			if len(blocks) == 0 { // the backlog is drained
+				ack()
+				s.log.Info("backlog drained behind the fresh data")
+				next, liveFrom = max(next, liveNext), 0
+				continue
+			}
+		} else if splits && len(blocks) > 0 && newestIn(blocks) < time.Now().Add(-backlogAge).UnixMilli() {
+			liveFrom = fresh.LastSeq() + 1
+			liveNext = liveFrom
+			s.log.Info("sending fresh data first; the backlog drains behind it", "backlog_blocks_from", blocks[0].Seq, "fresh_from", liveFrom)
+		}
 		if len(blocks) == 0 {
 			ack()
 			select {
 			case <-ctx.Done():
 			case <-s.src.Committed():
+			}
+			continue
+		}
+		if !s.budgetAllows(liveFrom == 0) {
+			// Held back: fresh data, if any, goes when it is committed.
+			ack()
+			select {
+			case <-ctx.Done():
+			case <-s.src.Committed():
+			case <-time.After(budgetWait):
 			}
 			continue
 		}
@@ -177,6 +249,50 @@ func (s *Sender) Run(ctx context.Context) {
 		}
 	}
 }
+
+// newestIn is the newest sample's timestamp in blocks.
+func newestIn(blocks []buffer.Block) int64 {
+	var newest int64
+	for _, blk := range blocks {
+		for _, s := range blk.Series {
+			if n := len(s.T); n > 0 {
+				newest = max(newest, s.T[n-1])
+			}
+		}
+	}
+	return newest
+}
+
+// budgetAllows reports whether, with MaxBytesPerDay, a request may go now:
+// fresh data while the day's budget lasts, the backlog while more than a
+// quarter of it is left. A request may overshoot the budget by its own size.
+func (s *Sender) budgetAllows(isFresh bool) bool {
+	if s.cfg.MaxBytesPerDay <= 0 {
+		return true
+	}
+	reserve := int64(0)
+	if !isFresh {
+		reserve = s.cfg.MaxBytesPerDay / 4
+	}
+	now := time.Now().UTC()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if y, d := now.Year(), now.YearDay(); y != s.budgetDay.Year() || d != s.budgetDay.YearDay() {
+		s.budgetDay, s.stats.BudgetUsedBytes = now, 0
+	}
+	used := int64(s.stats.BudgetUsedBytes)
+	if used+reserve < s.cfg.MaxBytesPerDay {
+		return true
+	}
+	if time.Since(s.lastBudgetLog) >= failureLogInterval {
+		s.lastBudgetLog = time.Now()
+		s.log.Warn("daily byte budget used up; the rest waits for tomorrow (UTC)", "used_bytes", used, "budget_bytes", s.cfg.MaxBytesPerDay, "fresh_data", isFresh)
+	}
+	return false
+}
+
+// budgetWait is how often a sender held back by its budget looks again.
+const budgetWait = time.Minute
 
 // deliver sends blocks as one request, retrying until the receiver takes
 // them, refuses them for good, or ctx ends (false).
@@ -235,6 +351,7 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block) bool {
 			s.mu.Lock()
 			s.stats.SamplesSent += uint64(samples - lost)
 			s.stats.BytesSent += uint64(len(body))
+			s.stats.BudgetUsedBytes += uint64(len(body))
 			s.stats.LastSuccessUnix = float64(time.Now().UnixMilli()) / 1000
 			s.mu.Unlock()
 			if lost > 0 {

@@ -1,0 +1,167 @@
+package remotewrite
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/ferry-agent/ferry/buffer"
+)
+
+// fillBuffer commits n blocks of the series m{i="0".."9"}, one sample each,
+// at the given start and 15 s apart, one commit per step.
+func fillBuffer(t *testing.T, b *buffer.Buffer, start time.Time, n int) {
+	t.Helper()
+	for step := range n {
+		ts := start.Add(time.Duration(step) * 15 * time.Second).UnixMilli()
+		for i := range 10 {
+			b.Append(labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)), ts, float64(ts))
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func openBuffer(t *testing.T) *buffer.Buffer {
+	t.Helper()
+	b, err := buffer.Open(buffer.Options{Dir: t.TempDir(), MaxSize: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// oldestIn returns the oldest sample time of a request, as a time.
+func oldestIn(r request) time.Time {
+	oldest := int64(1 << 62)
+	for _, ts := range r.wr.Timeseries {
+		for _, s := range ts.Samples {
+			oldest = min(oldest, s.Timestamp)
+		}
+	}
+	return time.UnixMilli(oldest)
+}
+
+func TestFreshFirstSendsNewDataAheadOfTheBacklog(t *testing.T) {
+	buf := openBuffer(t)
+	outage := time.Now().Add(-time.Hour)
+	fillBuffer(t, buf, outage, 6) // the backlog: six commits from an hour ago
+
+	release := make(chan struct{})
+	rcv := newReceiver(t, func(n int, w http.ResponseWriter) {
+		if n == 0 {
+			<-release // the first backlog request is in flight while new data is committed
+		}
+		status(http.StatusOK)(w)
+	})
+	cfg := testConfig(rcv.srv.URL, 20) // two blocks a request
+	cfg.FreshFirst = true
+	s := newSender(cfg, buf)
+	start(t, s)
+
+	select {
+	case <-rcv.seen:
+		t.Fatal("the first request was answered before it was released")
+	case <-time.After(50 * time.Millisecond):
+	}
+	now := time.Now().Add(-time.Second)
+	fillBuffer(t, buf, now, 1)
+	close(release)
+
+	deadline := time.Now().Add(10 * time.Second)
+	for buf.Stats().Samples > 0 || buf.Stats().HeadSamples > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not drained: %+v, %d requests", buf.Stats(), len(rcv.requests()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	reqs := rcv.requests()
+	var order []string
+	for _, r := range reqs {
+		if oldestIn(r).After(now.Add(-time.Second)) {
+			order = append(order, "fresh")
+		} else {
+			order = append(order, "backlog")
+		}
+	}
+	if want := []string{"backlog", "fresh", "backlog", "backlog"}; !slices.Equal(order, want) {
+		t.Errorf("requests %v, want %v: the fresh commit right after the request in flight", order, want)
+	}
+	if st := s.Stats(); st.SamplesSent != 70 {
+		t.Errorf("%d samples sent, want all 70 once", st.SamplesSent)
+	}
+}
+
+func TestDailyBudgetKeepsAQuarterForFreshData(t *testing.T) {
+	buf := openBuffer(t)
+	fillBuffer(t, buf, time.Now().Add(-2*time.Hour), 40)
+	rcv := newReceiver(t, answers(status(http.StatusOK)))
+
+	// Measure one request's size, then set the budget to four of them.
+	probe := newSender(testConfig(rcv.srv.URL, 10), newFakeSource(buffer.Block{Seq: 1, Series: firstBlockSeries(t, buf)}))
+	stop := start(t, probe)
+	for probe.Stats().BytesSent == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop()
+	perRequest := int64(probe.Stats().BytesSent)
+
+	cfg := testConfig(rcv.srv.URL, 10) // one block a request
+	cfg.MaxBytesPerDay = 4 * perRequest
+	s := newSender(cfg, buf)
+	start(t, s)
+	waitStable := func() Stats {
+		t.Helper()
+		var last Stats
+		for stable := 0; stable < 20; time.Sleep(10 * time.Millisecond) {
+			if st := s.Stats(); st.BytesSent == last.BytesSent {
+				stable++
+			} else {
+				last, stable = st, 0
+			}
+		}
+		return s.Stats()
+	}
+	st := waitStable()
+	// The backlog may take up to three quarters, overshooting by a request.
+	if st.SamplesSent == 0 || int64(st.BytesSent) > 3*perRequest+perRequest || int64(st.BytesSent) < 3*perRequest {
+		t.Fatalf("backlog sent %d bytes (%d samples); want about three of four requests of %d bytes", st.BytesSent, st.SamplesSent, perRequest)
+	}
+	backlogSent := st.SamplesSent
+	if st.BudgetUsedBytes != st.BytesSent {
+		t.Errorf("budget used %d, bytes sent %d", st.BudgetUsedBytes, st.BytesSent)
+	}
+
+	// Fresh data still goes, into the quarter kept for it.
+	fillBuffer(t, buf, time.Now(), 1)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().SamplesSent == backlogSent {
+		if time.Now().After(deadline) {
+			t.Fatal("fresh data was not sent within the budget kept for it")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	st = waitStable()
+	if got := st.SamplesSent - backlogSent; got != 10 {
+		t.Errorf("after the fresh commit %d more samples went, want its 10 only (the backlog waits for tomorrow)", got)
+	}
+	if left := buf.Stats().Samples; left == 0 {
+		t.Error("the whole backlog went out past the budget")
+	}
+}
+
+// firstBlockSeries reads the buffer's first block, to size one request.
+func firstBlockSeries(t *testing.T, b *buffer.Buffer) []buffer.Series {
+	t.Helper()
+	blocks, err := b.Read(0, 1)
+	if err != nil || len(blocks) == 0 {
+		t.Fatalf("read: %v, %d blocks", err, len(blocks))
+	}
+	return blocks[0].Series
+}
