@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -49,7 +50,17 @@ type blockHeader struct {
 // Each block takes as many whole series as fit; a series that alone does
 // not fit is split in time, its older samples in the earlier block.
 func packBlocks(series []seriesData, limit int) [][]byte {
+	blocks, _ := packBlocksAt(series, limit, nil)
+	return blocks
+}
+
+// packBlocksAt is packBlocks that first tries to start blocks at the given
+// series refs (the cuts of the commit before), so that successive commits
+// split the series the same way and thinning can merge their blocks (thin.go).
+// It returns the cuts it made.
+func packBlocksAt(series []seriesData, limit int, cuts []uint32) ([][]byte, []uint32) {
 	var out [][]byte
+	var made []uint32
 	guess := 64
 	for len(series) > 0 {
 		if len(encodeBlock(series[:1])) > limit {
@@ -62,13 +73,26 @@ func packBlocks(series []seriesData, limit int) [][]byte {
 			k = max(k, 1)
 			series = append([]seriesData{{ref: s.ref, ts: s.ts[:k], vs: s.vs[:k]}, {ref: s.ref, ts: s.ts[k:], vs: s.vs[k:]}}, series[1:]...)
 		}
-		n := largestFit(len(series), min(guess, len(series)), func(n int) bool {
-			return len(encodeBlock(series[:n])) <= limit
-		})
+		n := 0
+		// The commit before cut at the first ref past this block's start.
+		if i, _ := slices.BinarySearch(cuts, series[0].ref+1); i < len(cuts) {
+			k, _ := slices.BinarySearchFunc(series, cuts[i], func(s seriesData, ref uint32) int { return cmp.Compare(s.ref, ref) })
+			if k > 0 && len(encodeBlock(series[:k])) <= limit {
+				n = k
+			}
+		}
+		if n == 0 {
+			n = largestFit(len(series), min(guess, len(series)), func(n int) bool {
+				return len(encodeBlock(series[:n])) <= limit
+			})
+		}
 		out = append(out, encodeBlock(series[:n]))
 		series, guess = series[n:], n
+		if len(series) > 0 {
+			made = append(made, series[0].ref)
+		}
 	}
-	return out
+	return out, made
 }
 
 // largestFit returns the largest n in [1, max] for which fits holds, given

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -194,4 +195,53 @@ func FuzzCheckFile(f *testing.F) {
 		}
 		_ = checkFile(path)
 	})
+}
+
+// TestPackBlocksAtKeepsTheCutsOfTheCommitBefore: with the cuts of the last
+// commit, the next one with the same series starts its blocks at the same
+// refs where they fit, so that thinning finds blocks of the same series.
+func TestPackBlocksAtKeepsTheCutsOfTheCommitBefore(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	commit := func(at int64) []seriesData {
+		var series []seriesData
+		for ref := uint32(1); ref <= 1000; ref++ {
+			s := seriesData{ref: ref}
+			for i := range 4 {
+				s.ts = append(s.ts, at+int64(i)*15000)
+				s.vs = append(s.vs, float64(rng.IntN(1000)))
+			}
+			series = append(series, s)
+		}
+		return series
+	}
+	const limit = 4063
+	// How many of 20 commits start their blocks where the one before did,
+	// with the cuts as hints or without.
+	kept := func(hinted bool) int {
+		_, cuts := packBlocksAt(commit(0), limit, nil)
+		same := 0
+		for c := 1; c <= 20; c++ {
+			var hint []uint32
+			if hinted {
+				hint = cuts
+			}
+			blocks, next := packBlocksAt(commit(int64(c)*60000), limit, hint)
+			for i, b := range blocks {
+				if len(b) > limit {
+					t.Fatalf("commit %d, block %d: %d bytes over the limit", c, i, len(b))
+				}
+			}
+			if slices.Equal(next, cuts) {
+				same++
+			}
+			cuts = next
+		}
+		return same
+	}
+	// Random values are the worst case: a block packed to the brim may not
+	// take the next commit's values; then it is cut where they fit.
+	with, without := kept(true), kept(false)
+	if with < 10 || with < 2*without {
+		t.Errorf("the cuts held in %d of 20 commits with hints, %d without; want at least 10 and twice as many", with, without)
+	}
 }

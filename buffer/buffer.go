@@ -114,7 +114,8 @@ type Buffer struct {
 	db      *bolt.DB
 	path    string
 	maxSize int64
-	thin    bool // Options.Thin
+	thin    bool     // Options.Thin
+	cuts    []uint32 // where the last commit's blocks started, with thin
 	notify  chan struct{}
 
 	writeMu sync.Mutex // serialises the transactions that change the file
@@ -381,7 +382,13 @@ func (b *Buffer) Commit() error {
 		for i, s := range head {
 			blk[i] = *s
 		}
-		b.pending = append(b.pending, packBlocks(blk, maxBlockBytes)...)
+		if b.thin {
+			var blocks [][]byte
+			blocks, b.cuts = packBlocksAt(blk, maxBlockBytes, b.cuts)
+			b.pending = append(b.pending, blocks...)
+		} else {
+			b.pending = append(b.pending, packBlocks(blk, maxBlockBytes)...)
+		}
 	}
 	if len(b.pending) == 0 && len(newSeries) == 0 {
 		return nil
