@@ -30,7 +30,7 @@ REMOTE_WRITE_URL ?=
 # Cross targets: GOOS/GOARCH[/GOARM]
 CROSS    := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6
 
-.PHONY: help build run test test-cross test-fleet test-packaging test-release size cross lint bench bench-go bench-compare fuzz clean
+.PHONY: help build run test test-cross test-cross-full test-fleet test-packaging test-release size cross lint bench bench-go bench-compare fuzz clean
 
 help:
 	@echo "make build       build bin/ferry for this machine"
@@ -38,6 +38,7 @@ help:
 	@echo "make test        install test dependencies, run every test (unit, e2e, armv7/arm64 under qemu)"
 	@echo "make test-release  goreleaser snapshot build into dist/, packages checked, arm64 run under qemu"
 	@echo "make test-fleet  the fleet's side alone: status page in Chromium, alert rules (promtool), dashboard queries, METRICS.md"
+	@echo "make test-cross-full  the whole suite without -short as armv7 and arm64 under qemu-user (~10 min)"
 	@echo "make cross       static binaries for linux amd64, arm64, armv7, armv6; prints stripped sizes"
 	@echo "make size        the stripped armv7 binary against its 10 MiB budget"
 	@echo "make lint        gofmt and go vet"
@@ -66,10 +67,17 @@ test:
 	$(MAKE) test-release
 
 # Every test also runs as an armv7 and an arm64 binary under qemu-user
-# (-short: without the end-to-end runs of external programs): 32-bit ARM is
-# where ferry lives.
+# (-short), and the end-to-end tests in full as armv7: ferry built for
+# 32-bit ARM, run under the emulator against the real receivers. 32-bit ARM
+# is where ferry lives.
 test-cross:
 	scripts/test-cross.sh ./...
+	CROSS_FULL=1 CROSS_ARCHS=arm scripts/test-cross.sh ./cmd/ferry
+
+# The whole suite, without -short, as armv7 and arm64 binaries under
+# qemu-user: ~10 min on 2 cores.
+test-cross-full:
+	CROSS_FULL=1 scripts/test-cross.sh ./...
 
 # The flash budget: the stripped armv7 binary must stay within 10 MiB.
 SIZE_BUDGET := 10485760

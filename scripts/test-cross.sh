@@ -2,7 +2,12 @@
 # Runs the given packages' tests as linux/arm (GOARM=7) and linux/arm64
 # binaries under qemu-user, as they would run on a device.
 # Usage: scripts/test-cross.sh PACKAGE...
+# With CROSS_FULL=1, without -short: the end-to-end runs too (ferry built for
+# the target architecture, run under the emulator, against the real
+# receivers) and the long crash, cap and memory tests.
 set -euo pipefail
+short=-short
+[ "${CROSS_FULL:-}" = 1 ] && short=
 
 run() { # GOARCH GOARM QEMU PACKAGE...
 	local arch=$1 arm=$2 qemu=$3
@@ -16,8 +21,14 @@ run() { # GOARCH GOARM QEMU PACKAGE...
 	echo "test-cross: linux/$arch${arm:+ GOARM=$arm} under $qemu"
 	# FERRY_TEST_EXEC: for tests that start their own binary as a child.
 	FERRY_TEST_EXEC=$qemu CGO_ENABLED=0 GOOS=linux GOARCH=$arch GOARM=$arm \
-		go test -count=1 -short -exec "$qemu" "$@"
+		go test -count=1 $short -exec "$qemu" "$@"
 }
 
-run arm 7 qemu-arm-static "$@"
-run arm64 "" qemu-aarch64-static "$@"
+# CROSS_ARCHS picks the targets: arm (GOARM=7) and arm64 by default.
+for a in ${CROSS_ARCHS:-arm arm64}; do
+	case "$a" in
+	arm) run arm 7 qemu-arm-static "$@" ;;
+	arm64) run arm64 "" qemu-aarch64-static "$@" ;;
+	*) echo "test-cross: unknown architecture $a" >&2; exit 2 ;;
+	esac
+done

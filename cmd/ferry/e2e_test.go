@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,13 +36,28 @@ func needTool(t *testing.T, name string) string {
 	return path
 }
 
-// buildFerry compiles this package into a temporary binary.
+// buildFerry compiles this package into a temporary binary, for the
+// architecture the tests run as: under qemu-user (scripts/test-cross.sh
+// sets FERRY_TEST_EXEC and GOARCH) it returns a wrapper that runs the ARM
+// binary through the emulator, so that every end-to-end test runs ferry as
+// a device would.
 func buildFerry(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "ferry")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	emulator := os.Getenv("FERRY_TEST_EXEC")
+	target := bin
+	if emulator != "" {
+		target = bin + "-" + runtime.GOARCH
+	}
+	out, err := exec.Command("go", "build", "-o", target, ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if emulator != "" {
+		wrapper := fmt.Sprintf("#!/bin/sh\nexec %s %s \"$@\"\n", emulator, target)
+		if err := os.WriteFile(bin, []byte(wrapper), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return bin
 }

@@ -139,6 +139,11 @@ func TestAgainstNodeExporter(t *testing.T) {
 	}
 
 	for _, name := range both {
+		if name == "node_uname_info" && os.Getenv("FERRY_TEST_EXEC") != "" {
+			// qemu-user answers uname with the emulated machine (aarch64),
+			// node_exporter runs natively (x86_64); compared in native runs.
+			continue
+		}
 		if got, want := ferryTypes[name], ne.types[name]; string(got) != want {
 			t.Errorf("%s: ferry's type %s, node_exporter's %s", name, got, want)
 		}
