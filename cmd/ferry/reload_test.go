@@ -51,8 +51,16 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
 	}
+	// appended: the source exists and has appended samples (its series is
+	// there, at 0, before its first collection ends).
 	appended := func(source string) bool {
-		return strings.Contains(metrics(), `ferry_samples_appended_total{source="`+source+`"}`)
+		prefix := `ferry_samples_appended_total{source="` + source + `"} `
+		for line := range strings.Lines(metrics()) {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), prefix); ok {
+				return v != "0"
+			}
+		}
+		return false
 	}
 	failed := func() bool {
 		if ferry.cmd.ProcessState != nil {
