@@ -24,7 +24,10 @@ import (
 //
 // A block is merged with the next block that may hold any of its series
 // (by the range of series refs each block holds), so no block between them
-// holds its series and each series stays in time order. The merged block
+// holds its series and each series stays in time order. With thinning on,
+// a commit starts its blocks at the series where the commit before did
+// (packBlocksAt), so that such partners hold nearly the same series: two
+// blocks of different series would not fit one page even thinned. The merged block
 // takes the newer block's seq, so the sender's order holds; if the sender
 // had already delivered the older block and not yet acknowledged it, its
 // thinned samples are sent again (same values and timestamps, which
