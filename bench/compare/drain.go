@@ -35,16 +35,10 @@ func runDrain(c config) (report string, err error) {
 			*p = abs
 		}
 	}
-	for _, b := range []string{c.ferry, c.vmagent, c.prometheus, c.victoria} {
-		if _, err := os.Stat(b); err != nil {
-			return "", fmt.Errorf("binary: %w", err)
-		}
-	}
-	work, err := os.MkdirTemp(c.workdir, "ferry-bench-drain-")
+	work, err := workspace(c.workdir, "ferry-bench-drain-", c.ferry, c.vmagent, c.prometheus, c.victoria)
 	if err != nil {
 		return "", err
 	}
-	logf("working in %s", work)
 	ps := &procs{}
 	var servers []*http.Server
 	stop := make(chan struct{})

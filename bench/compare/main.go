@@ -177,6 +177,22 @@ func serve(h http.Handler, servers *[]*http.Server) (string, error) {
 	return l.Addr().String(), nil
 }
 
+// workspace checks that the binaries a run needs exist and makes its
+// working directory under dir.
+func workspace(dir, prefix string, binaries ...string) (string, error) {
+	for _, b := range binaries {
+		if _, err := os.Stat(b); err != nil {
+			return "", fmt.Errorf("binary: %w", err)
+		}
+	}
+	work, err := os.MkdirTemp(dir, prefix)
+	if err != nil {
+		return "", err
+	}
+	logf("working in %s", work)
+	return work, nil
+}
+
 func run(c config) (report string, err error) {
 	for _, p := range []*string{&c.ferry, &c.ferryArmv7} {
 		if *p != "" {
@@ -185,16 +201,10 @@ func run(c config) (report string, err error) {
 			}
 		}
 	}
-	for _, b := range []string{c.ferry, c.vmagent, c.prometheus, c.victoria, c.nodeExporter} {
-		if _, err := os.Stat(b); err != nil {
-			return "", fmt.Errorf("binary: %w", err)
-		}
-	}
-	work, err := os.MkdirTemp(c.workdir, "ferry-bench-compare-")
+	work, err := workspace(c.workdir, "ferry-bench-compare-", c.ferry, c.vmagent, c.prometheus, c.victoria, c.nodeExporter)
 	if err != nil {
 		return "", err
 	}
-	logf("working in %s", work)
 	ps := &procs{}
 	var servers []*http.Server
 	stop := make(chan struct{})
