@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -21,6 +20,8 @@ import (
 	"github.com/ferry-agent/ferry/collectors"
 	"github.com/ferry-agent/ferry/collectors/host"
 	"github.com/ferry-agent/ferry/collectors/scrape"
+	"github.com/ferry-agent/ferry/internal/httpclient"
+	"github.com/ferry-agent/ferry/internal/units"
 )
 
 // Agent runs the pipeline: sources -> labels -> buffer -> sender.
@@ -76,12 +77,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, reloads <-chan Confi
 	if a.sender == nil {
 		log.Warn("no --remote-write.url given: collecting and buffering only; the buffer keeps the newest data up to its cap")
 	} else {
-		log.Info("sending to remote write", "url", redact(cfg.RemoteWrite.URL))
+		log.Info("sending to remote write", "url", httpclient.RedactURL(cfg.RemoteWrite.URL))
 	}
 	stopSender := a.runSender(a.sender)
 	st := buf.Stats()
 	log.Info("ferry started", "version", cfg.Version, "buffer", cfg.StoragePath, "buffered_samples", st.Samples,
-		"max_size", formatSize(cfg.StorageMaxSize), "interval", cfg.ScrapeInterval, "sources", len(a.sources), "listen", cfg.ListenAddress)
+		"max_size", units.FormatBytes(cfg.StorageMaxSize), "interval", cfg.ScrapeInterval, "sources", len(a.sources), "listen", cfg.ListenAddress)
 
 	stopSources := a.runSources(ctx, a.sources)
 	var committing sync.WaitGroup
@@ -278,11 +279,4 @@ func (m multiCollector) Collect(ctx context.Context, c *collectors.Collection) e
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func redact(raw string) string {
-	if u, err := url.Parse(raw); err == nil {
-		return u.Redacted()
-	}
-	return raw
 }

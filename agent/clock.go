@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ferry-agent/ferry/internal/lograte"
 	"github.com/prometheus/prometheus/model/labels"
 )
 
@@ -67,13 +68,13 @@ type clockGuard struct {
 	maxHeld     int
 	log         *slog.Logger
 
-	mu        sync.Mutex
-	held      []heldSample
-	dropped   uint64 // held samples beyond maxHeld
-	jumps     map[string]uint64
-	last      reading
-	wasBad    bool
-	lastNoted time.Time // of a log line about an implausible clock
+	mu       sync.Mutex
+	held     []heldSample
+	dropped  uint64 // held samples beyond maxHeld
+	jumps    map[string]uint64
+	last     reading
+	wasBad   bool
+	unsetLog *lograte.Limiter // hourly while the clock stays implausible
 }
 
 // maxHeldSamples bounds the memory held samples take, about 100 bytes each:
@@ -85,7 +86,7 @@ const maxHeldSamples = 40_000
 const jumpThreshold = 30 * time.Second
 
 func newClockGuard(src clockSource, floor time.Time, requireSync bool, log *slog.Logger) *clockGuard {
-	return &clockGuard{src: src, floor: floor, requireSync: requireSync, maxHeld: maxHeldSamples, log: log,
+	return &clockGuard{src: src, floor: floor, requireSync: requireSync, maxHeld: maxHeldSamples, log: log, unsetLog: &lograte.Limiter{Every: time.Hour},
 		jumps: map[string]uint64{"forward": 0, "backward": 0}}
 }
 
@@ -121,10 +122,10 @@ func (g *clockGuard) now(release func(lset labels.Labels, t int64, v float64)) (
 		ok = synced || !known
 	}
 	if !ok {
-		if !g.wasBad || r.wall.Sub(g.lastNoted) >= time.Hour || r.wall.Before(g.lastNoted) {
-			g.log.Warn("the wall clock is not set yet: holding samples until it is", "wall_clock", r.wall.UTC(), "earliest_plausible", g.floor.UTC(), "require_sync", g.requireSync)
-			g.lastNoted = r.wall
+		if !g.wasBad {
+			g.unsetLog.Reset()
 		}
+		g.unsetLog.LogAt(r.wall, g.log, slog.LevelWarn, "the wall clock is not set yet: holding samples until it is", "wall_clock", r.wall.UTC(), "earliest_plausible", g.floor.UTC(), "require_sync", g.requireSync)
 		g.wasBad = true
 		return r, false
 	}

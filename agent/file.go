@@ -17,7 +17,8 @@ import (
 
 	"github.com/ferry-agent/ferry/agent/remotewrite"
 	"github.com/ferry-agent/ferry/collectors/scrape"
-	"github.com/ferry-agent/ferry/httpclient"
+	"github.com/ferry-agent/ferry/internal/httpclient"
+	"github.com/ferry-agent/ferry/internal/units"
 )
 
 // fileConfig is the subset of prometheus.yml that ferry reads, with
@@ -213,15 +214,10 @@ func (sc *scrapeConfig) targets(defaultInterval, defaultTimeout time.Duration) (
 	return targets, nil
 }
 
-// parseBodySize reads Prometheus' body_size_limit: 10MB, 512KiB, ...
-// (KB, MB and GB are powers of 1024 there too); 0 means ferry's default.
+// parseBodySize reads Prometheus' body_size_limit: 10MB, 512KiB, ...;
+// 0 means ferry's default.
 func parseBodySize(v string) (int64, error) {
-	for _, u := range [][2]string{{"KB", "KiB"}, {"MB", "MiB"}, {"GB", "GiB"}} {
-		if strings.HasSuffix(v, u[0]) {
-			v = strings.TrimSuffix(v, u[0]) + u[1]
-		}
-	}
-	n, err := ParseSize(v)
+	n, err := units.ParseBytes(v)
 	if err == nil && n == 0 {
 		n = scrape.DefaultLimits.BodyBytes
 	}

@@ -6,7 +6,6 @@ import (
 	"maps"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/prometheus/common/model"
@@ -14,7 +13,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ferry-agent/ferry/collectors"
-	"github.com/ferry-agent/ferry/httpclient"
+	"github.com/ferry-agent/ferry/internal/httpclient"
+	"github.com/ferry-agent/ferry/internal/units"
 )
 
 // Flags binds ferry's command-line flags to a Config. Their names are part
@@ -140,49 +140,18 @@ func mergeLabels(base labels.Labels, over map[string]string) labels.Labels {
 	return b.Labels()
 }
 
-// sizeValue parses byte sizes such as 64MiB, 512KiB, 2GiB or 1048576.
+// sizeValue parses byte sizes such as 64MiB, 512KiB, 2GiB, 512MB or 1048576.
 type sizeValue int64
 
-func (s *sizeValue) String() string { return formatSize(int64(*s)) }
+func (s *sizeValue) String() string { return units.FormatBytes(int64(*s)) }
 func (s *sizeValue) Type() string   { return "size" }
 func (s *sizeValue) Set(v string) error {
-	n, err := ParseSize(v)
+	n, err := units.ParseBytes(v)
 	if err != nil {
 		return err
 	}
 	*s = sizeValue(n)
 	return nil
-}
-
-// ParseSize reads a byte count with an optional KiB, MiB or GiB suffix.
-func ParseSize(v string) (int64, error) {
-	num, mult := v, int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"B", 1}} {
-		if strings.HasSuffix(v, u.suffix) {
-			num, mult = strings.TrimSuffix(v, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
-		return 0, fmt.Errorf("%q is not a size: want bytes, or a whole number with KiB, MiB or GiB", v)
-	}
-	return n * mult, nil
-}
-
-func formatSize(n int64) string {
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if n >= u.mult && n%u.mult == 0 {
-			return strconv.FormatInt(n/u.mult, 10) + u.suffix
-		}
-	}
-	return strconv.FormatInt(n, 10)
 }
 
 // levelValue is a slog level flag.

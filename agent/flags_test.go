@@ -15,60 +15,8 @@ import (
 
 	"github.com/ferry-agent/ferry/collectors/host"
 	"github.com/ferry-agent/ferry/collectors/scrape"
-	"github.com/ferry-agent/ferry/httpclient"
+	"github.com/ferry-agent/ferry/internal/httpclient"
 )
-
-func TestParseSize(t *testing.T) {
-	for _, tc := range []struct {
-		in      string
-		want    int64
-		wantErr bool
-	}{
-		{"64MiB", 64 << 20, false},
-		{"512KiB", 512 << 10, false},
-		{"1GiB", 1 << 30, false},
-		{"1048576", 1 << 20, false},
-		{"4096B", 4096, false},
-		{"0", 0, false},
-		{"12XB", 0, true},
-		{"12MB", 0, true}, // decimal units are not binary ones: refuse rather than guess
-		{"1.5GiB", 0, true},
-		{"-1", 0, true},
-		{"-1MiB", 0, true},
-		{"", 0, true},
-		{"MiB", 0, true},
-		{"99999999999999999999", 0, true},
-		{"9223372036854775807", 0, true},
-		{"8589934592GiB", 0, true}, // 2^63 bytes
-		{"4294967296GiB", 1 << 62, false},
-		{"4294967297GiB", 0, true},
-	} {
-		t.Run(tc.in, func(t *testing.T) {
-			got, err := ParseSize(tc.in)
-			switch {
-			case tc.wantErr && err == nil:
-				t.Errorf("ParseSize(%q) = %d, want an error", tc.in, got)
-			case !tc.wantErr && err != nil:
-				t.Errorf("ParseSize(%q): %v", tc.in, err)
-			case !tc.wantErr && got != tc.want:
-				t.Errorf("ParseSize(%q) = %d, want %d", tc.in, got, tc.want)
-			}
-			if err != nil && !strings.Contains(err.Error(), tc.in) {
-				t.Errorf("error %q does not quote the input", err)
-			}
-		})
-	}
-}
-
-func TestSizeFlagRoundTrip(t *testing.T) {
-	for _, n := range []int64{1 << 20, 64 << 20, 3 << 30, 1536 << 10, 1000000, 1} {
-		s := formatSize(n)
-		got, err := ParseSize(s)
-		if err != nil || got != n {
-			t.Errorf("ParseSize(formatSize(%d) = %q) = %d, %v", n, s, got, err)
-		}
-	}
-}
 
 // parsed is the outcome of a command line: the config, and the error of
 // fs.Parse or of Finish.

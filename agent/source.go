@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"log/slog"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/ferry-agent/ferry/collectors"
 	"github.com/ferry-agent/ferry/collectors/scrape"
+	"github.com/ferry-agent/ferry/internal/lograte"
 )
 
 // source is one collector on the agent's schedule, with the target labels
@@ -31,7 +33,7 @@ type source struct {
 	errors         atomic.Uint64
 	failures       map[string]*atomic.Uint64 // a scrape target's, by scrape.Reasons
 	duplicates     duplicateCounter          // a scrape target's duplicate samples, or nil
-	lastLog        time.Time                 // of an error, for rate limiting
+	errorLog       lograte.Limiter
 	lastDuplicates uint64
 	series         *seriesSet
 
@@ -51,9 +53,6 @@ func newSource(name, job, instance string, c collectors.Collector) *source {
 // duplicateCounter is a scraper's count of samples dropped because their
 // series came twice in one scrape.
 type duplicateCounter interface{ DuplicatesDropped() uint64 }
-
-// errorLogInterval keeps a failing source from flooding the log.
-const errorLogInterval = time.Minute
 
 // runSource collects at once, then every interval until ctx ends.
 func (a *Agent) runSource(ctx context.Context, s *source) {
@@ -101,10 +100,7 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 		if f := s.failures[scrape.Reason(err)]; f != nil {
 			f.Add(1)
 		}
-		if now.Sub(s.lastLog) >= errorLogInterval {
-			s.lastLog = now
-			a.log.Warn("collection failed", "source", s.name, "err", err)
-		}
+		s.errorLog.LogAt(now, a.log, slog.LevelWarn, "collection failed", "source", s.name, "err", err)
 	}
 	s.recordRun(now, err)
 

@@ -12,6 +12,8 @@ import (
 
 	"github.com/ferry-agent/ferry/collectors"
 	"github.com/ferry-agent/ferry/collectors/host"
+	"github.com/ferry-agent/ferry/internal/httpclient"
+	"github.com/ferry-agent/ferry/internal/units"
 )
 
 // The status page on "/" answers an operator's question about this device:
@@ -105,9 +107,9 @@ func (p *statusPage) view(c *collectors.Collection, now time.Time) statusView {
 		Now:     timeText(float64(now.Unix())),
 		Uptime:  durationText(now.Sub(a.started).Seconds()),
 
-		BufferUsed:  fig("ferry_buffer_used_bytes", bytesText),
-		BufferFile:  fig("ferry_buffer_bytes", bytesText),
-		BufferMax:   fig("ferry_buffer_max_bytes", bytesText),
+		BufferUsed:  fig("ferry_buffer_used_bytes", units.HumanBytes),
+		BufferFile:  fig("ferry_buffer_bytes", units.HumanBytes),
+		BufferMax:   fig("ferry_buffer_max_bytes", units.HumanBytes),
 		Samples:     fig("ferry_buffer_samples", countText),
 		HeadSamples: fig("ferry_buffer_head_samples", countText),
 		Series:      fig("ferry_buffer_series", countText),
@@ -117,9 +119,9 @@ func (p *statusPage) view(c *collectors.Collection, now time.Time) statusView {
 		BacklogAge:  fig("ferry_buffer_backlog_age_seconds", durationText),
 
 		Sending:     sender != nil,
-		URL:         redact(cfg.RemoteWrite.URL),
+		URL:         httpclient.RedactURL(cfg.RemoteWrite.URL),
 		Sent:        fig("ferry_remote_write_samples_sent_total", countText),
-		BytesSent:   fig("ferry_remote_write_bytes_sent_total", bytesText),
+		BytesSent:   fig("ferry_remote_write_bytes_sent_total", units.HumanBytes),
 		Failures:    fig("ferry_remote_write_failures_total", countText),
 		LastSuccess: fig("ferry_remote_write_last_success_timestamp_seconds", timeText),
 	}
@@ -226,20 +228,6 @@ func (p *statusPage) rate(now time.Time, sent float64) string {
 }
 
 func countText(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
-
-// bytesText is binary-prefixed with one decimal: "11.8 MiB".
-func bytesText(v float64) string {
-	const units = "KMGT"
-	if v < 1024 {
-		return countText(v) + " B"
-	}
-	i := -1
-	for v >= 1024 && i < len(units)-1 {
-		v /= 1024
-		i++
-	}
-	return strconv.FormatFloat(v, 'f', 1, 64) + " " + units[i:i+1] + "iB"
-}
 
 // timeText is UTC to the second; 0 means there is no such time.
 func timeText(unix float64) string {

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/ferry-agent/ferry/buffer"
-	"github.com/ferry-agent/ferry/httpclient"
+	"github.com/ferry-agent/ferry/internal/httpclient"
 )
 
 // resetConnection closes the connection under a request whose body is only

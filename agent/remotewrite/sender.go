@@ -23,7 +23,8 @@ import (
 	"github.com/golang/snappy"
 
 	"github.com/ferry-agent/ferry/buffer"
-	"github.com/ferry-agent/ferry/httpclient"
+	"github.com/ferry-agent/ferry/internal/httpclient"
+	"github.com/ferry-agent/ferry/internal/lograte"
 )
 
 // Reasons for samples the sender drops, the values of its reason label.
@@ -98,11 +99,12 @@ type Sender struct {
 
 	pace pacer
 
-	mu            sync.Mutex
-	stats         Stats
-	budgetDay     time.Time // the UTC day BudgetUsedBytes counts
-	lastBudgetLog time.Time
-	lastRejectLog time.Time
+	mu         sync.Mutex
+	stats      Stats
+	budgetDay  time.Time // the UTC day BudgetUsedBytes counts
+	budgetLog  lograte.Limiter
+	rejectLog  lograte.Limiter
+	failureLog lograte.Limiter
 }
 
 // New returns a Sender for cfg, or an error naming the HTTP setting that
@@ -284,10 +286,7 @@ func (s *Sender) budgetAllows(isFresh bool) bool {
 	if used+reserve < s.cfg.MaxBytesPerDay {
 		return true
 	}
-	if time.Since(s.lastBudgetLog) >= failureLogInterval {
-		s.lastBudgetLog = time.Now()
-		s.log.Warn("daily byte budget used up; the rest waits for tomorrow (UTC)", "used_bytes", used, "budget_bytes", s.cfg.MaxBytesPerDay, "fresh_data", isFresh)
-	}
+	s.budgetLog.Log(s.log, slog.LevelWarn, "daily byte budget used up; the rest waits for tomorrow (UTC)", "used_bytes", used, "budget_bytes", s.cfg.MaxBytesPerDay, "fresh_data", isFresh)
 	return false
 }
 
@@ -313,7 +312,6 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block) bool {
 	proto := s.Stats().Protocol
 	body := encode(series, proto)
 	backoff := s.cfg.MinBackoff
-	var lastLog time.Time
 	for attempt := 1; ; attempt++ {
 		if !sleep(ctx, s.pace.delay(time.Now(), len(body))) {
 			return false
@@ -382,10 +380,7 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block) bool {
 		if errors.As(err, &ra) && ra.after > wait {
 			wait = ra.after
 		}
-		if time.Since(lastLog) >= failureLogInterval {
-			lastLog = time.Now()
-			s.log.Warn("remote write failed; retrying until it works", "err", err, "attempt", attempt, "next_in", wait.Round(time.Millisecond))
-		}
+		s.failureLog.Log(s.log, slog.LevelWarn, "remote write failed; retrying until it works", "err", err, "attempt", attempt, "next_in", wait.Round(time.Millisecond))
 		if !sleep(ctx, wait) {
 			return false
 		}
@@ -399,13 +394,9 @@ func (s *Sender) rejected(n int, err error) {
 	s.mu.Lock()
 	s.stats.Dropped[ReasonRejected] += uint64(n)
 	s.stats.LastError, s.stats.LastErrorUnix = err.Error(), float64(time.Now().UnixMilli())/1000
-	logIt := n > 0 && time.Since(s.lastRejectLog) >= failureLogInterval
-	if logIt {
-		s.lastRejectLog = time.Now()
-	}
 	s.mu.Unlock()
-	if logIt {
-		s.log.Error("receiver rejected samples; dropped (counted in ferry_remote_write_dropped_samples_total)", "samples", n, "err", err)
+	if n > 0 {
+		s.rejectLog.Log(s.log, slog.LevelError, "receiver rejected samples; dropped (counted in ferry_remote_write_dropped_samples_total)", "samples", n, "err", err)
 	}
 }
 
@@ -430,9 +421,6 @@ type retryAfterError struct {
 	error
 	after time.Duration
 }
-
-// failureLogInterval keeps a long outage from flooding the log.
-const failureLogInterval = 30 * time.Second
 
 // maxErrorBody bounds how much of a receiver's error message is read and logged.
 const maxErrorBody = 512

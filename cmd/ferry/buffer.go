@@ -10,6 +10,14 @@ import (
 	"github.com/ferry-agent/ferry/buffer"
 )
 
+const statUsage = `Usage: ferry buffer stat [flags]
+
+What the on-disk buffer holds: blocks, samples, series, oldest and newest
+sample. Refuses while an agent has the buffer open.
+
+Flags:
+`
+
 // runBuffer serves "ferry buffer stat|export" for people at a device's
 // shell. Both refuse while an agent has the buffer open; stat opens it
 // read-only, export (export.go) too unless told to mark what it wrote as sent.
@@ -23,7 +31,7 @@ func runBuffer(args []string, stdout, stderr io.Writer) int {
 	}
 	fs := pflag.NewFlagSet("ferry buffer "+args[0], pflag.ContinueOnError)
 	path := fs.String("storage.path", "./data", "Directory of the on-disk buffer.")
-	if code, done := parse(fs, args[1:], stdout, stderr); done {
+	if code, done := parseFlags(fs, args[1:], statUsage, 0, stdout, stderr); done {
 		return code
 	}
 	b, err := buffer.Open(buffer.Options{Dir: *path, ReadOnly: true})

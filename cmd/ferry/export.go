@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -48,20 +47,8 @@ func runExport(args []string, stdout, stderr io.Writer) int {
 	markSent := fs.Bool("mark-sent", false, "Delete the exported blocks from the buffer once the file is written, as the sender does once a receiver has them: the agent will not send them. Needs --format=remote-write and --output, and the agent stopped.")
 	maxSamples := fs.Int("remote-write.max-samples-per-send", agent.DefaultConfig().RemoteWrite.MaxSamplesPerSend, "Samples per request in a carry file, at least one buffer block: as the agent's flag of that name.")
 	progressMode := fs.String("progress", "auto", "Progress line on stderr: auto (when stderr is a terminal), always or never.")
-	fs.SortFlags = false
-	fs.SetOutput(io.Discard)
-	switch err := fs.Parse(args); {
-	case errors.Is(err, pflag.ErrHelp):
-		fmt.Fprint(stdout, exportUsage)
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		return 0
-	case err != nil:
-		fmt.Fprintf(stderr, "ferry: export: %v (see ferry buffer export --help)\n", err)
-		return 2
-	case fs.NArg() > 0:
-		fmt.Fprintf(stderr, "ferry: export: unexpected argument %q (see ferry buffer export --help)\n", fs.Arg(0))
-		return 2
+	if code, done := parseFlags(fs, args, exportUsage, 0, stdout, stderr); done {
+		return code
 	}
 	usage := func(format string, args ...any) int {
 		fmt.Fprintf(stderr, "ferry: export: "+format+"\n", args...)

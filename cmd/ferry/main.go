@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -87,7 +86,7 @@ func agentConfig(name string, args []string, stdout, stderr io.Writer) (cfg agen
 	cfg.Version = version
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	flags := agent.NewFlags(fs, &cfg, host.Collectors())
-	if code, done := parse(fs, args, stdout, stderr); done {
+	if code, done := parseFlags(fs, args, usageHeader, 0, stdout, stderr); done {
 		return cfg, code, true
 	}
 	if err := flags.Finish(); err != nil {
@@ -127,28 +126,6 @@ func reloadOnHangup(ctx context.Context, args []string, log *slog.Logger) <-chan
 		}
 	}()
 	return reloads
-}
-
-// parse parses args into fs. It reports done with an exit code for --help,
-// a bad flag or a stray argument; a bad value is one line naming the flag.
-func parse(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer) (code int, done bool) {
-	fs.SortFlags = false
-	fs.SetOutput(io.Discard)
-	err := fs.Parse(args)
-	switch {
-	case errors.Is(err, pflag.ErrHelp):
-		fmt.Fprint(stdout, usageHeader)
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		return 0, true
-	case err != nil:
-		fmt.Fprintf(stderr, "ferry: %v (see ferry --help)\n", err)
-		return 2, true
-	case fs.NArg() > 0:
-		fmt.Fprintf(stderr, "ferry: unexpected argument %q (see ferry --help)\n", fs.Arg(0))
-		return 2, true
-	}
-	return 0, false
 }
 
 func buildCommit() string {

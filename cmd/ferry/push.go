@@ -52,20 +52,8 @@ func runPush(args []string, stdout, stderr io.Writer) int {
 	})
 	skip := fs.Int64("skip-records", 0, "Skip the first N requests of the file: to go on after an interrupted push (its last line says N).")
 	progressMode := fs.String("progress", "auto", "Progress line on stderr: auto (when stderr is a terminal), always or never.")
-	fs.SortFlags = false
-	fs.SetOutput(io.Discard)
-	switch err := fs.Parse(args); {
-	case errors.Is(err, pflag.ErrHelp):
-		fmt.Fprint(stdout, pushUsage)
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		return 0
-	case err != nil:
-		fmt.Fprintf(stderr, "ferry: push: %v (see ferry push --help)\n", err)
-		return 2
-	case fs.NArg() != 1:
-		fmt.Fprintln(stderr, "ferry: usage: ferry push FILE --remote-write.url URL [flags] (see ferry push --help)")
-		return 2
+	if code, done := parseFlags(fs, args, pushUsage, 1, stdout, stderr); done {
+		return code
 	}
 	var unused []string
 	fs.Visit(func(f *pflag.Flag) {

@@ -20,7 +20,7 @@ import (
 	"github.com/prometheus/prometheus/model/textparse"
 
 	"github.com/ferry-agent/ferry/collectors"
-	"github.com/ferry-agent/ferry/httpclient"
+	"github.com/ferry-agent/ferry/internal/httpclient"
 )
 
 // acceptHeader prefers OpenMetrics, then the text format, as Prometheus does.

@@ -122,7 +122,7 @@ func (c *Config) Validate() error {
 	if c.ProxyURL != "" {
 		u, err := url.Parse(c.ProxyURL)
 		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-			return fmt.Errorf("proxy_url: %q is not an http(s) URL", redactURL(c.ProxyURL))
+			return fmt.Errorf("proxy_url: %q is not an http(s) URL", RedactURL(c.ProxyURL))
 		}
 	}
 	_, err := c.TLS.build()
@@ -278,8 +278,9 @@ func (c TLSConfig) build() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// redactURL hides a password in a URL's user info.
-func redactURL(s string) string {
+// RedactURL hides a password in a URL's user info, for logs and pages; a
+// string that does not parse as a URL is not shown at all.
+func RedactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
 		return "<unparsable URL>"
