@@ -143,7 +143,7 @@ bench-compare: build
 FUZZTIME ?= 1m
 FUZZ_TARGETS := ./buffer:FuzzDecodeBlock ./buffer:FuzzDecodeLabels ./buffer:FuzzCheckFile \
 	./collectors/scrape:FuzzParse ./collectors/scrape:FuzzParseLimits ./agent:FuzzConfigFile \
-	./carry:FuzzReader ./agent/remotewrite:FuzzDecodeRequest
+	./agent/remotewrite/carry:FuzzReader ./agent/remotewrite:FuzzDecodeRequest
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \

@@ -16,8 +16,8 @@ import (
 
 	"github.com/ferry-agent/ferry/agent"
 	"github.com/ferry-agent/ferry/agent/remotewrite"
+	"github.com/ferry-agent/ferry/agent/remotewrite/carry"
 	"github.com/ferry-agent/ferry/buffer"
-	"github.com/ferry-agent/ferry/carry"
 )
 
 // Exit codes of "ferry push" beyond 0 (all accepted), 1 (failed) and 2 (usage).

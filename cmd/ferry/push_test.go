@@ -24,8 +24,8 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/ferry-agent/ferry/agent"
+	"github.com/ferry-agent/ferry/agent/remotewrite/carry"
 	"github.com/ferry-agent/ferry/buffer"
-	"github.com/ferry-agent/ferry/carry"
 )
 
 // fillRecent commits rounds of samples of a few series, 15 s apart and
