@@ -59,7 +59,9 @@ type Record struct {
 }
 
 // Writer writes a carry file. Close writes the end mark; a file without it
-// reads as truncated.
+// reads as truncated. A Writer is not safe for concurrent use. Errors of
+// the underlying writer are returned as they are; the file may then be
+// damaged or cut short there, and the Writer must not be used further.
 type Writer struct {
 	w       io.Writer
 	samples int64
@@ -69,7 +71,9 @@ type Writer struct {
 	hdr     []byte
 }
 
-// NewWriter writes the file header to w.
+// NewWriter writes the file header to w, and returns w's error if that
+// fails. The Writer writes to w unbuffered, a few writes per record:
+// give it a buffered w for a slow device.
 func NewWriter(w io.Writer) (*Writer, error) {
 	hdr := binary.LittleEndian.AppendUint32(append([]byte(nil), magic...), Version)
 	if _, err := w.Write(hdr); err != nil {
@@ -78,7 +82,9 @@ func NewWriter(w io.Writer) (*Writer, error) {
 	return &Writer{w: w}, nil
 }
 
-// Write appends one request.
+// Write appends one request. rec.Body is written before Write returns and
+// not kept. A record without samples or body, or over MaxBody, is refused
+// before anything is written.
 func (w *Writer) Write(rec Record) error {
 	if rec.Samples <= 0 || len(rec.Body) == 0 {
 		return fmt.Errorf("carry: a record needs samples and a body (%d samples, %d bytes)", rec.Samples, len(rec.Body))
@@ -134,7 +140,8 @@ type Stats struct {
 	LostSamples  int64
 }
 
-// Reader reads a carry file, one record at a time.
+// Reader reads a carry file, one record at a time. It is not safe for
+// concurrent use; it holds one record's body, reused from call to call.
 type Reader struct {
 	r     *bufio.Reader
 	off   int64 // bytes consumed, for error messages
@@ -143,7 +150,9 @@ type Reader struct {
 	err   error // sticky: the end mark, truncation or an I/O error
 }
 
-// NewReader checks the file header.
+// NewReader checks the file header: ErrNotCarry for a file that is not a
+// carry file, an error naming the version for one of another version, or
+// r's error.
 func NewReader(r io.Reader) (*Reader, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	if err := readFileHeader(br); err != nil {
@@ -169,12 +178,14 @@ func readFileHeader(r io.Reader) error {
 	return nil
 }
 
-// Stats returns the counts so far.
+// Stats returns the counts so far, a copy.
 func (r *Reader) Stats() Stats { return r.stats }
 
 // Next returns the next intact record, skipping and counting damaged ones.
-// The record's Body is valid until the next call. At the end mark it
-// returns io.EOF; a file that ends before it, ErrTruncated.
+// The record's Body belongs to the Reader and is valid until the next call:
+// the caller must copy what it keeps. At the end mark it returns io.EOF; a
+// file that ends before it, ErrTruncated. Errors stick: every later call
+// returns the same one.
 func (r *Reader) Next() (Record, error) {
 	if r.err != nil {
 		return Record{}, r.err
@@ -296,7 +307,9 @@ type Summary struct {
 
 // Scan reads a file's record headers, seeking past the bodies, to learn its
 // size in samples before sending it. It stops at the first damaged header;
-// the Reader finds out what follows.
+// the Reader finds out what follows. It starts at the beginning of f and
+// leaves f's offset wherever it stopped: seek back before reading f again.
+// An error is f's; damage is not an error here.
 func Scan(f io.ReadSeeker) (Summary, error) {
 	var s Summary
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
