@@ -1,0 +1,128 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name     string
+		in       string
+		ok       bool
+		min, max time.Duration // the accepted range of the result
+	}{
+		{"empty", "", false, 0, 0},
+		{"seconds", "5", true, 5 * time.Second, 5 * time.Second},
+		{"zero", "0", true, 0, 0},
+		{"seconds capped", "86400", true, 10 * time.Minute, 10 * time.Minute},
+		{"huge seconds capped, not overflowed", "10000000000", true, 10 * time.Minute, 10 * time.Minute},
+		{"negative is not a delay (RFC 9110: delay-seconds is 1*DIGIT)", "-3", false, 0, 0},
+		{"garbage", "soon", false, 0, 0},
+		{"fraction", "1.5", false, 0, 0},
+		{"http date ahead", now.Add(2 * time.Minute).UTC().Format(http.TimeFormat), true, 100 * time.Second, 2 * time.Minute},
+		{"http date past", now.Add(-time.Hour).UTC().Format(http.TimeFormat), true, 0, 0},
+		{"http date far ahead capped", now.Add(24 * time.Hour).UTC().Format(http.TimeFormat), true, 10 * time.Minute, 10 * time.Minute},
+		{"rfc850 date", now.Add(-time.Hour).UTC().Format(time.RFC850), true, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, ok := parseRetryAfter(tc.in)
+			if ok != tc.ok {
+				t.Fatalf("parseRetryAfter(%q) ok = %v, want %v", tc.in, ok, tc.ok)
+			}
+			if d < tc.min || d > tc.max {
+				t.Errorf("parseRetryAfter(%q) = %v, want in [%v, %v]", tc.in, d, tc.min, tc.max)
+			}
+		})
+	}
+}
+
+// TestPostAnswers: what each answer becomes, through a real HTTP exchange:
+// the retry decision, the Retry-After honoured on retried answers, the
+// error text the sender logs, and the 2.0 Written count.
+func TestPostAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		code       int
+		header     map[string]string
+		body       string
+		wantErr    string // "" for success
+		retry      bool
+		retryAfter time.Duration
+		written    int
+	}{
+		{code: 204, written: -1},
+		{code: 200, header: map[string]string{"X-Prometheus-Remote-Write-Samples-Written": "7"}, written: 7},
+		{code: 200, header: map[string]string{"X-Prometheus-Remote-Write-Exemplars-Written": "0"}, written: 0},
+		{code: 200, header: map[string]string{"X-Prometheus-Remote-Write-Samples-Written": "-1", "X-Prometheus-Remote-Write-Histograms-Written": "0"}, written: 0},
+		{code: 400, body: " out of order sample \n", wantErr: "400 Bad Request: out of order sample", written: -1},
+		{code: 400, header: map[string]string{"X-Prometheus-Remote-Write-Samples-Written": "3"}, wantErr: "400 Bad Request: ", written: 3},
+		{code: 415, header: map[string]string{"Retry-After": "5"}, wantErr: "415 Unsupported Media Type: ", written: -1}, // dropped: no wait
+		{code: 408, wantErr: "408 Request Timeout: ", retry: true, written: -1},
+		{code: 429, header: map[string]string{"Retry-After": "5"}, wantErr: "429 Too Many Requests: ", retry: true, retryAfter: 5 * time.Second, written: -1},
+		{code: 503, body: "busy", wantErr: "503 Service Unavailable: busy", retry: true, written: -1},
+		{code: 302, header: map[string]string{"Location": "/elsewhere"}, wantErr: `302 Found to "/elsewhere": ferry does not follow redirects; set --remote-write.url to the final address`, retry: true, written: -1},
+	} {
+		t.Run(http.StatusText(tc.code), func(t *testing.T) {
+			var got http.Header
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got = r.Header.Clone()
+				for k, v := range tc.header {
+					w.Header().Set(k, v)
+				}
+				w.WriteHeader(tc.code)
+				io.WriteString(w, tc.body)
+			}))
+			defer srv.Close()
+			c, err := New(Config{URL: srv.URL, Timeout: 5 * time.Second, UserAgent: "ferry-test/1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			written, err := c.Post(context.Background(), []byte("body"), "application/x-protobuf", "0.1.0")
+			if written != tc.written {
+				t.Errorf("written %d, want %d", written, tc.written)
+			}
+			if got.Get("Content-Encoding") != "snappy" || got.Get("Content-Type") != "application/x-protobuf" ||
+				got.Get("X-Prometheus-Remote-Write-Version") != "0.1.0" || got.Get("User-Agent") != "ferry-test/1" {
+				t.Errorf("request headers %v", got)
+			}
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("err %v, want nil", err)
+				}
+				return
+			}
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("err %v (%T), want an *Error", err, err)
+			}
+			if e.Error() != tc.wantErr || e.StatusCode != tc.code || e.Retry != tc.retry || e.RetryAfter != tc.retryAfter {
+				t.Errorf("got %q, code %d, retry %v, after %v; want %q, %d, %v, %v", e, e.StatusCode, e.Retry, e.RetryAfter, tc.wantErr, tc.code, tc.retry, tc.retryAfter)
+			}
+		})
+	}
+}
+
+// No answer at all is retried, and reads as the transport's error.
+func TestPostWithoutAnswer(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+	c, err := New(Config{URL: url, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	written, err := c.Post(context.Background(), nil, "application/x-protobuf", "0.1.0")
+	var e *Error
+	if !errors.As(err, &e) || !e.Retry || e.StatusCode != 0 || e.Unwrap() == nil || written != -1 {
+		t.Fatalf("written %d, err %v (%T): want a retryable *Error wrapping the transport's", written, err, err)
+	}
+	if e.Error() != e.Unwrap().Error() {
+		t.Errorf("Error() %q, want the transport's %q", e.Error(), e.Unwrap().Error())
+	}
+}
