@@ -130,7 +130,7 @@ bench: bench-go bench-compare
 bench-go:
 	$(GO) test -run '^$$' -bench 'BytesPerSample|HistoryAtCap' -benchtime 1x ./bench/
 	$(GO) test -run '^$$' -bench 'ParseScrapeBody|BufferAppend|HostCollection' -benchmem ./bench/
-	$(GO) test -run '^$$' -bench 'EncodeWriteRequest' -benchmem ./agent/remotewrite/
+	$(GO) test -run '^$$' -bench 'EncodeWriteRequest' -benchmem ./agent/remotewrite/codec/
 
 # ferry, vmagent and Prometheus agent mode (Debian's) side by side, in one
 # run on this machine: ~10 min on 2 cores.
@@ -143,7 +143,7 @@ bench-compare: build
 FUZZTIME ?= 1m
 FUZZ_TARGETS := ./buffer:FuzzDecodeBlock ./buffer:FuzzDecodeLabels ./buffer:FuzzCheckFile \
 	./collectors/scrape:FuzzParse ./collectors/scrape:FuzzParseLimits ./agent:FuzzConfigFile \
-	./agent/remotewrite/carry:FuzzReader ./agent/remotewrite:FuzzDecodeRequest
+	./agent/remotewrite/carry:FuzzReader ./agent/remotewrite/codec:FuzzDecodeRequest
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \

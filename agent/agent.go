@@ -145,6 +145,12 @@ func newSender(cfg Config, buf *buffer.Buffer, log *slog.Logger) (*remotewrite.S
 	}
 	rw := cfg.RemoteWrite
 	rw.UserAgent = "ferry/" + cfg.Version
+	// The daily budget keeps a quarter for fresh data, which takes the
+	// sender telling fresh data from the backlog: a budget turns
+	// fresh-first on, as --remote-write.max-bytes-per-day always has.
+	if rw.MaxBytesPerDay > 0 {
+		rw.FreshFirst = true
+	}
 	s, err := remotewrite.New(rw, buf, log.With("component", "remote-write"))
 	if err != nil {
 		return nil, fmt.Errorf("remote write: %w", err)

@@ -17,7 +17,7 @@ import (
 
 // The hot paths of one scrape interval, each with its allocations:
 // parse a target's body, append its samples, one host collection. (The
-// remote-write encoder's benchmark lives beside it, in agent/remotewrite.)
+// remote-write encoder's benchmark lives beside it, in agent/remotewrite/codec.)
 
 // scrapeBody is the text exposition of the workload's 10k application series.
 func scrapeBody(b *testing.B) []byte {

@@ -114,6 +114,7 @@ func TestDailyBudgetKeepsAQuarterForFreshData(t *testing.T) {
 
 	cfg := testConfig(rcv.srv.URL, 10) // one block a request
 	cfg.MaxBytesPerDay = 4 * perRequest
+	cfg.FreshFirst = true // as the agent sets it with a budget: it tells the backlog from fresh data
 	s := newSender(cfg, buf)
 	start(t, s)
 	// The backlog stops once three quarters of the budget are used; give it

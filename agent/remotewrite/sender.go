@@ -2,26 +2,26 @@
 // receiver (1.0, or 2.0 with the spec's fall back to 1.0): oldest block
 // first, a block deleted only once acknowledged, retrying what may succeed
 // later and dropping, with a count, what never will.
+//
+// The sender loop and its acknowledgements live here; the parts it drives
+// live below it: codec (the request bodies), client (one POST and the
+// retry decision), throttle (pace and daily budget), and carry (the file
+// format of "ferry push", which frames codec's bodies).
 package remotewrite
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
-	"math"
-	"math/rand/v2"
-	"net/http"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/golang/snappy"
-
+	"github.com/ferry-agent/ferry/agent/remotewrite/client"
+	"github.com/ferry-agent/ferry/agent/remotewrite/codec"
+	"github.com/ferry-agent/ferry/agent/remotewrite/throttle"
 	"github.com/ferry-agent/ferry/buffer"
 	"github.com/ferry-agent/ferry/internal/httpclient"
 	"github.com/ferry-agent/ferry/internal/lograte"
@@ -31,6 +31,15 @@ import (
 const (
 	ReasonRejected = "rejected" // the receiver answered 4xx other than 408 and 429
 	ReasonTooOld   = "too_old"  // older than MaxSampleAge when its turn came
+)
+
+// Protocol is codec.Protocol, named here too so that a configuration can
+// fill in Config without importing the codec.
+type Protocol = codec.Protocol
+
+const (
+	Protocol1 = codec.Protocol1
+	Protocol2 = codec.Protocol2
 )
 
 // Config is the sender's part of the agent configuration.
@@ -50,19 +59,64 @@ type Config struct {
 	Protocol Protocol
 	// FreshFirst: after an outage, blocks committed from then on are sent
 	// before the backlog, which drains behind them, oldest first; for
-	// receivers that accept out-of-order samples.
+	// receivers that accept out-of-order samples. Only with it does the
+	// sender call the Source's Delete and LastSeq.
 	FreshFirst bool
 	// MaxBytesPerDay caps request bytes per UTC day on a metered link (0:
 	// no cap). Fresh data goes first; the backlog only uses what is left
-	// beyond a quarter of the day's budget, kept for fresh data.
+	// beyond a quarter of the day's budget, kept for fresh data. Telling
+	// the two apart takes FreshFirst: without it every request counts as
+	// fresh, and the backlog may use the whole budget.
 	MaxBytesPerDay int64
 }
 
-// Source is what the sender drains: the buffer.
+// Source is what the sender drains: the buffer (*buffer.Buffer), or a
+// carry file for "ferry push". Blocks are named by Seq, which ascends in
+// the order blocks were committed.
+//
+// The sender calls these methods from the goroutine that runs Run, one at
+// a time, never two at once. A source that others write to meanwhile (the
+// buffer: the agent appends and commits while the sender reads) must be
+// safe for that itself.
 type Source interface {
+	// Read returns blocks with Seq >= from, lowest Seq first: at least one
+	// if there is any, then more while their samples stay within
+	// maxSamples. None means there is nothing to send yet; the sender then
+	// waits on Committed.
+	//
+	// The sender owns the returned slice and blocks until its next Read;
+	// it does not modify them, and the source must not either. Label sets
+	// may be shared (they are immutable). An error is logged and the read
+	// tried again after MaxBackoff; blocks returned with it are not sent.
 	Read(from uint64, maxSamples int) ([]buffer.Block, error)
+
+	// Ack tells the source that every block with Seq <= seq is done with:
+	// the receiver took it, or refused it for good. The buffer deletes
+	// them. Acks come in batches (see ackEverySamples), with ascending seq,
+	// and at once when the sender is caught up or stopping. An error is
+	// logged and not retried: the blocks stay, and a restarted sender sends
+	// them again (a duplicate, never a loss).
 	Ack(seq uint64) error
+
+	// Committed returns the channel that receives a value when new blocks
+	// may be there: the sender waits on it after a Read that returned none,
+	// and is its only receiver. The same channel on every call; a commit
+	// made while the sender is busy must not be lost (the buffer's has room
+	// for one value and never blocks the committer). A nil channel means
+	// nothing will ever be committed (a carry file).
 	Committed() <-chan struct{}
+
+	// Delete is Ack for blocks delivered out of order: those with the given
+	// seqs, in ascending order; seqs already gone are skipped. Called only
+	// with Config.FreshFirst, for fresh blocks sent ahead of the backlog.
+	// An error is handled as Ack's.
+	Delete(seqs []uint64) error
+
+	// LastSeq returns the Seq of the newest committed block, 0 if there is
+	// none; blocks committed later have larger seqs. Called only with
+	// Config.FreshFirst, when the sender splits fresh data from the
+	// backlog. It cannot fail.
+	LastSeq() uint64
 }
 
 // Stats are the sender's counters since start.
@@ -78,45 +132,37 @@ type Stats struct {
 	BudgetUsedBytes uint64   // request bytes sent this UTC day (MaxBytesPerDay)
 }
 
-// freshSource is a Source that can delete blocks out of order and say which
-// is its newest, as the buffer can: what FreshFirst and MaxBytesPerDay need.
-type freshSource interface {
-	Source
-	Delete(seqs []uint64) error
-	LastSeq() uint64
-}
-
 // backlogAge is how old the oldest unsent sample must be for FreshFirst to
 // put newer data ahead of it.
 const backlogAge = 2 * time.Minute
 
-// Sender ships the buffer's blocks. Run it once.
-type Sender struct {
-	cfg    Config
-	src    Source
-	client *http.Client
-	log    *slog.Logger
+// budgetWait is how often a sender held back by its budget looks again.
+const budgetWait = time.Minute
 
-	pace pacer
+// Sender ships a Source's blocks. Run it once; Stats may be called from
+// any goroutine at any time.
+type Sender struct {
+	cfg     Config
+	src     Source
+	client  *client.Client
+	backoff client.Backoff
+	log     *slog.Logger
+
+	pace *throttle.Pacer // Run's alone
 
 	mu         sync.Mutex
 	stats      Stats
-	budgetDay  time.Time // the UTC day BudgetUsedBytes counts
+	budget     *throttle.Budget // under mu: Stats reads it
 	budgetLog  lograte.Limiter
 	rejectLog  lograte.Limiter
 	failureLog lograte.Limiter
 }
 
-// New returns a Sender for cfg, or an error naming the HTTP setting that
-// cannot work (a missing CA file, say).
+// New returns a Sender of src's blocks to cfg.URL, or an error naming the
+// setting that cannot work (a missing CA file, a protocol other than 1 or
+// 2). It starts nothing: Run does. log receives the sender's lines, the
+// repeating ones rate-limited.
 func New(cfg Config, src Source, log *slog.Logger) (*Sender, error) {
-	if err := cfg.HTTP.Validate(); err != nil {
-		return nil, err
-	}
-	transport, err := cfg.HTTP.NewTransport()
-	if err != nil {
-		return nil, err
-	}
 	proto := Protocol1
 	switch cfg.Protocol {
 	case 0, Protocol1:
@@ -125,28 +171,29 @@ func New(cfg Config, src Source, log *slog.Logger) (*Sender, error) {
 	default:
 		return nil, fmt.Errorf("remote-write protocol %d: want 1 or 2", cfg.Protocol)
 	}
+	c, err := client.New(client.Config{URL: cfg.URL, Timeout: cfg.Timeout, UserAgent: cfg.UserAgent, HTTP: cfg.HTTP})
+	if err != nil {
+		return nil, err
+	}
 	return &Sender{
-		cfg: cfg,
-		src: src,
-		client: &http.Client{
-			Transport: transport,
-			Timeout:   cfg.Timeout,
-			// A redirected POST becomes a GET and its answer would drop the
-			// batch; a redirect is a configuration error to retry and log.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		log:   log,
-		pace:  pacer{bytesPerSecond: cfg.MaxBytesPerSecond},
-		stats: Stats{Dropped: map[string]uint64{}, Protocol: proto},
+		cfg:     cfg,
+		src:     src,
+		client:  c,
+		backoff: client.Backoff{Min: cfg.MinBackoff, Max: cfg.MaxBackoff},
+		log:     log,
+		pace:    throttle.NewPacer(cfg.MaxBytesPerSecond),
+		stats:   Stats{Dropped: map[string]uint64{}, Protocol: proto},
+		budget:  throttle.NewBudget(cfg.MaxBytesPerDay),
 	}, nil
 }
 
-// Stats returns a copy of the counters.
+// Stats returns a copy of the counters; the caller owns it.
 func (s *Sender) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
 	st.Dropped = maps.Clone(s.stats.Dropped)
+	st.BudgetUsedBytes = uint64(s.budget.Used())
 	return st
 }
 
@@ -161,7 +208,8 @@ const (
 	ackInterval     = 10 * time.Second
 )
 
-// Run sends until ctx ends.
+// Run sends until ctx ends, and acknowledges what was delivered before it
+// returns. Blocks not delivered by then stay in the source. Call it once.
 func (s *Sender) Run(ctx context.Context) {
 	var next, delivered uint64 // next to read; last delivered, not yet deleted
 	unacked, lastAck := 0, time.Now()
@@ -175,16 +223,14 @@ func (s *Sender) Run(ctx context.Context) {
 		unacked, lastAck = 0, time.Now()
 	}
 	defer ack()
-	fresh, splits := s.src.(freshSource)
-	splits = splits && (s.cfg.FreshFirst || s.cfg.MaxBytesPerDay > 0)
-	var liveFrom, liveNext uint64 // with a split: blocks from liveFrom on go first
+	var liveFrom, liveNext uint64 // with FreshFirst split: blocks from liveFrom on go first
 	for ctx.Err() == nil {
 		if liveFrom != 0 {
 			// Fresh data first, deleted as soon as it is delivered.
 			live, err := s.src.Read(max(liveFrom, liveNext), s.cfg.MaxSamplesPerSend)
 			if err == nil && len(live) > 0 {
 				if !s.budgetAllows(true) {
-					sleep(ctx, budgetWait)
+					client.Sleep(ctx, budgetWait)
 					continue
 				}
 				if !s.deliver(ctx, live) {
@@ -195,7 +241,7 @@ func (s *Sender) Run(ctx context.Context) {
 				for i, blk := range live {
 					seqs[i] = blk.Seq
 				}
-				if err := fresh.Delete(seqs); err != nil {
+				if err := s.src.Delete(seqs); err != nil {
 					s.log.Error("deleting sent blocks from the buffer", "err", err)
 				}
 				continue
@@ -204,7 +250,7 @@ func (s *Sender) Run(ctx context.Context) {
 		blocks, err := s.src.Read(next, s.cfg.MaxSamplesPerSend)
 		if err != nil {
 			s.log.Error("reading the buffer", "err", err)
-			sleep(ctx, s.cfg.MaxBackoff)
+			client.Sleep(ctx, s.cfg.MaxBackoff)
 			continue
 		}
 		if liveFrom != 0 {
@@ -215,8 +261,8 @@ func (s *Sender) Run(ctx context.Context) {
 				next, liveFrom = max(next, liveNext), 0
 				continue
 			}
-		} else if splits && len(blocks) > 0 && newestIn(blocks) < time.Now().Add(-backlogAge).UnixMilli() {
-			liveFrom = fresh.LastSeq() + 1
+		} else if s.cfg.FreshFirst && len(blocks) > 0 && newestIn(blocks) < time.Now().Add(-backlogAge).UnixMilli() {
+			liveFrom = s.src.LastSeq() + 1
 			liveNext = liveFrom
 			s.log.Info("sending fresh data first; the backlog drains behind it", "backlog_blocks_from", blocks[0].Seq, "fresh_from", liveFrom)
 		}
@@ -265,33 +311,17 @@ func newestIn(blocks []buffer.Block) int64 {
 	return newest
 }
 
-// budgetAllows reports whether, with MaxBytesPerDay, a request may go now:
-// fresh data while the day's budget lasts, the backlog while more than a
-// quarter of it is left. A request may overshoot the budget by its own size.
+// budgetAllows reports whether the daily budget lets a request go now, and
+// logs, at a rate that cannot flood, when it does not.
 func (s *Sender) budgetAllows(isFresh bool) bool {
-	if s.cfg.MaxBytesPerDay <= 0 {
-		return true
-	}
-	reserve := int64(0)
-	if !isFresh {
-		reserve = s.cfg.MaxBytesPerDay / 4
-	}
-	now := time.Now().UTC()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if y, d := now.Year(), now.YearDay(); y != s.budgetDay.Year() || d != s.budgetDay.YearDay() {
-		s.budgetDay, s.stats.BudgetUsedBytes = now, 0
+	ok, used := s.budget.Allows(time.Now(), isFresh), s.budget.Used()
+	s.mu.Unlock()
+	if !ok {
+		s.budgetLog.Log(s.log, slog.LevelWarn, "daily byte budget used up; the rest waits for tomorrow (UTC)", "used_bytes", used, "budget_bytes", s.budget.Limit(), "fresh_data", isFresh)
 	}
-	used := int64(s.stats.BudgetUsedBytes)
-	if used+reserve < s.cfg.MaxBytesPerDay {
-		return true
-	}
-	s.budgetLog.Log(s.log, slog.LevelWarn, "daily byte budget used up; the rest waits for tomorrow (UTC)", "used_bytes", used, "budget_bytes", s.cfg.MaxBytesPerDay, "fresh_data", isFresh)
-	return false
+	return ok
 }
-
-// budgetWait is how often a sender held back by its budget looks again.
-const budgetWait = time.Minute
 
 // deliver sends blocks as one request, retrying until the receiver takes
 // them, refuses them for good, or ctx ends (false).
@@ -300,7 +330,7 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block) bool {
 	if s.cfg.MaxSampleAge > 0 {
 		minT = time.Now().Add(-s.cfg.MaxSampleAge).UnixMilli()
 	}
-	series, samples, tooOld := groupBySeries(blocks, minT)
+	series, samples, tooOld := codec.GroupBySeries(blocks, minT)
 	if tooOld > 0 {
 		s.mu.Lock()
 		s.stats.Dropped[ReasonTooOld] += uint64(tooOld)
@@ -310,18 +340,19 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block) bool {
 		return true
 	}
 	proto := s.Stats().Protocol
-	body := encode(series, proto)
-	backoff := s.cfg.MinBackoff
-	for attempt := 1; ; attempt++ {
-		if !sleep(ctx, s.pace.delay(time.Now(), len(body))) {
-			return false
-		}
-		written, err := s.post(ctx, body, proto)
-		var rej *rejectedError
-		if proto == Protocol2 && (written < 0 && err == nil || errors.As(err, &rej) && rej.code == http.StatusUnsupportedMediaType) {
-			// The spec's fall back: a 415, or a 2xx without any Written
-			// header (a 1.0 receiver that read the body as an empty
-			// 1.0 request), means the receiver does not take 2.0.
+	body := codec.Encode(series, proto)
+	var written, tries int
+	err := client.Retry(ctx, s.backoff, func(try int) error {
+		tries = try
+		for {
+			if !client.Sleep(ctx, s.pace.Delay(time.Now(), len(body))) {
+				return ctx.Err()
+			}
+			var err error
+			written, err = s.client.Post(ctx, body, proto.ContentType(), proto.Version())
+			if proto != Protocol2 || !refusesV2(written, err) {
+				return err
+			}
 			why := "answered 2xx without X-Prometheus-Remote-Write-*-Written headers"
 			if err != nil {
 				why = err.Error()
@@ -331,61 +362,64 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block) bool {
 			s.mu.Lock()
 			s.stats.Protocol = proto
 			s.mu.Unlock()
-			body = encode(series, proto)
-			attempt--
-			continue
+			body = codec.Encode(series, proto) // and again at once: not a failure
 		}
-		switch {
-		case err == nil:
-			if attempt > 1 {
-				s.log.Info("remote write recovered", "failed_attempts", attempt-1)
-			}
-			// 2.0 receivers say how many samples they wrote; fewer than
-			// sent with a 2xx breaks the spec, and the rest is lost.
-			lost := 0
-			if proto == Protocol2 && written < samples {
-				lost = samples - written
-			}
-			s.mu.Lock()
-			s.stats.SamplesSent += uint64(samples - lost)
-			s.stats.BytesSent += uint64(len(body))
-			s.stats.BudgetUsedBytes += uint64(len(body))
-			s.stats.LastSuccessUnix = float64(time.Now().UnixMilli()) / 1000
-			s.mu.Unlock()
-			if lost > 0 {
-				s.rejected(lost, fmt.Errorf("2xx, but the receiver wrote %d of %d samples", written, samples))
-			}
-			return true
-		case errors.As(err, &rej):
-			// A 2.0 receiver's Written header tells what a partial
-			// write kept; a missing one means none (the spec).
-			kept := 0
-			if proto == Protocol2 {
-				kept = min(max(written, 0), samples)
-			}
-			s.mu.Lock()
-			s.stats.SamplesSent += uint64(kept)
-			s.mu.Unlock()
-			s.rejected(samples-kept, err)
-			return true
-		case ctx.Err() != nil:
-			return false
+	}, s.retrying)
+	var rej *client.Error
+	switch {
+	case err == nil:
+		if tries > 1 {
+			s.log.Info("remote write recovered", "failed_attempts", tries-1)
+		}
+		// 2.0 receivers say how many samples they wrote; fewer than
+		// sent with a 2xx breaks the spec, and the rest is lost.
+		lost := 0
+		if proto == Protocol2 && written < samples {
+			lost = samples - written
 		}
 		s.mu.Lock()
-		s.stats.RequestsFailed++
-		s.stats.LastError, s.stats.LastErrorUnix = err.Error(), float64(time.Now().UnixMilli())/1000
+		s.stats.SamplesSent += uint64(samples - lost)
+		s.stats.BytesSent += uint64(len(body))
+		s.budget.Spend(len(body))
+		s.stats.LastSuccessUnix = float64(time.Now().UnixMilli()) / 1000
 		s.mu.Unlock()
-		wait := jitter(backoff)
-		var ra *retryAfterError
-		if errors.As(err, &ra) && ra.after > wait {
-			wait = ra.after
+		if lost > 0 {
+			s.rejected(lost, fmt.Errorf("2xx, but the receiver wrote %d of %d samples", written, samples))
 		}
-		s.failureLog.Log(s.log, slog.LevelWarn, "remote write failed; retrying until it works", "err", err, "attempt", attempt, "next_in", wait.Round(time.Millisecond))
-		if !sleep(ctx, wait) {
-			return false
+		return true
+	case errors.As(err, &rej) && !rej.Retry:
+		// A 2.0 receiver's Written header tells what a partial
+		// write kept; a missing one means none (the spec).
+		kept := 0
+		if proto == Protocol2 {
+			kept = min(max(written, 0), samples)
 		}
-		backoff = min(backoff*2, s.cfg.MaxBackoff)
+		s.mu.Lock()
+		s.stats.SamplesSent += uint64(kept)
+		s.mu.Unlock()
+		s.rejected(samples-kept, err)
+		return true
+	default: // ctx ended
+		return false
 	}
+}
+
+// refusesV2 reports whether the answer to a 2.0 request is the spec's
+// signal to fall back: a 415, or a 2xx without any Written header (a 1.0
+// receiver that read the body as an empty 1.0 request).
+func refusesV2(written int, err error) bool {
+	var e *client.Error
+	return err == nil && written < 0 || errors.As(err, &e) && e.StatusCode == 415
+}
+
+// retrying counts and logs, at a rate that cannot flood, a failed attempt
+// that is tried again after wait.
+func (s *Sender) retrying(err *client.Error, try int, wait time.Duration) {
+	s.mu.Lock()
+	s.stats.RequestsFailed++
+	s.stats.LastError, s.stats.LastErrorUnix = err.Error(), float64(time.Now().UnixMilli())/1000
+	s.mu.Unlock()
+	s.failureLog.Log(s.log, slog.LevelWarn, "remote write failed; retrying until it works", "err", err, "attempt", try, "next_in", wait.Round(time.Millisecond))
 }
 
 // rejected counts and logs, at a rate that cannot flood, n samples that
@@ -398,147 +432,4 @@ func (s *Sender) rejected(n int, err error) {
 	if n > 0 {
 		s.rejectLog.Log(s.log, slog.LevelError, "receiver rejected samples; dropped (counted in ferry_remote_write_dropped_samples_total)", "samples", n, "err", err)
 	}
-}
-
-// encode returns the compressed request body of series in proto.
-func encode(series []*seriesSamples, proto Protocol) []byte {
-	if proto == Protocol2 {
-		return snappy.Encode(nil, marshalRequestV2(series))
-	}
-	return snappy.Encode(nil, marshalWriteRequest(series))
-}
-
-// rejectedError is an answer that retrying cannot change.
-type rejectedError struct {
-	code        int
-	status, msg string
-}
-
-func (e *rejectedError) Error() string { return fmt.Sprintf("%s: %s", e.status, e.msg) }
-
-// retryAfterError is a retryable answer with a Retry-After header.
-type retryAfterError struct {
-	error
-	after time.Duration
-}
-
-// maxErrorBody bounds how much of a receiver's error message is read and logged.
-const maxErrorBody = 512
-
-// Response headers of a 2.0 receiver: how many of each kind it wrote.
-var writtenHeaders = []string{
-	"X-Prometheus-Remote-Write-Samples-Written",
-	"X-Prometheus-Remote-Write-Histograms-Written",
-	"X-Prometheus-Remote-Write-Exemplars-Written",
-}
-
-// post sends body in proto. written is the answer's
-// X-Prometheus-Remote-Write-Samples-Written: 0 if it is missing or invalid
-// while another Written header is there, -1 if there is none of them.
-func (s *Sender) post(ctx context.Context, body []byte, proto Protocol) (written int, _ error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.URL, bytes.NewReader(body))
-	if err != nil {
-		return -1, err
-	}
-	req.Header.Set("Content-Encoding", "snappy")
-	if proto == Protocol2 {
-		req.Header.Set("Content-Type", "application/x-protobuf;proto="+MessageV2)
-		req.Header.Set("X-Prometheus-Remote-Write-Version", "2.0.0")
-	} else {
-		req.Header.Set("Content-Type", "application/x-protobuf")
-		req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
-	}
-	req.Header.Set("User-Agent", s.cfg.UserAgent)
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return -1, err
-	}
-	defer resp.Body.Close()
-	written = -1
-	for i, h := range writtenHeaders {
-		if v := resp.Header.Get(h); v != "" {
-			written = max(written, 0)
-			if n, err := strconv.ParseInt(v, 10, 64); i == 0 && err == nil && n >= 0 {
-				written = int(min(n, math.MaxInt32))
-			}
-		}
-	}
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
-	switch code := resp.StatusCode; {
-	case code/100 == 2:
-		return written, nil
-	case code == http.StatusTooManyRequests || code == http.StatusRequestTimeout || code/100 == 5:
-		err := fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
-		if after, ok := parseRetryAfter(resp.Header.Get("Retry-After")); ok {
-			return written, &retryAfterError{error: err, after: after}
-		}
-		return written, err
-	case code/100 == 4:
-		return written, &rejectedError{code: code, status: resp.Status, msg: string(bytes.TrimSpace(msg))}
-	case code/100 == 3:
-		return written, fmt.Errorf("%s to %q: ferry does not follow redirects; set --remote-write.url to the final address", resp.Status, resp.Header.Get("Location"))
-	default:
-		return written, fmt.Errorf("unexpected answer %s", resp.Status)
-	}
-}
-
-// parseRetryAfter reads seconds or an HTTP date; far futures are capped.
-func parseRetryAfter(v string) (time.Duration, bool) {
-	if v == "" {
-		return 0, false
-	}
-	const limit = 10 * time.Minute
-	var d time.Duration
-	if secs, err := strconv.ParseUint(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
-		// ParseUint saturates on overflow; cap before multiplying.
-		d = time.Duration(min(secs, uint64(limit/time.Second))) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = time.Until(t)
-	} else {
-		return 0, false
-	}
-	return min(max(d, 0), limit), true
-}
-
-// jitter spreads retries of a fleet over [d/2, d).
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
-}
-
-// sleep waits d or until ctx ends; it reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-// pacer spreads request bodies over time so that on average they use at
-// most bytesPerSecond of a metered link: each request starts when the bytes
-// before it have had their time.
-type pacer struct {
-	bytesPerSecond int64
-	next           time.Time // when the next request may start
-}
-
-// delay returns how long a request of n bytes must wait at now, and books
-// its time.
-func (p *pacer) delay(now time.Time, n int) time.Duration {
-	if p.bytesPerSecond <= 0 {
-		return 0
-	}
-	if p.next.Before(now) {
-		p.next = now
-	}
-	wait := p.next.Sub(now)
-	p.next = p.next.Add(time.Duration(float64(n) / float64(p.bytesPerSecond) * float64(time.Second)))
-	return wait
 }

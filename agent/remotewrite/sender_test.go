@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 
+	"github.com/ferry-agent/ferry/agent/remotewrite/codec/codectest"
 	"github.com/ferry-agent/ferry/buffer"
 )
 
@@ -62,6 +63,11 @@ func (f *fakeSource) Ack(seq uint64) error {
 }
 
 func (f *fakeSource) Committed() <-chan struct{} { return f.committed }
+
+// Delete and LastSeq hold the sender to its contract: without FreshFirst
+// it never calls them. (The tests of FreshFirst use a real buffer.)
+func (f *fakeSource) Delete([]uint64) error { panic("Delete called without FreshFirst") }
+func (f *fakeSource) LastSeq() uint64       { panic("LastSeq called without FreshFirst") }
 
 // state returns the acknowledged seqs and the seqs still buffered.
 func (f *fakeSource) state() (acks, left []uint64) {
@@ -192,18 +198,10 @@ func newSender(cfg Config, src Source) *Sender {
 	return s
 }
 
-func series(ref uint32, lset labels.Labels, ts ...int64) buffer.Series {
-	s := buffer.Series{Ref: ref, Labels: lset, T: ts}
-	for _, t := range ts {
-		s.V = append(s.V, float64(t)/10)
-	}
-	return s
-}
-
+// The fixtures the codec's tests use too.
 var (
-	lblA = labels.FromStrings("__name__", "node_load1", "job", "node", "instance", "pi:9100")
-	lblB = labels.FromStrings("__name__", "node_cpu_seconds_total", "cpu", "0", "mode", "user", "job", "node")
-	lblC = labels.FromStrings("__name__", "up", "job", "app", "instance", "localhost:8080")
+	series           = codectest.Series
+	lblA, lblB, lblC = codectest.LabelsA, codectest.LabelsB, codectest.LabelsC
 )
 
 func TestSendOneRequest(t *testing.T) {
@@ -502,39 +500,6 @@ func countSamples(wr prompb.WriteRequest) int {
 		n += len(ts.Samples)
 	}
 	return n
-}
-
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Now()
-	for _, tc := range []struct {
-		name     string
-		in       string
-		ok       bool
-		min, max time.Duration // the accepted range of the result
-	}{
-		{"empty", "", false, 0, 0},
-		{"seconds", "5", true, 5 * time.Second, 5 * time.Second},
-		{"zero", "0", true, 0, 0},
-		{"seconds capped", "86400", true, 10 * time.Minute, 10 * time.Minute},
-		{"huge seconds capped, not overflowed", "10000000000", true, 10 * time.Minute, 10 * time.Minute},
-		{"negative is not a delay (RFC 9110: delay-seconds is 1*DIGIT)", "-3", false, 0, 0},
-		{"garbage", "soon", false, 0, 0},
-		{"fraction", "1.5", false, 0, 0},
-		{"http date ahead", now.Add(2 * time.Minute).UTC().Format(http.TimeFormat), true, 100 * time.Second, 2 * time.Minute},
-		{"http date past", now.Add(-time.Hour).UTC().Format(http.TimeFormat), true, 0, 0},
-		{"http date far ahead capped", now.Add(24 * time.Hour).UTC().Format(http.TimeFormat), true, 10 * time.Minute, 10 * time.Minute},
-		{"rfc850 date", now.Add(-time.Hour).UTC().Format(time.RFC850), true, 0, 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			d, ok := parseRetryAfter(tc.in)
-			if ok != tc.ok {
-				t.Fatalf("parseRetryAfter(%q) ok = %v, want %v", tc.in, ok, tc.ok)
-			}
-			if d < tc.min || d > tc.max {
-				t.Errorf("parseRetryAfter(%q) = %v, want in [%v, %v]", tc.in, d, tc.min, tc.max)
-			}
-		})
-	}
 }
 
 // TestSendDeletesInBatches: a long backlog is deleted in a few batches, not

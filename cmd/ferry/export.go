@@ -15,8 +15,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ferry-agent/ferry/agent"
-	"github.com/ferry-agent/ferry/agent/remotewrite"
 	"github.com/ferry-agent/ferry/agent/remotewrite/carry"
+	"github.com/ferry-agent/ferry/agent/remotewrite/codec"
 	"github.com/ferry-agent/ferry/buffer"
 	"github.com/ferry-agent/ferry/collectors"
 )
@@ -259,7 +259,7 @@ func exportRemoteWrite(b *buffer.Buffer, w io.Writer, r timeRange, maxSamples in
 		if len(batch) == 0 {
 			return nil
 		}
-		body, n := remotewrite.EncodeRequest(batch)
+		body, n := codec.EncodeRequest(batch)
 		rec := carry.Record{Samples: int64(n), MinT: math.MaxInt64, MaxT: math.MinInt64, Body: body}
 		for _, blk := range batch {
 			for _, s := range blk.Series {

@@ -17,6 +17,7 @@ import (
 	"github.com/ferry-agent/ferry/agent"
 	"github.com/ferry-agent/ferry/agent/remotewrite"
 	"github.com/ferry-agent/ferry/agent/remotewrite/carry"
+	"github.com/ferry-agent/ferry/agent/remotewrite/codec"
 	"github.com/ferry-agent/ferry/buffer"
 )
 
@@ -130,6 +131,9 @@ func push(ctx context.Context, path string, cfg agent.Config, skip int64, live b
 	log := slog.New(levelRange{slog.NewTextHandler(prog, &slog.HandlerOptions{Level: cfg.LogLevel}), slog.LevelError})
 	rw := cfg.RemoteWrite
 	rw.UserAgent = "ferry/" + cfg.Version
+	// A carry file is all backlog, sent in its order: nothing fresh to put
+	// ahead of it. (With a daily budget, every request counts as fresh.)
+	rw.FreshFirst = false
 	src := &carrySource{r: r, skip: skip, prog: prog, finished: make(chan struct{})}
 	s, err := remotewrite.New(rw, src, log)
 	if err != nil {
@@ -227,7 +231,7 @@ func (c *carrySource) Read(uint64, int) ([]buffer.Block, error) {
 			c.skipped += rec.Samples
 			continue
 		}
-		blk, err := remotewrite.DecodeRequest(rec.Body, carry.MaxDecodedBody)
+		blk, err := codec.DecodeRequest(rec.Body, carry.MaxDecodedBody)
 		if err != nil {
 			c.undecodable += rec.Samples
 			c.prog.printf("ferry: push: request %d: %v; skipped\n", c.seq, err)
@@ -285,6 +289,10 @@ func (c *carrySource) done() int64 {
 
 func (c *carrySource) Ack(uint64) error           { return nil }
 func (c *carrySource) Committed() <-chan struct{} { return nil } // never: the file is all there is
+
+// Delete and LastSeq serve FreshFirst, which push turns off.
+func (c *carrySource) Delete([]uint64) error { return nil }
+func (c *carrySource) LastSeq() uint64       { return c.seq }
 
 func (c *carrySource) isFinished() bool {
 	select {

@@ -1,4 +1,4 @@
-package remotewrite
+package codec
 
 import (
 	"encoding/binary"
@@ -6,8 +6,6 @@ import (
 	"math/bits"
 
 	"github.com/prometheus/prometheus/model/labels"
-
-	"github.com/ferry-agent/ferry/buffer"
 )
 
 // ferry writes the Remote-Write 1.0 protobuf itself instead of building
@@ -32,44 +30,8 @@ const (
 	keySampleTS   = 2<<3 | 0
 )
 
-// seriesSamples gathers the samples of one series across blocks.
-type seriesSamples struct {
-	lset labels.Labels
-	ts   []int64
-	vs   []float64
-}
-
-// groupBySeries merges blocks into one entry per series, keeping the order
-// in which series first appear and, within a series, the blocks' order
-// (oldest first). Samples before minT are left out and counted in tooOld.
-func groupBySeries(blocks []buffer.Block, minT int64) (series []*seriesSamples, n, tooOld int) {
-	index := map[uint32]*seriesSamples{}
-	for _, blk := range blocks {
-		for _, s := range blk.Series {
-			first := 0
-			for first < len(s.T) && s.T[first] < minT {
-				first++ // timestamps ascend: the old ones come first
-			}
-			tooOld += first
-			if first == len(s.T) {
-				continue
-			}
-			g := index[s.Ref]
-			if g == nil {
-				g = &seriesSamples{lset: s.Labels}
-				index[s.Ref] = g
-				series = append(series, g)
-			}
-			g.ts = append(g.ts, s.T[first:]...)
-			g.vs = append(g.vs, s.V[first:]...)
-			n += len(s.T) - first
-		}
-	}
-	return series, n, tooOld
-}
-
 // marshalWriteRequest encodes the series as a WriteRequest.
-func marshalWriteRequest(series []*seriesSamples) []byte {
+func marshalWriteRequest(series []*Series) []byte {
 	size := 0
 	for _, s := range series {
 		n := timeSeriesSize(s)
@@ -79,7 +41,7 @@ func marshalWriteRequest(series []*seriesSamples) []byte {
 	for _, s := range series {
 		b = append(b, keyTimeseries)
 		b = binary.AppendUvarint(b, uint64(timeSeriesSize(s)))
-		s.lset.Range(func(l labels.Label) {
+		s.Labels.Range(func(l labels.Label) {
 			b = append(b, keyLabels)
 			b = binary.AppendUvarint(b, uint64(labelSize(l)))
 			b = appendString(b, keyName, l.Name)
@@ -92,25 +54,25 @@ func marshalWriteRequest(series []*seriesSamples) []byte {
 
 // appendSamples appends the series' samples as repeated Sample field 2,
 // the same in 1.0's TimeSeries and 2.0's.
-func appendSamples(b []byte, s *seriesSamples) []byte {
-	for i := range s.ts {
+func appendSamples(b []byte, s *Series) []byte {
+	for i := range s.T {
 		b = append(b, keySamples)
-		b = binary.AppendUvarint(b, uint64(sampleSize(s.ts[i])))
+		b = binary.AppendUvarint(b, uint64(sampleSize(s.T[i])))
 		b = append(b, keySampleVal)
-		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(s.vs[i]))
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(s.V[i]))
 		b = append(b, keySampleTS)
-		b = binary.AppendUvarint(b, uint64(s.ts[i]))
+		b = binary.AppendUvarint(b, uint64(s.T[i]))
 	}
 	return b
 }
 
-func timeSeriesSize(s *seriesSamples) int {
+func timeSeriesSize(s *Series) int {
 	n := 0
-	s.lset.Range(func(l labels.Label) {
+	s.Labels.Range(func(l labels.Label) {
 		ls := labelSize(l)
 		n += 1 + uvarintSize(uint64(ls)) + ls
 	})
-	for _, t := range s.ts {
+	for _, t := range s.T {
 		ss := sampleSize(t)
 		n += 1 + uvarintSize(uint64(ss)) + ss
 	}

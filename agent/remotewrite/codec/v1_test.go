@@ -1,11 +1,10 @@
-package remotewrite
+package codec
 
 import (
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
-	"time"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
@@ -44,7 +43,7 @@ func TestWriteRequestDecodesWithPrompb(t *testing.T) {
 			blocks = append(blocks, blk)
 		}
 
-		series, n, _ := groupBySeries(blocks, math.MinInt64)
+		series, n, _ := GroupBySeries(blocks, math.MinInt64)
 		var req prompb.WriteRequest
 		if err := req.Unmarshal(marshalWriteRequest(series)); err != nil {
 			t.Fatalf("trial %d: prompb cannot decode: %v", trial, err)
@@ -71,7 +70,7 @@ func TestWriteRequestDecodesWithPrompb(t *testing.T) {
 			got += len(ts.Samples)
 		}
 		if got != n {
-			t.Fatalf("trial %d: decoded %d samples, groupBySeries counted %d", trial, got, n)
+			t.Fatalf("trial %d: decoded %d samples, GroupBySeries counted %d", trial, got, n)
 		}
 	}
 }
@@ -82,33 +81,12 @@ func TestGroupBySeriesLeavesOutTooOldSamples(t *testing.T) {
 		{Seq: 1, Series: []buffer.Series{{Ref: 1, Labels: lset, T: []int64{1000, 2000, 3000}, V: []float64{1, 2, 3}}}},
 		{Seq: 2, Series: []buffer.Series{{Ref: 1, Labels: lset, T: []int64{4000}, V: []float64{4}}}},
 	}
-	series, n, tooOld := groupBySeries(blocks, 2500)
-	if n != 2 || tooOld != 2 || len(series) != 1 || fmt.Sprint(series[0].ts) != "[3000 4000]" {
+	series, n, tooOld := GroupBySeries(blocks, 2500)
+	if n != 2 || tooOld != 2 || len(series) != 1 || fmt.Sprint(series[0].T) != "[3000 4000]" {
 		t.Fatalf("n %d, tooOld %d, series %+v", n, tooOld, series)
 	}
-	if _, n, tooOld := groupBySeries(blocks, 5000); n != 0 || tooOld != 4 {
+	if _, n, tooOld := GroupBySeries(blocks, 5000); n != 0 || tooOld != 4 {
 		t.Fatalf("all too old: n %d, tooOld %d", n, tooOld)
-	}
-}
-
-// TestPacerHoldsTheAverageRate: the delays it asks for add up so that the
-// bytes sent never run ahead of the rate, whatever the request sizes.
-func TestPacerHoldsTheAverageRate(t *testing.T) {
-	p := pacer{bytesPerSecond: 1000}
-	now := time.Unix(0, 0)
-	sent := 0
-	for i, n := range []int{500, 1500, 10, 3000, 700} {
-		now = now.Add(p.delay(now, n)) // the sender sleeps, then sends
-		if allowed := 1000 * now.Sub(time.Unix(0, 0)).Seconds(); float64(sent) > allowed+1e-6 {
-			t.Fatalf("request %d starts at %s after %d bytes: faster than 1000 B/s", i, now.Sub(time.Unix(0, 0)), sent)
-		}
-		sent += n
-	}
-	if got := now.Sub(time.Unix(0, 0)); got != 5010*time.Millisecond {
-		t.Fatalf("last request starts at %s, want 5.01s (the 5010 bytes before it at 1000 B/s)", got)
-	}
-	if (&pacer{}).delay(now, 1<<30) != 0 {
-		t.Fatal("no limit must mean no delay")
 	}
 }
 
@@ -127,7 +105,7 @@ func BenchmarkEncodeWriteRequest(b *testing.B) {
 	b.ReportAllocs()
 	var size int
 	for b.Loop() {
-		series, _, _ := groupBySeries(blocks, math.MinInt64)
+		series, _, _ := GroupBySeries(blocks, math.MinInt64)
 		size = len(snappy.Encode(nil, marshalWriteRequest(series)))
 	}
 	b.ReportMetric(float64(size)/5000, "wire-B/sample")

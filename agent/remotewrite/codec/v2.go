@@ -1,8 +1,7 @@
-package remotewrite
+package codec
 
 import (
 	"encoding/binary"
-	"fmt"
 
 	"github.com/prometheus/prometheus/model/labels"
 )
@@ -28,53 +27,16 @@ const (
 	keyLabelsRefs   = 1<<3 | 2 // packed
 )
 
-// Protocol is the Remote-Write message the sender uses; it is a flag value
-// ("1" or "2") and the zero value means 1.0.
-type Protocol int
-
-const (
-	Protocol1 Protocol = 1 // prometheus.WriteRequest
-	Protocol2 Protocol = 2 // io.prometheus.write.v2.Request
-)
-
-// Proto message names, as Prometheus' protobuf_message setting has them.
-const (
-	MessageV1 = "prometheus.WriteRequest"
-	MessageV2 = "io.prometheus.write.v2.Request"
-)
-
-func (p Protocol) String() string {
-	if p == Protocol2 {
-		return "2"
-	}
-	return "1"
-}
-
-// Set takes 1, 2, 1.0, 2.0 or a proto message name.
-func (p *Protocol) Set(s string) error {
-	switch s {
-	case "1", "1.0", MessageV1:
-		*p = Protocol1
-	case "2", "2.0", MessageV2:
-		*p = Protocol2
-	default:
-		return fmt.Errorf("%q: want 1 (%s) or 2 (%s)", s, MessageV1, MessageV2)
-	}
-	return nil
-}
-
-func (p *Protocol) Type() string { return "version" }
-
 // marshalRequestV2 encodes the series as an io.prometheus.write.v2.Request:
 // each series' labels as references into the symbols, its samples as in
 // 1.0.
-func marshalRequestV2(series []*seriesSamples) []byte {
+func marshalRequestV2(series []*Series) []byte {
 	index := map[string]uint32{"": 0} // the spec: symbols start with ""
 	syms := appendString(nil, keySymbols, "")
 	var body, refs, ts []byte
 	for _, s := range series {
 		refs = refs[:0]
-		s.lset.Range(func(l labels.Label) {
+		s.Labels.Range(func(l labels.Label) {
 			for _, str := range [2]string{l.Name, l.Value} {
 				r, ok := index[str]
 				if !ok {

@@ -1,4 +1,4 @@
-package remotewrite
+package codec
 
 import (
 	"encoding/binary"
@@ -12,19 +12,25 @@ import (
 	"github.com/ferry-agent/ferry/buffer"
 )
 
-// EncodeRequest returns the body the sender posts for blocks (a
-// snappy-compressed Remote-Write 1.0 WriteRequest) and its sample count:
-// what "ferry buffer export --format=remote-write" writes into a carry file.
+// EncodeRequest returns the body the sender posts for blocks in 1.0 (a
+// snappy-compressed WriteRequest) and its sample count: what
+// "ferry buffer export --format=remote-write" writes into a carry file.
+// The body is new and owned by the caller; blocks is not modified.
 func EncodeRequest(blocks []buffer.Block) (body []byte, samples int) {
-	series, n, _ := groupBySeries(blocks, math.MinInt64)
-	return snappy.Encode(nil, marshalWriteRequest(series)), n
+	series, n, _ := GroupBySeries(blocks, math.MinInt64)
+	return Encode(series, Protocol1), n
 }
 
 // DecodeRequest reads a body as EncodeRequest makes it back into one block,
 // one series per TimeSeries, in the request's order, so that the sender
 // encodes it again into the same bytes. Label sets are sorted by name;
 // fields ferry does not send (exemplars, histograms, metadata) are skipped.
-// The body decompresses to at most maxDecoded bytes, or it is an error.
+// Series refs are their index in the request; Seq is left 0 for the caller.
+//
+// body is outside input (a carry file): any bytes give a block or an
+// error, never a panic, and the body decompresses to at most maxDecoded
+// bytes or it is an error, so that a hostile length cannot allocate more.
+// The block shares no memory with body.
 func DecodeRequest(body []byte, maxDecoded int) (buffer.Block, error) {
 	n, err := snappy.DecodedLen(body)
 	if err != nil {

@@ -1,83 +1,30 @@
-package remotewrite
+package codec
 
 import (
 	"bytes"
-	"context"
-	"io"
-	"log/slog"
 	"math"
-	"net/http"
-	"net/http/httptest"
 	"slices"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 
+	"github.com/ferry-agent/ferry/agent/remotewrite/codec/codectest"
 	"github.com/ferry-agent/ferry/buffer"
 )
 
-func requestBlocks() []buffer.Block {
-	return []buffer.Block{
-		{Seq: 1, Series: []buffer.Series{
-			{Ref: 7, Labels: lblA, T: []int64{1000, 2000}, V: []float64{0.5, math.Inf(1)}},
-			{Ref: 3, Labels: lblB, T: []int64{1000}, V: []float64{-3}},
-		}},
-		{Seq: 2, Series: []buffer.Series{
-			{Ref: 3, Labels: lblB, T: []int64{3000}, V: []float64{1e-300}},
-			{Ref: 9, Labels: lblC, T: []int64{3000, 4000}, V: []float64{math.Float64frombits(0x7ff0000000000002), 0}}, // a NaN with a payload, like Prometheus' stale marker
-		}},
-	}
-}
-
-// The body EncodeRequest makes is the one the sender posts for the same
-// blocks, byte for byte.
-func TestEncodeRequestIsWhatTheSenderPosts(t *testing.T) {
-	var mu sync.Mutex
-	var posted [][]byte
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		posted = append(posted, b)
-		mu.Unlock()
-	}))
-	defer srv.Close()
-	src := newFakeSource(requestBlocks()...)
-	s, err := New(Config{URL: srv.URL, Timeout: 5 * time.Second, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, MaxSamplesPerSend: 100},
-		src, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Run(ctx); close(done) }()
-	src.waitAck(t)
-	cancel()
-	<-done
-
-	want, n := EncodeRequest(requestBlocks())
-	if n != 6 {
-		t.Errorf("%d samples, want 6", n)
-	}
-	if len(posted) != 1 || !bytes.Equal(posted[0], want) {
-		t.Fatalf("the sender posted %d requests, the first different from EncodeRequest's body", len(posted))
-	}
-}
-
 func TestDecodeRequestRoundTrip(t *testing.T) {
-	body, _ := EncodeRequest(requestBlocks())
+	body, _ := EncodeRequest(codectest.Blocks())
 	blk, err := DecodeRequest(body, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// One series per TimeSeries, in the order the sender wrote them: A, B, C.
 	want := []buffer.Series{
-		{Labels: lblA, T: []int64{1000, 2000}, V: []float64{0.5, math.Inf(1)}},
-		{Labels: lblB, T: []int64{1000, 3000}, V: []float64{-3, 1e-300}},
-		{Labels: lblC, T: []int64{3000, 4000}, V: []float64{math.Float64frombits(0x7ff0000000000002), 0}},
+		{Labels: codectest.LabelsA, T: []int64{1000, 2000}, V: []float64{0.5, math.Inf(1)}},
+		{Labels: codectest.LabelsB, T: []int64{1000, 3000}, V: []float64{-3, 1e-300}},
+		{Labels: codectest.LabelsC, T: []int64{3000, 4000}, V: []float64{math.Float64frombits(0x7ff0000000000002), 0}},
 	}
 	if len(blk.Series) != len(want) {
 		t.Fatalf("%d series, want %d", len(blk.Series), len(want))
@@ -119,7 +66,7 @@ func TestDecodeRequestFromPrompb(t *testing.T) {
 }
 
 func TestDecodeRequestRefusesBadInput(t *testing.T) {
-	good, _ := EncodeRequest(requestBlocks())
+	good, _ := EncodeRequest(codectest.Blocks())
 	raw, _ := snappy.Decode(nil, good)
 	for name, body := range map[string][]byte{
 		"not snappy":          []byte("\xff\xff\xff\xff\xff\xff"),
@@ -139,7 +86,7 @@ func sameBits(a, b []float64) bool {
 }
 
 func FuzzDecodeRequest(f *testing.F) {
-	good, _ := EncodeRequest(requestBlocks())
+	good, _ := EncodeRequest(codectest.Blocks())
 	f.Add(good)
 	raw, _ := snappy.Decode(nil, good)
 	f.Add(snappy.Encode(nil, raw[:len(raw)/2]))
