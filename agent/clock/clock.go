@@ -1,4 +1,13 @@
-package agent
+// Package clock decides when the wall clock may stamp samples.
+//
+// Many boards have no battery-backed clock: they boot at 1970, or at the
+// time their image was built, until NTP sets the clock. A sample stamped
+// then would be shipped with a false time, or dropped by the receiver as
+// too old. The Guard holds such samples with the monotonic time of their
+// collection and stamps them once the wall clock is plausible: wall time
+// now minus the monotonic time elapsed since. A jump of the wall clock is
+// noticed by comparing it with the monotonic clock.
+package clock
 
 import (
 	"log/slog"
@@ -7,42 +16,41 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ferry-agent/ferry/internal/lograte"
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/ferry-agent/ferry/internal/lograte"
 )
 
-// Many boards have no battery-backed clock: they boot at 1970, or at the
-// time their image was built, until NTP sets the clock. A sample stamped
-// then would be shipped with a false time, or dropped by the receiver as
-// too old. The clock guard holds such samples with the monotonic time of
-// their collection and stamps them once the wall clock is plausible:
-// wall time now minus the monotonic time elapsed since. A jump of the wall
-// clock is noticed by comparing it with the monotonic clock.
-
-// reading is one look at both clocks.
-type reading struct {
-	wall time.Time     // may be wrong
-	mono time.Duration // since an arbitrary start, never jumps
+// Reading is one look at both clocks.
+type Reading struct {
+	Wall time.Time     // may be wrong
+	Mono time.Duration // since an arbitrary start, never jumps
 }
 
-// clockSource reads both clocks, and says whether the kernel considers the
-// wall clock synchronised (ok false: it cannot tell).
-type clockSource interface {
-	read() reading
-	synced() (synced, ok bool)
+// Source reads both clocks, and says whether the kernel considers the wall
+// clock synchronised. The Guard calls it with its lock held, from the
+// goroutines of the sources; an implementation must not block for long.
+type Source interface {
+	Read() Reading
+	// Synced is false until a time daemon has set the clock; ok is false
+	// when the kernel cannot tell.
+	Synced() (synced, ok bool)
 }
 
-// systemClock is the real clock source.
+// System is the real clock source: the wall clock, and the monotonic time
+// since System was called.
+func System() Source { return systemClock{start: time.Now()} }
+
 type systemClock struct{ start time.Time }
 
-func (c systemClock) read() reading {
+func (c systemClock) Read() Reading {
 	now := time.Now()
-	return reading{wall: now.Round(0), mono: now.Sub(c.start)}
+	return Reading{Wall: now.Round(0), Mono: now.Sub(c.start)}
 }
 
-// synced asks adjtimex: the kernel's status says STA_UNSYNC until a time
+// Synced asks adjtimex: the kernel's status says STA_UNSYNC until a time
 // daemon (ntpd, chronyd, systemd-timesyncd, busybox ntpd) has set it.
-func (systemClock) synced() (bool, bool) {
+func (systemClock) Synced() (bool, bool) {
 	var tx syscall.Timex
 	state, err := syscall.Adjtimex(&tx)
 	if err != nil {
@@ -52,6 +60,16 @@ func (systemClock) synced() (bool, bool) {
 	return state != timeError && tx.Status&staUnsync == 0, true
 }
 
+// Directions of a jump of the wall clock, the values of the self-metric's
+// direction label.
+const (
+	JumpForward  = "forward"
+	JumpBackward = "backward"
+)
+
+// JumpDirections lists every direction, for counters that start at zero.
+var JumpDirections = []string{JumpForward, JumpBackward}
+
 // heldSample is a sample collected while the wall clock was not plausible.
 type heldSample struct {
 	lset labels.Labels
@@ -59,10 +77,12 @@ type heldSample struct {
 	v    float64
 }
 
-// clockGuard decides when the wall clock may stamp samples, and holds the
-// ones collected before that.
-type clockGuard struct {
-	src         clockSource
+// Guard decides when the wall clock may stamp samples, and holds the ones
+// collected before that, in memory and bounded: beyond MaxHeld it drops
+// them, counted in Stats. A Guard is safe for concurrent use. A nil *Guard
+// trusts the system's wall clock and holds nothing.
+type Guard struct {
+	src         Source
 	floor       time.Time // no real time is earlier: when this binary was built
 	requireSync bool      // also wait for the kernel to call the clock synchronised
 	maxHeld     int
@@ -72,27 +92,31 @@ type clockGuard struct {
 	held     []heldSample
 	dropped  uint64 // held samples beyond maxHeld
 	jumps    map[string]uint64
-	last     reading
+	last     Reading
 	wasBad   bool
 	unsetLog *lograte.Limiter // hourly while the clock stays implausible
 }
 
-// maxHeldSamples bounds the memory held samples take, about 100 bytes each:
-// ten minutes of a thousand series at 15 s.
-const maxHeldSamples = 40_000
+// MaxHeld bounds the memory held samples take, about 100 bytes each: ten
+// minutes of a thousand series at 15 s.
+const MaxHeld = 40_000
 
 // jumpThreshold is how far wall and monotonic time may drift apart between
 // two readings before it counts as a jump rather than NTP slewing.
 const jumpThreshold = 30 * time.Second
 
-func newClockGuard(src clockSource, floor time.Time, requireSync bool, log *slog.Logger) *clockGuard {
-	return &clockGuard{src: src, floor: floor, requireSync: requireSync, maxHeld: maxHeldSamples, log: log, unsetLog: &lograte.Limiter{Every: time.Hour},
-		jumps: map[string]uint64{"forward": 0, "backward": 0}}
+// New returns a guard reading src that trusts no wall time before floor
+// (BuildTime in ferry) and, with requireSync, none before the kernel calls
+// the clock synchronised. It logs to log when the clock is unset (hourly),
+// set, or jumps.
+func New(src Source, floor time.Time, requireSync bool, log *slog.Logger) *Guard {
+	return &Guard{src: src, floor: floor, requireSync: requireSync, maxHeld: MaxHeld, log: log, unsetLog: &lograte.Limiter{Every: time.Hour},
+		jumps: map[string]uint64{JumpForward: 0, JumpBackward: 0}}
 }
 
-// buildTime is when this binary was built (the commit's time, from the Go
+// BuildTime is when this binary was built (the commit's time, from the Go
 // build info), or a fixed date before ferry's first release.
-func buildTime() time.Time {
+func BuildTime() time.Time {
 	if info, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range info.Settings {
 			if s.Key == "vcs.time" {
@@ -105,27 +129,28 @@ func buildTime() time.Time {
 	return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 }
 
-// now reads the clocks for a collection. ok says whether the wall clock
-// may stamp samples; if not, they go to hold with r.mono. Samples held
-// earlier are passed to release, stamped, as soon as the clock is good.
-func (g *clockGuard) now(release func(lset labels.Labels, t int64, v float64)) (r reading, ok bool) {
-	if g == nil { // an agent built without a guard: trust the clock
-		return systemClock{}.read(), true
+// Now reads the clocks for a collection. ok says whether the wall clock
+// may stamp samples; if not, they go to Hold with r.Mono. Samples held
+// earlier are passed to release, stamped, as soon as the clock is good;
+// release runs with the guard's lock held and must not call the guard.
+func (g *Guard) Now(release func(lset labels.Labels, t int64, v float64)) (r Reading, ok bool) {
+	if g == nil {
+		return systemClock{}.Read(), true
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	r = g.src.read()
+	r = g.src.Read()
 	g.noteJump(r)
-	ok = !r.wall.Before(g.floor)
+	ok = !r.Wall.Before(g.floor)
 	if ok && g.requireSync {
-		synced, known := g.src.synced()
+		synced, known := g.src.Synced()
 		ok = synced || !known
 	}
 	if !ok {
 		if !g.wasBad {
 			g.unsetLog.Reset()
 		}
-		g.unsetLog.LogAt(r.wall, g.log, slog.LevelWarn, "the wall clock is not set yet: holding samples until it is", "wall_clock", r.wall.UTC(), "earliest_plausible", g.floor.UTC(), "require_sync", g.requireSync)
+		g.unsetLog.LogAt(r.Wall, g.log, slog.LevelWarn, "the wall clock is not set yet: holding samples until it is", "wall_clock", r.Wall.UTC(), "earliest_plausible", g.floor.UTC(), "require_sync", g.requireSync)
 		g.wasBad = true
 		return r, false
 	}
@@ -134,14 +159,16 @@ func (g *clockGuard) now(release func(lset labels.Labels, t int64, v float64)) (
 		g.wasBad = false
 	}
 	for _, h := range g.held {
-		release(h.lset, r.wall.Add(h.mono-r.mono).UnixMilli(), h.v)
+		release(h.lset, r.Wall.Add(h.mono-r.Mono).UnixMilli(), h.v)
 	}
 	g.held = g.held[:0:0] // let the memory go
 	return r, true
 }
 
-// hold keeps a sample collected at the monotonic time mono.
-func (g *clockGuard) hold(lset labels.Labels, mono time.Duration, v float64) {
+// Hold keeps a sample collected at the monotonic time mono until Now finds
+// the clock good, or drops it, counted, when MaxHeld samples wait already.
+// The guard keeps lset; the caller must not modify it.
+func (g *Guard) Hold(lset labels.Labels, mono time.Duration, v float64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if len(g.held) >= g.maxHeld {
@@ -156,35 +183,37 @@ func (g *clockGuard) hold(lset labels.Labels, mono time.Duration, v float64) {
 // releases the held samples; a backward one means samples stamped since the
 // clock was last right carry times that are too late: the buffer drops the
 // next ones of each series as out of order until the clock passes them.
-func (g *clockGuard) noteJump(r reading) {
+func (g *Guard) noteJump(r Reading) {
 	defer func() { g.last = r }()
-	if g.last.wall.IsZero() {
+	if g.last.Wall.IsZero() {
 		return
 	}
-	drift := r.wall.Sub(g.last.wall) - (r.mono - g.last.mono)
+	drift := r.Wall.Sub(g.last.Wall) - (r.Mono - g.last.Mono)
 	switch {
 	case drift > jumpThreshold:
-		g.jumps["forward"]++
+		g.jumps[JumpForward]++
 	case drift < -jumpThreshold:
-		g.jumps["backward"]++
+		g.jumps[JumpBackward]++
 	default:
 		return
 	}
-	g.log.Warn("the wall clock jumped", "by", drift.Round(time.Second), "now", r.wall.UTC())
+	g.log.Warn("the wall clock jumped", "by", drift.Round(time.Second), "now", r.Wall.UTC())
 }
 
-// clockStats are the guard's figures for ferry's own metrics.
-type clockStats struct {
-	held, dropped uint64
-	jumps         map[string]uint64
+// Stats are the guard's figures for ferry's own metrics and status page.
+type Stats struct {
+	Held    uint64            // samples waiting for the clock
+	Dropped uint64            // samples beyond MaxHeld, since the start
+	Jumps   map[string]uint64 // by JumpDirections, since the start
 }
 
-func (g *clockGuard) stats() clockStats {
+// Stats returns the guard's figures now; the caller owns the map.
+func (g *Guard) Stats() Stats {
 	if g == nil {
-		return clockStats{jumps: map[string]uint64{}}
+		return Stats{Jumps: map[string]uint64{}}
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return clockStats{held: uint64(len(g.held)), dropped: g.dropped,
-		jumps: map[string]uint64{"forward": g.jumps["forward"], "backward": g.jumps["backward"]}}
+	return Stats{Held: uint64(len(g.held)), Dropped: g.dropped,
+		Jumps: map[string]uint64{JumpForward: g.jumps[JumpForward], JumpBackward: g.jumps[JumpBackward]}}
 }

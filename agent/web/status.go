@@ -1,26 +1,22 @@
-package agent
+package web
 
 import (
 	"fmt"
 	"math"
 	"net/http"
-	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/ferry-agent/ferry/collectors"
-	"github.com/ferry-agent/ferry/collectors/host"
-	"github.com/ferry-agent/ferry/internal/httpclient"
 	"github.com/ferry-agent/ferry/internal/units"
 )
 
 // The status page on "/" answers an operator's question about this device:
 // is it keeping up, and if not, how much history waits and why. It is
-// rendered on the server from the same collection as /metrics, with no
-// script and no outside asset, so that it works in any browser over an SSH
-// tunnel to the router's loopback.
+// rendered on the server from a Snapshot, with no script and no outside
+// asset, so that it works in any browser over an SSH tunnel to the router's
+// loopback.
 
 // figure is one number on the page: the series of /metrics it comes from,
 // its exact value (both in a <data> element, for tests and scripts) and the
@@ -40,6 +36,8 @@ type statusView struct {
 	BufferUsed, BufferFile, BufferMax      figure
 	Samples, HeadSamples, Series, Blocks   figure
 	Oldest, Newest, BacklogAge             figure
+	ClockHeld, ClockDropped                figure
+	ClockJumps                             []jumpView
 	Sending                                bool
 	URL                                    string
 	Sent, BytesSent, Failures, LastSuccess figure
@@ -53,6 +51,11 @@ type statusView struct {
 type dropView struct {
 	Where, Reason string
 	Count         figure
+}
+
+type jumpView struct {
+	Direction string
+	Count     figure
 }
 
 type sourceView struct {
@@ -69,7 +72,7 @@ type collectorView struct {
 // statusPage serves "/". It remembers the previous look at the sender, to
 // show a send rate over the time between two looks.
 type statusPage struct {
-	a *Agent
+	b Backend
 
 	mu       sync.Mutex
 	prevAt   time.Time
@@ -80,114 +83,95 @@ type statusPage struct {
 const minRateWindow = 10 * time.Second
 
 func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var c collectors.Collection
-	_ = selfCollector{p.a}.Collect(r.Context(), &c)
-	view := p.view(&c, time.Now())
+	view := p.view(p.b.Snapshot(time.Now()))
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	// Nothing from elsewhere: the page must work with no link but the tunnel.
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 	_, _ = w.Write(renderStatus(view))
 }
 
-func (p *statusPage) view(c *collectors.Collection, now time.Time) statusView {
-	a := p.a
-	cfg, sender, sources := a.running()
-	values := map[string]float64{}
-	for _, s := range c.Samples {
-		values[string(collectors.AppendSeries(nil, s.Labels))] = s.V
-	}
-	fig := func(series string, text func(float64) string) figure {
-		v := values[series]
-		return figure{Series: series, Value: collectors.FormatValue(v), Text: text(v)}
-	}
-	hostname, _ := os.Hostname()
+// fig is a figure of the snapshot with the text a person reads.
+func fig(f Figure, text func(float64) string) figure {
+	return figure{Series: f.Series, Value: collectors.FormatValue(f.Value), Text: text(f.Value)}
+}
+
+func (p *statusPage) view(s Snapshot) statusView {
+	now := s.Taken
+	b := s.Buffer
 	v := statusView{
-		Version: cfg.Version,
-		Host:    hostname,
+		Version: s.Version,
+		Host:    s.Host,
 		Now:     timeText(float64(now.Unix())),
-		Uptime:  durationText(now.Sub(a.started).Seconds()),
+		Uptime:  durationText(now.Sub(s.Started).Seconds()),
 
-		BufferUsed:  fig("ferry_buffer_used_bytes", units.HumanBytes),
-		BufferFile:  fig("ferry_buffer_bytes", units.HumanBytes),
-		BufferMax:   fig("ferry_buffer_max_bytes", units.HumanBytes),
-		Samples:     fig("ferry_buffer_samples", countText),
-		HeadSamples: fig("ferry_buffer_head_samples", countText),
-		Series:      fig("ferry_buffer_series", countText),
-		Blocks:      fig("ferry_buffer_blocks", countText),
-		Oldest:      fig("ferry_buffer_oldest_timestamp_seconds", timeText),
-		Newest:      fig("ferry_buffer_newest_timestamp_seconds", timeText),
-		BacklogAge:  fig("ferry_buffer_backlog_age_seconds", durationText),
-
-		Sending:     sender != nil,
-		URL:         httpclient.RedactURL(cfg.RemoteWrite.URL),
-		Sent:        fig("ferry_remote_write_samples_sent_total", countText),
-		BytesSent:   fig("ferry_remote_write_bytes_sent_total", units.HumanBytes),
-		Failures:    fig("ferry_remote_write_failures_total", countText),
-		LastSuccess: fig("ferry_remote_write_last_success_timestamp_seconds", timeText),
+		BufferUsed:   fig(b.UsedBytes, units.HumanBytes),
+		BufferFile:   fig(b.FileBytes, units.HumanBytes),
+		BufferMax:    fig(b.MaxBytes, units.HumanBytes),
+		Samples:      fig(b.Samples, countText),
+		HeadSamples:  fig(b.HeadSamples, countText),
+		Series:       fig(b.Series, countText),
+		Blocks:       fig(b.Blocks, countText),
+		Oldest:       fig(b.Oldest, timeText),
+		Newest:       fig(b.Newest, timeText),
+		BacklogAge:   fig(b.BacklogAge, durationText),
+		ClockHeld:    fig(s.Clock.Held, countText),
+		ClockDropped: fig(s.Clock.Dropped, countText),
+	}
+	for _, j := range s.Clock.Jumps {
+		v.ClockJumps = append(v.ClockJumps, jumpView{j.Direction, fig(j.Count, countText)})
+	}
+	for _, d := range s.Drops {
+		v.Drops = append(v.Drops, dropView{d.Where, d.Reason, fig(d.Count, countText)})
 	}
 
-	for _, r := range bufferReasons {
-		v.Drops = append(v.Drops, dropView{"buffer", r, fig(`ferry_buffer_dropped_samples_total{reason="`+r+`"}`, countText)})
-	}
-	for _, r := range senderReasons {
-		v.Drops = append(v.Drops, dropView{"sender", r, fig(`ferry_remote_write_dropped_samples_total{reason="`+r+`"}`, countText)})
-	}
-
-	var lastErrorUnix float64
-	if sender != nil {
-		st := sender.Stats()
-		lastErrorUnix = st.LastErrorUnix
-		if st.LastError != "" {
-			v.LastError, v.LastErrorAt = st.LastError, timeText(st.LastErrorUnix)
+	if rw := s.Sender; rw != nil {
+		v.Sending = true
+		v.URL = rw.URL
+		v.Sent = fig(rw.Sent, countText)
+		v.BytesSent = fig(rw.BytesSent, units.HumanBytes)
+		v.Failures = fig(rw.Failures, countText)
+		v.LastSuccess = fig(rw.LastSuccess, timeText)
+		if rw.LastError != "" {
+			v.LastError, v.LastErrorAt = rw.LastError, timeText(rw.LastErrorUnix)
 		}
-		v.SendRate = p.rate(now, float64(st.SamplesSent))
+		v.SendRate = p.rate(now, s.Started, rw.Sent.Value)
 	}
 
-	age := values["ferry_buffer_backlog_age_seconds"]
-	switch caughtUp := max(2*cfg.SyncInterval, 30*time.Second).Seconds(); {
-	case sender == nil:
+	age := b.BacklogAge.Value
+	switch caughtUp := max(2*s.SyncInterval, 30*time.Second).Seconds(); {
+	case s.Sender == nil:
 		v.Verdict, v.Behind = "Not sending: no --remote-write.url. Buffering only; the buffer keeps the newest data up to its cap.", true
 	case age <= caughtUp:
 		v.Verdict = "Keeping up."
 	default:
 		v.Verdict, v.Behind = fmt.Sprintf("Behind by %s: %s samples wait to be sent.", durationText(age), v.Samples.Text), true
-		if v.LastError != "" && values["ferry_remote_write_last_success_timestamp_seconds"] < lastErrorUnix {
+		if v.LastError != "" && s.Sender.LastSuccess.Value < s.Sender.LastErrorUnix {
 			v.Verdict += " The last request failed: see the receiver's answer below."
 		}
 	}
 
-	var failing map[string]bool
-	for _, s := range sources {
+	for _, src := range s.Sources {
 		sv := sourceView{
-			Name:     s.name,
-			Appended: fig(`ferry_samples_appended_total{source="`+s.name+`"}`, countText),
-			Errors:   fig(`ferry_collect_errors_total{source="`+s.name+`"}`, countText),
+			Name:     src.Name,
+			Appended: fig(src.Appended, countText),
+			Errors:   fig(src.Errors, countText),
 		}
-		s.mu.Lock()
-		lastRun, lastErr := s.lastRun, s.lastErr
-		s.mu.Unlock()
 		switch {
-		case lastRun.IsZero():
+		case src.LastRun.IsZero():
 			sv.State, sv.LastRun = "not run yet", "never"
-		case lastErr != "":
-			sv.State, sv.LastErr = "failing", lastErr
+		case src.LastErr != "":
+			sv.State, sv.LastErr = "failing", src.LastErr
 		default:
 			sv.State, sv.OK = "ok", true
 		}
-		if !lastRun.IsZero() {
-			sv.LastRun = durationText(now.Sub(lastRun).Seconds()) + " ago"
-		}
-		if s.name == "node" {
-			failing = failingCollectors(lastErr)
+		if !src.LastRun.IsZero() {
+			sv.LastRun = durationText(now.Sub(src.LastRun).Seconds()) + " ago"
 		}
 		v.Sources = append(v.Sources, sv)
 	}
-	for _, e := range host.Collectors() {
-		if !cfg.Collectors[e.Name] {
-			continue
-		}
-		cv := collectorView{Name: e.Name, State: "ok", OK: true}
-		if failing[e.Name] {
+	for _, c := range s.Collectors {
+		cv := collectorView{Name: c.Name, State: "ok", OK: true}
+		if !c.OK {
 			cv.State, cv.OK = "failing", false
 		}
 		v.Collectors = append(v.Collectors, cv)
@@ -195,27 +179,14 @@ func (p *statusPage) view(c *collectors.Collection, now time.Time) statusView {
 	return v
 }
 
-// failingCollectors reads the host source's error, in which multiCollector
-// names each failing collector on a line of its own.
-func failingCollectors(err string) map[string]bool {
-	failing := map[string]bool{}
-	for _, line := range strings.Split(err, "\n") {
-		if rest, ok := strings.CutPrefix(line, "collector "); ok {
-			name, _, _ := strings.Cut(rest, ":")
-			failing[name] = true
-		}
-	}
-	return failing
-}
-
 // rate returns the send rate since the previous look, or since the start
 // on the first.
-func (p *statusPage) rate(now time.Time, sent float64) string {
+func (p *statusPage) rate(now, started time.Time, sent float64) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	from, fromSent, since := p.prevAt, p.prevSent, "the previous look"
 	if from.IsZero() {
-		from, fromSent, since = p.a.started, 0, "ferry's start"
+		from, fromSent, since = started, 0, "ferry's start"
 	}
 	d := now.Sub(from)
 	if d <= 0 {
