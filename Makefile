@@ -142,7 +142,7 @@ bench-compare: build
 # files; scrape bodies; the config file.
 FUZZTIME ?= 1m
 FUZZ_TARGETS := ./buffer:FuzzDecodeBlock ./buffer:FuzzDecodeLabels ./buffer:FuzzCheckFile \
-	./collectors/scrape:FuzzParse ./collectors/scrape:FuzzParseLimits ./agent:FuzzConfigFile \
+	./collectors/scrape:FuzzParse ./collectors/scrape:FuzzParseLimits ./agent/config:FuzzConfigFile \
 	./carry:FuzzReader ./agent/remotewrite:FuzzDecodeRequest
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

@@ -39,6 +39,9 @@ const (
 	ReasonThinned     = "thinned"       // left out of old data thinned to make room (Options.Thin)
 )
 
+// DropReasons lists every reason, for counters that start at zero.
+var DropReasons = []string{ReasonFull, ReasonCorrupt, ReasonOutOfOrder, ReasonOutOfBounds, ReasonInvalid, ReasonWriteError, ReasonThinned}
+
 var (
 	bucketSeries = []byte("series")
 	bucketBlocks = []byte("blocks")

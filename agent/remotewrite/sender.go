@@ -33,6 +33,8 @@ const (
 	ReasonTooOld   = "too_old"  // older than MaxSampleAge when its turn came
 )
 
+var DropReasons = []string{ReasonRejected, ReasonTooOld} // every reason, for counters that start at zero
+
 // Config is the sender's part of the agent configuration.
 type Config struct {
 	URL               string
