@@ -142,7 +142,7 @@ bench-compare: build
 # files; scrape bodies; the config file.
 FUZZTIME ?= 1m
 FUZZ_TARGETS := ./buffer:FuzzDecodeBlock ./buffer:FuzzDecodeLabels ./buffer:FuzzCheckFile \
-	./collectors/scrape:FuzzParse ./collectors/scrape:FuzzParseLimits ./agent:FuzzConfigFile \
+	./collectors/scrape:FuzzParse ./collectors/scrape:FuzzParseLimits ./agent/config:FuzzConfigFile \
 	./agent/remotewrite/carry:FuzzReader ./agent/remotewrite/codec:FuzzDecodeRequest
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
@@ -150,16 +150,16 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) $${t%%:*} || exit 1; \
 	done
 
-# Real power cuts (powercut/README.md): ferry in a qemu VM whose disk loses
-# what the guest did not flush; SIGKILL at random moments, boot, check.
+# Real power cuts (bench/powercut/README.md): ferry in a qemu VM whose disk
+# loses what the guest did not flush; SIGKILL at random moments, boot, check.
 # Once with the default sync interval (1m), once with the flash-friendly
 # FLASH_SYNC; both tables go to $(BIN)/powercut/results.md. ~13 min on 2
 # cores under software emulation.
 POWERCUT_CUTS ?= 20
 FLASH_SYNC    ?= 5m
 powercut: build
-	sh powercut/setup.sh $(BIN)/powercut/kernel
-	$(GO) build -o $(BIN)/powercut-rig ./powercut
+	sh bench/powercut/setup.sh $(BIN)/powercut/kernel
+	$(GO) build -o $(BIN)/powercut-rig ./bench/powercut
 	rm -f $(BIN)/powercut/results.md
 	rc=0; \
 	$(BIN)/powercut-rig -ferry $(BIN)/ferry -kernel $(BIN)/powercut/kernel -work $(BIN)/powercut/default -cuts $(POWERCUT_CUTS) \

@@ -1,3 +1,7 @@
+// Package agent runs ferry's pipeline: the sources on their schedules,
+// their labels, the buffer's commits, the sender's lifecycle, reloads, and
+// ferry's own metrics. Its configuration comes from agent/config; its web
+// endpoints are in agent/web, fed by a snapshot of the agent's state.
 package agent
 
 import (
@@ -15,9 +19,11 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/ferry-agent/ferry/agent/clock"
+	"github.com/ferry-agent/ferry/agent/config"
 	"github.com/ferry-agent/ferry/agent/remotewrite"
+	"github.com/ferry-agent/ferry/agent/web"
 	"github.com/ferry-agent/ferry/buffer"
-	"github.com/ferry-agent/ferry/collectors"
 	"github.com/ferry-agent/ferry/collectors/host"
 	"github.com/ferry-agent/ferry/collectors/scrape"
 	"github.com/ferry-agent/ferry/internal/httpclient"
@@ -32,10 +38,10 @@ type Agent struct {
 
 	ready        atomic.Bool
 	commitErrors atomic.Uint64
-	clock        *clockGuard // nil: the wall clock is trusted
+	clock        *clock.Guard // nil: the wall clock is trusted
 
 	mu      sync.RWMutex // guards what a reload replaces
-	cfg     Config
+	cfg     config.Config
 	sender  *remotewrite.Sender // nil without a remote-write URL
 	sources []*source
 }
@@ -44,13 +50,13 @@ type Agent struct {
 // it collected, or when it cannot start. Each configuration received from
 // reloads replaces the running one without touching the buffer; one that
 // cannot work is refused with a log line and the running one stays.
-func Run(ctx context.Context, cfg Config, log *slog.Logger, reloads <-chan Config) error {
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger, reloads <-chan config.Config) error {
 	buf, err := openBuffer(ctx, cfg, log, bufferRetryInterval)
 	if err != nil {
 		return err
 	}
 	a := &Agent{cfg: cfg, log: log, buf: buf, started: time.Now(),
-		clock: newClockGuard(systemClock{start: time.Now()}, buildTime(), cfg.ClockRequireSync, log)}
+		clock: clock.New(clock.System(), clock.BuildTime(), cfg.ClockRequireSync, log)}
 	if a.sources, err = a.buildSources(cfg); err == nil {
 		a.sender, err = newSender(cfg, buf, log)
 	}
@@ -139,7 +145,7 @@ func (a *Agent) runSender(s *remotewrite.Sender) (stop func()) {
 }
 
 // newSender returns the sender cfg asks for; nil without a URL.
-func newSender(cfg Config, buf *buffer.Buffer, log *slog.Logger) (*remotewrite.Sender, error) {
+func newSender(cfg config.Config, buf *buffer.Buffer, log *slog.Logger) (*remotewrite.Sender, error) {
 	if cfg.RemoteWrite.URL == "" {
 		return nil, nil
 	}
@@ -158,8 +164,11 @@ func newSender(cfg Config, buf *buffer.Buffer, log *slog.Logger) (*remotewrite.S
 	return s, nil
 }
 
+// handler serves the agent's web endpoints.
+func (a *Agent) handler() http.Handler { return web.Handler(webBackend{selfCollector{a}}) }
+
 // running returns the configuration, sender and sources in use.
-func (a *Agent) running() (Config, *remotewrite.Sender, []*source) {
+func (a *Agent) running() (config.Config, *remotewrite.Sender, []*source) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	return a.cfg, a.sender, a.sources
@@ -180,7 +189,7 @@ const bufferRetryInterval = 30 * time.Second
 // device whose flash came up read-only must not make ferry exit and its
 // supervisor give up on it. Another ferry holding the buffer, a cap this
 // system cannot map, or ctx ending are final.
-func openBuffer(ctx context.Context, cfg Config, log *slog.Logger, retry time.Duration) (*buffer.Buffer, error) {
+func openBuffer(ctx context.Context, cfg config.Config, log *slog.Logger, retry time.Duration) (*buffer.Buffer, error) {
 	for {
 		buf, err := buffer.Open(buffer.Options{Dir: cfg.StoragePath, MaxSize: cfg.StorageMaxSize, Thin: cfg.StorageThin, Logger: log})
 		if err == nil {
@@ -221,22 +230,23 @@ func (a *Agent) commitLoop(ctx context.Context, interval time.Duration) {
 
 // buildSources turns a configuration into sources: the host collectors as
 // job "node", each scrape target, and ferry's own metrics as job "ferry".
-func (a *Agent) buildSources(cfg Config) ([]*source, error) {
+func (a *Agent) buildSources(cfg config.Config) ([]*source, error) {
 	hostname, err := os.Hostname()
 	if err != nil {
 		hostname = "localhost"
 	}
-	defaultTimeout := min(cfg.ScrapeInterval, maxScrapeTimeout)
+	defaultTimeout := min(cfg.ScrapeInterval, config.MaxScrapeTimeout)
 	var sources []*source
-	if hc := HostCollector(cfg); hc != nil {
-		s := newSource("node", "node", hostname, hc)
+	if hs := host.NewSet(cfg.Collectors, cfg.Paths); hs != nil {
+		s := newSource("node", "node", hostname, hs)
+		s.host = hs
 		s.interval, s.timeout = cfg.ScrapeInterval, defaultTimeout
 		sources = append(sources, s)
 	}
 	for _, t := range cfg.Targets {
-		s := &source{name: t.name(), target: t.Labels, honorLabels: t.HonorLabels, metricRelabel: t.MetricRelabel,
+		s := &source{name: t.Name(), target: t.Labels, honorLabels: t.HonorLabels, metricRelabel: t.MetricRelabel,
 			report: true, interval: cmp.Or(t.Interval, cfg.ScrapeInterval), series: newSeriesSet()}
-		s.timeout = cmp.Or(t.Timeout, min(s.interval, maxScrapeTimeout))
+		s.timeout = cmp.Or(t.Timeout, min(s.interval, config.MaxScrapeTimeout))
 		scraper, err := scrape.New(t.Target, s.timeout)
 		if err != nil {
 			return nil, fmt.Errorf("scrape target %s: %w", s.name, err)
@@ -251,38 +261,4 @@ func (a *Agent) buildSources(cfg Config) ([]*source, error) {
 	self := newSource("ferry", "ferry", hostname, selfCollector{a})
 	self.interval, self.timeout = cfg.ScrapeInterval, defaultTimeout
 	return append(sources, self), nil
-}
-
-// HostCollector returns the host collectors cfg enables as one collector,
-// nil if it enables none.
-func HostCollector(cfg Config) collectors.Collector {
-	var m multiCollector
-	for _, e := range host.Collectors() {
-		if cfg.Collectors[e.Name] {
-			m = append(m, namedCollector{e.Name, e.New(cfg.Paths)})
-		}
-	}
-	if len(m) == 0 {
-		return nil
-	}
-	return m
-}
-
-type namedCollector struct {
-	name string
-	collectors.Collector
-}
-
-// multiCollector runs several host collectors as one source; one failing
-// collector does not stop the others.
-type multiCollector []namedCollector
-
-func (m multiCollector) Collect(ctx context.Context, c *collectors.Collection) error {
-	var errs []error
-	for _, nc := range m {
-		if err := nc.Collect(ctx, c); err != nil {
-			errs = append(errs, fmt.Errorf("collector %s: %w", nc.name, err))
-		}
-	}
-	return errors.Join(errs...)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/ferry-agent/ferry/agent/config"
 	"github.com/ferry-agent/ferry/buffer"
 )
 
@@ -27,7 +28,7 @@ func TestOpenBufferWaitsForTheFilesystem(t *testing.T) {
 	if err := os.WriteFile(parent, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
+	cfg := config.DefaultConfig()
 	cfg.StoragePath = filepath.Join(parent, "data")
 
 	go func() {
@@ -44,7 +45,7 @@ func TestOpenBufferWaitsForTheFilesystem(t *testing.T) {
 }
 
 func TestOpenBufferGivesUpOnlyOnFinalErrors(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := config.DefaultConfig()
 	cfg.StoragePath = t.TempDir()
 	held, err := buffer.Open(buffer.Options{Dir: cfg.StoragePath, MaxSize: cfg.StorageMaxSize})
 	if err != nil {
@@ -71,7 +72,7 @@ func TestOpenBufferGivesUpOnlyOnFinalErrors(t *testing.T) {
 // TestMetricsEndpointShowsTheBuffer: /metrics serves ferry's own figures,
 // taken from the buffer, with every drop reason present before any drop.
 func TestMetricsEndpointShowsTheBuffer(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := config.DefaultConfig()
 	buf, err := buffer.Open(buffer.Options{Dir: t.TempDir(), MaxSize: cfg.StorageMaxSize})
 	if err != nil {
 		t.Fatal(err)

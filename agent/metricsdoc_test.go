@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
+	"github.com/ferry-agent/ferry/agent/config"
 	"github.com/ferry-agent/ferry/agent/remotewrite"
 	"github.com/ferry-agent/ferry/buffer"
 	"github.com/ferry-agent/ferry/collectors"
@@ -59,18 +62,23 @@ func readMetricsDoc(t *testing.T) map[string]docRow {
 // without the reference fails here, and so does a row for a family that is
 // gone.
 func TestMetricsReference(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := config.DefaultConfig()
 	buf, err := buffer.Open(buffer.Options{Dir: t.TempDir(), MaxSize: cfg.StorageMaxSize})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer buf.Close()
-	cfg.RemoteWrite.URL = "http://127.0.0.1:1/api/v1/write" // never called: only its figures are read
-	target, err := parseTarget("app", "127.0.0.1:1")        // never scraped: its counters are read
-	if err != nil {
+	fs := pflag.NewFlagSet("ferry", pflag.ContinueOnError)
+	flags := config.NewFlags(fs, &cfg, nil)
+	if err := fs.Parse([]string{
+		"--remote-write.url=http://127.0.0.1:1/api/v1/write", // never called: only its figures are read
+		"--scrape.target=app=127.0.0.1:1",                    // never scraped: its counters are read
+	}); err != nil {
 		t.Fatal(err)
 	}
-	cfg.Targets = []ScrapeTarget{target}
+	if err := flags.Finish(); err != nil {
+		t.Fatal(err)
+	}
 	a := &Agent{cfg: cfg, log: slog.New(slog.DiscardHandler), buf: buf, started: time.Now()}
 	if a.sender, err = remotewrite.New(cfg.RemoteWrite, buf, a.log); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"reflect"
+
+	"github.com/ferry-agent/ferry/agent/config"
 )
 
 // reload replaces the running sources, and the sender if its settings
@@ -10,7 +12,7 @@ import (
 // collected or buffered is lost. A source that goes away ends its series
 // with staleness markers; one that stays keeps its memory of the series it
 // had, so that only the series it no longer has are ended.
-func (a *Agent) reload(ctx context.Context, next Config, stopSources, stopSender func()) (func(), func()) {
+func (a *Agent) reload(ctx context.Context, next config.Config, stopSources, stopSender func()) (func(), func()) {
 	a.mu.RLock()
 	cur := a.cfg
 	a.mu.RUnlock()

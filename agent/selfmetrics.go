@@ -8,10 +8,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferry-agent/ferry/agent/clock"
 	"github.com/ferry-agent/ferry/agent/remotewrite"
+	"github.com/ferry-agent/ferry/agent/web"
 	"github.com/ferry-agent/ferry/buffer"
 	"github.com/ferry-agent/ferry/collectors"
 	"github.com/ferry-agent/ferry/collectors/scrape"
+	"github.com/ferry-agent/ferry/internal/httpclient"
 )
 
 // ferry's own metrics: served on /metrics and, as job "ferry", written into
@@ -56,26 +59,50 @@ var (
 	startTimeDesc = collectors.NewDesc("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", collectors.Gauge)
 )
 
-// bufferReasons and senderReasons are always exported, zero or not, so that
-// rates and alerts work before the first drop.
-var (
-	bufferReasons = []string{buffer.ReasonFull, buffer.ReasonCorrupt, buffer.ReasonOutOfOrder,
-		buffer.ReasonOutOfBounds, buffer.ReasonInvalid, buffer.ReasonWriteError, buffer.ReasonThinned}
-	senderReasons = []string{remotewrite.ReasonRejected, remotewrite.ReasonTooOld}
-)
-
-// selfCollector gathers the agent's figures.
+// selfCollector gathers the agent's figures as the source "ferry".
 type selfCollector struct{ a *Agent }
 
 func (s selfCollector) Collect(_ context.Context, c *collectors.Collection) error {
-	a := s.a
-	cfg, sender, sources := a.running()
-	c.Add(buildInfoDesc, 1, cfg.Version, runtime.Version())
-	for _, src := range sources {
-		c.Add(appendedDesc, float64(src.appended.Load()), src.name)
+	s.a.gather(c, nil, time.Now())
+	return nil
+}
+
+// webBackend is the agent as its web endpoints see it.
+type webBackend struct{ selfCollector }
+
+func (b webBackend) Snapshot(now time.Time) web.Snapshot {
+	var c collectors.Collection
+	var snap web.Snapshot
+	b.a.gather(&c, &snap, now)
+	return snap
+}
+
+func (b webBackend) Ready() bool { return b.a.ready.Load() }
+
+// gather takes one look at the agent's figures: it adds them to c as ferry's
+// own metrics and, if snap is not nil, fills snap for the status page with
+// the very values added, so that the page and /metrics cannot disagree.
+// Every reason, direction and source is there, zero or not, so that rates
+// and alerts work before the first drop.
+func (a *Agent) gather(c *collectors.Collection, snap *web.Snapshot, now time.Time) {
+	// fig adds a sample and returns it as the page shows it.
+	fig := func(d *collectors.Desc, v float64, labelValues ...string) web.Figure {
+		c.Add(d, v, labelValues...)
+		if snap == nil {
+			return web.Figure{}
+		}
+		return web.Figure{Series: string(collectors.AppendSeries(nil, c.Samples[len(c.Samples)-1].Labels)), Value: v}
 	}
-	for _, src := range sources {
-		c.Add(collectErrorsDesc, float64(src.errors.Load()), src.name)
+	cfg, sender, sources := a.running()
+	var s web.Snapshot
+	c.Add(buildInfoDesc, 1, cfg.Version, runtime.Version())
+	s.Sources = make([]web.Source, len(sources))
+	for i, src := range sources {
+		s.Sources[i].Name = src.name
+		s.Sources[i].Appended = fig(appendedDesc, float64(src.appended.Load()), src.name)
+	}
+	for i, src := range sources {
+		s.Sources[i].Errors = fig(collectErrorsDesc, float64(src.errors.Load()), src.name)
 	}
 	for _, src := range sources {
 		for _, r := range scrape.Reasons {
@@ -91,22 +118,22 @@ func (s selfCollector) Collect(_ context.Context, c *collectors.Collection) erro
 	}
 
 	st := a.buf.Stats()
-	c.Add(bufferSamplesDesc, float64(st.Samples))
-	c.Add(bufferHeadDesc, float64(st.HeadSamples))
-	c.Add(bufferBlocksDesc, float64(st.Blocks))
-	c.Add(bufferSeriesDesc, float64(st.Series))
-	c.Add(bufferBytesDesc, float64(st.FileBytes))
-	c.Add(bufferUsedDesc, float64(st.UsedBytes))
-	c.Add(bufferMaxBytesDesc, float64(st.MaxBytes))
-	c.Add(bufferOldestDesc, float64(st.OldestT)/1000)
-	c.Add(bufferNewestDesc, float64(st.NewestT)/1000)
+	s.Buffer.Samples = fig(bufferSamplesDesc, float64(st.Samples))
+	s.Buffer.HeadSamples = fig(bufferHeadDesc, float64(st.HeadSamples))
+	s.Buffer.Blocks = fig(bufferBlocksDesc, float64(st.Blocks))
+	s.Buffer.Series = fig(bufferSeriesDesc, float64(st.Series))
+	s.Buffer.FileBytes = fig(bufferBytesDesc, float64(st.FileBytes))
+	s.Buffer.UsedBytes = fig(bufferUsedDesc, float64(st.UsedBytes))
+	s.Buffer.MaxBytes = fig(bufferMaxBytesDesc, float64(st.MaxBytes))
+	s.Buffer.Oldest = fig(bufferOldestDesc, float64(st.OldestT)/1000)
+	s.Buffer.Newest = fig(bufferNewestDesc, float64(st.NewestT)/1000)
 	var age float64
 	if st.Samples > 0 {
-		age = max(0, float64(time.Now().UnixMilli()-st.OldestT)/1000)
+		age = max(0, float64(now.UnixMilli()-st.OldestT)/1000)
 	}
-	c.Add(backlogAgeDesc, age)
-	for _, r := range bufferReasons {
-		c.Add(bufferDroppedDesc, float64(st.Dropped[r]), r)
+	s.Buffer.BacklogAge = fig(backlogAgeDesc, age)
+	for _, r := range buffer.DropReasons {
+		s.Drops = append(s.Drops, web.Drop{Where: "buffer", Reason: r, Count: fig(bufferDroppedDesc, float64(st.Dropped[r]), r)})
 	}
 	c.Add(bufferAsideDesc, float64(st.FilesMovedAside))
 	c.Add(commitErrorsDesc, float64(a.commitErrors.Load()))
@@ -115,21 +142,29 @@ func (s selfCollector) Collect(_ context.Context, c *collectors.Collection) erro
 	if sender != nil {
 		rw = sender.Stats()
 	}
-	c.Add(sentDesc, float64(rw.SamplesSent))
-	c.Add(sentBytesDesc, float64(rw.BytesSent))
-	c.Add(failuresDesc, float64(rw.RequestsFailed))
-	for _, r := range senderReasons {
-		c.Add(rwDroppedDesc, float64(rw.Dropped[r]), r)
+	sent := web.Sender{
+		URL:           httpclient.RedactURL(cfg.RemoteWrite.URL),
+		Sent:          fig(sentDesc, float64(rw.SamplesSent)),
+		BytesSent:     fig(sentBytesDesc, float64(rw.BytesSent)),
+		Failures:      fig(failuresDesc, float64(rw.RequestsFailed)),
+		LastError:     rw.LastError,
+		LastErrorUnix: rw.LastErrorUnix,
 	}
-	c.Add(lastSuccessDesc, rw.LastSuccessUnix)
+	for _, r := range remotewrite.DropReasons {
+		s.Drops = append(s.Drops, web.Drop{Where: "sender", Reason: r, Count: fig(rwDroppedDesc, float64(rw.Dropped[r]), r)})
+	}
+	sent.LastSuccess = fig(lastSuccessDesc, rw.LastSuccessUnix)
 	c.Add(budgetDesc, float64(cfg.RemoteWrite.MaxBytesPerDay))
 	c.Add(budgetUsedDesc, float64(rw.BudgetUsedBytes))
+	if sender != nil {
+		s.Sender = &sent
+	}
 
-	cs := a.clock.stats()
-	c.Add(clockHeldDesc, float64(cs.held))
-	c.Add(clockDroppedDesc, float64(cs.dropped))
-	for _, d := range []string{"forward", "backward"} {
-		c.Add(clockJumpsDesc, float64(cs.jumps[d]), d)
+	cs := a.clock.Stats()
+	s.Clock.Held = fig(clockHeldDesc, float64(cs.Held))
+	s.Clock.Dropped = fig(clockDroppedDesc, float64(cs.Dropped))
+	for _, d := range clock.JumpDirections {
+		s.Clock.Jumps = append(s.Clock.Jumps, web.Jump{Direction: d, Count: fig(clockJumpsDesc, float64(cs.Jumps[d]), d)})
 	}
 
 	c.Add(startTimeDesc, float64(a.started.UnixMilli())/1000)
@@ -137,7 +172,28 @@ func (s selfCollector) Collect(_ context.Context, c *collectors.Collection) erro
 		c.Add(residentDesc, rss)
 		c.Add(cpuDesc, cpu)
 	}
-	return nil
+
+	if snap == nil {
+		return
+	}
+	s.Version, s.Taken, s.Started, s.SyncInterval = cfg.Version, now, a.started, cfg.SyncInterval
+	s.Host, _ = os.Hostname()
+	for i, src := range sources {
+		src.mu.Lock()
+		s.Sources[i].LastRun, s.Sources[i].LastErr = src.lastRun, src.lastErr
+		src.mu.Unlock()
+		if src.host == nil {
+			continue
+		}
+		failing := map[string]bool{}
+		for _, o := range src.host.Outcomes() {
+			failing[o.Name] = !o.OK()
+		}
+		for _, name := range src.host.Names() {
+			s.Collectors = append(s.Collectors, web.Collector{Name: name, OK: !failing[name]})
+		}
+	}
+	*snap = s
 }
 
 // readProcSelf returns RSS bytes and CPU seconds from /proc/self/stat.

@@ -13,7 +13,9 @@ import (
 	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/model/value"
 
+	"github.com/ferry-agent/ferry/agent/config"
 	"github.com/ferry-agent/ferry/collectors"
+	"github.com/ferry-agent/ferry/collectors/host"
 	"github.com/ferry-agent/ferry/collectors/scrape"
 	"github.com/ferry-agent/ferry/internal/lograte"
 )
@@ -33,6 +35,7 @@ type source struct {
 	errors         atomic.Uint64
 	failures       map[string]*atomic.Uint64 // a scrape target's, by scrape.Reasons
 	duplicates     duplicateCounter          // a scrape target's duplicate samples, or nil
+	host           *host.Set                 // the host collectors' outcomes, or nil
 	errorLog       lograte.Limiter
 	lastDuplicates uint64
 	series         *seriesSet
@@ -47,7 +50,7 @@ type source struct {
 func newSource(name, job, instance string, c collectors.Collector) *source {
 	return &source{name: name, collector: c, series: newSeriesSet(),
 		target:   labels.FromStrings(model.JobLabel, job, model.InstanceLabel, instance),
-		interval: defaultScrapeInterval, timeout: maxScrapeTimeout}
+		interval: config.DefaultScrapeInterval, timeout: config.MaxScrapeTimeout}
 }
 
 // duplicateCounter is a scraper's count of samples dropped because their
@@ -106,7 +109,7 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 
 	// Samples without a timestamp of their own get the collection's; while
 	// the wall clock is not plausible, the clock guard holds them instead.
-	clock, clockOK := a.clock.now(a.buf.Append)
+	reading, clockOK := a.clock.Now(a.buf.Append)
 	external := a.externalLabels()
 	b := labels.NewBuilder(labels.EmptyLabels())
 	add := func(lset labels.Labels, t int64, v float64) {
@@ -115,9 +118,9 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 		case t != 0:
 			a.buf.Append(lset, t, v)
 		case clockOK:
-			a.buf.Append(lset, clock.wall.UnixMilli(), v)
+			a.buf.Append(lset, reading.Wall.UnixMilli(), v)
 		default:
-			a.clock.hold(lset, clock.mono, v)
+			a.clock.Hold(lset, reading.Mono, v)
 		}
 	}
 	kept := 0
@@ -177,15 +180,15 @@ func (a *Agent) markAllStale(s *source) {
 	if len(gone) == 0 {
 		return
 	}
-	clock, clockOK := a.clock.now(a.buf.Append)
+	reading, clockOK := a.clock.Now(a.buf.Append)
 	external := a.externalLabels()
 	b := labels.NewBuilder(labels.EmptyLabels())
 	for _, lset := range gone {
 		lset = withExternal(b, lset, external)
 		if clockOK {
-			a.buf.Append(lset, clock.wall.UnixMilli(), staleMarkerValue)
+			a.buf.Append(lset, reading.Wall.UnixMilli(), staleMarkerValue)
 		} else {
-			a.clock.hold(lset, clock.mono, staleMarkerValue)
+			a.clock.Hold(lset, reading.Mono, staleMarkerValue)
 		}
 	}
 	s.appended.Add(uint64(len(gone)))

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/model/value"
 
+	"github.com/ferry-agent/ferry/agent/config"
 	"github.com/ferry-agent/ferry/buffer"
 	"github.com/ferry-agent/ferry/collectors"
 	"github.com/ferry-agent/ferry/collectors/scrape"
@@ -145,7 +146,7 @@ func sample(lset ...string) collectors.Sample {
 // testAgent is an agent with a real buffer and no sources of its own.
 func testAgent(t *testing.T, external labels.Labels) *Agent {
 	t.Helper()
-	cfg := DefaultConfig()
+	cfg := config.DefaultConfig()
 	cfg.ExternalLabels = external
 	buf, err := buffer.Open(buffer.Options{Dir: t.TempDir(), MaxSize: cfg.StorageMaxSize})
 	if err != nil {

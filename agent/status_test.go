@@ -20,10 +20,14 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/ferry-agent/ferry/agent/config"
 	"github.com/ferry-agent/ferry/agent/remotewrite"
 	"github.com/ferry-agent/ferry/buffer"
 	"github.com/ferry-agent/ferry/collectors"
 )
+
+// The status page with the whole agent behind it: the page against
+// /metrics. agent/web tests the page on snapshots made by hand.
 
 // failingCollector stands for a scrape target that is down.
 type failingCollector struct{}
@@ -54,7 +58,7 @@ func statusFixture(t *testing.T) *httptest.Server {
 	if err := os.WriteFile(filepath.Join(procfs, "loadavg"), []byte("0.42 0.33 0.25 1/123 4567\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
+	cfg := config.DefaultConfig()
 	cfg.Version = "1.2.3-test"
 	cfg.Collectors = map[string]bool{"loadavg": true, "meminfo": true}
 	cfg.Paths.ProcFS = procfs

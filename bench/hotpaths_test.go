@@ -9,9 +9,10 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 
-	"github.com/ferry-agent/ferry/agent"
+	"github.com/ferry-agent/ferry/agent/config"
 	"github.com/ferry-agent/ferry/buffer"
 	"github.com/ferry-agent/ferry/collectors"
+	"github.com/ferry-agent/ferry/collectors/host"
 	"github.com/ferry-agent/ferry/collectors/scrape"
 )
 
@@ -77,12 +78,12 @@ func BenchmarkBufferAppend(b *testing.B) {
 }
 
 func BenchmarkHostCollection(b *testing.B) {
-	cfg := agent.DefaultConfig()
+	cfg := config.DefaultConfig()
 	cfg.Collectors = map[string]bool{}
 	for _, name := range []string{"cpu", "loadavg", "meminfo", "filesystem", "netdev", "diskstats", "stat", "time", "uname", "os", "thermal_zone", "hwmon", "pressure"} {
 		cfg.Collectors[name] = true
 	}
-	hc := agent.HostCollector(cfg)
+	hc := host.NewSet(cfg.Collectors, cfg.Paths)
 	b.ReportAllocs()
 	samples := 0
 	for b.Loop() {

@@ -32,12 +32,15 @@ const FileName = "ferry.db"
 const (
 	ReasonFull        = "full"          // evicted to make room for newer data
 	ReasonCorrupt     = "corrupt"       // a stored block failed to decode, or names an unknown series
-	ReasonOutOfOrder  = "out_of_order"  // not newer than the series' last sample
+	ReasonOutOfOrder  = "out_of_order"  // not newer than the series' last sample in the head
 	ReasonWriteError  = "write_error"   // the disk refused a block for too long
 	ReasonOutOfBounds = "out_of_bounds" // a timestamp at or before 1970, or absurdly far ahead
 	ReasonInvalid     = "invalid"       // a sample without labels
 	ReasonThinned     = "thinned"       // left out of old data thinned to make room (Options.Thin)
 )
+
+// DropReasons lists every reason, for counters that start at zero.
+var DropReasons = []string{ReasonFull, ReasonCorrupt, ReasonOutOfOrder, ReasonOutOfBounds, ReasonInvalid, ReasonWriteError, ReasonThinned}
 
 var (
 	bucketSeries = []byte("series")
@@ -51,23 +54,40 @@ const formatVersion = "1"
 
 // Options configure a Buffer.
 type Options struct {
-	Dir      string
-	MaxSize  int64 // bytes the file may take
-	ReadOnly bool  // for inspection while the agent runs elsewhere
-	Thin     bool  // when full, thin old data instead of evicting it whole (thin.go)
-	Logger   *slog.Logger
+	Dir     string // made (0750) if missing, unless ReadOnly
+	MaxSize int64  // bytes the file may take, the series dictionary included
+	// ReadOnly is for inspection while no agent has the buffer open: Open
+	// fails with ErrInUse while one has. Commit fails, Close drops the
+	// head, Ack and Delete do nothing and return nil, damaged blocks are
+	// skipped but not deleted, a corrupt file is reported, not moved aside.
+	ReadOnly bool
+	Thin     bool         // when full, thin old data instead of evicting it whole (thin.go)
+	Logger   *slog.Logger // nil: discard
 }
 
 // Series is the samples of one series in a block, oldest first.
 type Series struct {
-	Ref    uint32 // the same label set has the same Ref while the buffer is open
+	// Ref names one label set while the buffer is open and is never given
+	// to another. A series with no sample left in the buffer may be
+	// forgotten and get a new Ref when it comes back.
+	Ref uint32
+	// Labels is the dictionary's own label set, shared with every Block
+	// of the series.
 	Labels labels.Labels
-	T      []int64
-	V      []float64
+	// T may be shared with other Series of the same Block (series scraped
+	// together share one timestamp column): do not write into it.
+	// Appending copies (its capacity ends at its length).
+	T []int64
+	V []float64 // this Series' own
 }
 
-// Block is one committed block, as the sender reads it.
+// Block is one committed block, as Read and ForEach return it. Its slices
+// are decoded into fresh memory, not bbolt's: the caller may keep a Block
+// after later calls, after Ack or Delete of its Seq, and after Close.
 type Block struct {
+	// Seq orders blocks, oldest first. With Options.Thin, two blocks
+	// merged to make room continue under the newer one's Seq, so a later
+	// Read can return a Seq seen before holding other (thinned) samples.
 	Seq    uint64
 	Series []Series
 }
@@ -81,7 +101,9 @@ func (b Block) Samples() int {
 	return n
 }
 
-// Stats describe the buffer at one moment.
+// Stats describe the buffer at one moment; the caller owns it, Dropped
+// included. Blocks a failed Commit holds in memory (see Commit) are in
+// neither Samples nor HeadSamples.
 type Stats struct {
 	Blocks      int
 	Samples     int               // committed, waiting to be sent
@@ -107,8 +129,19 @@ type blockInfo struct {
 	blockHeader
 }
 
-// Buffer is safe for concurrent use: the agent appends and commits while the
-// sender reads and acknowledges.
+// Buffer is the open buffer; Open makes one, Close ends it.
+//
+// Concurrency: every method may be called from any goroutine; the agent
+// appends and commits while the sender reads and deletes. Append and
+// LastSeq take only a short in-memory lock and never wait for the disk.
+// Commit, Ack and Delete (and Read when it deletes a damaged block) change
+// the file one at a time; Append runs beside Commit (what is appended after
+// Commit took the head goes to the next one). Read and ForEach read in bbolt
+// read transactions beside that writer: a block evicted, thinned or deleted
+// after Read chose it is either skipped or still returned as it was. Close
+// must be the last call: it does not stop other goroutines, later calls
+// that need the file fail with bbolt's ErrDatabaseNotOpen, and Append
+// after Close accepts samples that are never written nor counted.
 type Buffer struct {
 	log     *slog.Logger
 	db      *bolt.DB
@@ -134,7 +167,9 @@ type Buffer struct {
 	filesMovedAside int
 }
 
-// ErrInUse is returned by Open when another process has the buffer open.
+// ErrInUse is returned by Open, after waiting a second, when another Buffer
+// (another process, or this one) holds the file's lock: a writable Buffer
+// excludes every other, a read-only one excludes writable ones.
 var ErrInUse = errors.New("the buffer is in use by another ferry process")
 
 // ErrTooLarge is returned by Open for a cap this system cannot map.
@@ -145,9 +180,14 @@ var ErrTooLarge = errors.New("buffer cap too large")
 // of address space, shared with everything else it maps.
 const MaxSize32 = 512 << 20
 
-// Open opens or creates the buffer in opts.Dir. A file that bbolt or the
-// block decoder cannot read is moved aside with a timestamp, and a fresh
-// buffer starts: a corrupt file must never keep ferry from running.
+// Open opens or creates the buffer in opts.Dir and holds the file's lock
+// until Close. A file that bbolt cannot read, or whose layout or series
+// dictionary is damaged, is moved aside with a timestamp (counted in
+// Stats.FilesMovedAside), and a fresh buffer starts: a corrupt file must
+// never keep ferry from running. Every other failure keeps the file and is
+// returned: ErrInUse, ErrTooLarge, I/O or no space, a format version this
+// ferry does not read, or a corrupt file that cannot be moved aside. A
+// damaged block is not a failure: it is logged, and dropped when read.
 func Open(opts Options) (*Buffer, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -326,7 +366,11 @@ func (b *Buffer) load(tx *bolt.Tx) error {
 const maxTimestamp = 1 << 50
 
 // Append adds one sample to the head, the part of the buffer that lives in
-// memory until the next Commit. It never waits for the disk.
+// memory until the next Commit. It never waits for the disk and never
+// fails: a sample it refuses is counted in Stats.Dropped (out_of_bounds,
+// invalid for empty labels, out_of_order when not newer than the series'
+// last sample in the head; samples already committed are not compared).
+// A new series keeps lset as given (labels.Labels is immutable).
 func (b *Buffer) Append(lset labels.Labels, t int64, v float64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -352,7 +396,9 @@ func (b *Buffer) Append(lset labels.Labels, t int64, v float64) {
 	b.headSamples++
 }
 
-// Committed is signalled after each commit that stored a block.
+// Committed is signalled, without blocking, after each commit that stored
+// a block. It holds one signal, which may stand for several commits and
+// wakes one receiver; it is never closed.
 func (b *Buffer) Committed() <-chan struct{} { return b.notify }
 
 // maxPendingBytes bounds the blocks kept in memory while the disk refuses
@@ -361,9 +407,17 @@ func (b *Buffer) Committed() <-chan struct{} { return b.notify }
 const maxPendingBytes = 4 << 20
 
 // Commit writes the head as blocks and makes them durable (bbolt fsyncs
-// the file before Commit returns). When the cap is near, the oldest blocks
-// are evicted (buffer/FORMAT.md says how). If the disk fails, the blocks are
-// kept in memory, up to maxPendingBytes, and retried at the next Commit.
+// the file before Commit returns): when it returns nil, every sample
+// appended before the call is on disk or counted as dropped. When the cap
+// is near, the oldest blocks are evicted, counted as full, or with
+// Options.Thin thinned, counted as thinned (FORMAT.md says how); a commit
+// larger than the whole cap is dropped, counted as full, and nil returned.
+// A disk full below the cap makes the file's current size the cap for this
+// commit. If the write still fails, the error is returned and the blocks
+// stay in memory, retried first at the next Commit; past maxPendingBytes
+// the oldest of them are counted as write_error. Blocks held so are lost,
+// uncounted, if the process ends. Commits run one at a time, and one at a
+// time with Ack and Delete.
 func (b *Buffer) Commit() error {
 	b.writeMu.Lock()
 	defer b.writeMu.Unlock()
@@ -449,8 +503,14 @@ func (b *Buffer) countDrop(reason string, n int) {
 }
 
 // Read returns committed blocks with seq >= from, oldest first: at least one
-// block if there is any, and more while the total stays within maxSamples.
-// Blocks that fail to decode are deleted and counted, not returned.
+// block if there is any, and more while the total stays within maxSamples
+// (nil, nil if there is none). The caller owns the Blocks (see Block).
+// Blocks that fail to decode are deleted and counted as corrupt, not
+// returned; a series the dictionary does not know is left out and counted
+// as corrupt. The error is bbolt's, or that of deleting a damaged block, in
+// which case blocks may come with it. Read reads a snapshot: a block evicted
+// after Read chose it may still be returned, its samples then both
+// delivered and counted as full.
 func (b *Buffer) Read(from uint64, maxSamples int) ([]Block, error) {
 	for {
 		out, last, err := b.read(from, maxSamples)
@@ -508,7 +568,13 @@ func (b *Buffer) read(from uint64, maxSamples int) ([]Block, uint64, error) {
 
 // ForEach calls fn with every committed block, oldest first, in one read
 // transaction: a consistent view for tools that read the whole backlog.
-// Blocks that fail to decode are skipped and counted (in memory only).
+// The caller owns the Blocks (see Block). fn's error ends the walk and is
+// returned. fn may call Append, Committed and LastSeq only: the other
+// methods open transactions of their own, which from the goroutine holding
+// a read transaction can deadlock bbolt (Close waits for it). While
+// ForEach runs, pages that commits free cannot be reused. Blocks that fail
+// to decode are skipped, not deleted, and counted as corrupt each time a
+// ForEach passes them.
 func (b *Buffer) ForEach(fn func(Block) error) error {
 	return b.db.View(func(tx *bolt.Tx) error {
 		bb := tx.Bucket(bucketBlocks)
@@ -543,7 +609,9 @@ func (b *Buffer) resolve(seq uint64, data []seriesData) Block {
 	return blk
 }
 
-// Ack deletes every block up to and including seq: the receiver has them.
+// Ack deletes every block up to and including seq, in one transaction: the
+// receiver has them. Blocks committed meanwhile have larger seqs and stay.
+// Deleted blocks are not counted as dropped. On error nothing is deleted.
 func (b *Buffer) Ack(seq uint64) error {
 	b.mu.Lock()
 	var seqs []uint64
@@ -558,11 +626,16 @@ func (b *Buffer) Ack(seq uint64) error {
 }
 
 // Delete deletes the given blocks, delivered out of order (the sender's
-// fresh-first mode); blocks already gone are skipped.
+// fresh-first mode), in one transaction; blocks already gone are skipped.
+// As Ack: not counted, nothing deleted on error. With Options.Thin, a
+// block merged since it was read holds an older block's samples under its
+// Seq (see Block); deleting the Seq deletes them too, uncounted.
 func (b *Buffer) Delete(seqs []uint64) error { return b.deleteBlocks(seqs, "") }
 
 // LastSeq is the seq of the newest committed block, 0 if there is none
-// yet; blocks committed later have larger seqs.
+// yet; blocks committed later, while the buffer is open, have larger seqs.
+// Open continues after the newest block on disk: after a restart with no
+// block left, seqs start again at 1.
 func (b *Buffer) LastSeq() uint64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -598,7 +671,8 @@ func (b *Buffer) deleteBlocks(seqs []uint64, reason string) error {
 	return nil
 }
 
-// Stats returns the buffer's current figures.
+// Stats returns the buffer's current figures. After Close it still answers,
+// from what was in memory at Close.
 func (b *Buffer) Stats() Stats {
 	var fileBytes, usedBytes int64
 	if fi, err := os.Stat(b.path); err == nil {
@@ -634,7 +708,9 @@ func (b *Buffer) Stats() Stats {
 	return st
 }
 
-// Close commits the head and closes the file.
+// Close commits the head (a read-only buffer drops it, uncounted), closes
+// the file once open read transactions end, and releases its lock. The
+// file is closed even if the commit fails; the error joins both.
 func (b *Buffer) Close() error {
 	var err error
 	if !b.db.IsReadOnly() {

@@ -33,6 +33,8 @@ const (
 	ReasonTooOld   = "too_old"  // older than MaxSampleAge when its turn came
 )
 
+var DropReasons = []string{ReasonRejected, ReasonTooOld} // every reason, for counters that start at zero
+
 // Protocol is codec.Protocol, named here too so that a configuration can
 // fill in Config without importing the codec.
 type Protocol = codec.Protocol

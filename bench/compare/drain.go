@@ -64,27 +64,10 @@ func runDrain(c config) (report string, err error) {
 	}
 	logf("target %s: %d series every %s", synthAddr, synth.series, c.drainInterval)
 
-	agents := map[string]*agent{}
-	for _, name := range agentNames {
-		port, err := freePort()
-		if err != nil {
-			return "", err
-		}
-		vmURL := fmt.Sprintf("http://127.0.0.1:%d", port)
-		if _, err := ps.start(filepath.Join(work, "vm-"+name+".log"), c.victoria,
-			"-storageDataPath="+filepath.Join(work, "vm-"+name), fmt.Sprintf("-httpListenAddr=127.0.0.1:%d", port), "-retentionPeriod=1"); err != nil {
-			return "", err
-		}
-		if err := waitHTTP(vmURL+"/health", 30*time.Second); err != nil {
-			return "", err
-		}
-		p := newRWProxy(vmURL)
-		p.setDown(true) // down from the start: everything goes to the backlog
-		addr, err := serve(p, &servers)
-		if err != nil {
-			return "", err
-		}
-		agents[name] = &agent{name: name, proxy: p, rwAddr: addr, vmURL: vmURL, dataDir: filepath.Join(work, "data-"+name), logPath: filepath.Join(work, name+".log")}
+	// Down from the start: everything goes to the backlog.
+	agents, err := startReceivers(ps, &servers, c.victoria, work, true)
+	if err != nil {
+		return "", err
 	}
 	dc := c
 	dc.interval = c.drainInterval
@@ -93,19 +76,8 @@ func runDrain(c config) (report string, err error) {
 	}
 	f := agents["ferry"]
 	f.args = append(f.args, "--storage.sync-interval="+c.drainSync.String(), "--remote-write.protocol="+c.drainProtocol)
-	for _, name := range agentNames {
-		a := agents[name]
-		if err := os.MkdirAll(a.dataDir, 0o755); err != nil {
-			return "", err
-		}
-		if a.cmd, err = ps.start(a.logPath, a.bin, a.args...); err != nil {
-			return "", err
-		}
-	}
-	for _, name := range agentNames {
-		if err := waitHTTP(agents[name].ready, 60*time.Second); err != nil {
-			return "", fmt.Errorf("%s: %w", name, err)
-		}
+	if err := startAgents(ps, agents); err != nil {
+		return "", err
 	}
 	outageFrom := time.Now()
 	logf("all agents ready; receivers down until each agent has been served %d samples", c.drainBacklog)

@@ -193,6 +193,59 @@ func workspace(dir, prefix string, binaries ...string) (string, error) {
 	return work, nil
 }
 
+// startReceivers starts one VictoriaMetrics receiver per agent, each behind
+// its counting proxy (refusing with 503 from the start if down), and returns
+// the agents with their receiver, proxy and paths filled in.
+func startReceivers(ps *procs, servers *[]*http.Server, victoria, work string, down bool) (map[string]*agent, error) {
+	agents := map[string]*agent{}
+	for _, name := range agentNames {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		vmURL := fmt.Sprintf("http://127.0.0.1:%d", port)
+		if _, err := ps.start(filepath.Join(work, "vm-"+name+".log"), victoria,
+			"-storageDataPath="+filepath.Join(work, "vm-"+name),
+			fmt.Sprintf("-httpListenAddr=127.0.0.1:%d", port),
+			"-retentionPeriod=1"); err != nil {
+			return nil, err
+		}
+		if err := waitHTTP(vmURL+"/health", 30*time.Second); err != nil {
+			return nil, err
+		}
+		p := newRWProxy(vmURL)
+		p.setDown(down)
+		addr, err := serve(p, servers)
+		if err != nil {
+			return nil, err
+		}
+		agents[name] = &agent{name: name, proxy: p, rwAddr: addr, vmURL: vmURL, dataDir: filepath.Join(work, "data-"+name), logPath: filepath.Join(work, name+".log")}
+	}
+	return agents, nil
+}
+
+// startAgents starts every agent as configureAgents set it up, each in its
+// own data directory, and waits until each one says it is ready.
+func startAgents(ps *procs, agents map[string]*agent) error {
+	for _, name := range agentNames {
+		a := agents[name]
+		if err := os.MkdirAll(a.dataDir, 0o755); err != nil {
+			return err
+		}
+		cmd, err := ps.start(a.logPath, a.bin, a.args...)
+		if err != nil {
+			return err
+		}
+		a.cmd = cmd
+	}
+	for _, name := range agentNames {
+		if err := waitHTTP(agents[name].ready, 60*time.Second); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
 func run(c config) (report string, err error) {
 	for _, p := range []*string{&c.ferry, &c.ferryArmv7} {
 		if *p != "" {
@@ -266,49 +319,17 @@ func run(c config) (report string, err error) {
 	logf("targets: synthetic %s (%d series), node_exporter via %s (%d series)", synthAddr, synth.series, nodeAddr, nodeSeries)
 
 	// Receivers, each behind its proxy.
-	agents := map[string]*agent{}
-	for _, name := range agentNames {
-		port, err := freePort()
-		if err != nil {
-			return "", err
-		}
-		vmURL := fmt.Sprintf("http://127.0.0.1:%d", port)
-		if _, err := ps.start(filepath.Join(work, "vm-"+name+".log"), c.victoria,
-			"-storageDataPath="+filepath.Join(work, "vm-"+name),
-			fmt.Sprintf("-httpListenAddr=127.0.0.1:%d", port),
-			"-retentionPeriod=1"); err != nil {
-			return "", err
-		}
-		if err := waitHTTP(vmURL+"/health", 30*time.Second); err != nil {
-			return "", err
-		}
-		p := newRWProxy(vmURL)
-		addr, err := serve(p, &servers)
-		if err != nil {
-			return "", err
-		}
-		agents[name] = &agent{name: name, proxy: p, rwAddr: addr, vmURL: vmURL, dataDir: filepath.Join(work, "data-"+name), logPath: filepath.Join(work, name+".log")}
+	agents, err := startReceivers(ps, &servers, c.victoria, work, false)
+	if err != nil {
+		return "", err
 	}
 
 	// Agents.
 	if err := configureAgents(c, work, agents, synthAddr, nodeAddr); err != nil {
 		return "", err
 	}
-	for _, name := range agentNames {
-		a := agents[name]
-		if err := os.MkdirAll(a.dataDir, 0o755); err != nil {
-			return "", err
-		}
-		cmd, err := ps.start(a.logPath, a.bin, a.args...)
-		if err != nil {
-			return "", err
-		}
-		a.cmd = cmd
-	}
-	for _, name := range agentNames {
-		if err := waitHTTP(agents[name].ready, 60*time.Second); err != nil {
-			return "", fmt.Errorf("%s: %w", name, err)
-		}
+	if err := startAgents(ps, agents); err != nil {
+		return "", err
 	}
 	logf("all agents ready")
 

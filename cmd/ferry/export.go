@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/spf13/pflag"
 
-	"github.com/ferry-agent/ferry/agent"
+	"github.com/ferry-agent/ferry/agent/config"
 	"github.com/ferry-agent/ferry/agent/remotewrite/carry"
 	"github.com/ferry-agent/ferry/agent/remotewrite/codec"
 	"github.com/ferry-agent/ferry/buffer"
@@ -45,7 +45,7 @@ func runExport(args []string, stdout, stderr io.Writer) int {
 	fromFlag := fs.String("from", "", "Export samples at or after this time: RFC 3339 (2024-05-01T12:00:00Z) or Unix seconds.")
 	toFlag := fs.String("to", "", "Export samples at or before this time: RFC 3339 or Unix seconds.")
 	markSent := fs.Bool("mark-sent", false, "Delete the exported blocks from the buffer once the file is written, as the sender does once a receiver has them: the agent will not send them. Needs --format=remote-write and --output, and the agent stopped.")
-	maxSamples := fs.Int("remote-write.max-samples-per-send", agent.DefaultConfig().RemoteWrite.MaxSamplesPerSend, "Samples per request in a carry file, at least one buffer block: as the agent's flag of that name.")
+	maxSamples := fs.Int("remote-write.max-samples-per-send", config.DefaultConfig().RemoteWrite.MaxSamplesPerSend, "Samples per request in a carry file, at least one buffer block: as the agent's flag of that name.")
 	progressMode := fs.String("progress", "auto", "Progress line on stderr: auto (when stderr is a terminal), always or never.")
 	if code, done := parseFlags(fs, args, exportUsage, 0, stdout, stderr); done {
 		return code

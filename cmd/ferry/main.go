@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ferry-agent/ferry/agent"
+	"github.com/ferry-agent/ferry/agent/config"
 	"github.com/ferry-agent/ferry/collectors"
 	"github.com/ferry-agent/ferry/collectors/host"
 )
@@ -81,11 +82,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // agentConfig builds the agent's configuration from its flags and, if one
 // is named, its config file. done means: exit with code (help, bad usage).
-func agentConfig(name string, args []string, stdout, stderr io.Writer) (cfg agent.Config, code int, done bool) {
-	cfg = agent.DefaultConfig()
+func agentConfig(name string, args []string, stdout, stderr io.Writer) (cfg config.Config, code int, done bool) {
+	cfg = config.DefaultConfig()
 	cfg.Version = version
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	flags := agent.NewFlags(fs, &cfg, host.Collectors())
+	flags := config.NewFlags(fs, &cfg, host.Collectors())
 	if code, done := parseFlags(fs, args, usageHeader, 0, stdout, stderr); done {
 		return cfg, code, true
 	}
@@ -99,10 +100,10 @@ func agentConfig(name string, args []string, stdout, stderr io.Writer) (cfg agen
 // reloadOnHangup reads the flags and the config file again at each SIGHUP
 // and passes on the configuration; one that does not parse is refused here,
 // with a log line, and the running one stays.
-func reloadOnHangup(ctx context.Context, args []string, log *slog.Logger) <-chan agent.Config {
+func reloadOnHangup(ctx context.Context, args []string, log *slog.Logger) <-chan config.Config {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	reloads := make(chan agent.Config)
+	reloads := make(chan config.Config)
 	go func() {
 		defer signal.Stop(hup)
 		for {
@@ -148,7 +149,7 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ferry: usage: ferry check-config FILE")
 		return 2
 	}
-	cfg, err := agent.CheckFile(args[0])
+	cfg, err := config.CheckFile(args[0])
 	if err != nil {
 		fmt.Fprintf(stderr, "ferry: %v\n", err)
 		return 1
@@ -169,7 +170,7 @@ func collect(args []string, stdout, stderr io.Writer) int {
 	if done {
 		return code
 	}
-	hc := agent.HostCollector(cfg)
+	hc := host.NewSet(cfg.Collectors, cfg.Paths)
 	if hc == nil {
 		fmt.Fprintln(stderr, "ferry: every host collector is disabled")
 		return 2

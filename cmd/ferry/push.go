@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/ferry-agent/ferry/agent"
+	"github.com/ferry-agent/ferry/agent/config"
 	"github.com/ferry-agent/ferry/agent/remotewrite"
 	"github.com/ferry-agent/ferry/agent/remotewrite/carry"
 	"github.com/ferry-agent/ferry/agent/remotewrite/codec"
@@ -41,10 +41,10 @@ const maxRefusalLines = 10
 
 // runPush serves "ferry push FILE".
 func runPush(args []string, stdout, stderr io.Writer) int {
-	cfg := agent.DefaultConfig()
+	cfg := config.DefaultConfig()
 	cfg.Version = version
 	fs := pflag.NewFlagSet("ferry push", pflag.ContinueOnError)
-	flags := agent.NewFlags(fs, &cfg, nil)
+	flags := config.NewFlags(fs, &cfg, nil)
 	// The remote-write flags are the agent's own; the rest mean nothing here.
 	fs.VisitAll(func(f *pflag.Flag) {
 		if !pushFlag(f.Name) {
@@ -100,7 +100,7 @@ func pushFlag(name string) bool {
 	return false
 }
 
-func push(ctx context.Context, path string, cfg agent.Config, skip int64, live bool, stderr io.Writer) int {
+func push(ctx context.Context, path string, cfg config.Config, skip int64, live bool, stderr io.Writer) int {
 	f, err := os.Open(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "ferry: push: %v\n", err)

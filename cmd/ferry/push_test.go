@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/ferry-agent/ferry/agent"
+	"github.com/ferry-agent/ferry/agent/config"
 	"github.com/ferry-agent/ferry/agent/remotewrite/carry"
 	"github.com/ferry-agent/ferry/buffer"
 )
@@ -196,7 +197,7 @@ func TestPushSendsTheFileRequestsAsTheAgentWould(t *testing.T) {
 
 	// The agent's sender, draining the same buffer with the same batch size.
 	agentRecv := newReceiver(t, ok)
-	cfg := agent.DefaultConfig()
+	cfg := config.DefaultConfig()
 	cfg.StoragePath, cfg.ListenAddress = dir, ""
 	cfg.RemoteWrite.URL, cfg.RemoteWrite.MaxSamplesPerSend = agentRecv.URL, 20
 	cfg.Collectors = map[string]bool{}
@@ -389,7 +390,7 @@ func TestPushInterruptedThenResumed(t *testing.T) {
 		cancel() // the third request: the user presses Ctrl-C during an outage
 		return http.StatusServiceUnavailable
 	})
-	cfg := agent.DefaultConfig()
+	cfg := config.DefaultConfig()
 	cfg.RemoteWrite.URL, cfg.RemoteWrite.MinBackoff, cfg.RemoteWrite.MaxBackoff = down.URL, 5*time.Millisecond, 10*time.Millisecond
 	var stderr bytes.Buffer
 	if code := push(ctx, file, cfg, 0, false, &stderr); code != 1 || !strings.Contains(stderr.String(), "--skip-records=2") {

@@ -49,6 +49,21 @@ const (
 
 const nbdTransmissionFlags = nbdFlagHasFlags | nbdFlagSendFlush | nbdFlagSendFUA
 
+// serveOneNBD accepts one client on ln and serves disk to it in the
+// background; the channel gets serveNBD's result (or Accept's error).
+func serveOneNBD(ln net.Listener, disk *volatileDisk) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		done <- serveNBD(conn, disk)
+	}()
+	return done
+}
+
 // serveNBD serves disk to one client on conn until it disconnects or the
 // connection breaks (qemu was killed).
 func serveNBD(conn net.Conn, disk *volatileDisk) error {

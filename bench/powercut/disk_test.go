@@ -130,15 +130,7 @@ func TestNBDWithQemuClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	done := make(chan error, 1)
-	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		done <- serveNBD(conn, d)
-	}()
+	done := serveOneNBD(ln, d)
 	// qemu flushes when it closes a drive; the rig's qemu is killed, so
 	// this one is too, once its last write has arrived.
 	cmd := exec.Command(qemuIO, "-f", "raw", "-t", "writeback",

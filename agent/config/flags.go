@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"fmt"
@@ -19,6 +19,7 @@ import (
 
 // Flags binds ferry's command-line flags to a Config. Their names are part
 // of ferry's interface: packaging and tools outside this repository use them.
+// A Flags is used once, from one goroutine: NewFlags, fs.Parse, Finish.
 type Flags struct {
 	fs         *pflag.FlagSet
 	cfg        *Config
@@ -37,7 +38,8 @@ type Flags struct {
 }
 
 // NewFlags defines the flags on fs, with cfg's values as defaults, and one
-// --collector.NAME / --no-collector.NAME pair for each host collector.
+// --collector.NAME / --no-collector.NAME pair for each host collector. The
+// flags write into cfg as fs parses them; cfg must outlive Finish.
 func NewFlags(fs *pflag.FlagSet, cfg *Config, hostCollectors []collectors.Entry) *Flags {
 	f := &Flags{fs: fs, cfg: cfg, collectors: hostCollectors, enable: map[string]*bool{}, disable: map[string]*bool{}}
 	rw := &cfg.RemoteWrite
@@ -86,7 +88,9 @@ func NewFlags(fs *pflag.FlagSet, cfg *Config, hostCollectors []collectors.Entry)
 }
 
 // Finish applies the config file, if any, under the flags that were given,
-// and validates the result. Call it after fs.Parse.
+// reads the label files and device identities, and validates the result.
+// Call it after fs.Parse. Its error names the flag or file at fault; cfg is
+// then partly filled in and must not be run.
 func (f *Flags) Finish() error {
 	if f.configFile != "" {
 		if err := applyFile(f.configFile, f.cfg, f.fs.Changed); err != nil {

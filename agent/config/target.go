@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"fmt"
@@ -36,9 +36,9 @@ func newScrapeTarget(job string, u *url.URL) ScrapeTarget {
 func (t ScrapeTarget) Job() string      { return t.Labels.Get(model.JobLabel) }
 func (t ScrapeTarget) Instance() string { return t.Labels.Get(model.InstanceLabel) }
 
-// name identifies the target in logs and ferry's metrics, and across a
+// Name identifies the target in logs and ferry's metrics, and across a
 // reload: job/instance.
-func (t ScrapeTarget) name() string { return t.Job() + "/" + t.Instance() }
+func (t ScrapeTarget) Name() string { return t.Job() + "/" + t.Instance() }
 
 // targetFromLabels is Prometheus' target relabeling for one address of a
 // static config: the target's labels with __address__, __scheme__,

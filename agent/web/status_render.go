@@ -1,4 +1,4 @@
-package agent
+package web
 
 import "strings"
 
@@ -81,6 +81,14 @@ func renderStatus(v statusView) []byte {
 	w.row("oldest sample", v.Oldest)
 	w.row("newest sample", v.Newest)
 	w.row("backlog age", v.BacklogAge)
+	clock := []any{v.ClockHeld, " samples held until the wall clock is set, ", v.ClockDropped, " dropped; jumps:"}
+	for i, j := range v.ClockJumps {
+		if i > 0 {
+			clock = append(clock, ",")
+		}
+		clock = append(clock, " ", j.Count, " ", esc(j.Direction))
+	}
+	w.row("wall clock", clock...)
 	w.put("</table>\n")
 
 	w.put("<h2>Remote write</h2>\n<table id=\"remote-write\">\n")

@@ -249,15 +249,7 @@ func bootOnce(cfg vmConfig, agent Agent, disk *volatileDisk, clock time.Time, de
 		return res, err
 	}
 	defer ln.Close()
-	served := make(chan error, 1)
-	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			served <- err
-			return
-		}
-		served <- serveNBD(conn, disk)
-	}()
+	served := serveOneNBD(ln, disk)
 
 	cmd := qemuCommand(cfg, clock)
 	stdout, err := cmd.StdoutPipe()

@@ -1,6 +1,7 @@
-// Package agent wires ferry together: configuration, the sources and their
-// schedule, labels, the buffer, the sender, and the local HTTP endpoints.
-package agent
+// Package config is what ferry runs with: the command-line flags, the YAML
+// file (a subset of prometheus.yml), scrape targets, and labels read on the
+// device. It only reads and validates; the agent runs what it returns.
+package config
 
 import (
 	"fmt"
@@ -17,6 +18,8 @@ import (
 )
 
 // Config is everything the agent runs with, from flags and the config file.
+// It is a value: the agent keeps its own copy, and a reload hands over a new
+// one rather than changing the running one.
 type Config struct {
 	RemoteWrite remotewrite.Config // an empty URL means: collect and buffer only
 
@@ -39,10 +42,10 @@ type Config struct {
 }
 
 // The schedule of sources unless configured otherwise; a collection's
-// timeout is its interval, at most maxScrapeTimeout, as in Prometheus.
+// timeout is its interval, at most MaxScrapeTimeout, as in Prometheus.
 const (
-	defaultScrapeInterval = 15 * time.Second
-	maxScrapeTimeout      = 10 * time.Second
+	DefaultScrapeInterval = 15 * time.Second
+	MaxScrapeTimeout      = 10 * time.Second
 )
 
 // DefaultConfig is what ferry runs with when no flag or file says otherwise.
@@ -57,7 +60,7 @@ func DefaultConfig() Config {
 		StoragePath:    "./data",
 		StorageMaxSize: 64 << 20,
 		SyncInterval:   time.Minute,
-		ScrapeInterval: defaultScrapeInterval,
+		ScrapeInterval: DefaultScrapeInterval,
 		ExternalLabels: labels.EmptyLabels(),
 		Paths:          collectors.Paths{ProcFS: "/proc", SysFS: "/sys", RootFS: "/"},
 		ListenAddress:  "127.0.0.1:9391",
@@ -65,7 +68,9 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first setting that cannot work, naming its flag.
+// Validate reports the first setting that cannot work, naming its flag. It
+// reads the TLS and secret files the remote-write settings name, so that a
+// wrong path fails at start, not at the first request.
 func (c *Config) Validate() error {
 	if c.RemoteWrite.URL != "" {
 		if err := checkURL(c.RemoteWrite.URL); err != nil {

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"bytes"
@@ -142,7 +142,7 @@ func (sc *scrapeConfig) targets(defaultInterval, defaultTimeout time.Duration) (
 	interval := cmp.Or(time.Duration(sc.ScrapeInterval), defaultInterval)
 	// As Prometheus: the global timeout (10s by default), at most the
 	// job's interval, unless the job sets its own.
-	timeout := cmp.Or(time.Duration(sc.ScrapeTimeout), min(cmp.Or(defaultTimeout, maxScrapeTimeout), interval))
+	timeout := cmp.Or(time.Duration(sc.ScrapeTimeout), min(cmp.Or(defaultTimeout, MaxScrapeTimeout), interval))
 	if timeout > interval {
 		return nil, fmt.Errorf("scrape_timeout %s is greater than scrape_interval %s", timeout, interval)
 	}
@@ -297,7 +297,9 @@ func readableYAMLError(err error) error {
 }
 
 // CheckFile reads a config file on top of the defaults and validates the
-// result, for "ferry check-config".
+// result, for "ferry check-config". It reads only the file: flags, label
+// files and device identities are not involved. The error names the file,
+// and the line for YAML errors.
 func CheckFile(path string) (Config, error) {
 	cfg := DefaultConfig()
 	if err := applyFile(path, &cfg, func(string) bool { return false }); err != nil {
