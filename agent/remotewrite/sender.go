@@ -33,7 +33,9 @@ const (
 	ReasonTooOld   = "too_old"  // older than MaxSampleAge when its turn came
 )
 
-var DropReasons = []string{ReasonRejected, ReasonTooOld} // every reason, for counters that start at zero
+// DropReasons is every reason, for counters that start at zero. Shared:
+// read it, do not modify it.
+var DropReasons = []string{ReasonRejected, ReasonTooOld}
 
 // Protocol is codec.Protocol, named here too so that a configuration can
 // fill in Config without importing the codec.
