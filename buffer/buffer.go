@@ -55,14 +55,17 @@ const formatVersion = "1"
 // Options configure a Buffer.
 type Options struct {
 	Dir     string // made (0750) if missing, unless ReadOnly
-	MaxSize int64  // bytes the file may take, the series dictionary included
+	MaxSize int64  // bytes the buffer may take on disk: the file (series dictionary included) and its journal
 	// ReadOnly is for inspection while no agent has the buffer open: Open
 	// fails with ErrInUse while one has. Commit fails, Close drops the
 	// head, Ack and Delete do nothing and return nil, damaged blocks are
 	// skipped but not deleted, a corrupt file is reported, not moved aside.
 	ReadOnly bool
-	Thin     bool         // when full, thin old data instead of evicting it whole (thin.go)
-	Logger   *slog.Logger // nil: discard
+	Thin     bool // when full, thin old data instead of evicting it whole (thin.go)
+	// MaxHeadBytes bounds the memory of samples appended and not yet
+	// committed; HeadFull signals when it is reached. 0: DefaultMaxHeadBytes.
+	MaxHeadBytes int64
+	Logger       *slog.Logger // nil: discard
 }
 
 // Series is the samples of one series in a block, oldest first.
@@ -155,10 +158,18 @@ type Buffer struct {
 	pending [][]byte   // encoded blocks the disk refused, retried first
 	limit   int64      // the cap in force: maxSize, less while the disk is full
 
+	maxHeadBytes int64
+	headFull     chan struct{}
+	liveReady    chan struct{}
+
 	mu          sync.Mutex // guards what follows
 	series      *seriesIndex
 	head        map[uint32]*seriesData
 	headSamples int
+	headBytes   int64             // estimated memory of the head
+	live        []seriesData      // taken by TakeLive, not yet handed back
+	liveEnded   *sync.Cond        // on mu: broadcast when live is handed back
+	lastT       map[uint32]int64  // newest sample appended per series, since open
 	blocks      []blockInfo // committed, ascending seq
 	nextSeq     uint64
 	dropped     map[string]uint64
@@ -203,6 +214,10 @@ func Open(opts Options) (*Buffer, error) {
 		limit:   opts.MaxSize,
 		notify:  make(chan struct{}, 1),
 		dropped: map[string]uint64{},
+
+		maxHeadBytes: cmp.Or(opts.MaxHeadBytes, DefaultMaxHeadBytes),
+		headFull:     make(chan struct{}, 1),
+		liveReady:    make(chan struct{}, 1),
 	}
 	if opts.ReadOnly {
 		if err := b.openAndLoad(true); err != nil {
@@ -257,6 +272,8 @@ func (b *Buffer) openAndLoad(readOnly bool) (err error) {
 	}()
 	b.series = newSeriesIndex()
 	b.head = map[uint32]*seriesData{}
+	b.lastT = map[uint32]int64{}
+	b.liveEnded = sync.NewCond(&b.mu)
 	b.blocks, b.nextSeq = nil, 1
 
 	db, err := bolt.Open(b.path, 0o600, &bolt.Options{
@@ -366,11 +383,13 @@ func (b *Buffer) load(tx *bolt.Tx) error {
 const maxTimestamp = 1 << 50
 
 // Append adds one sample to the head, the part of the buffer that lives in
-// memory until the next Commit. It never waits for the disk and never
-// fails: a sample it refuses is counted in Stats.Dropped (out_of_bounds,
-// invalid for empty labels, out_of_order when not newer than the series'
-// last sample in the head; samples already committed are not compared).
-// A new series keeps lset as given (labels.Labels is immutable).
+// memory until the sender takes it (TakeLive) or the next Commit writes it.
+// It never waits for the disk and never fails: a sample it refuses is
+// counted in Stats.Dropped (out_of_bounds, invalid for empty labels,
+// out_of_order when not newer than the last sample appended to its series
+// since Open, committed or not). A new series keeps lset as given
+// (labels.Labels is immutable). When the head reaches its memory bound,
+// HeadFull is signalled.
 func (b *Buffer) Append(lset labels.Labels, t int64, v float64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -383,17 +402,24 @@ func (b *Buffer) Append(lset labels.Labels, t int64, v float64) {
 		return
 	}
 	ref := b.series.ref(lset)
+	if last, ok := b.lastT[ref]; ok && t <= last {
+		b.dropped[ReasonOutOfOrder]++
+		return
+	}
+	b.lastT[ref] = t
 	s := b.head[ref]
 	if s == nil {
 		s = &seriesData{ref: ref}
 		b.head[ref] = s
-	} else if t <= s.ts[len(s.ts)-1] {
-		b.dropped[ReasonOutOfOrder]++
-		return
+		b.headBytes += headSeriesBytes
 	}
 	s.ts = append(s.ts, t)
 	s.vs = append(s.vs, v)
 	b.headSamples++
+	b.headBytes += headSampleBytes
+	if b.headBytes >= b.maxHeadBytes {
+		signal(b.headFull)
+	}
 }
 
 // Committed is signalled, without blocking, after each commit that stored
@@ -408,26 +434,38 @@ const maxPendingBytes = 4 << 20
 
 // Commit writes the head as blocks and makes them durable (bbolt fsyncs
 // the file before Commit returns): when it returns nil, every sample
-// appended before the call is on disk or counted as dropped. When the cap
-// is near, the oldest blocks are evicted, counted as full, or with
-// Options.Thin thinned, counted as thinned (FORMAT.md says how); a commit
-// larger than the whole cap is dropped, counted as full, and nil returned.
-// A disk full below the cap makes the file's current size the cap for this
-// commit. If the write still fails, the error is returned and the blocks
-// stay in memory, retried first at the next Commit; past maxPendingBytes
-// the oldest of them are counted as write_error. Blocks held so are lost,
-// uncounted, if the process ends. Commits run one at a time, and one at a
-// time with Ack and Delete.
+// appended before the call is on disk or counted as dropped. While a live
+// block is in flight (TakeLive), it first waits until the sender hands it
+// back. When the cap is near, the oldest blocks are evicted, counted as
+// full, or with Options.Thin thinned, counted as thinned (FORMAT.md says
+// how); a commit larger than the whole cap is dropped, counted as full, and
+// nil returned. A disk full below the cap makes the file's current size the
+// cap for this commit. If the write still fails, the error is returned and
+// the blocks stay in memory, retried first at the next Commit; past
+// maxPendingBytes the oldest of them are counted as write_error. Blocks
+// held so are lost, uncounted, if the process ends. Commits run one at a
+// time, and one at a time with Ack and Delete.
 func (b *Buffer) Commit() error {
 	b.writeMu.Lock()
 	defer b.writeMu.Unlock()
 
+	pendingRefs := refsIn(b.pending)
 	b.mu.Lock()
-	head := slices.SortedFunc(maps.Values(b.head), func(x, y *seriesData) int { return cmp.Compare(x.ref, y.ref) })
-	b.head, b.headSamples = map[uint32]*seriesData{}, 0
-	newSeries := make(map[uint32][]byte, len(b.series.unsaved))
+	// A live block in flight may fail and come back to the head: committing
+	// newer samples of its series first would put them out of order.
+	for b.live != nil {
+		b.liveEnded.Wait()
+	}
+	taken := b.head
+	head := slices.SortedFunc(maps.Values(taken), func(x, y *seriesData) int { return cmp.Compare(x.ref, y.ref) })
+	b.head, b.headSamples, b.headBytes = map[uint32]*seriesData{}, 0, 0
+	// Only the label sets of what is written now: a series the sender
+	// delivered from memory never costs flash.
+	newSeries := map[uint32][]byte{}
 	for _, r := range b.series.unsaved {
-		newSeries[r] = encodeLabels(b.series.byRef[r])
+		if taken[r] != nil || pendingRefs[r] {
+			newSeries[r] = encodeLabels(b.series.byRef[r])
+		}
 	}
 	b.mu.Unlock()
 
@@ -445,6 +483,7 @@ func (b *Buffer) Commit() error {
 		}
 	}
 	if len(b.pending) == 0 && len(newSeries) == 0 {
+		b.collectSeries() // the sender took everything: nothing to write
 		return nil
 	}
 	err := b.writePending(newSeries)
@@ -457,9 +496,7 @@ func (b *Buffer) Commit() error {
 		b.limit = b.maxSize
 	}
 	if err == nil {
-		if err := b.collectSeriesLocked(); err != nil {
-			b.log.Warn("buffer: removing unused series failed; retried later", "err", err)
-		}
+		b.collectSeries()
 		return nil
 	}
 	pendingBytes := 0

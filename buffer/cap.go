@@ -127,10 +127,7 @@ func (b *Buffer) writePending(newSeries map[uint32][]byte) error {
 		b.log.Debug("buffer full: made room", "evicted_samples", made.evicted, "thinned_samples", made.thinned, "cap_bytes", b.maxSize)
 	}
 	if len(infos) > 0 {
-		select {
-		case b.notify <- struct{}{}:
-		default:
-		}
+		signal(b.notify)
 	}
 	return nil
 }

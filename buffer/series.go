@@ -15,7 +15,7 @@ type seriesIndex struct {
 	byHash  map[uint64][]uint32
 	byRef   map[uint32]labels.Labels
 	nextRef uint32
-	unsaved []uint32 // refs created since the last commit
+	unsaved []uint32 // refs not yet in the file: created since, and not in any block written
 }
 
 func newSeriesIndex() *seriesIndex {
@@ -110,9 +110,17 @@ func (r *reader) bytes() []byte {
 	return v
 }
 
-// collectSeriesLocked removes label sets that no block, pending block or
-// head sample refers to any more: series that a target stopped exposing,
-// whose blocks were sent or evicted. Finding them reads every block, so it
+// collectSeries is collectSeriesLocked for a commit, which goes on without
+// it when it fails: it is tried again at the next commit.
+func (b *Buffer) collectSeries() {
+	if err := b.collectSeriesLocked(); err != nil {
+		b.log.Warn("buffer: removing unused series failed; retried later", "err", err)
+	}
+}
+
+// collectSeriesLocked removes label sets that no block, pending block, head
+// or live sample refers to any more: series that a target stopped exposing,
+// whose samples were sent or evicted. Finding them reads every block, so it
 // runs only when the dictionary has doubled since it last did. The caller
 // holds writeMu, so no block comes or goes meanwhile.
 func (b *Buffer) collectSeriesLocked() error {
@@ -139,41 +147,62 @@ func (b *Buffer) collectSeriesLocked() error {
 	if err != nil {
 		return err
 	}
-	for _, v := range b.pending {
-		if _, data, err := decodeBlock(v); err == nil {
-			for _, d := range data {
-				used[d.ref] = true
-			}
-		}
+	for r := range refsIn(b.pending) {
+		used[r] = true
 	}
 
 	b.mu.Lock()
 	for r := range b.head {
 		used[r] = true
 	}
-	for _, r := range b.series.unsaved {
-		used[r] = true
+	for _, s := range b.live {
+		used[s.ref] = true
 	}
-	var dead []uint32
+	unsaved := map[uint32]bool{}
+	for _, r := range b.series.unsaved {
+		unsaved[r] = true
+	}
+	var dead, deadSaved []uint32
 	for r := range b.series.byRef {
 		if !used[r] {
 			dead = append(dead, r)
+			if !unsaved[r] {
+				deadSaved = append(deadSaved, r)
+			}
+			delete(b.lastT, r)
 		}
 	}
 	// Forgotten here, under mu, so that a series coming back gets a new
 	// ref instead of one about to be deleted.
 	b.series.remove(dead)
+	b.series.unsaved = slices.DeleteFunc(b.series.unsaved, func(r uint32) bool { return !used[r] })
 	b.liveSeries = len(b.series.byRef)
 	b.mu.Unlock()
 
+	if len(deadSaved) == 0 {
+		return nil // nothing in the file to delete: no write
+	}
 	b.limitGrowth(int64(commitOverheadPages) * pageSize)
 	return b.db.Update(func(tx *bolt.Tx) error {
 		sb := tx.Bucket(bucketSeries)
-		for _, r := range dead {
+		for _, r := range deadSaved {
 			if err := sb.Delete(refKey(r)); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// refsIn returns the series refs that encoded blocks refer to.
+func refsIn(blocks [][]byte) map[uint32]bool {
+	refs := map[uint32]bool{}
+	for _, v := range blocks {
+		if _, data, err := decodeBlock(v); err == nil {
+			for _, d := range data {
+				refs[d.ref] = true
+			}
+		}
+	}
+	return refs
 }

@@ -1,0 +1,124 @@
+package buffer
+
+import "slices"
+
+// The live path: while the sender keeps up, it takes what was collected
+// straight from the head and the receiver acknowledges it before any commit
+// comes: those samples never cost flash. Only what waits is committed.
+
+// Default bound of the head's memory (Options.MaxHeadBytes): about 4 s of
+// 10k series every second, or a quarter of an hour of a typical device, at
+// a few MiB of RSS.
+const DefaultMaxHeadBytes = 4 << 20
+
+// The head's memory, as estimated for its bound: a sample's timestamp and
+// value, and a series' entry in the head.
+const (
+	headSampleBytes = 16
+	headSeriesBytes = 96
+)
+
+// Collected tells the buffer that one collection's samples are all in the
+// head, ready for the live path: it wakes a sender waiting on LiveReady.
+// Safe for concurrent use; it never blocks.
+func (b *Buffer) Collected() { signal(b.liveReady) }
+
+// LiveReady is signalled after Collected. The channel is the buffer's; it
+// holds at most one signal, so several collections may wake the sender once.
+func (b *Buffer) LiveReady() <-chan struct{} { return b.liveReady }
+
+// HeadFull is signalled when the head reaches its memory bound: the agent
+// commits at once instead of waiting for its interval.
+func (b *Buffer) HeadFull() <-chan struct{} { return b.headFull }
+
+// TakeLive moves up to maxSamples of the head's samples (at least one whole
+// series, or the first maxSamples samples of it) into a block for the
+// sender to deliver straight from memory. Its Seq is 0: it is not
+// committed, and Commit waits while it is in flight: the request that
+// carries it must be bounded in time.
+//
+// It takes nothing (ok false) while committed or pending blocks wait, so
+// that every series still reaches the receiver oldest first, while another
+// live block is in flight, and when the head is empty.
+//
+// The caller must hand the block back, once, with LiveDone (delivered, or
+// dropped by the sender with a count of its own) or LiveFailed (not
+// delivered: its samples go back to the head, ahead of newer ones, and are
+// committed with it). It owns the block's slices until then; their labels
+// are shared with the buffer and must not be modified. Safe for concurrent
+// use with every other method.
+func (b *Buffer) TakeLive(maxSamples int) (blk Block, ok bool) {
+	b.writeMu.Lock() // pending is guarded by writeMu
+	backlog := len(b.pending) > 0
+	b.writeMu.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if backlog || len(b.blocks) > 0 || b.live != nil || b.headSamples == 0 {
+		return Block{}, false
+	}
+	refs := make([]uint32, 0, len(b.head))
+	for r := range b.head {
+		refs = append(refs, r)
+	}
+	slices.Sort(refs)
+	n := 0
+	for _, r := range refs {
+		s := b.head[r]
+		if n > 0 && n+len(s.ts) > maxSamples {
+			break
+		}
+		take := seriesData{ref: r, ts: s.ts, vs: s.vs}
+		if k := maxSamples - n; len(s.ts) > k && k > 0 {
+			take.ts, take.vs = s.ts[:k:k], s.vs[:k:k]
+			s.ts, s.vs = s.ts[k:], s.vs[k:]
+		} else {
+			delete(b.head, r)
+			b.headBytes -= headSeriesBytes
+		}
+		b.live = append(b.live, take)
+		b.headSamples -= len(take.ts)
+		b.headBytes -= int64(len(take.ts)) * headSampleBytes
+		n += len(take.ts)
+		blk.Series = append(blk.Series, Series{Ref: r, Labels: b.series.byRef[r], T: take.ts, V: take.vs})
+	}
+	return blk, true
+}
+
+// LiveDone ends the live block in flight: the receiver has it, or the
+// sender dropped it with a count. Safe for concurrent use.
+func (b *Buffer) LiveDone() {
+	b.mu.Lock()
+	b.live = nil
+	b.liveEnded.Broadcast()
+	b.mu.Unlock()
+}
+
+// LiveFailed puts the live block in flight back into the head, each series'
+// samples ahead of those appended since: the next Commit writes them, or a
+// later TakeLive takes them again. Safe for concurrent use.
+func (b *Buffer) LiveFailed() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, l := range b.live {
+		s := b.head[l.ref]
+		if s == nil {
+			s = &seriesData{ref: l.ref}
+			b.head[l.ref] = s
+			b.headBytes += headSeriesBytes
+		}
+		s.ts = append(l.ts[:len(l.ts):len(l.ts)], s.ts...)
+		s.vs = append(l.vs[:len(l.vs):len(l.vs)], s.vs...)
+		b.headSamples += len(l.ts)
+		b.headBytes += int64(len(l.ts)) * headSampleBytes
+	}
+	b.live = nil
+	b.liveEnded.Broadcast()
+}
+
+// signal wakes one waiter on a channel of capacity one, without blocking.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}

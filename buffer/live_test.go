@@ -1,0 +1,198 @@
+package buffer
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// What the sender delivers from memory is never written to the file: not
+// its samples, not its label sets.
+func TestLiveDeliveredSamplesNeverReachTheFile(t *testing.T) {
+	dir := t.TempDir()
+	b := openTest(t, dir, 4<<20)
+	if err := b.Commit(); err != nil { // the buckets of a new file
+		t.Fatal(err)
+	}
+	before := fileBytes(t, dir)
+	for round := range 20 {
+		appendRound(b, 500, int64(1_000_000+round*15_000))
+		b.Collected()
+		<-b.LiveReady()
+		blk, ok := b.TakeLive(1 << 20)
+		if !ok || blk.Samples() != 500 || blk.Seq != 0 {
+			t.Fatalf("round %d: TakeLive = %d samples, seq %d, %v; want the 500 appended", round, blk.Samples(), blk.Seq, ok)
+		}
+		b.LiveDone()
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := b.Stats()
+	if st.Blocks != 0 || st.HeadSamples != 0 {
+		t.Fatalf("after live delivery: %d blocks, %d head samples; want none", st.Blocks, st.HeadSamples)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after := fileBytes(t, dir); after != before {
+		t.Errorf("the file grew from %d to %d bytes although everything was delivered from memory", before, after)
+	}
+	b = openTest(t, dir, 4<<20)
+	defer b.Close()
+	if st := b.Stats(); st.Series != 0 || st.Samples != 0 {
+		t.Errorf("reopened: %d series, %d samples in the file; want none", st.Series, st.Samples)
+	}
+}
+
+func fileBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	fi, err := os.Stat(filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// The live path waits behind committed data, so that every series still
+// reaches the receiver oldest first.
+func TestLiveWaitsBehindTheBacklog(t *testing.T) {
+	b := openTest(t, t.TempDir(), 4<<20)
+	defer b.Close()
+	appendRound(b, 10, 1000)
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	appendRound(b, 10, 2000)
+	if blk, ok := b.TakeLive(100); ok {
+		t.Fatalf("TakeLive took %d samples while a committed block waits", blk.Samples())
+	}
+	got := drain(t, b)
+	if len(got) != 10 {
+		t.Fatalf("drained %d series, want 10", len(got))
+	}
+	blk, ok := b.TakeLive(100)
+	if !ok || blk.Samples() != 10 || blk.Series[0].T[0] != 2000 {
+		t.Fatalf("after the drain TakeLive = %d samples, %v; want the 10 at 2000", blk.Samples(), ok)
+	}
+	if _, again := b.TakeLive(100); again {
+		t.Fatal("a second live block while one is in flight")
+	}
+	b.LiveDone()
+}
+
+// A randomized run of the live path against a model: whatever the order of
+// appends, takes, failures, deliveries and commits, every sample appended
+// is delivered once or committed once, and each series' samples arrive in
+// order.
+func TestLivePathConservesEverySample(t *testing.T) {
+	seed := uint64(rand.Int64())
+	rng := rand.New(rand.NewPCG(seed, 7))
+	b := openTest(t, t.TempDir(), 8<<20)
+	defer b.Close()
+	lsets := make([]labels.Labels, 40)
+	for i := range lsets {
+		lsets[i] = labels.FromStrings("__name__", "m", "i", fmt.Sprint(i))
+	}
+	appended := map[string][]int64{}
+	delivered := map[string][]int64{}
+	next := make([]int64, len(lsets))
+	inFlight := false
+	var flight Block
+	deliver := func(blk Block) {
+		for _, s := range blk.Series {
+			k := s.Labels.String()
+			if n := len(delivered[k]); n > 0 && s.T[0] <= delivered[k][n-1] {
+				t.Fatalf("seed %d: %s: %d delivered after %d", seed, k, s.T[0], delivered[k][n-1])
+			}
+			delivered[k] = append(delivered[k], s.T...)
+		}
+	}
+	for range 3000 {
+		switch op := rng.IntN(10); {
+		case op < 4: // a collection
+			for range rng.IntN(30) {
+				i := rng.IntN(len(lsets))
+				next[i] += 1 + int64(rng.IntN(3))
+				b.Append(lsets[i], 1000*next[i], float64(next[i]))
+				appended[lsets[i].String()] = append(appended[lsets[i].String()], 1000*next[i])
+			}
+		case op < 6 && !inFlight:
+			blk, ok := b.TakeLive(1 + rng.IntN(60))
+			if ok {
+				inFlight, flight = true, blk
+			}
+		case op < 8 && inFlight:
+			if rng.IntN(3) == 0 {
+				b.LiveFailed()
+			} else {
+				deliver(flight)
+				b.LiveDone()
+			}
+			inFlight = false
+		case op == 8 && inFlight: // the agent commits while the sender waits for an answer
+			done := make(chan error)
+			go func() { done <- b.Commit() }()
+			if rng.IntN(2) == 0 {
+				b.LiveFailed()
+			} else {
+				deliver(flight)
+				b.LiveDone()
+			}
+			inFlight = false
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		case op == 8:
+			if err := b.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		case !inFlight: // the sender drains some of the committed backlog
+			blocks, err := b.Read(0, 1+rng.IntN(200))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, blk := range blocks {
+				deliver(blk)
+			}
+			if len(blocks) > 0 {
+				if err := b.Ack(blocks[len(blocks)-1].Seq); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if inFlight {
+		b.LiveFailed()
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		blocks, err := b.Read(0, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(blocks) == 0 {
+			break
+		}
+		for _, blk := range blocks {
+			deliver(blk)
+		}
+		if err := b.Ack(blocks[len(blocks)-1].Seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, want := range appended {
+		if got := delivered[k]; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("seed %d: %s: delivered %v, appended %v", seed, k, got, want)
+		}
+	}
+	if st := b.Stats(); st.Dropped[ReasonOutOfOrder] != 0 {
+		t.Fatalf("seed %d: %d samples counted out of order", seed, st.Dropped[ReasonOutOfOrder])
+	}
+}
