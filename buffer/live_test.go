@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 )
@@ -137,6 +138,7 @@ func TestLivePathConservesEverySample(t *testing.T) {
 		case op == 8 && inFlight: // the agent commits while the sender waits for an answer
 			done := make(chan error)
 			go func() { done <- b.Commit() }()
+			time.Sleep(200 * time.Microsecond) // let the commit reach the head first
 			if rng.IntN(2) == 0 {
 				b.LiveFailed()
 			} else {
