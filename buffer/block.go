@@ -405,44 +405,53 @@ func (r *reader) timestamps(ts []int64, minT int64) {
 func (r *reader) values(vs []float64) {
 	var prev float64
 	for i := range vs {
-		if len(r.b) == 0 {
-			r.fail()
+		prev = r.value(prev)
+		if r.err != nil {
 			return
 		}
-		hdr := r.b[0]
-		r.b = r.b[1:]
-		switch {
-		case hdr == valueSame:
-		case hdr >= valueSmallDelta:
-			p, ok := scaled(prev, 0)
-			if !ok {
-				r.fail()
-				return
-			}
-			prev = unscale(p+int64(hdr-valueSmallDelta)-32, 0)
-		case hdr >= valueDecimal && hdr <= valueDecimal+maxDecimals:
-			k := int(hdr - valueDecimal)
-			p, ok := scaled(prev, k)
-			d := r.varint()
-			if !ok || r.err != nil {
-				r.fail()
-				return
-			}
-			prev = unscale(p+d, k)
-		default:
-			lead, trail := int(hdr>>4), int(hdr&0x0f)
-			n := 8 - lead - trail
-			if lead > 7 || trail > 7 || n <= 0 || len(r.b) < n {
-				r.fail()
-				return
-			}
-			var x uint64
-			for j := range n {
-				x = x<<8 | uint64(r.b[j])
-			}
-			r.b = r.b[n:]
-			prev = math.Float64frombits(math.Float64bits(prev) ^ x<<(8*trail))
-		}
 		vs[i] = prev
+	}
+}
+
+// value decodes one value written by appendValue after prev.
+func (r *reader) value(prev float64) float64 {
+	if len(r.b) == 0 {
+		r.fail()
+		return 0
+	}
+	hdr := r.b[0]
+	r.b = r.b[1:]
+	switch {
+	case hdr == valueSame:
+		return prev
+	case hdr >= valueSmallDelta:
+		p, ok := scaled(prev, 0)
+		if !ok {
+			r.fail()
+			return 0
+		}
+		return unscale(p+int64(hdr-valueSmallDelta)-32, 0)
+	case hdr >= valueDecimal && hdr <= valueDecimal+maxDecimals:
+		k := int(hdr - valueDecimal)
+		p, ok := scaled(prev, k)
+		d := r.varint()
+		if !ok || r.err != nil {
+			r.fail()
+			return 0
+		}
+		return unscale(p+d, k)
+	default:
+		lead, trail := int(hdr>>4), int(hdr&0x0f)
+		n := 8 - lead - trail
+		if lead > 7 || trail > 7 || n <= 0 || len(r.b) < n {
+			r.fail()
+			return 0
+		}
+		var x uint64
+		for j := range n {
+			x = x<<8 | uint64(r.b[j])
+		}
+		r.b = r.b[n:]
+		return math.Float64frombits(math.Float64bits(prev) ^ x<<(8*trail))
 	}
 }

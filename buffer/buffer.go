@@ -150,13 +150,15 @@ type Buffer struct {
 	db      *bolt.DB
 	path    string
 	maxSize int64
+	fileMax int64    // the buffer file's part of the cap; the journal has the rest
+	jf      *journal // nil when read-only
 	thin    bool     // Options.Thin
 	cuts    []uint32 // where the last commit's blocks started, with thin
 	notify  chan struct{}
 
 	writeMu sync.Mutex // serialises the transactions that change the file
 	pending [][]byte   // encoded blocks the disk refused, retried first
-	limit   int64      // the cap in force: maxSize, less while the disk is full
+	limit   int64      // the cap in force: fileMax, less while the disk is full
 
 	maxHeadBytes int64
 	headFull     chan struct{}
@@ -169,7 +171,7 @@ type Buffer struct {
 	headBytes   int64             // estimated memory of the head
 	live        []seriesData      // taken by TakeLive, not yet handed back
 	liveEnded   *sync.Cond        // on mu: broadcast when live is handed back
-	lastT       map[uint32]int64  // newest sample appended per series, since open
+	state       map[uint32]*seriesState
 	blocks      []blockInfo // committed, ascending seq
 	nextSeq     uint64
 	dropped     map[string]uint64
@@ -210,8 +212,9 @@ func Open(opts Options) (*Buffer, error) {
 		log:     opts.Logger,
 		path:    filepath.Join(opts.Dir, FileName),
 		maxSize: opts.MaxSize,
+		fileMax: opts.MaxSize - journalShare(opts.MaxSize),
 		thin:    opts.Thin,
-		limit:   opts.MaxSize,
+		limit:   opts.MaxSize - journalShare(opts.MaxSize),
 		notify:  make(chan struct{}, 1),
 		dropped: map[string]uint64{},
 
@@ -230,7 +233,7 @@ func Open(opts Options) (*Buffer, error) {
 	}
 	err := b.guardedOpen()
 	if err == nil {
-		return b, nil
+		return b, b.startJournal()
 	}
 	if !isCorruption(err) {
 		_ = os.Remove(b.path + openingMarkerSuffix) // the file is not the problem
@@ -246,7 +249,27 @@ func Open(opts Options) (*Buffer, error) {
 	if err := b.guardedOpen(); err != nil {
 		return nil, err
 	}
-	return b, nil
+	return b, b.startJournal()
+}
+
+// startJournal opens the journal, and commits what a process that died
+// left in it, so that the journal starts empty.
+func (b *Buffer) startJournal() error {
+	replayed, err := b.openJournal()
+	if err != nil {
+		_ = b.db.Close()
+		return err
+	}
+	if replayed > 0 {
+		b.log.Info("buffer: samples from the journal of the last run recovered", "samples", replayed)
+	}
+	if err := b.Commit(); err != nil {
+		// The journal stays as it is: the next Open replays it again.
+		return errors.Join(err, b.jf.f.Close(), b.db.Close())
+	}
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
+	return b.emptyJournalLocked()
 }
 
 // isCorruption tells a damaged file, which is moved aside, from every other
@@ -272,7 +295,7 @@ func (b *Buffer) openAndLoad(readOnly bool) (err error) {
 	}()
 	b.series = newSeriesIndex()
 	b.head = map[uint32]*seriesData{}
-	b.lastT = map[uint32]int64{}
+	b.state = map[uint32]*seriesState{}
 	b.liveEnded = sync.NewCond(&b.mu)
 	b.blocks, b.nextSeq = nil, 1
 
@@ -402,11 +425,15 @@ func (b *Buffer) Append(lset labels.Labels, t int64, v float64) {
 		return
 	}
 	ref := b.series.ref(lset)
-	if last, ok := b.lastT[ref]; ok && t <= last {
+	st := b.state[ref]
+	if st == nil {
+		st = &seriesState{}
+		b.state[ref] = st
+	} else if t <= st.lastT {
 		b.dropped[ReasonOutOfOrder]++
 		return
 	}
-	b.lastT[ref] = t
+	st.lastT = t
 	s := b.head[ref]
 	if s == nil {
 		s = &seriesData{ref: ref}
@@ -484,7 +511,7 @@ func (b *Buffer) Commit() error {
 	}
 	if len(b.pending) == 0 && len(newSeries) == 0 {
 		b.collectSeries() // the sender took everything: nothing to write
-		return nil
+		return b.emptyJournalLocked()
 	}
 	err := b.writePending(newSeries)
 	if isNoSpace(err) {
@@ -493,11 +520,11 @@ func (b *Buffer) Commit() error {
 		// blocks make room, counted as full, instead of nothing being kept.
 		b.limit = b.highWaterMark()
 		err = b.writePending(newSeries)
-		b.limit = b.maxSize
+		b.limit = b.fileMax
 	}
 	if err == nil {
 		b.collectSeries()
-		return nil
+		return b.emptyJournalLocked()
 	}
 	pendingBytes := 0
 	for _, v := range b.pending {
@@ -752,6 +779,9 @@ func (b *Buffer) Close() error {
 	var err error
 	if !b.db.IsReadOnly() {
 		err = b.Commit()
+	}
+	if b.jf != nil {
+		err = errors.Join(err, b.jf.f.Close())
 	}
 	return errors.Join(err, b.db.Close())
 }

@@ -60,7 +60,7 @@ func (b *Buffer) writePending(newSeries map[uint32][]byte) error {
 			return err
 		}
 		if room += freed; need+margin > room {
-			if b.limit < b.maxSize {
+			if b.limit < b.fileMax {
 				// The disk is full, not the buffer: keep the data in
 				// memory and try again at the next commit.
 				return fmt.Errorf("disk full: %w", syscall.ENOSPC)

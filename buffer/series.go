@@ -169,7 +169,7 @@ func (b *Buffer) collectSeriesLocked() error {
 			if !unsaved[r] {
 				deadSaved = append(deadSaved, r)
 			}
-			delete(b.lastT, r)
+			delete(b.state, r)
 		}
 	}
 	// Forgotten here, under mu, so that a series coming back gets a new

@@ -1,0 +1,178 @@
+package buffer
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// crashCopy copies the buffer's files as a process killed now leaves them
+// (what was written is in the page cache, and so in the files) into a new
+// directory: the test's stand-in for kill -9 and a restart.
+func crashCopy(t *testing.T, dir string) string {
+	t.Helper()
+	to := t.TempDir()
+	for _, name := range []string{FileName, FileName + JournalSuffix} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return to
+}
+
+func journalBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	fi, err := os.Stat(filepath.Join(dir, FileName+JournalSuffix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// What waited in the head for a tick survives a crash of the process
+// without any commit: the journal has it, and the next Open commits it.
+func TestJournalKeepsTheHeadAcrossAProcessCrash(t *testing.T) {
+	dir := t.TempDir()
+	b := openTest(t, dir, 4<<20)
+	defer b.Close()
+	const series = 300
+	for round := range 8 {
+		appendRound(b, series, int64(1_000_000+round*15_000))
+		if err := b.Journal(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The last round was appended after the last-but-one Journal: it has
+	// not waited a tick yet, and a crash now loses it.
+	if err := b.Journal(); err != nil {
+		t.Fatal(err)
+	}
+	appendRound(b, series, 1_000_000+8*15_000) // not journaled
+	if st := b.Stats(); st.Blocks != 0 {
+		t.Fatalf("%d blocks committed; the test wants none", st.Blocks)
+	}
+
+	after := openTest(t, crashCopy(t, dir), 4<<20)
+	defer after.Close()
+	got := drain(t, after)
+	if len(got) != series {
+		t.Fatalf("recovered %d series, want %d", len(got), series)
+	}
+	for k, ts := range got {
+		if len(ts) != 8 || ts[0] != 1_000_000 || ts[7] != 1_000_000+7*15_000 {
+			t.Fatalf("%s: recovered %v, want the 8 journaled rounds", k, ts)
+		}
+	}
+	if n := journalBytes(t, after.path[:len(after.path)-len(FileName)]); n != 0 {
+		t.Errorf("journal holds %d bytes after the replay was committed, want 0", n)
+	}
+}
+
+// With the link up the sender takes each collection before it has waited a
+// tick: the journal is never written.
+func TestJournalStaysEmptyWhileTheSenderKeepsUp(t *testing.T) {
+	dir := t.TempDir()
+	b := openTest(t, dir, 4<<20)
+	defer b.Close()
+	for round := range 10 {
+		appendRound(b, 200, int64(1_000_000+round*15_000))
+		if _, ok := b.TakeLive(1 << 20); !ok {
+			t.Fatal("nothing to take")
+		}
+		b.LiveDone()
+		if err := b.Journal(); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := journalBytes(t, dir); n != 0 {
+		t.Errorf("journal holds %d bytes although everything was delivered live", n)
+	}
+}
+
+// A live block in flight is journaled too: a receiver that stalls does not
+// widen what a crash loses.
+func TestJournalCoversTheLiveBlockInFlight(t *testing.T) {
+	dir := t.TempDir()
+	b := openTest(t, dir, 4<<20)
+	appendRound(b, 50, 1_000_000)
+	if err := b.Journal(); err != nil { // marks
+		t.Fatal(err)
+	}
+	if _, ok := b.TakeLive(1 << 20); !ok {
+		t.Fatal("nothing to take")
+	}
+	if err := b.Journal(); err != nil { // writes, although in flight
+		t.Fatal(err)
+	}
+	after := openTest(t, crashCopy(t, dir), 4<<20)
+	defer after.Close()
+	if got := drain(t, after); len(got) != 50 {
+		t.Fatalf("recovered %d series, want the 50 in flight", len(got))
+	}
+	b.LiveDone()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A torn tail (a power cut in the middle of a write) or a damaged record
+// ends the replay there; what came before is recovered.
+func TestJournalReplayStopsAtDamage(t *testing.T) {
+	dir := t.TempDir()
+	b := openTest(t, dir, 4<<20)
+	defer b.Close()
+	lset := labels.FromStrings("__name__", "m")
+	for i := range 6 {
+		b.Append(lset, int64(1000*(i+1)), float64(i)*1.5)
+		if err := b.Journal(); err != nil { // each call writes the sample before
+			t.Fatal(err)
+		}
+	}
+	whole, err := os.ReadFile(filepath.Join(dir, FileName+JournalSuffix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	replay := func(data []byte) (ts []int64, err error) {
+		_, err = replayJournal(bufio.NewReader(bytes.NewReader(data)), func(l labels.Labels, t int64, v float64) {
+			if v != float64(len(ts))*1.5 || !labels.Equal(l, lset) {
+				panic(fmt.Sprintf("replayed %s %d %v", l, t, v))
+			}
+			ts = append(ts, t)
+		})
+		return ts, err
+	}
+	ts, err := replay(whole)
+	if err != nil || fmt.Sprint(ts) != "[1000 2000 3000 4000 5000]" {
+		t.Fatalf("whole journal: %v, %v; want the 5 journaled samples", ts, err)
+	}
+	for cut := len(journalMagic); cut < len(whole); cut++ {
+		if ts, _ := replay(whole[:cut]); len(ts) >= 5 {
+			t.Fatalf("cut at %d of %d bytes: %d samples replayed", cut, len(whole), len(ts))
+		}
+	}
+	damaged := bytes.Clone(whole)
+	damaged[len(damaged)-2] ^= 0xff
+	if ts, err := replay(damaged); err == nil || len(ts) != 4 {
+		t.Fatalf("last record damaged: %v, %v; want the 4 before it and an error", ts, err)
+	}
+}
+
+func FuzzReplayJournal(f *testing.F) {
+	f.Add(append(bytes.Clone(journalMagic), 3, 0, 0, 0, 0, 1, 2, 3))
+	f.Add([]byte(fmt.Sprint(journalMagic)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _ = replayJournal(bufio.NewReader(bytes.NewReader(data)), func(labels.Labels, int64, float64) {})
+	})
+}
