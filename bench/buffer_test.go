@@ -259,3 +259,104 @@ func BenchmarkBufferThinning(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkBufferOutagePolicies compares, per workload, what the buffer
+// writes to the device per sample during an outage under two policies, over
+// one simulated hour:
+//
+//   - commit=1m: the head committed (and fsynced) every minute, the way
+//     ferry worked before the journal: a killed process lost up to a minute.
+//   - journal: the head appended to the journal every second (a killed
+//     process loses a second or two), the journal synced every 30 s (a power
+//     cut loses at most that), and committed every 5 minutes or when the
+//     head or journal reaches its bound.
+//
+// and with the link up (the sender takes each collection from memory).
+// A one-second journal tick is simulated as one Journal call per scrape:
+// each collection is written once, at the tick after the one that saw it.
+func BenchmarkBufferOutagePolicies(b *testing.B) {
+	type workload struct {
+		name     string
+		app      int
+		interval time.Duration
+	}
+	for _, wl := range []workload{{"typical-1k-15s", 800, 15 * time.Second}, {"heavy-10k-5s", 10_000, 5 * time.Second}} {
+		for _, policy := range []string{"commit=1m", "journal", "link-up"} {
+			b.Run(wl.name+"/"+policy, func(b *testing.B) {
+				var written, samples float64
+				for range b.N {
+					dir, err := os.MkdirTemp(os.Getenv("FERRY_BENCH_DIR"), "bench-buffer-")
+					if err != nil {
+						b.Fatal(err)
+					}
+					buf, err := buffer.Open(buffer.Options{Dir: dir, MaxSize: 1 << 30})
+					if err != nil {
+						b.Fatal(err)
+					}
+					w := NewWorkload(wl.app, 1)
+					start := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+					before := writeBytes(b)
+					n := 0
+					var lastCommit, lastSync time.Time = start, start
+					for now := start.Add(wl.interval); now.Sub(start) <= time.Hour; now = now.Add(wl.interval) {
+						w.Next(func(_ int, lset labels.Labels, v float64) {
+							buf.Append(lset, now.UnixMilli(), v)
+							n++
+						})
+						check := func(err error) {
+							if err != nil {
+								b.Fatal(err)
+							}
+						}
+						switch policy {
+						case "commit=1m":
+							if now.Sub(lastCommit) >= time.Minute {
+								check(buf.Commit())
+								lastCommit = now
+							}
+						case "journal":
+							check(buf.Journal())
+							full := false
+							select {
+							case <-buf.HeadFull():
+								full = true
+							default:
+							}
+							if full || now.Sub(lastCommit) >= 5*time.Minute {
+								check(buf.Commit())
+								lastCommit, lastSync = now, now
+							} else if now.Sub(lastSync) >= 30*time.Second {
+								check(buf.Sync())
+								lastSync = now
+							}
+						case "link-up":
+							for {
+								if _, ok := buf.TakeLive(5000); !ok {
+									break
+								}
+								buf.LiveDone()
+							}
+							check(buf.Journal())
+							if now.Sub(lastSync) >= 30*time.Second {
+								check(buf.Sync())
+								lastSync = now
+							}
+							if now.Sub(lastCommit) >= 5*time.Minute {
+								check(buf.Commit())
+								lastCommit = now
+							}
+						}
+					}
+					if err := buf.Close(); err != nil {
+						b.Fatal(err)
+					}
+					written += float64(writeBytes(b) - before)
+					samples += float64(n)
+					os.RemoveAll(dir)
+				}
+				b.ReportMetric(written/samples, "written-B/sample")
+				b.ReportMetric(0, "ns/op")
+			})
+		}
+	}
+}
