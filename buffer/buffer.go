@@ -168,9 +168,9 @@ type Buffer struct {
 	series      *seriesIndex
 	head        map[uint32]*seriesData
 	headSamples int
-	headBytes   int64             // estimated memory of the head
-	live        []seriesData      // taken by TakeLive, not yet handed back
-	liveEnded   *sync.Cond        // on mu: broadcast when live is handed back
+	headBytes   int64        // estimated memory of the head
+	live        []seriesData // taken by TakeLive, not yet handed back
+	liveEnded   *sync.Cond   // on mu: broadcast when live is handed back
 	state       map[uint32]*seriesState
 	blocks      []blockInfo // committed, ascending seq
 	nextSeq     uint64
