@@ -27,6 +27,7 @@ import (
 	"github.com/ferry-agent/ferry/collectors/host"
 	"github.com/ferry-agent/ferry/collectors/scrape"
 	"github.com/ferry-agent/ferry/internal/httpclient"
+	"github.com/ferry-agent/ferry/internal/lograte"
 	"github.com/ferry-agent/ferry/internal/units"
 )
 
@@ -107,6 +108,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, reloads <-cha
 	log.Info("stopping: committing collected samples")
 	stopSources()
 	committing.Wait()
+	a.awaitDelivery(stopGrace)
 	stopSender()
 	if srv != nil {
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -119,6 +121,28 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, reloads <-cha
 	st = buf.Stats()
 	log.Info("stopped", "buffered_samples", st.Samples)
 	return nil
+}
+
+// stopGrace bounds how long a stopping ferry (SIGTERM: a reboot for an
+// update) waits for the sender to deliver what was collected from memory
+// before it commits the rest to flash.
+const stopGrace = 5 * time.Second
+
+// awaitDelivery waits, at most grace, until the sender has taken and
+// delivered the head. It does not wait when the sender is failing or a
+// committed backlog waits ahead of the head: then the head is committed.
+func (a *Agent) awaitDelivery(grace time.Duration) {
+	_, sender, _ := a.running()
+	if sender == nil {
+		return
+	}
+	a.buf.Collected()
+	for deadline := time.Now().Add(grace); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		st, ss := a.buf.Stats(), sender.Stats()
+		if st.HeadSamples+st.LiveSamples == 0 || st.Blocks > 0 || ss.LastErrorUnix > ss.LastSuccessUnix {
+			return
+		}
+	}
 }
 
 // runSources runs each source on its schedule until the returned stop is
@@ -207,24 +231,58 @@ func openBuffer(ctx context.Context, cfg config.Config, log *slog.Logger, retry 
 	}
 }
 
-// commitLoop makes the head durable every sync interval.
-func (a *Agent) commitLoop(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
+// How what the sender has not taken becomes durable. Each collection waits
+// in the head, in memory, for the sender; what is still there a journal
+// tick later is appended to the journal (the page cache: a killed process
+// loses about two ticks), the journal is synced every --storage.sync-interval
+// (a power cut loses at most that), and the head is committed to the
+// buffer file every commitInterval, or at once when the head or the journal
+// reaches its bound. Longer commits cost less flash per sample: the blocks
+// hold more samples of each series and the same commit overhead.
+const (
+	journalTick    = time.Second
+	commitInterval = 15 * time.Minute
+)
+
+// commitLoop runs the durability schedule above until ctx ends; Close
+// commits the rest.
+func (a *Agent) commitLoop(ctx context.Context, syncInterval time.Duration) {
+	journal, sync, commit := time.NewTicker(journalTick), time.NewTicker(syncInterval), time.NewTicker(commitInterval)
+	defer journal.Stop()
+	defer sync.Stop()
+	defer commit.Stop()
+	var errLog lograte.Limiter
+	fail := func(what string, err error) {
+		a.commitErrors.Add(1)
+		errLog.Log(a.log, slog.LevelError, what, "err", err)
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			return // Close commits the rest
-		case <-t.C:
-			if err := a.buf.Commit(); err != nil {
-				a.commitErrors.Add(1)
-				a.log.Error("committing to the buffer", "err", err)
-			} else if a.log.Enabled(ctx, slog.LevelDebug) {
-				// What is on disk now: the claim powercut/ checks after a power cut.
-				st := a.buf.Stats()
-				a.log.Debug("committed", "buffered_samples", st.Samples, "newest_ms", st.NewestT)
+			return
+		case <-journal.C:
+			if err := a.buf.Journal(); err != nil {
+				fail("writing the buffer's journal", err)
 			}
+		case <-sync.C:
+			if err := a.buf.Sync(); err != nil {
+				fail("syncing the buffer's journal", err)
+			}
+		case <-commit.C:
+			a.commit(ctx, fail)
+		case <-a.buf.HeadFull():
+			a.commit(ctx, fail)
 		}
+	}
+}
+
+func (a *Agent) commit(ctx context.Context, fail func(string, error)) {
+	if err := a.buf.Commit(); err != nil {
+		fail("committing to the buffer", err)
+	} else if a.log.Enabled(ctx, slog.LevelDebug) {
+		// What is on disk now: the claim bench/powercut checks after a power cut.
+		st := a.buf.Stats()
+		a.log.Debug("committed", "buffered_samples", st.Samples, "newest_ms", st.NewestT)
 	}
 }
 

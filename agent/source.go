@@ -162,6 +162,7 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 		add(lset, 0, staleMarkerValue)
 	}
 	s.appended.Add(uint64(kept + len(gone)))
+	a.buf.Collected() // the sender may take it now
 }
 
 // recordRun notes a source's last collection for the status page.

@@ -110,7 +110,8 @@ func (b Block) Samples() int {
 type Stats struct {
 	Blocks      int
 	Samples     int               // committed, waiting to be sent
-	HeadSamples int               // appended, not yet committed
+	HeadSamples int               // appended, not yet committed nor taken by the sender
+	LiveSamples int               // taken by the sender from the head (TakeLive), in flight
 	Series      int               // known label sets
 	FileBytes   int64             // size of the file on disk
 	UsedBytes   int64             // of it, the pages in use (not free for reuse)
@@ -751,6 +752,7 @@ func (b *Buffer) Stats() Stats {
 	st := Stats{
 		Blocks:      len(b.blocks),
 		HeadSamples: b.headSamples,
+		LiveSamples: liveSamples(b.live),
 		Series:      len(b.series.byRef),
 		FileBytes:   fileBytes,
 		UsedBytes:   usedBytes,

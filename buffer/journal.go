@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -29,10 +30,11 @@ import (
 // the payload's CRC-32C (big-endian) and the payload, snappy-compressed:
 // the label sets of the series it names for the first time since the
 // journal was emptied (count; each ref and the labels as in the series
-// bucket), then its samples (series count; each ref as the difference from
-// the one before, sample count, and per sample the delta-of-delta of its
-// timestamp and its value as in a block, both against the series' previous
-// sample in the journal). A torn or damaged record ends the replay.
+// bucket), then its samples in groups of one timestamp (group count; each
+// the timestamp as the difference from the group before, the sample count,
+// and per sample its series' ref as the difference from the sample before
+// and its value as in a block, against the series' previous value in the
+// journal). A torn or damaged record ends the replay.
 
 // JournalSuffix names the journal: the buffer's file name and this.
 const JournalSuffix = ".journal"
@@ -55,10 +57,10 @@ type seriesState struct {
 
 	// Journal state, since it was last emptied.
 	markT     int64   // newest sample in the head at the previous Journal
-	jT, jD    int64   // newest journaled timestamp and the delta before it
+	jT        int64   // newest journaled timestamp
 	jV        float64 // its value
 	jDefined  bool    // labels written
-	journaled bool    // jT, jD, jV are set
+	journaled bool    // jT and jV are set
 }
 
 type journal struct {
@@ -112,76 +114,85 @@ func (b *Buffer) Sync() error {
 // journalRecordLocked encodes the samples due for the journal, nil if none,
 // and marks what is in the head now for the next call. The caller holds mu.
 func (b *Buffer) journalRecordLocked() []byte {
-	type due struct {
-		ref    uint32
-		ts     []int64
-		vs     []float64
-		newest int64
+	type sample struct {
+		ref uint32
+		t   int64
+		v   float64
 	}
-	var all []due
-	add := func(s seriesData) {
-		if len(s.ts) > 0 {
-			all = append(all, due{ref: s.ref, ts: s.ts, vs: s.vs})
+	var due []sample
+	mark := func(s seriesData) {
+		st := b.state[s.ref]
+		for k, t := range s.ts {
+			if (!st.journaled || t > st.jT) && t <= st.markT {
+				due = append(due, sample{s.ref, t, s.vs[k]})
+			}
 		}
 	}
 	for _, s := range b.head {
-		add(*s)
+		mark(*s)
 	}
 	for _, s := range b.live {
-		add(s)
+		mark(s)
 	}
-	slices.SortFunc(all, func(x, y due) int { return int(x.ref) - int(y.ref) })
-	// A series may be both in flight and in the head (the head newer):
-	// merged by ref, the live part first.
-	var defs, body []byte
-	nDefs, nSeries := 0, 0
-	var prevRef uint32
-	var cand [10]byte
-	for i := 0; i < len(all); {
-		ref := all[i].ref
-		st := b.state[ref]
-		var ts []int64
-		var vs []float64
-		newest := st.markT
-		for ; i < len(all) && all[i].ref == ref; i++ {
-			d := all[i]
-			for k, t := range d.ts {
-				if (!st.journaled || t > st.jT) && t <= st.markT {
-					ts, vs = append(ts, t), append(vs, d.vs[k])
-				}
-				newest = max(newest, t)
-			}
+	// Marked after all is read: a series both in flight and in the head
+	// (the head's part newer) is judged against the same mark in both.
+	for _, s := range b.head {
+		b.state[s.ref].markT = s.ts[len(s.ts)-1]
+	}
+	for _, s := range b.live {
+		st := b.state[s.ref]
+		st.markT = max(st.markT, s.ts[len(s.ts)-1])
+	}
+	if len(due) == 0 {
+		return nil
+	}
+	// Samples of one collection share their timestamp: grouped by it, a
+	// sample costs its series' ref delta and its value.
+	slices.SortFunc(due, func(x, y sample) int {
+		if x.t != y.t {
+			return cmp.Compare(x.t, y.t)
 		}
-		st.markT = newest
-		if len(ts) == 0 {
-			continue
-		}
-		if !st.jDefined {
-			lb := encodeLabels(b.series.byRef[ref])
-			defs = binary.AppendUvarint(defs, uint64(ref))
+		return cmp.Compare(x.ref, y.ref)
+	})
+	var defs []byte
+	nDefs := 0
+	for _, d := range due {
+		if st := b.state[d.ref]; !st.jDefined {
+			lb := encodeLabels(b.series.byRef[d.ref])
+			defs = binary.AppendUvarint(defs, uint64(d.ref))
 			defs = binary.AppendUvarint(defs, uint64(len(lb)))
 			defs = append(defs, lb...)
 			st.jDefined = true
 			nDefs++
 		}
-		body = binary.AppendUvarint(body, uint64(ref-prevRef))
-		prevRef = ref
-		body = binary.AppendUvarint(body, uint64(len(ts)))
-		for k, t := range ts {
-			delta := t - st.jT
-			body = binary.AppendVarint(body, delta-st.jD)
-			body = appendValue(body, cand[:0], st.jV, vs[k])
-			st.jT, st.jD, st.jV, st.journaled = t, delta, vs[k], true
-		}
-		nSeries++
 	}
-	if nSeries == 0 {
-		return nil
+	var groups []byte
+	var cand [10]byte
+	nGroups := 0
+	var prevT int64
+	for i := 0; i < len(due); {
+		j := i
+		for j < len(due) && due[j].t == due[i].t {
+			j++
+		}
+		groups = binary.AppendVarint(groups, due[i].t-prevT)
+		prevT = due[i].t
+		groups = binary.AppendUvarint(groups, uint64(j-i))
+		var prevRef uint32
+		for _, d := range due[i:j] {
+			st := b.state[d.ref]
+			groups = binary.AppendUvarint(groups, uint64(d.ref-prevRef))
+			prevRef = d.ref
+			groups = appendValue(groups, cand[:0], st.jV, d.v)
+			st.jT, st.jV, st.journaled = d.t, d.v, true
+		}
+		nGroups++
+		i = j
 	}
 	payload := binary.AppendUvarint(nil, uint64(nDefs))
 	payload = append(payload, defs...)
-	payload = binary.AppendUvarint(payload, uint64(nSeries))
-	return append(payload, body...)
+	payload = binary.AppendUvarint(payload, uint64(nGroups))
+	return append(payload, groups...)
 }
 
 func (j *journal) append(payload []byte) error {
@@ -216,7 +227,7 @@ func (b *Buffer) emptyJournalLocked() error {
 	b.jf.size, b.jf.unsynced = 0, false
 	b.mu.Lock()
 	for _, st := range b.state {
-		st.jT, st.jD, st.jV, st.jDefined, st.journaled = 0, 0, 0, false, false
+		st.jT, st.jV, st.jDefined, st.journaled = 0, 0, false, false
 	}
 	b.mu.Unlock()
 	return nil
@@ -260,10 +271,8 @@ func replayJournal(r *bufio.Reader, appendFn func(labels.Labels, int64, float64)
 		return 0, fmt.Errorf("%w: not a journal", errJournal)
 	}
 	type replayState struct {
-		lset  labels.Labels
-		t, d  int64
-		v     float64
-		known bool
+		lset labels.Labels
+		v    float64
 	}
 	series := map[uint32]*replayState{}
 	samples := 0
@@ -302,22 +311,21 @@ func replayJournal(r *bufio.Reader, appendFn func(labels.Labels, int64, float64)
 			}
 			series[ref] = &replayState{lset: lset}
 		}
-		var ref uint32
+		var t int64
 		for range rd.count(len(payload)) {
-			ref += uint32(rd.uvarint())
-			st := series[ref]
-			cnt := rd.count(len(payload))
-			if st == nil || rd.err != nil {
-				return samples, fmt.Errorf("%w: unknown series %d", errJournal, ref)
-			}
-			for range cnt {
-				st.d += rd.varint()
-				st.t += st.d
+			t += rd.varint()
+			var ref uint32
+			for range rd.count(len(payload)) {
+				ref += uint32(rd.uvarint())
+				st := series[ref]
+				if st == nil || rd.err != nil {
+					return samples, fmt.Errorf("%w: unknown series %d", errJournal, ref)
+				}
 				st.v = rd.value(st.v)
 				if rd.err != nil {
 					return samples, fmt.Errorf("%w: samples", errJournal)
 				}
-				appendFn(st.lset, st.t, st.v)
+				appendFn(st.lset, t, st.v)
 				samples++
 			}
 		}

@@ -25,7 +25,7 @@ type Config struct {
 
 	StoragePath    string
 	StorageMaxSize int64
-	SyncInterval   time.Duration // how often the head is committed to disk
+	SyncInterval   time.Duration // how often what waits is synced to disk: the loss window of a power cut
 	StorageThin    bool          // when full, thin old data instead of evicting it
 
 	ScrapeInterval time.Duration
@@ -59,7 +59,7 @@ func DefaultConfig() Config {
 		},
 		StoragePath:    "./data",
 		StorageMaxSize: 64 << 20,
-		SyncInterval:   time.Minute,
+		SyncInterval:   30 * time.Second,
 		ScrapeInterval: DefaultScrapeInterval,
 		ExternalLabels: labels.EmptyLabels(),
 		Paths:          collectors.Paths{ProcFS: "/proc", SysFS: "/sys", RootFS: "/"},
