@@ -331,7 +331,7 @@ func BenchmarkBufferOutagePolicies(b *testing.B) {
 							}
 						case "link-up":
 							for {
-								if _, ok := buf.TakeLive(5000); !ok {
+								if _, ok := buf.TakeLive(5000, false); !ok {
 									break
 								}
 								buf.LiveDone()

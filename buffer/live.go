@@ -38,8 +38,10 @@ func (b *Buffer) HeadFull() <-chan struct{} { return b.headFull }
 // carries it must be bounded in time.
 //
 // It takes nothing (ok false) while committed or pending blocks wait, so
-// that every series still reaches the receiver oldest first, while another
-// live block is in flight, and when the head is empty.
+// that every series still reaches the receiver oldest first, unless
+// aheadOfBacklog (the sender's FreshFirst, for receivers that take samples
+// out of order); while another live block is in flight; and when the head
+// is empty.
 //
 // The caller must hand the block back, once, with LiveDone (delivered, or
 // dropped by the sender with a count of its own) or LiveFailed (not
@@ -47,13 +49,13 @@ func (b *Buffer) HeadFull() <-chan struct{} { return b.headFull }
 // committed with it). It owns the block's slices until then; their labels
 // are shared with the buffer and must not be modified. Safe for concurrent
 // use with every other method.
-func (b *Buffer) TakeLive(maxSamples int) (blk Block, ok bool) {
+func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bool) {
 	b.writeMu.Lock() // pending is guarded by writeMu
 	backlog := len(b.pending) > 0
 	b.writeMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if backlog || len(b.blocks) > 0 || b.live != nil || b.headSamples == 0 {
+	if (backlog || len(b.blocks) > 0) && !aheadOfBacklog || b.live != nil || b.headSamples == 0 {
 		return Block{}, false
 	}
 	refs := make([]uint32, 0, len(b.head))

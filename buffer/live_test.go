@@ -24,7 +24,7 @@ func TestLiveDeliveredSamplesNeverReachTheFile(t *testing.T) {
 		appendRound(b, 500, int64(1_000_000+round*15_000))
 		b.Collected()
 		<-b.LiveReady()
-		blk, ok := b.TakeLive(1 << 20)
+		blk, ok := b.TakeLive(1 << 20, false)
 		if !ok || blk.Samples() != 500 || blk.Seq != 0 {
 			t.Fatalf("round %d: TakeLive = %d samples, seq %d, %v; want the 500 appended", round, blk.Samples(), blk.Seq, ok)
 		}
@@ -69,18 +69,18 @@ func TestLiveWaitsBehindTheBacklog(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendRound(b, 10, 2000)
-	if blk, ok := b.TakeLive(100); ok {
+	if blk, ok := b.TakeLive(100, false); ok {
 		t.Fatalf("TakeLive took %d samples while a committed block waits", blk.Samples())
 	}
 	got := drain(t, b)
 	if len(got) != 10 {
 		t.Fatalf("drained %d series, want 10", len(got))
 	}
-	blk, ok := b.TakeLive(100)
+	blk, ok := b.TakeLive(100, false)
 	if !ok || blk.Samples() != 10 || blk.Series[0].T[0] != 2000 {
 		t.Fatalf("after the drain TakeLive = %d samples, %v; want the 10 at 2000", blk.Samples(), ok)
 	}
-	if _, again := b.TakeLive(100); again {
+	if _, again := b.TakeLive(100, false); again {
 		t.Fatal("a second live block while one is in flight")
 	}
 	b.LiveDone()
@@ -123,7 +123,7 @@ func TestLivePathConservesEverySample(t *testing.T) {
 				appended[lsets[i].String()] = append(appended[lsets[i].String()], 1000*next[i])
 			}
 		case op < 6 && !inFlight:
-			blk, ok := b.TakeLive(1 + rng.IntN(60))
+			blk, ok := b.TakeLive(1+rng.IntN(60), false)
 			if ok {
 				inFlight, flight = true, blk
 			}

@@ -54,7 +54,7 @@ func DefaultConfig() Config {
 		RemoteWrite: remotewrite.Config{
 			Timeout:           30 * time.Second,
 			MinBackoff:        time.Second,
-			MaxBackoff:        10 * time.Second, // back within seconds after an outage; a refused connection costs no bytes
+			MaxBackoff:        2 * time.Second, // back within seconds after an outage: while the receiver fails, each retry carries one sample
 			MaxSamplesPerSend: 5000,
 		},
 		StoragePath:    "./data",

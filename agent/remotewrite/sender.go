@@ -116,6 +116,26 @@ type Source interface {
 	// An error is handled as Ack's.
 	Delete(seqs []uint64) error
 
+	// TakeLive returns samples collected and not committed, for delivery
+	// straight from memory: at most maxSamples (at least one series, or
+	// its first maxSamples samples), as a block with Seq 0. ok is false
+	// when there are none, and while committed blocks wait, unless
+	// aheadOfBacklog (FreshFirst): each series then stays in order. The
+	// sender owns the block until it hands it back, before it calls
+	// TakeLive again, with LiveDone (delivered, or dropped and counted by
+	// the sender) or LiveFailed (not delivered: the source keeps the
+	// samples, to commit them or offer them again). The source may wait
+	// for that hand-back in a commit, so the sender holds a live block no
+	// longer than one request.
+	TakeLive(maxSamples int, aheadOfBacklog bool) (blk buffer.Block, ok bool)
+	LiveDone()
+	LiveFailed()
+
+	// LiveReady returns the channel that receives a value when a
+	// collection was appended: the sender waits on it, with Committed. The
+	// same channel on every call; nil means there will be none.
+	LiveReady() <-chan struct{}
+
 	// LastSeq returns the Seq of the newest committed block, 0 if there is
 	// none; blocks committed later have larger seqs. Called only with
 	// Config.FreshFirst, when the sender splits fresh data from the
@@ -149,10 +169,12 @@ type Sender struct {
 	cfg     Config
 	src     Source
 	client  *client.Client
-	backoff client.Backoff
 	log     *slog.Logger
 
-	pace *throttle.Pacer // Run's alone
+	// Run's alone:
+	pace    *throttle.Pacer
+	backoff client.Backoff
+	link    link
 
 	mu         sync.Mutex
 	stats      Stats
@@ -213,7 +235,14 @@ const (
 )
 
 // Run sends until ctx ends, and acknowledges what was delivered before it
-// returns. Blocks not delivered by then stay in the source. Call it once.
+// returns. Blocks not delivered by then stay in the source, and a live
+// block goes back to it. Call it once.
+//
+// What it sends, in order: committed blocks, oldest first; then, caught
+// up, the samples collected since, straight from memory (TakeLive), so
+// that they reach the receiver within moments of their collection and
+// never cost flash. With FreshFirst and an old backlog, fresh data (fresh
+// blocks, then memory) goes ahead of the backlog.
 func (s *Sender) Run(ctx context.Context) {
 	var next, delivered uint64 // next to read; last delivered, not yet deleted
 	unacked, lastAck := 0, time.Now()
@@ -237,7 +266,7 @@ func (s *Sender) Run(ctx context.Context) {
 					client.Sleep(ctx, budgetWait)
 					continue
 				}
-				if !s.deliver(ctx, live) {
+				if !s.deliver(ctx, live, true) {
 					return
 				}
 				liveNext = live[len(live)-1].Seq + 1
@@ -248,6 +277,9 @@ func (s *Sender) Run(ctx context.Context) {
 				if err := s.src.Delete(seqs); err != nil {
 					s.log.Error("deleting sent blocks from the buffer", "err", err)
 				}
+				continue
+			}
+			if s.sendLive(ctx, true) {
 				continue
 			}
 		}
@@ -272,23 +304,21 @@ func (s *Sender) Run(ctx context.Context) {
 		}
 		if len(blocks) == 0 {
 			ack()
-			select {
-			case <-ctx.Done():
-			case <-s.src.Committed():
+			if s.sendLive(ctx, false) {
+				continue
 			}
+			s.wait(ctx)
 			continue
 		}
 		if !s.budgetAllows(liveFrom == 0) {
-			// Held back: fresh data, if any, goes when it is committed.
+			// Held back: fresh data, if any, goes when it is collected.
 			ack()
-			select {
-			case <-ctx.Done():
-			case <-s.src.Committed():
-			case <-time.After(budgetWait):
+			if !s.sendLive(ctx, true) {
+				s.wait(ctx)
 			}
 			continue
 		}
-		if !s.deliver(ctx, blocks) {
+		if !s.deliver(ctx, blocks, true) {
 			return // ctx ended while retrying; these blocks stay buffered
 		}
 		delivered = blocks[len(blocks)-1].Seq
@@ -300,6 +330,44 @@ func (s *Sender) Run(ctx context.Context) {
 			ack()
 		}
 	}
+}
+
+// wait returns when there may be something to send: a commit, a
+// collection, the next try after a failure or the budget's next look, or
+// the end of ctx.
+func (s *Sender) wait(ctx context.Context) {
+	retry := budgetWait
+	if !s.link.nextTry.IsZero() {
+		retry = min(retry, max(time.Until(s.link.nextTry), 0))
+	}
+	t := time.NewTimer(retry)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-s.src.Committed():
+	case <-s.src.LiveReady():
+	case <-t.C:
+	}
+}
+
+// sendLive sends what the source holds in memory, if it has any, the
+// budget allows, and no failure asks to wait: one attempt, its samples
+// handed back to the source unless delivered. aheadOfBacklog is for
+// FreshFirst. It reports whether it delivered something.
+func (s *Sender) sendLive(ctx context.Context, aheadOfBacklog bool) bool {
+	if time.Now().Before(s.link.nextTry) {
+		return false
+	}
+	blk, ok := s.src.TakeLive(s.cfg.MaxSamplesPerSend, aheadOfBacklog)
+	if !ok {
+		return false
+	}
+	if !s.budgetAllows(true) || !s.deliver(ctx, []buffer.Block{blk}, false) {
+		s.src.LiveFailed()
+		return false
+	}
+	s.src.LiveDone()
+	return true
 }
 
 // newestIn is the newest sample's timestamp in blocks.
@@ -327,9 +395,30 @@ func (s *Sender) budgetAllows(isFresh bool) bool {
 	return ok
 }
 
-// deliver sends blocks as one request, retrying until the receiver takes
-// them, refuses them for good, or ctx ends (false).
-func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block) bool {
+// link is what Run knows of the receiver: failing since the last attempt
+// that got an answer other than "try again", and when to try next.
+type link struct {
+	failing  bool
+	failures int // attempts since the last success
+	nextTry  time.Time
+}
+
+// outcome is what became of one attempt.
+type outcome int
+
+const (
+	answered outcome = iota // the receiver took the samples, or refused them for good (counted)
+	failed                  // worth another try, after s.link.nextTry
+	stopped                 // ctx ended
+)
+
+// deliver sends blocks, counting too_old the samples older than
+// MaxSampleAge. With retry, it tries again after each failure until the
+// receiver answers, or ctx ends (false); without, it gives up at the first
+// failure (false). While the receiver fails, each try carries one sample
+// (the oldest of the first series): a week-long outage costs little on a
+// metered link, and the first answer sends the rest.
+func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry bool) bool {
 	var minT int64
 	if s.cfg.MaxSampleAge > 0 {
 		minT = time.Now().Add(-s.cfg.MaxSampleAge).UnixMilli()
@@ -340,41 +429,82 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block) bool {
 		s.stats.Dropped[ReasonTooOld] += uint64(tooOld)
 		s.mu.Unlock()
 	}
-	if samples == 0 {
-		return true
+	for samples > 0 {
+		send, n, probe := series, samples, s.link.failing
+		if probe {
+			send, n = []*codec.Series{{Labels: series[0].Labels, T: series[0].T[:1], V: series[0].V[:1]}}, 1
+		}
+		switch s.attempt(ctx, send, n) {
+		case answered:
+			if !probe {
+				return true
+			}
+			series, samples = withoutFirstSample(series), samples-1
+		case failed:
+			if !retry || !client.Sleep(ctx, time.Until(s.link.nextTry)) {
+				return false
+			}
+		case stopped:
+			return false
+		}
 	}
+	return true
+}
+
+// withoutFirstSample returns series less the sample a probe took.
+func withoutFirstSample(series []*codec.Series) []*codec.Series {
+	first := *series[0]
+	first.T, first.V = first.T[1:], first.V[1:]
+	if len(first.T) == 0 {
+		return series[1:]
+	}
+	return append([]*codec.Series{&first}, series[1:]...)
+}
+
+// attempt posts series (samples of them) once, in the protocol in force,
+// falling back to 1.0 at once where the spec says so, and keeps the
+// counters and s.link.
+func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples int) outcome {
 	proto := s.Stats().Protocol
 	body := codec.Encode(series, proto)
-	var written, tries int
-	err := client.Retry(ctx, s.backoff, func(try int) error {
-		tries = try
-		for {
-			if !client.Sleep(ctx, s.pace.Delay(time.Now(), len(body))) {
-				return ctx.Err()
-			}
-			var err error
-			written, err = s.client.Post(ctx, body, proto.ContentType(), proto.Version())
-			if proto != Protocol2 || !refusesV2(written, err) {
-				return err
-			}
-			why := "answered 2xx without X-Prometheus-Remote-Write-*-Written headers"
-			if err != nil {
-				why = err.Error()
-			}
-			s.log.Warn("receiver does not take Remote-Write 2.0; sending 1.0 from now on", "answer", why)
-			proto = Protocol1
-			s.mu.Lock()
-			s.stats.Protocol = proto
-			s.mu.Unlock()
-			body = codec.Encode(series, proto) // and again at once: not a failure
+	var written int
+	var err error
+	for {
+		if !client.Sleep(ctx, s.pace.Delay(time.Now(), len(body))) {
+			return stopped
 		}
-	}, s.retrying)
-	var rej *client.Error
-	switch {
-	case err == nil:
-		if tries > 1 {
-			s.log.Info("remote write recovered", "failed_attempts", tries-1)
+		written, err = s.client.Post(ctx, body, proto.ContentType(), proto.Version())
+		if proto != Protocol2 || !refusesV2(written, err) {
+			break
 		}
+		why := "answered 2xx without X-Prometheus-Remote-Write-*-Written headers"
+		if err != nil {
+			why = err.Error()
+		}
+		s.log.Warn("receiver does not take Remote-Write 2.0; sending 1.0 from now on", "answer", why)
+		proto = Protocol1
+		s.mu.Lock()
+		s.stats.Protocol = proto
+		s.mu.Unlock()
+		body = codec.Encode(series, proto) // and again at once: not a failure
+	}
+	var e *client.Error
+	if err != nil && ctx.Err() != nil && !(errors.As(err, &e) && !e.Retry) {
+		return stopped
+	}
+	if errors.As(err, &e) && e.Retry {
+		wait := s.backoff.Failed(e.RetryAfter)
+		s.link.failing, s.link.nextTry = true, time.Now().Add(wait)
+		s.link.failures++
+		s.retrying(e, s.link.failures, wait)
+		return failed
+	}
+	if s.link.failures > 0 {
+		s.log.Info("remote write recovered", "failed_attempts", s.link.failures)
+	}
+	s.link = link{}
+	s.backoff.Reset()
+	if err == nil {
 		// 2.0 receivers say how many samples they wrote; fewer than
 		// sent with a 2xx breaks the spec, and the rest is lost.
 		lost := 0
@@ -390,22 +520,19 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block) bool {
 		if lost > 0 {
 			s.rejected(lost, fmt.Errorf("2xx, but the receiver wrote %d of %d samples", written, samples))
 		}
-		return true
-	case errors.As(err, &rej) && !rej.Retry:
-		// A 2.0 receiver's Written header tells what a partial
-		// write kept; a missing one means none (the spec).
-		kept := 0
-		if proto == Protocol2 {
-			kept = min(max(written, 0), samples)
-		}
-		s.mu.Lock()
-		s.stats.SamplesSent += uint64(kept)
-		s.mu.Unlock()
-		s.rejected(samples-kept, err)
-		return true
-	default: // ctx ended
-		return false
+		return answered
 	}
+	// Refused for good. A 2.0 receiver's Written header tells what a
+	// partial write kept; a missing one means none (the spec).
+	kept := 0
+	if proto == Protocol2 {
+		kept = min(max(written, 0), samples)
+	}
+	s.mu.Lock()
+	s.stats.SamplesSent += uint64(kept)
+	s.mu.Unlock()
+	s.rejected(samples-kept, err)
+	return answered
 }
 
 // refusesV2 reports whether the answer to a 2.0 request is the spec's

@@ -64,6 +64,12 @@ func (f *fakeSource) Ack(seq uint64) error {
 
 func (f *fakeSource) Committed() <-chan struct{} { return f.committed }
 
+// The fake holds committed blocks only: nothing in memory to send.
+func (f *fakeSource) TakeLive(int, bool) (buffer.Block, bool) { return buffer.Block{}, false }
+func (f *fakeSource) LiveDone()                               { panic("LiveDone without TakeLive") }
+func (f *fakeSource) LiveFailed()                             { panic("LiveFailed without TakeLive") }
+func (f *fakeSource) LiveReady() <-chan struct{}              { return nil }
+
 // Delete and LastSeq hold the sender to its contract: without FreshFirst
 // it never calls them. (The tests of FreshFirst use a real buffer.)
 func (f *fakeSource) Delete([]uint64) error { panic("Delete called without FreshFirst") }
@@ -337,19 +343,24 @@ func TestSendRetriesUntilAccepted(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(ackedAt) != 3 {
-		t.Fatalf("%d requests, want 3 (500, 429, 200)", len(ackedAt))
+	if len(ackedAt) != 4 {
+		t.Fatalf("%d requests, want 4 (500, then one-sample probes: 429, 200, then the rest: 200)", len(ackedAt))
 	}
 	for i, acks := range ackedAt {
 		if len(acks) != 0 {
 			t.Errorf("request %d: blocks %v were acked before the receiver accepted them", i, acks)
 		}
 	}
+	// While the receiver fails, each retry carries only the oldest sample
+	// of the first series; the first one taken sends the rest.
 	reqs := rcv.requests()
-	for i, r := range reqs {
-		if n := countSamples(r.wr); n != 3 {
-			t.Errorf("request %d carried %d samples, want the same 3 each time", i, n)
+	for i, want := range []int{3, 1, 1, 2} {
+		if n := countSamples(reqs[i].wr); n != want {
+			t.Errorf("request %d carried %d samples, want %d", i, n, want)
 		}
+	}
+	if l := reqs[1].wr.Timeseries[0].Labels; len(l) == 0 || reqs[1].wr.Timeseries[0].Samples[0].Timestamp != 1000 {
+		t.Errorf("the probe carried %v, want the first series' sample at 1000", reqs[1].wr.Timeseries)
 	}
 	st := s.Stats()
 	if st.RequestsFailed != 2 {
@@ -358,8 +369,8 @@ func TestSendRetriesUntilAccepted(t *testing.T) {
 	if st.SamplesSent != 3 {
 		t.Errorf("SamplesSent = %d, want 3 (counted once, not per attempt)", st.SamplesSent)
 	}
-	if st.BytesSent != uint64(reqs[2].bodyLen) {
-		t.Errorf("BytesSent = %d, want %d (the accepted request only)", st.BytesSent, reqs[2].bodyLen)
+	if st.BytesSent != uint64(reqs[2].bodyLen+reqs[3].bodyLen) {
+		t.Errorf("BytesSent = %d, want %d (the accepted requests only)", st.BytesSent, reqs[2].bodyLen+reqs[3].bodyLen)
 	}
 	if len(st.Dropped) != 0 {
 		t.Errorf("Dropped = %v, want none", st.Dropped)

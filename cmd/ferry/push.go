@@ -290,6 +290,12 @@ func (c *carrySource) done() int64 {
 func (c *carrySource) Ack(uint64) error           { return nil }
 func (c *carrySource) Committed() <-chan struct{} { return nil } // never: the file is all there is
 
+// A carry file has nothing in memory to send.
+func (c *carrySource) TakeLive(int, bool) (buffer.Block, bool) { return buffer.Block{}, false }
+func (c *carrySource) LiveDone()                               {}
+func (c *carrySource) LiveFailed()                             {}
+func (c *carrySource) LiveReady() <-chan struct{}              { return nil }
+
 // Delete and LastSeq serve FreshFirst, which push turns off.
 func (c *carrySource) Delete([]uint64) error { return nil }
 func (c *carrySource) LastSeq() uint64       { return c.seq }

@@ -1,62 +1,26 @@
 package client
 
 import (
-	"context"
-	"errors"
 	"testing"
 	"time"
 )
 
-func TestRetry(t *testing.T) {
-	again := &Error{Retry: true, msg: "503"}
-	never := &Error{StatusCode: 400, msg: "400"}
-	b := Backoff{Min: time.Millisecond, Max: 2 * time.Millisecond}
-	for _, tc := range []struct {
-		name    string
-		answers []error // by attempt; the last one repeats
-		want    error
-		tries   int
-	}{
-		{"first time", []error{nil}, nil, 1},
-		{"after failures", []error{again, again, again, nil}, nil, 4},
-		{"dropped at once", []error{never}, never, 1},
-		{"dropped after failures", []error{again, never}, never, 2},
-		{"not an *Error ends it", []error{context.Canceled}, context.Canceled, 1},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			tries, retries := 0, 0
-			err := Retry(context.Background(), b, func(try int) error {
-				tries++
-				if try != tries {
-					t.Errorf("attempt %d called with %d", tries, try)
-				}
-				return tc.answers[min(try, len(tc.answers))-1]
-			}, func(err *Error, try int, wait time.Duration) {
-				retries++
-				if err != again || try != retries || wait > b.Max {
-					t.Errorf("onRetry(%v, %d, %v)", err, try, wait)
-				}
-			})
-			if err != tc.want || tries != tc.tries || retries != tc.tries-1 {
-				t.Errorf("err %v after %d attempts, %d retries; want %v after %d", err, tries, retries, tc.want, tc.tries)
-			}
-		})
+// The waits double from Min up to Max, each jittered into [d/2, d); a
+// longer Retry-After wins; a success starts again from Min.
+func TestBackoff(t *testing.T) {
+	b := Backoff{Min: time.Second, Max: 8 * time.Second}
+	for i, full := range []time.Duration{1, 2, 4, 8, 8} {
+		full *= time.Second
+		if w := b.Failed(0); w < full/2 || w >= full {
+			t.Fatalf("failure %d: wait %v, want in [%v, %v)", i+1, w, full/2, full)
+		}
 	}
-}
-
-// The receiver's Retry-After wins over a shorter backoff, and a context
-// that ends while waiting ends Retry with its error.
-func TestRetryWaitsRetryAfterAndStopsWithTheContext(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var waits []time.Duration
-	err := Retry(ctx, Backoff{Min: time.Millisecond, Max: time.Millisecond}, func(int) error {
-		return &Error{Retry: true, RetryAfter: time.Hour}
-	}, func(_ *Error, _ int, wait time.Duration) {
-		waits = append(waits, wait)
-		cancel()
-	})
-	if !errors.Is(err, context.Canceled) || len(waits) != 1 || waits[0] != time.Hour {
-		t.Fatalf("err %v, waits %v; want canceled after one wait of 1h", err, waits)
+	if w := b.Failed(time.Minute); w != time.Minute {
+		t.Fatalf("with Retry-After 1m: wait %v", w)
+	}
+	b.Reset()
+	if w := b.Failed(0); w >= time.Second {
+		t.Fatalf("after Reset: wait %v, want under Min", w)
 	}
 }
 
