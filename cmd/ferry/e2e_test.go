@@ -237,32 +237,54 @@ func memTotalBytes(t *testing.T) float64 {
 	return 0
 }
 
+// TestEndToEndPrometheusWithOutage runs ferry at its defaults, as a user
+// starts it, against a real Prometheus: fresh samples arrive within two
+// intervals; through an outage of the receiver, during which ferry is
+// killed with SIGKILL and started again, no collection is lost; after the
+// outage fresh samples arrive within two intervals again; and a clean stop
+// delivers what was collected last.
 func TestEndToEndPrometheusWithOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test; runs without -short")
 	}
+	const interval = 15 * time.Second // ferry's default
 	promBin := needTool(t, "prometheus")
 	ferryBin := buildFerry(t)
 	promAddr, ferryAddr := freeAddr(t), freeAddr(t)
-	promDir := t.TempDir()
+	promDir, dataDir, procfs := t.TempDir(), filepath.Join(t.TempDir(), "data"), fakeProcfs(t)
+	startFerry := func() *process {
+		p := start(t, ferryBin,
+			"--remote-write.url=http://"+promAddr+"/api/v1/write",
+			"--storage.path="+dataDir,
+			"--external-label=site=e2e",
+			"--web.listen-address="+ferryAddr,
+			"--path.procfs="+procfs, // a fixed load average, to check a value
+		)
+		waitFor(t, 30*time.Second, "ferry to be ready", func() bool { return httpOK("http://" + ferryAddr + "/-/ready") })
+		return p
+	}
+	// newest returns the timestamp of the newest node_load1 at the receiver.
+	newest := func() float64 {
+		res := query(t, promAddr, `timestamp(node_load1{job="node"})`)
+		if len(res) != 1 {
+			return 0
+		}
+		return sampleValue(t, res[0].Value[1])
+	}
+	// fresh waits until the receiver has a sample collected after from:
+	// within two intervals of it, as the aim says.
+	fresh := func(what string, from time.Time) {
+		t.Helper()
+		waitFor(t, 2*interval+5*time.Second, what, func() bool { return newest() >= float64(from.Unix()) })
+	}
 
 	prom := startPrometheus(t, promBin, promAddr, promDir)
-	ferry := start(t, ferryBin,
-		"--remote-write.url=http://"+promAddr+"/api/v1/write",
-		"--storage.path="+filepath.Join(t.TempDir(), "data"),
-		"--scrape.interval=1s",
-		"--storage.sync-interval=1s",
-		"--remote-write.min-backoff=200ms",
-		"--remote-write.max-backoff=2s",
-		"--external-label=site=e2e",
-		"--web.listen-address="+ferryAddr,
-		"--path.procfs="+fakeProcfs(t),
-	)
-	waitFor(t, 10*time.Second, "ferry to be ready", func() bool { return httpOK("http://" + ferryAddr + "/-/ready") })
+	started := time.Now()
+	ferry := startFerry()
+	fresh("the first samples at the receiver", started)
 
 	hostname, _ := os.Hostname()
 	wantLabels := map[string]string{"job": "node", "instance": hostname, "site": "e2e"}
-	waitFor(t, 30*time.Second, "node_load1 at the receiver", func() bool { return len(query(t, promAddr, "node_load1")) > 0 })
 	for _, c := range []struct {
 		metric string
 		want   float64
@@ -284,42 +306,69 @@ func TestEndToEndPrometheusWithOutage(t *testing.T) {
 		}
 	}
 
-	// Outage: the receiver goes away for ~20 s, comes back on the same data.
-	time.Sleep(3 * time.Second) // a few samples from before it
+	// Outage: the receiver goes away. Two collections later, once the
+	// journal holds them, ferry is killed and started again; two more
+	// collections, and the receiver comes back on the same data.
 	outageStart := time.Now()
 	if code := prom.stop(t); code != 0 {
 		t.Fatalf("prometheus exited %d", code)
 	}
-	time.Sleep(20 * time.Second)
+	journal := filepath.Join(dataDir, "ferry.db.journal")
+	journaled := func(n int) {
+		t.Helper()
+		sizes := 0
+		var last int64
+		waitFor(t, time.Duration(n+1)*interval, fmt.Sprintf("%d collections in the journal", n), func() bool {
+			if fi, err := os.Stat(journal); err == nil && fi.Size() > last {
+				last = fi.Size()
+				sizes++
+			}
+			return sizes >= n
+		})
+	}
+	journaled(2)
+	if err := ferry.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = ferry.cmd.Wait()
+	killedAt := time.Now()
+	ferry = startFerry()
+	journaled(2)
 	outageEnd := time.Now()
 	startPrometheus(t, promBin, promAddr, promDir)
+	fresh("fresh samples after the outage", outageEnd)
 
-	// Everything collected during the outage must arrive: the raw samples
-	// from before the outage to after it have no gap above two intervals.
-	window := time.Since(outageStart.Add(-5*time.Second)).Round(time.Second) + 30*time.Second
+	// Everything collected, before the kill and after it, arrived: the raw
+	// samples from before the outage to after it have no gap above an
+	// interval and a half (one lost collection would make two).
+	window := time.Since(outageStart).Round(time.Second) + 2*interval
+	res := query(t, promAddr, fmt.Sprintf(`node_load1{job="node"}[%ds]`, int(window.Seconds())))
+	if len(res) != 1 {
+		t.Fatalf("%d series of node_load1 over the outage", len(res))
+	}
 	var times []float64
-	waitFor(t, 60*time.Second, "the outage's samples at the receiver", func() bool {
-		res := query(t, promAddr, fmt.Sprintf(`node_load1{job="node"}[%ds]`, int(window.Seconds())))
-		if len(res) != 1 {
-			return false
-		}
-		times = times[:0]
-		for _, v := range res[0].Values {
-			times = append(times, sampleValue(t, v[0]))
-		}
-		return len(times) > 0 && times[len(times)-1] > float64(outageEnd.Unix()+2)
-	})
-	if first := times[0]; first > float64(outageStart.Unix()-2) {
-		t.Fatalf("first sample at %v, want samples from before the outage at %d", first, outageStart.Unix())
+	for _, v := range res[0].Values {
+		times = append(times, sampleValue(t, v[0]))
+	}
+	if times[0] >= float64(outageStart.UnixMilli())/1000 {
+		t.Fatalf("first sample at %v, want samples from before the outage at %v", times[0], outageStart)
 	}
 	for i := 1; i < len(times); i++ {
-		if gap := times[i] - times[i-1]; gap > 2.0 {
-			t.Errorf("gap of %.1f s at the receiver at %.0f (outage %d..%d)", gap, times[i-1], outageStart.Unix(), outageEnd.Unix())
+		if gap := times[i] - times[i-1]; gap > 1.5*interval.Seconds() {
+			t.Errorf("gap of %.1f s at the receiver at %.0f (outage %d..%d, killed at %d)", gap, times[i-1], outageStart.Unix(), outageEnd.Unix(), killedAt.Unix())
 		}
 	}
-	t.Logf("%d samples of node_load1 over %.0f s, outage of %.0f s", len(times), times[len(times)-1]-times[0], outageEnd.Sub(outageStart).Seconds())
+	t.Logf("%d samples of node_load1 over %.0f s, outage of %.0f s with a SIGKILL", len(times), times[len(times)-1]-times[0], outageEnd.Sub(outageStart).Seconds())
 
+	// A clean stop right after a collection delivers it: nothing waits
+	// for the next start.
+	before := newest()
+	waitFor(t, 2*interval, "a new collection at the receiver", func() bool { return newest() > before })
+	before = newest()
 	if code := ferry.stop(t); code != 0 {
 		t.Errorf("ferry exited %d after SIGINT, want 0", code)
+	}
+	if after := newest(); after < before {
+		t.Errorf("newest sample %v after the stop, %v before", after, before)
 	}
 }

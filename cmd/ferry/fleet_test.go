@@ -161,8 +161,9 @@ func TestFleetDashboard(t *testing.T) {
 	start(t, buildFerry(t),
 		"--remote-write.url=http://"+promAddr+"/api/v1/write",
 		"--storage.path="+filepath.Join(t.TempDir(), "data"),
+		// Short, so that rate() over the dashboard's windows has samples
+		// within seconds; the rest are ferry's defaults.
 		"--scrape.interval=1s",
-		"--storage.sync-interval=1s",
 		"--web.listen-address="+ferryAddr,
 	)
 

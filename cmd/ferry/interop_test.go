@@ -141,12 +141,13 @@ func TestInteropSameSamplesAsPrometheus(t *testing.T) {
 		"--web.listen-address="+promAddr, "--web.enable-remote-write-receiver")
 	waitFor(t, 60*time.Second, "prometheus to be ready", func() bool { return httpOK("http://" + promAddr + "/-/ready") })
 
-	// ferry's series differ from Prometheus' own by via="ferry".
+	// ferry's series differ from Prometheus' own by via="ferry". Both scrape
+	// every second, so that both have the frozen scrape within seconds.
 	ferryConfig := filepath.Join(dir, "ferry.yml")
 	writeFile(t, ferryConfig, "global:\n  scrape_interval: 1s\n  external_labels:\n    via: ferry\nscrape_configs:\n"+
 		scrapeConfigs.String()+"remote_write:\n  - url: http://"+promAddr+"/api/v1/write\n")
 	start(t, ferryBin, "--config.file="+ferryConfig, "--storage.path="+filepath.Join(dir, "ferry"),
-		"--storage.sync-interval=1s", "--remote-write.min-backoff=200ms", "--web.listen-address="+ferryAddr)
+		"--web.listen-address="+ferryAddr)
 
 	// Steady state: every target up for both, scraped at least twice
 	// (scrape_series_added is 0 from the second scrape on).

@@ -30,6 +30,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 
 	dir := t.TempDir()
 	configPath := filepath.Join(dir, "ferry.yml")
+	// Scraped every 200ms: a reload's effect shows within a second.
 	writeConfig := func(job, host string) {
 		t.Helper()
 		cfg := fmt.Sprintf("global:\n  scrape_interval: 200ms\nscrape_configs:\n  - job_name: %s\n    static_configs:\n      - targets: [%q]\n", job, host)
@@ -41,7 +42,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	listen := freeAddr(t)
 	storage := filepath.Join(dir, "data")
 	ferry := start(t, buildFerry(t), "--config.file", configPath, "--storage.path", storage,
-		"--storage.sync-interval", "200ms", "--web.listen-address", listen, "--no-collector.cpu")
+		"--web.listen-address", listen, "--no-collector.cpu")
 	metrics := func() string {
 		resp, err := http.Get("http://" + listen + "/metrics")
 		if err != nil {

@@ -170,10 +170,9 @@ func testVictoriaMetrics(t *testing.T, vmBin, ferryBin, proto string) {
 		"--remote-write.url=http://"+vmAddr+"/api/v1/write",
 		"--storage.path="+filepath.Join(t.TempDir(), "data"),
 		"--scrape.target=app="+srv.URL+"/metrics",
+		// Short: every sample is checked exactly, and an outage needs many
+		// of them on both sides; the rest are ferry's defaults.
 		"--scrape.interval=500ms",
-		"--storage.sync-interval=500ms",
-		"--remote-write.min-backoff=100ms",
-		"--remote-write.max-backoff=1s",
 		"--external-label=site=vm-e2e",
 		"--remote-write.protocol="+proto,
 		"--web.listen-address="+ferryAddr,
