@@ -85,7 +85,7 @@ func TestJournalStaysEmptyWhileTheSenderKeepsUp(t *testing.T) {
 	defer b.Close()
 	for round := range 10 {
 		appendRound(b, 200, int64(1_000_000+round*15_000))
-		if _, ok := b.TakeLive(1 << 20, false); !ok {
+		if _, ok := b.TakeLive(1<<20, false); !ok {
 			t.Fatal("nothing to take")
 		}
 		b.LiveDone()
@@ -110,7 +110,7 @@ func TestJournalCoversTheLiveBlockInFlight(t *testing.T) {
 	if err := b.Journal(); err != nil { // marks
 		t.Fatal(err)
 	}
-	if _, ok := b.TakeLive(1 << 20, false); !ok {
+	if _, ok := b.TakeLive(1<<20, false); !ok {
 		t.Fatal("nothing to take")
 	}
 	if err := b.Journal(); err != nil { // writes, although in flight

@@ -24,7 +24,7 @@ func TestLiveDeliveredSamplesNeverReachTheFile(t *testing.T) {
 		appendRound(b, 500, int64(1_000_000+round*15_000))
 		b.Collected()
 		<-b.LiveReady()
-		blk, ok := b.TakeLive(1 << 20, false)
+		blk, ok := b.TakeLive(1<<20, false)
 		if !ok || blk.Samples() != 500 || blk.Seq != 0 {
 			t.Fatalf("round %d: TakeLive = %d samples, seq %d, %v; want the 500 appended", round, blk.Samples(), blk.Seq, ok)
 		}

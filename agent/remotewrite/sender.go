@@ -166,10 +166,10 @@ const budgetWait = time.Minute
 // Sender ships a Source's blocks. Run it once; Stats may be called from
 // any goroutine at any time.
 type Sender struct {
-	cfg     Config
-	src     Source
-	client  *client.Client
-	log     *slog.Logger
+	cfg    Config
+	src    Source
+	client *client.Client
+	log    *slog.Logger
 
 	// Run's alone:
 	pace    *throttle.Pacer
