@@ -55,9 +55,17 @@ func NewSet(enabled map[string]bool, paths collectors.Paths) *Set {
 	return &s
 }
 
-// Collect runs every collector of the set into c. The error joins those of
-// the collectors that failed, each on a line "collector NAME: ..."; their
-// samples, and all of the others', are in c all the same.
+// node_exporter's own families of each collector's run, so that
+// dashboards that watch them work.
+var (
+	collectorDuration = collectors.NewDesc("node_scrape_collector_duration_seconds", "node_exporter: Duration of a collector scrape.", collectors.Gauge, "collector")
+	collectorSuccess  = collectors.NewDesc("node_scrape_collector_success", "node_exporter: Whether a collector succeeded.", collectors.Gauge, "collector")
+)
+
+// Collect runs every collector of the set into c, and adds each one's
+// duration and success under node_exporter's names. The error joins those
+// of the collectors that failed, each on a line "collector NAME: ...";
+// their samples, and all of the others', are in c all the same.
 func (s *Set) Collect(ctx context.Context, c *collectors.Collection) error {
 	outcomes := make([]Outcome, len(s.members))
 	var errs []error
@@ -65,9 +73,13 @@ func (s *Set) Collect(ctx context.Context, c *collectors.Collection) error {
 		start := time.Now()
 		err := m.Collect(ctx, c)
 		outcomes[i] = Outcome{Name: m.name, Duration: time.Since(start), Err: err}
+		success := 1.0
 		if err != nil {
 			errs = append(errs, fmt.Errorf("collector %s: %w", m.name, err))
+			success = 0
 		}
+		c.Add(collectorDuration, outcomes[i].Duration.Seconds(), m.name)
+		c.Add(collectorSuccess, success, m.name)
 	}
 	s.mu.Lock()
 	s.last = outcomes

@@ -40,4 +40,14 @@ func TestSet(t *testing.T) {
 	if len(out) != 2 || out[0].Name != "loadavg" || !out[0].OK() || out[1].Name != "meminfo" || out[1].OK() || out[1].Err == nil {
 		t.Errorf("outcomes %+v, want loadavg ok and meminfo failing", out)
 	}
+	// node_exporter's families of each run, as its dashboards read them.
+	got := map[string]float64{}
+	for _, smp := range c.Samples {
+		if name := smp.Labels.Get("__name__"); strings.HasPrefix(name, "node_scrape_collector_") {
+			got[name+"/"+smp.Labels.Get("collector")] = smp.V
+		}
+	}
+	if got["node_scrape_collector_success/loadavg"] != 1 || got["node_scrape_collector_success/meminfo"] != 0 || len(got) != 4 {
+		t.Errorf("node_scrape_collector_* %v, want success 1 for loadavg, 0 for meminfo, and both durations", got)
+	}
 }
