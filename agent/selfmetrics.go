@@ -29,7 +29,7 @@ var (
 	collectErrorsDesc  = collectors.NewDesc("ferry_collect_errors_total", "Collections of a source that failed in whole or in part.", collectors.Counter, "source")
 
 	bufferSamplesDesc  = collectors.NewDesc("ferry_buffer_samples", "Samples committed to the buffer and not yet acknowledged by the receiver.", collectors.Gauge)
-	bufferHeadDesc     = collectors.NewDesc("ferry_buffer_head_samples", "Samples collected and not yet committed to disk.", collectors.Gauge)
+	bufferHeadDesc     = collectors.NewDesc("ferry_buffer_head_samples", "Samples collected and waiting in memory: not yet taken by the sender nor committed to disk.", collectors.Gauge)
 	bufferBlocksDesc   = collectors.NewDesc("ferry_buffer_blocks", "Blocks in the buffer.", collectors.Gauge)
 	bufferSeriesDesc   = collectors.NewDesc("ferry_buffer_series", "Label sets in the buffer's series dictionary.", collectors.Gauge)
 	bufferBytesDesc    = collectors.NewDesc("ferry_buffer_bytes", "Size of the buffer's file on disk.", collectors.Gauge)
@@ -37,7 +37,7 @@ var (
 	bufferMaxBytesDesc = collectors.NewDesc("ferry_buffer_max_bytes", "The buffer's size cap (--storage.max-size).", collectors.Gauge)
 	bufferOldestDesc   = collectors.NewDesc("ferry_buffer_oldest_timestamp_seconds", "Timestamp of the oldest buffered sample; 0 when empty.", collectors.Gauge)
 	bufferNewestDesc   = collectors.NewDesc("ferry_buffer_newest_timestamp_seconds", "Timestamp of the newest buffered sample; 0 when empty.", collectors.Gauge)
-	backlogAgeDesc     = collectors.NewDesc("ferry_buffer_backlog_age_seconds", "How far behind the sender is: now minus the oldest committed sample not yet acknowledged; 0 when caught up.", collectors.Gauge)
+	backlogAgeDesc     = collectors.NewDesc("ferry_buffer_backlog_age_seconds", "How far behind the sender is: now minus the oldest sample not yet delivered, committed or in memory; 0 when caught up.", collectors.Gauge)
 	bufferDroppedDesc  = collectors.NewDesc("ferry_buffer_dropped_samples_total", "Samples the buffer dropped, by reason.", collectors.Counter, "reason")
 	bufferAsideDesc    = collectors.NewDesc("ferry_buffer_files_moved_aside_total", "Unreadable buffer files moved aside for a fresh one.", collectors.Counter)
 	commitErrorsDesc   = collectors.NewDesc("ferry_buffer_commit_errors_total", "Commits to the buffer that failed (the block is kept in memory and retried).", collectors.Counter)
@@ -127,9 +127,13 @@ func (a *Agent) gather(c *collectors.Collection, snap *web.Snapshot, now time.Ti
 	s.Buffer.MaxBytes = fig(bufferMaxBytesDesc, float64(st.MaxBytes))
 	s.Buffer.Oldest = fig(bufferOldestDesc, float64(st.OldestT)/1000)
 	s.Buffer.Newest = fig(bufferNewestDesc, float64(st.NewestT)/1000)
+	oldest := st.HeadOldestT
+	if st.Samples > 0 && (oldest == 0 || st.OldestT < oldest) {
+		oldest = st.OldestT
+	}
 	var age float64
-	if st.Samples > 0 {
-		age = max(0, float64(now.UnixMilli()-st.OldestT)/1000)
+	if oldest > 0 {
+		age = max(0, float64(now.UnixMilli()-oldest)/1000)
 	}
 	s.Buffer.BacklogAge = fig(backlogAgeDesc, age)
 	for _, r := range buffer.DropReasons {
@@ -149,6 +153,7 @@ func (a *Agent) gather(c *collectors.Collection, snap *web.Snapshot, now time.Ti
 		Failures:      fig(failuresDesc, float64(rw.RequestsFailed)),
 		LastError:     rw.LastError,
 		LastErrorUnix: rw.LastErrorUnix,
+		FailingSince:  rw.FailingSinceUnix,
 	}
 	for _, r := range remotewrite.DropReasons {
 		s.Drops = append(s.Drops, web.Drop{Where: "sender", Reason: r, Count: fig(rwDroppedDesc, float64(rw.Dropped[r]), r)})

@@ -112,6 +112,7 @@ type Stats struct {
 	Samples     int               // committed, waiting to be sent
 	HeadSamples int               // appended, not yet committed nor taken by the sender
 	LiveSamples int               // taken by the sender from the head (TakeLive), in flight
+	HeadOldestT int64             // ms: the oldest sample in the head or in flight; 0 when none
 	Series      int               // known label sets
 	FileBytes   int64             // size of the file on disk
 	UsedBytes   int64             // of it, the pages in use (not free for reuse)
@@ -753,6 +754,7 @@ func (b *Buffer) Stats() Stats {
 		Blocks:      len(b.blocks),
 		HeadSamples: b.headSamples,
 		LiveSamples: liveSamples(b.live),
+		HeadOldestT: b.headOldestLocked(),
 		Series:      len(b.series.byRef),
 		FileBytes:   fileBytes,
 		UsedBytes:   usedBytes,

@@ -117,6 +117,24 @@ func (b *Buffer) LiveFailed() {
 	b.liveEnded.Broadcast()
 }
 
+// headOldestLocked is the oldest timestamp in the head or in flight, 0 if
+// there is none. The caller holds mu.
+func (b *Buffer) headOldestLocked() int64 {
+	var oldest int64
+	note := func(s seriesData) {
+		if len(s.ts) > 0 && (oldest == 0 || s.ts[0] < oldest) {
+			oldest = s.ts[0]
+		}
+	}
+	for _, s := range b.head {
+		note(*s)
+	}
+	for _, s := range b.live {
+		note(s)
+	}
+	return oldest
+}
+
 func liveSamples(live []seriesData) int {
 	n := 0
 	for _, s := range live {

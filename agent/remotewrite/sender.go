@@ -152,6 +152,9 @@ type Stats struct {
 	LastSuccessUnix float64  // 0 before the first success
 	LastError       string   // of the last failed or rejected request; "" before one
 	LastErrorUnix   float64  // its time; 0 before one
+	// FailingSinceUnix is when the first of the attempts that failed since
+	// the receiver last answered was made; 0 while it answers.
+	FailingSinceUnix float64
 	Protocol        Protocol // what is sent now: 2 until a receiver refused it
 	BudgetUsedBytes uint64   // request bytes sent this UTC day (MaxBytesPerDay)
 }
@@ -494,6 +497,11 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 	}
 	if errors.As(err, &e) && e.Retry {
 		wait := s.backoff.Failed(e.RetryAfter)
+		if !s.link.failing {
+			s.mu.Lock()
+			s.stats.FailingSinceUnix = float64(time.Now().UnixMilli()) / 1000
+			s.mu.Unlock()
+		}
 		s.link.failing, s.link.nextTry = true, time.Now().Add(wait)
 		s.link.failures++
 		s.retrying(e, s.link.failures, wait)
@@ -504,6 +512,9 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 	}
 	s.link = link{}
 	s.backoff.Reset()
+	s.mu.Lock()
+	s.stats.FailingSinceUnix = 0
+	s.mu.Unlock()
 	if err == nil {
 		// 2.0 receivers say how many samples they wrote; fewer than
 		// sent with a 2xx breaks the spec, and the rest is lost.

@@ -44,6 +44,7 @@ type Sender struct {
 	LastSuccess               Figure  // Unix seconds; 0 before the first
 	LastError                 string  // the last failed or rejected request's; "" before one
 	LastErrorUnix             float64 // its time, Unix seconds; 0 before one
+	FailingSince              float64 // Unix seconds of the first failure since the receiver last answered; 0 while it answers
 }
 
 // Clock is the clock guard's figures.

@@ -138,13 +138,17 @@ func (p *statusPage) view(s Snapshot) statusView {
 	}
 
 	age := b.BacklogAge.Value
+	waiting := countText(b.Samples.Value + b.HeadSamples.Value)
 	switch caughtUp := max(2*s.SyncInterval, 30*time.Second).Seconds(); {
 	case s.Sender == nil:
 		v.Verdict, v.Behind = "Not sending: no --remote-write.url. Buffering only; the buffer keeps the newest data up to its cap.", true
+	case s.Sender.FailingSince > 0:
+		v.Verdict, v.Behind = fmt.Sprintf("The receiver fails since %s (%s ago): %s. %s samples wait, the oldest %s old.",
+			timeText(s.Sender.FailingSince), durationText(float64(now.Unix())-s.Sender.FailingSince), s.Sender.LastError, waiting, durationText(age)), true
 	case age <= caughtUp:
 		v.Verdict = "Keeping up."
 	default:
-		v.Verdict, v.Behind = fmt.Sprintf("Behind by %s: %s samples wait to be sent.", durationText(age), v.Samples.Text), true
+		v.Verdict, v.Behind = fmt.Sprintf("Behind by %s: %s samples wait to be sent.", durationText(age), waiting), true
 		if v.LastError != "" && s.Sender.LastSuccess.Value < s.Sender.LastErrorUnix {
 			v.Verdict += " The last request failed: see the receiver's answer below."
 		}

@@ -132,6 +132,15 @@ func TestStatusPageVerdict(t *testing.T) {
 	if body := page(t, snap); !strings.Contains(body, `id="verdict">Behind by 2h0m0s: 1234 samples wait to be sent.<`) {
 		t.Error("behind, with a success after the last error: the verdict blames the last request")
 	}
+	// From the first failure, the verdict says so, whatever the backlog's
+	// age: a receiver refusing connections is not "keeping up".
+	snap = snapshot(now)
+	snap.Buffer.BacklogAge.Value, snap.Buffer.HeadSamples.Value = 20, 300
+	snap.Sender.LastError = "Post \"http://r/api/v1/write\": connection refused"
+	snap.Sender.FailingSince = float64(now.Add(-71 * time.Second).Unix())
+	if body := page(t, snap); !strings.Contains(body, `id="verdict">The receiver fails since 2026-11-24 11:58:49 UTC (1m11s ago): Post &#34;http://r/api/v1/write&#34;: connection refused. 1534 samples wait, the oldest 20s old.<`) {
+		t.Errorf("a failing receiver: the verdict does not say so:\n%s", body)
+	}
 	snap.Sender = nil
 	body := page(t, snap)
 	if !strings.Contains(body, `class="verdict behind" id="verdict">Not sending`) || !strings.Contains(body, "nothing is sent") {
