@@ -149,14 +149,14 @@ type Stats struct {
 	BytesSent       uint64 // request bodies, compressed
 	RequestsFailed  uint64 // answers and errors that were retried
 	Dropped         map[string]uint64
-	LastSuccessUnix float64  // 0 before the first success
-	LastError       string   // of the last failed or rejected request; "" before one
-	LastErrorUnix   float64  // its time; 0 before one
+	LastSuccessUnix float64 // 0 before the first success
+	LastError       string  // of the last failed or rejected request; "" before one
+	LastErrorUnix   float64 // its time; 0 before one
 	// FailingSinceUnix is when the first of the attempts that failed since
 	// the receiver last answered was made; 0 while it answers.
 	FailingSinceUnix float64
-	Protocol        Protocol // what is sent now: 2 until a receiver refused it
-	BudgetUsedBytes uint64   // request bytes sent this UTC day (MaxBytesPerDay)
+	Protocol         Protocol // what is sent now: 2 until a receiver refused it
+	BudgetUsedBytes  uint64   // request bytes sent this UTC day (MaxBytesPerDay)
 }
 
 // backlogAge is how old the oldest unsent sample must be for FreshFirst to
