@@ -141,7 +141,7 @@ bench-compare: build
 # Every decoder of outside input has a fuzz target: buffer blocks, labels and
 # files; scrape bodies; the config file.
 FUZZTIME ?= 1m
-FUZZ_TARGETS := ./buffer:FuzzDecodeBlock ./buffer:FuzzDecodeLabels ./buffer:FuzzCheckFile \
+FUZZ_TARGETS := ./buffer:FuzzDecodeBlock ./buffer:FuzzDecodeLabels ./buffer:FuzzCheckFile ./buffer:FuzzReplayJournal \
 	./collectors/scrape:FuzzParse ./collectors/scrape:FuzzParseLimits ./agent/config:FuzzConfigFile \
 	./agent/remotewrite/carry:FuzzReader ./agent/remotewrite/codec:FuzzDecodeRequest
 fuzz:
