@@ -37,10 +37,14 @@ const (
 	ReasonOutOfBounds = "out_of_bounds" // a timestamp at or before 1970, or absurdly far ahead
 	ReasonInvalid     = "invalid"       // a sample without labels
 	ReasonThinned     = "thinned"       // left out of old data thinned to make room (Options.Thin)
+	// ReasonCapTooSmall: one commit alone, its label sets and samples, is
+	// more than the cap holds: the newest samples of the series that fit
+	// are kept (Stats.NeededBytes).
+	ReasonCapTooSmall = "cap_too_small"
 )
 
 // DropReasons lists every reason, for counters that start at zero.
-var DropReasons = []string{ReasonFull, ReasonCorrupt, ReasonOutOfOrder, ReasonOutOfBounds, ReasonInvalid, ReasonWriteError, ReasonThinned}
+var DropReasons = []string{ReasonFull, ReasonCorrupt, ReasonOutOfOrder, ReasonOutOfBounds, ReasonInvalid, ReasonWriteError, ReasonThinned, ReasonCapTooSmall}
 
 var (
 	bucketSeries = []byte("series")
@@ -108,15 +112,21 @@ func (b Block) Samples() int {
 // included. Blocks a failed Commit holds in memory (see Commit) are in
 // neither Samples nor HeadSamples.
 type Stats struct {
-	Blocks      int
-	Samples     int               // committed, waiting to be sent
-	HeadSamples int               // appended, not yet committed nor taken by the sender
-	LiveSamples int               // taken by the sender from the head (TakeLive), in flight
-	HeadOldestT int64             // ms: the oldest sample in the head or in flight; 0 when none
-	Series      int               // known label sets
-	FileBytes   int64             // size of the file on disk
-	UsedBytes   int64             // of it, the pages in use (not free for reuse)
-	MaxBytes    int64             // the configured cap
+	Blocks       int
+	Samples      int   // committed, waiting to be sent
+	HeadSamples  int   // appended, not yet committed nor taken by the sender
+	LiveSamples  int   // taken by the sender from the head (TakeLive), in flight
+	HeadOldestT  int64 // ms: the oldest sample in the head or in flight; 0 when none
+	Series       int   // known label sets
+	FileBytes    int64 // size of the file on disk
+	UsedBytes    int64 // of it, the pages in use (not free for reuse)
+	SeriesBytes  int64 // of it, the series dictionary (estimated)
+	JournalBytes int64 // size of the journal; FileBytes + JournalBytes <= MaxBytes
+	MaxBytes     int64 // the configured cap
+	// NeededBytes, when not 0, is the cap a commit needed whole but did
+	// not have (its label sets and samples; counted as cap_too_small):
+	// the largest since Open.
+	NeededBytes int64
 	OldestT     int64             // ms; 0 when empty
 	NewestT     int64             // ms; 0 when empty
 	FirstSeq    uint64            // the oldest block waiting; 0 when empty
@@ -177,7 +187,10 @@ type Buffer struct {
 	blocks      []blockInfo // committed, ascending seq
 	nextSeq     uint64
 	dropped     map[string]uint64
-	liveSeries  int // series in use when unused ones were last removed
+	liveSeries  int   // series in use when unused ones were last removed
+	neededBytes int64 // Stats.NeededBytes
+
+	capLog capLog // cap.go
 
 	filesMovedAside int
 }
@@ -363,21 +376,7 @@ func (b *Buffer) load(tx *bolt.Tx) error {
 	if series == nil || blocks == nil {
 		return nil // a read-only open of a file the agent never initialised
 	}
-	err = series.ForEach(func(k, v []byte) error {
-		if len(k) != 4 {
-			return fmt.Errorf("%w: series key of %d bytes", errCorrupt, len(k))
-		}
-		lset, err := decodeLabels(v)
-		if err != nil {
-			return err
-		}
-		b.series.add(binary.BigEndian.Uint32(k), lset)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return blocks.ForEach(func(k, v []byte) error {
+	err = blocks.ForEach(func(k, v []byte) error {
 		if len(k) != 8 || v != nil {
 			return fmt.Errorf("%w: block entry %x is not a block's bucket", errCorrupt, k)
 		}
@@ -401,6 +400,10 @@ func (b *Buffer) load(tx *bolt.Tx) error {
 		b.blocks = append(b.blocks, bi)
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return b.series.loadSeries(series, b.nextSeq-1)
 }
 
 // Timestamps the buffer takes: after the epoch, and far enough from the
@@ -477,7 +480,11 @@ const maxPendingBytes = 4 << 20
 func (b *Buffer) Commit() error {
 	b.writeMu.Lock()
 	defer b.writeMu.Unlock()
+	return b.commitLocked()
+}
 
+// commitLocked is Commit for a caller that holds writeMu.
+func (b *Buffer) commitLocked() error {
 	pendingRefs := refsIn(b.pending)
 	b.mu.Lock()
 	// A live block in flight may fail and come back to the head: committing
@@ -490,12 +497,11 @@ func (b *Buffer) Commit() error {
 	b.head, b.headSamples, b.headBytes = map[uint32]*seriesData{}, 0, 0
 	// Only the label sets of what is written now: a series the sender
 	// delivered from memory never costs flash.
-	newSeries := map[uint32][]byte{}
-	for _, r := range b.series.unsaved {
-		if taken[r] != nil || pendingRefs[r] {
-			newSeries[r] = encodeLabels(b.series.byRef[r])
-		}
+	keep := pendingRefs
+	for r := range taken {
+		keep[r] = true
 	}
+	newSeries := b.newSeriesLocked(keep)
 	b.mu.Unlock()
 
 	if len(head) > 0 {
@@ -515,13 +521,13 @@ func (b *Buffer) Commit() error {
 		b.collectSeries() // the sender took everything: nothing to write
 		return b.emptyJournalLocked()
 	}
-	err := b.writePending(newSeries)
+	err := b.writePending(newSeries, keep)
 	if isNoSpace(err) {
 		// The disk is full below the cap. The pages the file already has
 		// are on disk, so for this commit they are the cap: the oldest
 		// blocks make room, counted as full, instead of nothing being kept.
 		b.limit = b.highWaterMark()
-		err = b.writePending(newSeries)
+		err = b.writePending(newSeries, keep)
 		b.limit = b.fileMax
 	}
 	if err == nil {
@@ -740,9 +746,12 @@ func (b *Buffer) deleteBlocks(seqs []uint64, reason string) error {
 // Stats returns the buffer's current figures. After Close it still answers,
 // from what was in memory at Close.
 func (b *Buffer) Stats() Stats {
-	var fileBytes, usedBytes int64
+	var fileBytes, usedBytes, journalBytes int64
 	if fi, err := os.Stat(b.path); err == nil {
 		fileBytes = fi.Size()
+	}
+	if fi, err := os.Stat(b.path + JournalSuffix); err == nil {
+		journalBytes = fi.Size()
 	}
 	_ = b.db.View(func(tx *bolt.Tx) error {
 		usedBytes = tx.Size() - int64(b.db.Stats().FreeAlloc)
@@ -751,15 +760,18 @@ func (b *Buffer) Stats() Stats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st := Stats{
-		Blocks:      len(b.blocks),
-		HeadSamples: b.headSamples,
-		LiveSamples: liveSamples(b.live),
-		HeadOldestT: b.headOldestLocked(),
-		Series:      len(b.series.byRef),
-		FileBytes:   fileBytes,
-		UsedBytes:   usedBytes,
-		MaxBytes:    b.maxSize,
-		Dropped:     maps.Clone(b.dropped),
+		Blocks:       len(b.blocks),
+		HeadSamples:  b.headSamples,
+		LiveSamples:  liveSamples(b.live),
+		HeadOldestT:  b.headOldestLocked(),
+		Series:       len(b.series.byRef),
+		FileBytes:    fileBytes,
+		UsedBytes:    usedBytes,
+		SeriesBytes:  b.series.diskBytes,
+		JournalBytes: journalBytes,
+		MaxBytes:     b.maxSize,
+		NeededBytes:  b.neededBytes,
+		Dropped:      maps.Clone(b.dropped),
 
 		FilesMovedAside: b.filesMovedAside,
 	}

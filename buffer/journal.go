@@ -84,6 +84,17 @@ func (b *Buffer) Journal() error {
 	if rec == nil {
 		return nil
 	}
+	if b.jf.size+journalRecordBound(len(rec)) > journalShare(b.maxSize) {
+		// Written, the record could take the journal past its share of
+		// the cap: commit instead, which empties the journal. If the
+		// commit fails, the record is not written and the journal no
+		// longer matches what was marked: it is emptied, and what it
+		// held waits in memory (pending blocks) like the rest.
+		if err := b.commitLocked(); err != nil {
+			return errors.Join(err, b.emptyJournalLocked())
+		}
+		return nil
+	}
 	if err := b.jf.append(rec); err != nil {
 		return fmt.Errorf("buffer journal: %w", err)
 	}
@@ -193,6 +204,12 @@ func (b *Buffer) journalRecordLocked() []byte {
 	payload = append(payload, defs...)
 	payload = binary.AppendUvarint(payload, uint64(nGroups))
 	return append(payload, groups...)
+}
+
+// journalRecordBound is the most bytes append writes for a payload of n
+// bytes: the magic, the length, the CRC and snappy's worst case.
+func journalRecordBound(n int) int64 {
+	return int64(len(journalMagic) + binary.MaxVarintLen64 + 4 + snappy.MaxEncodedLen(n))
 }
 
 func (j *journal) append(payload []byte) error {

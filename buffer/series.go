@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -10,16 +11,36 @@ import (
 )
 
 // seriesIndex maps label sets to the small integer refs that blocks store
-// instead of labels, and back. It lives in memory and in the "series" bucket.
+// instead of labels, and back. It lives in memory and in the "series" bucket;
+// disk says which label sets the file holds.
 type seriesIndex struct {
 	byHash  map[uint64][]uint32
 	byRef   map[uint32]labels.Labels
 	nextRef uint32
-	unsaved []uint32 // refs not yet in the file: created since, and not in any block written
+
+	// disk has an entry for each label set in the file: its encoded size
+	// and the newest block that may hold the series. A series without an
+	// entry is written with the first block that holds it.
+	disk      map[uint32]diskSeries
+	diskBytes int64 // their footprint in the file, estimated (seriesFootprint)
+
+	memBytes  int64 // of the label sets in memory, estimated (labelBytes)
+	liveBytes int64 // memBytes when unused ones were last removed
+}
+
+// diskSeries is what the buffer knows of a label set in the file.
+type diskSeries struct {
+	size int // encoded (encodeLabels)
+	// lastSeq is the newest block that may hold the series: once every
+	// block up to it is gone (evicted, acknowledged, deleted), and no
+	// block being written, head or live sample holds it, nothing refers to
+	// the label set. A series in the file at Open gets the newest block
+	// of the file, since the blocks' series are not read at Open.
+	lastSeq uint64
 }
 
 func newSeriesIndex() *seriesIndex {
-	return &seriesIndex{byHash: map[uint64][]uint32{}, byRef: map[uint32]labels.Labels{}, nextRef: 1}
+	return &seriesIndex{byHash: map[uint64][]uint32{}, byRef: map[uint32]labels.Labels{}, nextRef: 1, disk: map[uint32]diskSeries{}}
 }
 
 // ref returns the ref of lset, creating one if the series is new.
@@ -33,7 +54,6 @@ func (s *seriesIndex) ref(lset labels.Labels) uint32 {
 	r := s.nextRef
 	s.nextRef++
 	s.add(r, lset)
-	s.unsaved = append(s.unsaved, r)
 	return r
 }
 
@@ -41,12 +61,13 @@ func (s *seriesIndex) add(r uint32, lset labels.Labels) {
 	h := lset.Hash()
 	s.byHash[h] = append(s.byHash[h], r)
 	s.byRef[r] = lset
+	s.memBytes += labelBytes(lset)
 	if r >= s.nextRef {
 		s.nextRef = r + 1
 	}
 }
 
-// remove forgets refs.
+// remove forgets refs. The caller has removed them from disk first.
 func (s *seriesIndex) remove(refs []uint32) {
 	for _, r := range refs {
 		lset, ok := s.byRef[r]
@@ -54,12 +75,134 @@ func (s *seriesIndex) remove(refs []uint32) {
 			continue
 		}
 		delete(s.byRef, r)
+		s.memBytes -= labelBytes(lset)
 		h := lset.Hash()
 		s.byHash[h] = slices.DeleteFunc(s.byHash[h], func(x uint32) bool { return x == r })
 		if len(s.byHash[h]) == 0 {
 			delete(s.byHash, h)
 		}
 	}
+}
+
+// saved records that the label set of r, size bytes encoded, is in the
+// file, held by blocks up to lastSeq.
+func (s *seriesIndex) saved(r uint32, size int, lastSeq uint64) {
+	if d, ok := s.disk[r]; ok {
+		s.diskBytes -= seriesFootprint(d.size)
+	}
+	s.disk[r] = diskSeries{size: size, lastSeq: lastSeq}
+	s.diskBytes += seriesFootprint(size)
+}
+
+// held raises the newest block that may hold r, if r is in the file.
+func (s *seriesIndex) held(r uint32, seq uint64) {
+	if d, ok := s.disk[r]; ok && d.lastSeq < seq {
+		d.lastSeq = seq
+		s.disk[r] = d
+	}
+}
+
+// unsaved records that the label set of r is no longer in the file.
+func (s *seriesIndex) unsaved(r uint32) {
+	if d, ok := s.disk[r]; ok {
+		s.diskBytes -= seriesFootprint(d.size)
+		delete(s.disk, r)
+	}
+}
+
+// labelBytes estimates the memory of a label set, for the bound on unused
+// ones kept in memory.
+func labelBytes(lset labels.Labels) int64 {
+	n := int64(32)
+	lset.Range(func(l labels.Label) { n += int64(len(l.Name) + len(l.Value) + 4) })
+	return n
+}
+
+// A label set is stored in the series bucket in chunks of at most
+// seriesChunk bytes: the first under the series' ref (4 bytes), the others
+// under the ref and the chunk's index (4 + 4 bytes), so that bbolt keeps
+// them in key order, each chunk after the one before and before the next
+// series. Every leaf page of the bucket then holds whole elements of at
+// most a quarter page, and bbolt never needs more than one page at once
+// for the dictionary: any page freed by eviction can take a new label
+// set, as for blocks (block.go), and a label set of any size stays within
+// the cap's accounting. bbolt puts at least two elements, and up to four
+// unsplit, in a leaf: four of them with their headers fit one page.
+const seriesChunk = 960
+
+// seriesFootprint estimates the bytes a label set of size bytes (encoded)
+// takes in the series bucket: its chunks, their keys and leaf elements.
+func seriesFootprint(size int) int64 {
+	chunks := max(1, (size+seriesChunk-1)/seriesChunk)
+	return int64(size) + int64(chunks)*(8+leafElementSize)
+}
+
+func chunkKey(r uint32, i int) []byte {
+	if i == 0 {
+		return refKey(r)
+	}
+	return binary.BigEndian.AppendUint32(refKey(r), uint32(i))
+}
+
+// putSeries writes an encoded label set under r.
+func putSeries(sb *bolt.Bucket, r uint32, v []byte) error {
+	for i := 0; i == 0 || len(v) > 0; i++ {
+		n := min(len(v), seriesChunk)
+		if err := sb.Put(chunkKey(r, i), v[:n]); err != nil {
+			return err
+		}
+		v = v[n:]
+	}
+	return nil
+}
+
+// deleteSeries deletes the label set of r, size bytes encoded.
+func deleteSeries(sb *bolt.Bucket, r uint32, size int) error {
+	for i := range max(1, (size+seriesChunk-1)/seriesChunk) {
+		if err := sb.Delete(chunkKey(r, i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadSeries reads the series bucket into s. Every series is taken as held
+// by blocks up to lastSeq.
+func (s *seriesIndex) loadSeries(sb *bolt.Bucket, lastSeq uint64) error {
+	var ref uint32
+	var enc []byte
+	chunks := 0
+	flush := func() error {
+		if chunks == 0 {
+			return nil
+		}
+		lset, err := decodeLabels(enc)
+		if err != nil {
+			return err
+		}
+		s.add(ref, lset)
+		s.saved(ref, len(enc), lastSeq)
+		return nil
+	}
+	err := sb.ForEach(func(k, v []byte) error {
+		switch {
+		case len(k) == 4:
+			if err := flush(); err != nil {
+				return err
+			}
+			ref, enc, chunks = binary.BigEndian.Uint32(k), append([]byte(nil), v...), 1
+		case len(k) == 8 && chunks > 0 && binary.BigEndian.Uint32(k) == ref && binary.BigEndian.Uint32(k[4:]) == uint32(chunks):
+			enc = append(enc, v...)
+			chunks++
+		default:
+			return fmt.Errorf("%w: series key %x", errCorrupt, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return flush()
 }
 
 func refKey(r uint32) []byte { return binary.BigEndian.AppendUint32(nil, r) }
@@ -110,88 +253,98 @@ func (r *reader) bytes() []byte {
 	return v
 }
 
-// collectSeries is collectSeriesLocked for a commit, which goes on without
-// it when it fails: it is tried again at the next commit.
-func (b *Buffer) collectSeries() {
-	if err := b.collectSeriesLocked(); err != nil {
-		b.log.Warn("buffer: removing unused series failed; retried later", "err", err)
+// unusedSeries lists the label sets in the file that nothing refers to
+// while the blocks from firstSeq on are kept: no head, live or pending
+// sample, nor a block up to firstSeq, nor a ref in keep (what the caller
+// writes). The caller holds mu.
+func (b *Buffer) unusedSeriesLocked(firstSeq uint64, keep map[uint32]bool) []deadSeries {
+	var out []deadSeries
+	for r, d := range b.series.disk {
+		if keep[r] || b.head[r] != nil || d.lastSeq >= firstSeq {
+			continue
+		}
+		out = append(out, deadSeries{ref: r, diskSeries: d})
 	}
+	if len(b.live) > 0 {
+		live := map[uint32]bool{}
+		for _, s := range b.live {
+			live[s.ref] = true
+		}
+		out = slices.DeleteFunc(out, func(d deadSeries) bool { return live[d.ref] })
+	}
+	return out
 }
 
-// collectSeriesLocked removes label sets that no block, pending block, head
-// or live sample refers to any more: series that a target stopped exposing,
-// whose samples were sent or evicted. Finding them reads every block, so it
-// runs only when the dictionary has doubled since it last did. The caller
+// candidateSeriesLocked lists the label sets in the file that nothing but
+// blocks refers to, oldest lastSeq first: each is unused once the blocks up
+// to its lastSeq are gone. The caller holds mu.
+func (b *Buffer) candidateSeriesLocked(keep map[uint32]bool) []deadSeries {
+	out := b.unusedSeriesLocked(^uint64(0), keep)
+	slices.SortFunc(out, func(x, y deadSeries) int {
+		if c := cmp.Compare(x.lastSeq, y.lastSeq); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.ref, y.ref)
+	})
+	return out
+}
+
+type deadSeries struct {
+	ref uint32
+	diskSeries
+}
+
+// leafPagesBound bounds the leaf pages of a series bucket holding n bytes
+// of label sets (seriesFootprint): bbolt merges a leaf under a quarter full
+// into its neighbour.
+func leafPagesBound(n int64) int64 {
+	return 4*n/pageSize + 2
+}
+
+// collectSeries forgets, in memory, label sets that nothing refers to any
+// more and that are not in the file: series a target stopped exposing,
+// whose samples were sent or evicted. It runs when their number or bytes
+// have doubled since it last did, so that a series scraped now and then
+// keeps its ref (and its check of order) across commits. The label sets in
+// the file are deleted as soon as they are unused (makeRoom). The caller
 // holds writeMu, so no block comes or goes meanwhile.
-func (b *Buffer) collectSeriesLocked() error {
+func (b *Buffer) collectSeries() {
+	pending := refsIn(b.pending)
 	b.mu.Lock()
-	due := len(b.series.byRef) > 2*b.liveSeries+1024
-	b.mu.Unlock()
-	if !due {
-		return nil
+	defer b.mu.Unlock()
+	s := b.series
+	if len(s.byRef) <= 2*b.liveSeries+1024 && s.memBytes <= 2*s.liveBytes+(4<<20) {
+		return
 	}
 	used := map[uint32]bool{}
-	err := b.db.View(func(tx *bolt.Tx) error {
-		bb := tx.Bucket(bucketBlocks)
-		return bb.ForEachBucket(func(k []byte) error {
-			_, data, err := decodeBlock(getBlock(bb, binary.BigEndian.Uint64(k)))
-			if err != nil {
-				return nil // a damaged block is dropped when read; it keeps nothing alive
-			}
-			for _, d := range data {
-				used[d.ref] = true
-			}
-			return nil
-		})
-	})
-	if err != nil {
-		return err
+	for _, l := range b.live {
+		used[l.ref] = true
 	}
-	for r := range refsIn(b.pending) {
-		used[r] = true
-	}
-
-	b.mu.Lock()
-	for r := range b.head {
-		used[r] = true
-	}
-	for _, s := range b.live {
-		used[s.ref] = true
-	}
-	unsaved := map[uint32]bool{}
-	for _, r := range b.series.unsaved {
-		unsaved[r] = true
-	}
-	var dead, deadSaved []uint32
-	for r := range b.series.byRef {
-		if !used[r] {
+	var dead []uint32
+	for r := range s.byRef {
+		if _, inFile := s.disk[r]; !inFile && b.head[r] == nil && !pending[r] && !used[r] {
 			dead = append(dead, r)
-			if !unsaved[r] {
-				deadSaved = append(deadSaved, r)
-			}
 			delete(b.state, r)
 		}
 	}
 	// Forgotten here, under mu, so that a series coming back gets a new
-	// ref instead of one about to be deleted.
-	b.series.remove(dead)
-	b.series.unsaved = slices.DeleteFunc(b.series.unsaved, func(r uint32) bool { return !used[r] })
-	b.liveSeries = len(b.series.byRef)
-	b.mu.Unlock()
+	// ref.
+	s.remove(dead)
+	b.liveSeries, s.liveBytes = len(s.byRef), s.memBytes
+}
 
-	if len(deadSaved) == 0 {
-		return nil // nothing in the file to delete: no write
-	}
-	b.limitGrowth(int64(commitOverheadPages) * pageSize)
-	return b.db.Update(func(tx *bolt.Tx) error {
-		sb := tx.Bucket(bucketSeries)
-		for _, r := range deadSaved {
-			if err := sb.Delete(refKey(r)); err != nil {
-				return err
+// newSeriesLocked returns the encoded label sets of the refs in refs that
+// the file does not hold yet. The caller holds mu.
+func (b *Buffer) newSeriesLocked(refs map[uint32]bool) map[uint32][]byte {
+	out := map[uint32][]byte{}
+	for r := range refs {
+		if _, ok := b.series.disk[r]; !ok {
+			if lset, ok := b.series.byRef[r]; ok {
+				out[r] = encodeLabels(lset)
 			}
 		}
-		return nil
-	})
+	}
+	return out
 }
 
 // refsIn returns the series refs that encoded blocks refer to.

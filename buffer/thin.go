@@ -49,17 +49,80 @@ type roomChange struct {
 	evicted int         // samples of blocks deleted whole
 	thinned int         // samples thinned out of merged blocks
 	freed   int64
+
+	forgotten []uint32          // label sets deleted
+	held      map[uint32]uint64 // series now held by a merged block up to this seq
+	raised    map[uint32]uint64 // of held, not yet seen by makeRoom
 }
 
-// makeRoom frees at least n bytes of blocks in bb (all of them if there are
-// not that many). A merged block is written before the pages of the two it
-// replaces are free (bbolt reuses them in later transactions only), so
-// merges stop when they would take more than allowance bytes. The caller
-// holds writeMu, so the index does not change meanwhile.
-func (b *Buffer) makeRoom(bb *bolt.Bucket, n, allowance int64) (roomChange, error) {
+// makeRoom frees at least n bytes of blocks in tx (all of them if there
+// are not that many), and with them the label sets that no block left, nor
+// the head, a live block or a ref in keep, refers to: at once, those that
+// nothing refers to already, then those of each block evicted. A merged
+// block, and a leaf rewritten to delete label sets, is written before the
+// pages it frees are free (bbolt reuses them in later transactions only),
+// so merges and deletions stop when they would take more than allowance
+// bytes. The caller holds writeMu, so the index does not change meanwhile.
+func (b *Buffer) makeRoom(tx *bolt.Tx, n, allowance int64, keep map[uint32]bool) (roomChange, error) {
+	bb, sb := tx.Bucket(bucketBlocks), tx.Bucket(bucketSeries)
 	b.mu.Lock()
 	ch := roomChange{blocks: slices.Clone(b.blocks)}
+	cands := b.candidateSeriesLocked(keep)
+	leaves := leafPagesBound(b.series.diskBytes)
 	b.mu.Unlock()
+	done := 0 // cands[:done] are deleted, or left for the next transaction
+	stop := false
+	unused := func() error {
+		if len(ch.raised) > 0 {
+			// Merged blocks hold series under a newer seq.
+			for i := done; i < len(cands); i++ {
+				cands[i].lastSeq = max(cands[i].lastSeq, ch.raised[cands[i].ref])
+			}
+			slices.SortFunc(cands[done:], func(x, y deadSeries) int { return cmp.Compare(x.lastSeq, y.lastSeq) })
+			clear(ch.raised)
+		}
+		first := uint64(math.MaxUint64)
+		if len(ch.blocks) > 0 {
+			first = ch.blocks[0].seq
+		}
+		end := done
+		for end < len(cands) && cands[end].lastSeq < first {
+			end++
+		}
+		if end == done || stop {
+			return nil
+		}
+		batch := slices.Clone(cands[done:end])
+		done = end
+		slices.SortFunc(batch, func(x, y deadSeries) int { return cmp.Compare(x.ref, y.ref) })
+		// Deleting keys rewrites the leaves that keep others: at most two
+		// per run of adjacent refs, and never more than the bucket has.
+		// What would take more than allowance waits for the next
+		// transaction, which has the pages this one frees.
+		runs, spent := int64(0), int64(0)
+		for i, d := range batch {
+			if i == 0 || d.ref != batch[i-1].ref+1 {
+				runs++
+			}
+			if cost := min(2*runs, leaves) * pageSize; cost > spent {
+				if cost > allowance {
+					stop = true
+					break
+				}
+				allowance -= cost - spent
+				spent = cost
+			}
+			if err := deleteSeries(sb, d.ref, d.size); err != nil {
+				return err
+			}
+			ch.freed += seriesFootprint(d.size)
+			ch.forgotten = append(ch.forgotten, d.ref)
+		}
+		return nil
+	}
+	if err := unused(); err != nil {
+		return ch, err
+	}
 	for ch.freed < n && len(ch.blocks) > 0 {
 		if b.thin {
 			if allowance < pageSize && ch.freed > 0 {
@@ -70,6 +133,9 @@ func (b *Buffer) makeRoom(bb *bolt.Bucket, n, allowance int64) (roomChange, erro
 				return ch, err
 			}
 			if merged {
+				if err := unused(); err != nil {
+					return ch, err
+				}
 				continue
 			}
 		}
@@ -80,6 +146,9 @@ func (b *Buffer) makeRoom(bb *bolt.Bucket, n, allowance int64) (roomChange, erro
 		ch.evicted += oldest.samples
 		ch.freed += oldest.size
 		ch.blocks = ch.blocks[1:]
+		if err := unused(); err != nil {
+			return ch, err
+		}
 	}
 	return ch, nil
 }
@@ -89,6 +158,12 @@ func (b *Buffer) applyRoomLocked(ch roomChange) {
 	b.blocks = ch.blocks
 	b.dropped[ReasonFull] += uint64(ch.evicted)
 	b.dropped[ReasonThinned] += uint64(ch.thinned)
+	for r, seq := range ch.held {
+		b.series.held(r, seq)
+	}
+	for _, r := range ch.forgotten {
+		b.series.unsaved(r)
+	}
 }
 
 // thinOldestPair merges a pair of the coarsest level over its share;
@@ -150,6 +225,12 @@ func (b *Buffer) thinOldestPair(bb *bolt.Bucket, ch *roomChange, allowance *int6
 	merged := blockInfo{seq: newer.seq, size: footprint(len(v)), blockHeader: h, level: level,
 		refs: refRange{lo: min(older.refs.lo, newer.refs.lo), hi: max(older.refs.hi, newer.refs.hi)}}
 	ch.thinned += older.samples + newer.samples - merged.samples
+	if ch.held == nil {
+		ch.held, ch.raised = map[uint32]uint64{}, map[uint32]uint64{}
+	}
+	for _, s := range s1 {
+		ch.held[s.ref], ch.raised[s.ref] = newer.seq, newer.seq
+	}
 	ch.freed += older.size + newer.size - merged.size
 	ch.blocks[j] = merged
 	ch.blocks = slices.Delete(ch.blocks, i, i+1)

@@ -154,7 +154,11 @@ func (sc *scrapeConfig) targets(defaultInterval, defaultTimeout time.Duration) (
 		return nil, errors.New("limits must not be negative")
 	}
 	limits.Samples = cmp.Or(sc.SampleLimit, limits.Samples)
-	limits.Labels, limits.LabelNameLength, limits.LabelValueLength = sc.LabelLimit, sc.LabelNameLengthLimit, sc.LabelValueLengthLimit
+	// 0 (or absent) is ferry's default, not Prometheus' "no limit": the
+	// label sets a target exposes cost flash under the buffer's cap.
+	limits.Labels = cmp.Or(sc.LabelLimit, limits.Labels)
+	limits.LabelNameLength = cmp.Or(sc.LabelNameLengthLimit, limits.LabelNameLength)
+	limits.LabelValueLength = cmp.Or(sc.LabelValueLengthLimit, limits.LabelValueLength)
 	if sc.BodySizeLimit != "" {
 		n, err := parseBodySize(sc.BodySizeLimit)
 		if err != nil {

@@ -320,6 +320,30 @@ func TestConfigFile(t *testing.T) {
 	}
 }
 
+// A scrape config without label limits gets ferry's, not Prometheus' "no
+// limit"; one that sets them gets its own.
+func TestConfigFileLabelLimitsDefault(t *testing.T) {
+	cfg := mustParse(t, "--config.file", writeConfigFile(t, `scrape_configs:
+  - job_name: a
+    static_configs: [{targets: ["a:1"]}]
+  - job_name: b
+    label_value_length_limit: 65536
+    label_limit: 200
+    static_configs: [{targets: ["b:1"]}]
+`))
+	if len(cfg.Targets) != 2 {
+		t.Fatalf("%d targets, want 2", len(cfg.Targets))
+	}
+	if got := cfg.Targets[0].Limits; got != scrape.DefaultLimits || got.LabelValueLength == 0 || got.LabelNameLength == 0 || got.Labels == 0 {
+		t.Errorf("limits %+v, want ferry's defaults %+v, each set", got, scrape.DefaultLimits)
+	}
+	want := scrape.DefaultLimits
+	want.LabelValueLength, want.Labels = 65536, 200
+	if got := cfg.Targets[1].Limits; got != want {
+		t.Errorf("limits %+v, want %+v", got, want)
+	}
+}
+
 func TestFlagsWinOverConfigFile(t *testing.T) {
 	path := writeConfigFile(t, fullConfigFile)
 	cfg := mustParse(t,

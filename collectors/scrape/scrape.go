@@ -31,15 +31,28 @@ const acceptHeader = "application/openmetrics-text;version=1.0.0;q=0.5,text/plai
 type Limits struct {
 	BodyBytes        int64 // of the uncompressed body
 	Samples          int   // per scrape (Prometheus' sample_limit, counted before metric relabeling)
-	Labels           int   // per series, __name__ included; 0: no limit
-	LabelNameLength  int   // 0: no limit
-	LabelValueLength int   // 0: no limit
+	Labels           int   // per series, __name__ included; 0: no limit (DefaultLimits has one)
+	LabelNameLength  int   // bytes; 0: no limit (DefaultLimits has one)
+	LabelValueLength int   // bytes; 0: no limit (DefaultLimits has one)
 }
 
 // DefaultLimits suit a device with tens of MiB of memory: a hostile target
 // at the body limit costs ferry about 30 MiB at peak (hostile_test.go);
 // node_exporter's page is well under 1 MiB.
-var DefaultLimits = Limits{BodyBytes: 4 << 20, Samples: 100_000}
+//
+// Prometheus has no label limits by default; ferry has, because every
+// label set it buffers costs flash under the buffer's cap, and a value that
+// changes every scrape (a request id, a stack trace, a JSON dump) would
+// cost it again with every collection. The bounds are those of common
+// receivers, so that nothing a receiver would take is refused: a value of
+// at most 2 KiB (Mimir's default -validation.max-length-label-value), a
+// name of at most 256 bytes (VictoriaMetrics' -maxLabelNameLen), and 64
+// labels (above Mimir's 30 and VictoriaMetrics' 40 per series, which count
+// the target's and external labels too). Real exporters stay far below:
+// node_exporter's longest values are device paths and kernel versions. A
+// label set within them is at most about 150 KiB; a typical one under 200
+// bytes.
+var DefaultLimits = Limits{BodyBytes: 4 << 20, Samples: 100_000, Labels: 64, LabelNameLength: 256, LabelValueLength: 2 << 10}
 
 // Target is one endpoint to scrape and how.
 type Target struct {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
+	"fmt"
 	"math"
 	"mime"
 	"net/http"
@@ -379,6 +381,35 @@ func TestParseLabelLimitsAndUTF8(t *testing.T) {
 		err := Parse([]byte(tc.body), "text/plain", lim, &c)
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%q: err %v, want %q", tc.body, err, tc.want)
+		}
+	}
+}
+
+// TestDefaultLabelLimitsRefuseWhatWouldFloodTheBuffer: with no limit in the
+// config, a target exposing a label value of kilobytes (an id, a dump) fails
+// its scrape with reason label_limit instead of filling the buffer's cap
+// with a new label set at every scrape; ordinary label sets pass.
+func TestDefaultLabelLimitsRefuseWhatWouldFloodTheBuffer(t *testing.T) {
+	var many strings.Builder
+	for i := range DefaultLimits.Labels {
+		fmt.Fprintf(&many, ",l%d=\"v\"", i)
+	}
+	for _, tc := range []struct {
+		body   string
+		refuse bool
+	}{
+		{"node_uname_info{release=\"6.6.31-v8+\",version=\"#1 SMP PREEMPT Debian 1:6.6.31-1+rpt1 (2024-05-29)\"} 1\n", false},
+		{"m{v=\"" + strings.Repeat("x", DefaultLimits.LabelValueLength) + "\"} 1\n", false},
+		{"m{v=\"" + strings.Repeat("x", DefaultLimits.LabelValueLength+1) + "\"} 1\n", true},
+		{"m{v=\"" + strings.Repeat("x", 300<<10) + "\"} 1\n", true},
+		{"m{" + strings.Repeat("n", DefaultLimits.LabelNameLength+1) + "=\"v\"} 1\n", true},
+		{"m{a=\"b\"" + many.String() + "} 1\n", true},
+	} {
+		var c collectors.Collection
+		err := Parse([]byte(tc.body), "text/plain", DefaultLimits, &c)
+		var se *Error
+		if refused := errors.As(err, &se) && se.Reason == ReasonLabelLimit; refused != tc.refuse || !tc.refuse && err != nil {
+			t.Errorf("%.80q: err %v, want refused %v with reason %s", tc.body, err, tc.refuse, ReasonLabelLimit)
 		}
 	}
 }
