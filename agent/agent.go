@@ -13,11 +13,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
 
 	"github.com/ferry-agent/ferry/agent/clock"
 	"github.com/ferry-agent/ferry/agent/config"
@@ -45,6 +47,8 @@ type Agent struct {
 	cfg     config.Config
 	sender  *remotewrite.Sender // nil without a remote-write URL
 	sources []*source
+
+	disc *discovery // the jobs with file_sd_configs, or nil; the agent's loop's alone
 }
 
 // Run starts ferry with cfg and returns when ctx ends, after committing what
@@ -58,10 +62,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, reloads <-cha
 	}
 	a := &Agent{cfg: cfg, log: log, buf: buf, started: time.Now(),
 		clock: clock.New(clock.System(), clock.BuildTime(), cfg.ClockRequireSync, log)}
+	a.disc = startDiscovery(ctx, cfg.FileSD, log)
 	if a.sources, err = a.buildSources(cfg); err == nil {
 		a.sender, err = newSender(cfg, buf, log)
 	}
 	if err != nil {
+		a.disc.close()
 		buf.Close()
 		return err
 	}
@@ -70,6 +76,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, reloads <-cha
 	if cfg.ListenAddress != "" {
 		ln, err := net.Listen("tcp", cfg.ListenAddress)
 		if err != nil {
+			a.disc.close()
 			buf.Close()
 			return fmt.Errorf("--web.listen-address: %w", err)
 		}
@@ -91,7 +98,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, reloads <-cha
 	log.Info("ferry started", "version", cfg.Version, "buffer", cfg.StoragePath, "buffered_samples", st.Samples,
 		"max_size", units.FormatBytes(cfg.StorageMaxSize), "interval", cfg.ScrapeInterval, "sources", len(a.sources), "listen", cfg.ListenAddress)
 
-	stopSources := a.runSources(ctx, a.sources)
+	a.runSources(ctx, a.sources)
 	var committing sync.WaitGroup
 	committing.Go(func() { a.commitLoop(ctx, cfg.SyncInterval) })
 	a.ready.Store(true)
@@ -101,12 +108,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, reloads <-cha
 		case <-ctx.Done():
 			running = false
 		case next := <-reloads:
-			stopSources, stopSender = a.reload(ctx, next, stopSources, stopSender)
+			stopSender = a.reload(ctx, next, stopSender)
+		case u := <-a.disc.changes():
+			a.retarget(ctx, u)
 		}
 	}
 	a.ready.Store(false)
 	log.Info("stopping: committing collected samples")
-	stopSources()
+	a.disc.close()
+	stopSources(a.sources)
 	committing.Wait()
 	a.awaitDelivery(stopGrace)
 	stopSender()
@@ -145,15 +155,69 @@ func (a *Agent) awaitDelivery(grace time.Duration) {
 	}
 }
 
-// runSources runs each source on its schedule until the returned stop is
-// called or ctx ends; stop waits for them.
-func (a *Agent) runSources(ctx context.Context, sources []*source) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
+// runSources runs each source on its schedule until its stop is called or
+// ctx ends; its stop waits for it.
+func (a *Agent) runSources(ctx context.Context, sources []*source) {
 	for _, s := range sources {
-		wg.Go(func() { a.runSource(ctx, s) })
+		ctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			a.runSource(ctx, s)
+		}()
+		s.stop = func() { cancel(); <-done }
 	}
-	return func() { cancel(); wg.Wait() }
+}
+
+// stopSources stops each source and waits for them.
+func stopSources(sources []*source) {
+	for _, s := range sources {
+		if s.stop != nil {
+			s.stop()
+		}
+	}
+}
+
+// replaceSources runs next instead of the running sources. A scrape target
+// that is the same in both keeps running, with its counters; a source of
+// the same name that changed restarts with its memory of series, so that
+// only the series it no longer has are ended; one that is gone stops, and
+// its series end with staleness markers. Called from the agent's loop.
+func (a *Agent) replaceSources(ctx context.Context, next []*source) (started, stopped int) {
+	a.mu.RLock()
+	old := a.sources
+	a.mu.RUnlock()
+	byName := map[string]*source{}
+	for _, s := range old {
+		byName[s.name] = s
+	}
+	var start []*source
+	for i, s := range next {
+		prev, ok := byName[s.name]
+		delete(byName, s.name)
+		switch {
+		case ok && prev == s:
+		case ok && s.def != nil && prev.def != nil && reflect.DeepEqual(*s.def, *prev.def):
+			next[i] = prev
+		case ok:
+			stopSources([]*source{prev})
+			s.series = prev.series
+			start = append(start, s)
+		default:
+			start = append(start, s)
+		}
+	}
+	for _, gone := range byName {
+		stopSources([]*source{gone})
+	}
+	a.mu.Lock()
+	a.sources = next
+	a.mu.Unlock()
+	for _, gone := range byName {
+		a.markAllStale(gone)
+	}
+	a.runSources(ctx, start)
+	return len(start), len(byName)
 }
 
 // runSender runs s, if any, until the returned stop is called; stop waits
@@ -198,11 +262,12 @@ func (a *Agent) running() (config.Config, *remotewrite.Sender, []*source) {
 	return a.cfg, a.sender, a.sources
 }
 
-// externalLabels are the running configuration's external labels.
-func (a *Agent) externalLabels() labels.Labels {
+// sendLabels are the running configuration's external labels and
+// write_relabel_configs.
+func (a *Agent) sendLabels() (labels.Labels, []*relabel.Config) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	return a.cfg.ExternalLabels
+	return a.cfg.ExternalLabels, a.cfg.WriteRelabel
 }
 
 // bufferRetryInterval is how often ferry tries again to open a buffer that
@@ -287,8 +352,13 @@ func (a *Agent) commit(ctx context.Context, fail func(string, error)) {
 }
 
 // buildSources turns a configuration into sources: the host collectors as
-// job "node", each scrape target, and ferry's own metrics as job "ferry".
+// job "node", each scrape target (those of cfg, then those the agent's
+// file_sd_configs found), and ferry's own metrics as job "ferry", last.
 func (a *Agent) buildSources(cfg config.Config) ([]*source, error) {
+	return a.sourcesFor(cfg, a.disc)
+}
+
+func (a *Agent) sourcesFor(cfg config.Config, disc *discovery) ([]*source, error) {
 	hostname, err := os.Hostname()
 	if err != nil {
 		hostname = "localhost"
@@ -301,13 +371,33 @@ func (a *Agent) buildSources(cfg config.Config) ([]*source, error) {
 		s.interval, s.timeout = cfg.ScrapeInterval, defaultTimeout
 		sources = append(sources, s)
 	}
-	for _, t := range cfg.Targets {
-		s := &source{name: t.Name(), target: t.Labels, honorLabels: t.HonorLabels, metricRelabel: t.MetricRelabel,
+	static, err := a.targetSources(cfg, cfg.Targets, true)
+	if err != nil {
+		return nil, err
+	}
+	discovered, _ := a.targetSources(cfg, disc.targets(a.log), false)
+	sources = append(append(sources, static...), discovered...)
+	self := newSource("ferry", "ferry", hostname, selfCollector{a})
+	self.interval, self.timeout = cfg.ScrapeInterval, defaultTimeout
+	return append(sources, self), nil
+}
+
+// targetSources returns a source for each target. A target whose scraper
+// cannot be set up is an error if strict, else logged and left out.
+func (a *Agent) targetSources(cfg config.Config, targets []config.ScrapeTarget, strict bool) ([]*source, error) {
+	var sources []*source
+	for _, t := range targets {
+		s := &source{name: t.Name(), def: &t, target: t.Labels, honorLabels: t.HonorLabels, metricRelabel: t.MetricRelabel,
 			report: true, interval: cmp.Or(t.Interval, cfg.ScrapeInterval), series: newSeriesSet()}
 		s.timeout = cmp.Or(t.Timeout, min(s.interval, config.MaxScrapeTimeout))
 		scraper, err := scrape.New(t.Target, s.timeout)
 		if err != nil {
-			return nil, fmt.Errorf("scrape target %s: %w", s.name, err)
+			err = fmt.Errorf("scrape target %s: %w", s.name, err)
+			if strict {
+				return nil, err
+			}
+			a.log.Error("target left out", "err", err)
+			continue
 		}
 		s.collector, s.duplicates = scraper, scraper
 		s.failures = map[string]*atomic.Uint64{}
@@ -316,7 +406,5 @@ func (a *Agent) buildSources(cfg config.Config) ([]*source, error) {
 		}
 		sources = append(sources, s)
 	}
-	self := newSource("ferry", "ferry", hostname, selfCollector{a})
-	self.interval, self.timeout = cfg.ScrapeInterval, defaultTimeout
-	return append(sources, self), nil
+	return sources, nil
 }

@@ -11,8 +11,10 @@ import (
 // changed, with those of next. The buffer stays open throughout: nothing
 // collected or buffered is lost. A source that goes away ends its series
 // with staleness markers; one that stays keeps its memory of the series it
-// had, so that only the series it no longer has are ended.
-func (a *Agent) reload(ctx context.Context, next config.Config, stopSources, stopSender func()) (func(), func()) {
+// had, so that only the series it no longer has are ended; a scrape target
+// that did not change runs on undisturbed. The files of file_sd_configs are
+// read again. It returns the stop of the sender running afterwards.
+func (a *Agent) reload(ctx context.Context, next config.Config, stopSender func()) func() {
 	a.mu.RLock()
 	cur := a.cfg
 	a.mu.RUnlock()
@@ -35,46 +37,36 @@ func (a *Agent) reload(ctx context.Context, next config.Config, stopSources, sto
 	next.StoragePath, next.StorageMaxSize, next.SyncInterval, next.StorageThin = cur.StoragePath, cur.StorageMaxSize, cur.SyncInterval, cur.StorageThin
 	next.ListenAddress, next.LogLevel, next.ClockRequireSync = cur.ListenAddress, cur.LogLevel, cur.ClockRequireSync
 
-	sources, err := a.buildSources(next)
+	disc := startDiscovery(ctx, next.FileSD, a.log)
+	sources, err := a.sourcesFor(next, disc)
 	if err != nil {
+		disc.close()
 		a.log.Error("reload refused; the running configuration stays", "err", err)
-		return stopSources, stopSender
+		return stopSender
 	}
 	senderChanged := !reflect.DeepEqual(next.RemoteWrite, cur.RemoteWrite)
 	sender := a.sender
 	if senderChanged {
 		if sender, err = newSender(next, a.buf, a.log); err != nil {
+			disc.close()
 			a.log.Error("reload refused; the running configuration stays", "err", err)
-			return stopSources, stopSender
+			return stopSender
 		}
 	}
 
-	stopSources()
+	a.disc.close()
+	a.disc = disc
 	a.mu.Lock()
-	old := a.sources
-	a.cfg, a.sources = next, sources
+	a.cfg = next
 	if senderChanged {
 		a.sender = sender
 	}
 	a.mu.Unlock()
-	byName := map[string]*source{}
-	for _, s := range old {
-		byName[s.name] = s
-	}
-	for _, s := range sources {
-		if prev, ok := byName[s.name]; ok {
-			s.series = prev.series
-			delete(byName, s.name)
-		}
-	}
-	for _, gone := range byName {
-		a.markAllStale(gone)
-	}
-	stopSources = a.runSources(ctx, sources)
+	started, stopped := a.replaceSources(ctx, sources)
 	if senderChanged {
 		stopSender()
 		stopSender = a.runSender(sender)
 	}
-	a.log.Info("configuration reloaded", "sources", len(sources), "removed", len(byName), "remote_write_restarted", senderChanged)
-	return stopSources, stopSender
+	a.log.Info("configuration reloaded", "sources", len(sources), "restarted", started, "removed", stopped, "remote_write_restarted", senderChanged)
+	return stopSender
 }

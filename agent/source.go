@@ -23,7 +23,9 @@ import (
 // source is one collector on the agent's schedule, with the target labels
 // its samples get.
 type source struct {
-	name              string // in ferry's own metrics and logs; the same across reloads
+	name              string               // in ferry's own metrics and logs; the same across reloads
+	def               *config.ScrapeTarget // a scrape target's definition; nil for the host collectors and ferry's own metrics
+	stop              func()               // ends the running source and waits for it; set by runSources
 	collector         collectors.Collector
 	target            labels.Labels // job, instance and any other target labels
 	honorLabels       bool
@@ -110,11 +112,13 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 	// Samples without a timestamp of their own get the collection's; while
 	// the wall clock is not plausible, the clock guard holds them instead.
 	reading, clockOK := a.clock.Now(a.buf.Append)
-	external := a.externalLabels()
+	external, writeRelabel := a.sendLabels()
 	b := labels.NewBuilder(labels.EmptyLabels())
 	add := func(lset labels.Labels, t int64, v float64) {
-		lset = withExternal(b, lset, external)
+		lset, ok := outgoing(b, lset, external, writeRelabel)
 		switch {
+		case !ok:
+			// write_relabel_configs dropped it: not for the receiver.
 		case t != 0:
 			a.buf.Append(lset, t, v)
 		case clockOK:
@@ -182,10 +186,13 @@ func (a *Agent) markAllStale(s *source) {
 		return
 	}
 	reading, clockOK := a.clock.Now(a.buf.Append)
-	external := a.externalLabels()
+	external, writeRelabel := a.sendLabels()
 	b := labels.NewBuilder(labels.EmptyLabels())
 	for _, lset := range gone {
-		lset = withExternal(b, lset, external)
+		lset, ok := outgoing(b, lset, external, writeRelabel)
+		if !ok {
+			continue
+		}
 		if clockOK {
 			a.buf.Append(lset, reading.Wall.UnixMilli(), staleMarkerValue)
 		} else {
@@ -229,6 +236,22 @@ func (s *source) withTarget(b *labels.Builder, lset labels.Labels) labels.Labels
 		b.Set(l.Name, l.Value)
 	})
 	return b.Labels()
+}
+
+// outgoing is what the receiver gets for a series: its labels with the
+// external labels, through remote_write's write_relabel_configs, as
+// Prometheus sends them. ok is false when write relabeling drops it, or
+// leaves it without a name.
+func outgoing(b *labels.Builder, lset, external labels.Labels, writeRelabel []*relabel.Config) (labels.Labels, bool) {
+	lset = withExternal(b, lset, external)
+	if len(writeRelabel) == 0 {
+		return lset, true
+	}
+	b.Reset(lset)
+	if !relabel.ProcessBuilder(b, writeRelabel...) || b.Get(model.MetricNameLabel) == "" {
+		return labels.EmptyLabels(), false
+	}
+	return b.Labels(), true
 }
 
 // withExternal adds the external labels a sample does not have: last, as

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/model/value"
+	"gopkg.in/yaml.v3"
 
 	"github.com/ferry-agent/ferry/agent/config"
 	"github.com/ferry-agent/ferry/buffer"
@@ -324,5 +325,43 @@ func TestScrapeFailuresByReasonAndDuplicates(t *testing.T) {
 	// The first scrape: 1 sample kept, 3 duplicates dropped: 4 scraped.
 	if !slices.Contains(got[0], `{__name__="scrape_samples_scraped", instance="h:1", job="app"} 4`) {
 		t.Errorf("first scrape: %q, want scrape_samples_scraped 4 (duplicates count as scraped)", got[0])
+	}
+}
+
+// TestOutgoingAppliesWriteRelabeling: what the receiver gets is the
+// series with the external labels, through write_relabel_configs, as
+// Prometheus sends it; a series dropped there, or left without a name, is
+// not kept.
+func TestOutgoingAppliesWriteRelabeling(t *testing.T) {
+	var rcs []*relabel.Config
+	if err := yaml.Unmarshal([]byte(`
+- source_labels: [__name__]
+  regex: 'secret_.*'
+  action: drop
+- source_labels: [site]
+  target_label: region
+  regex: 'ber'
+  replacement: eu
+- regex: 'site'
+  action: labeldrop
+`), &rcs); err != nil {
+		t.Fatal(err)
+	}
+	for _, rc := range rcs {
+		if err := rc.Validate(model.UTF8Validation); err != nil { // as the config file's reading does
+			t.Fatal(err)
+		}
+	}
+	b := labels.NewBuilder(labels.EmptyLabels())
+	external := labels.FromStrings("site", "ber")
+	got, ok := outgoing(b, labels.FromStrings("__name__", "app_up", "job", "a"), external, rcs)
+	if want := labels.FromStrings("__name__", "app_up", "job", "a", "region", "eu"); !ok || !labels.Equal(got, want) {
+		t.Errorf("got %s %v, want %s", got, ok, want)
+	}
+	if _, ok := outgoing(b, labels.FromStrings("__name__", "secret_key", "job", "a"), external, rcs); ok {
+		t.Error("secret_key kept, want it dropped")
+	}
+	if got, ok := outgoing(b, labels.FromStrings("__name__", "m"), external, nil); !ok || !labels.Equal(got, labels.FromStrings("__name__", "m", "site", "ber")) {
+		t.Errorf("without rules: %s %v", got, ok)
 	}
 }

@@ -6,11 +6,14 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
 
 	"github.com/ferry-agent/ferry/agent/remotewrite"
 	"github.com/ferry-agent/ferry/buffer"
@@ -29,16 +32,26 @@ type Config struct {
 	StorageThin    bool          // when full, thin old data instead of evicting it
 
 	ScrapeInterval time.Duration
-	Targets        []ScrapeTarget
+	Targets        []ScrapeTarget // static: from flags and static_configs
+	FileSD         []FileSD       // jobs whose targets are read from files
 	ExternalLabels labels.Labels
-	Collectors     map[string]bool // host collector name: enabled
-	Paths          collectors.Paths
+	// WriteRelabel is remote_write's write_relabel_configs. With one
+	// receiver, the agent applies it as it appends, after the external
+	// labels, as Prometheus does before sending: the buffer keeps what
+	// the receiver is to get.
+	WriteRelabel []*relabel.Config
+	Collectors   map[string]bool // host collector name: enabled
+	Paths        collectors.Paths
 
 	ClockRequireSync bool // hold samples until the kernel calls the clock synchronised
 
 	ListenAddress string
 	LogLevel      slog.Level
 	Version       string
+
+	// Warnings are what the config file has that ferry ignores, one line
+	// each naming the file, line, section and why; for the log.
+	Warnings []string
 }
 
 // The schedule of sources unless configured otherwise; a collection's
@@ -87,8 +100,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--storage.max-size: %d bytes is below the minimum of 1MiB", c.StorageMaxSize)
 	case strconv.IntSize == 32 && c.StorageMaxSize > buffer.MaxSize32:
 		return fmt.Errorf("--storage.max-size: at most %dMiB on a 32-bit system (bbolt maps the file into memory)", buffer.MaxSize32>>20)
-	case c.ScrapeInterval < 100*time.Millisecond:
-		return fmt.Errorf("--scrape.interval: %s is below the minimum of 100ms", c.ScrapeInterval)
+	case c.ScrapeInterval < minScrapeInterval:
+		return fmt.Errorf("--scrape.interval: %s is below the minimum of %s", c.ScrapeInterval, minScrapeInterval)
 	case c.SyncInterval <= 0:
 		return fmt.Errorf("--storage.sync-interval: must be positive")
 	case c.RemoteWrite.MinBackoff <= 0 || c.RemoteWrite.MaxBackoff < c.RemoteWrite.MinBackoff:
@@ -99,6 +112,30 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--remote-write.max-samples-per-send: must be positive")
 	case c.RemoteWrite.MaxSampleAge < 0:
 		return fmt.Errorf("--remote-write.max-sample-age: must not be negative")
+	}
+	if err := checkListenAddress(c.ListenAddress); err != nil {
+		return fmt.Errorf("--web.listen-address: %w", err)
+	}
+	return nil
+}
+
+// checkListenAddress accepts what net.Listen("tcp", addr) can take: empty
+// (off), or host:port with a numeric port; the host may be empty (every
+// interface), a name or an address, IPv6 in brackets. Whether the port is
+// free is learnt at listen time.
+func checkListenAddress(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: want host:port, e.g. 127.0.0.1:9391 or :9391", addr)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	if strings.ContainsAny(host, " /?#@") {
+		return fmt.Errorf("%q: %q is not a host name or address", addr, host)
 	}
 	return nil
 }

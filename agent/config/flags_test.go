@@ -388,9 +388,9 @@ func TestConfigFileErrors(t *testing.T) {
 		want    []string // all must appear in the error
 	}{
 		{"unknown field", "global:\n  scrape_interval: 30s\n  scrape_intervall: 10s\n", []string{"--config.file", "scrape_intervall", "line 3"}},
-		{"unknown top-level field", "rule_files:\n  - a.yml\n", []string{"rule_files", "line 1"}},
-		{"unsupported field in a scrape config", "scrape_configs:\n  - job_name: a\n    file_sd_configs: []\n", []string{"file_sd_configs", "line 3"}},
-		{"rules are Prometheus' job", "global:\n  evaluation_interval: 1m\n", []string{"evaluation_interval", "line 2"}},
+		{"unknown top-level field", "rule_file:\n  - a.yml\n", []string{"rule_file", "line 1"}},
+		{"unsupported field in a scrape config", "scrape_configs:\n  - job_name: a\n    oauth2: {client_id: x}\n", []string{"oauth2", "line 3"}},
+		{"a discovery ferry lacks", "scrape_configs:\n  - job_name: a\n    docker_sd_configs: [{host: unix:///var/run/docker.sock}]\n", []string{"line 3", "docker", "file_sd_configs"}},
 		{"timeout over interval", "scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 6s\n", []string{"job a", "scrape_timeout 6s"}},
 		{"job twice", "scrape_configs:\n  - job_name: a\n  - job_name: a\n", []string{"\"a\" appears twice"}},
 		{"bad relabel action", "scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - action: explode\n", []string{"explode"}},
@@ -430,10 +430,11 @@ func TestConfigFileErrors(t *testing.T) {
 		t.Errorf("missing file: %v, want an error naming --config.file", p.finishErr)
 	}
 
-	// A bad remote-write URL from the file is still caught by validation.
+	// A bad remote-write URL from the file is the file's error, at its
+	// line, naming no flag that was not given.
 	p = parseArgs(t, "--config.file", writeConfigFile(t, "remote_write:\n  - url: ftp://x/\n"))
-	if p.finishErr == nil || !strings.Contains(p.finishErr.Error(), "remote-write.url") {
-		t.Errorf("ftp URL in the file: %v, want an error", p.finishErr)
+	if p.finishErr == nil || !strings.Contains(p.finishErr.Error(), "line 2: remote_write: url") || strings.Contains(p.finishErr.Error(), "--remote-write") {
+		t.Errorf("ftp URL in the file: %v, want an error at line 2 naming remote_write's url", p.finishErr)
 	}
 }
 

@@ -41,7 +41,7 @@ func (t ScrapeTarget) Instance() string { return t.Labels.Get(model.InstanceLabe
 func (t ScrapeTarget) Name() string { return t.Job() + "/" + t.Instance() }
 
 // targetFromLabels is Prometheus' target relabeling for one address of a
-// static config: the target's labels with __address__, __scheme__,
+// target group (static_configs, or a file of file_sd_configs): the target's labels with __address__, __scheme__,
 // __metrics_path__ and __param_NAME, through relabel_configs; then the URL
 // comes from those, instance defaults to the address, and the labels
 // starting with __ go. ok is false when relabeling dropped the target.

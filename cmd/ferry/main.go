@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -20,8 +21,10 @@ import (
 
 	"github.com/ferry-agent/ferry/agent"
 	"github.com/ferry-agent/ferry/agent/config"
+	"github.com/ferry-agent/ferry/agent/filesd"
 	"github.com/ferry-agent/ferry/collectors"
 	"github.com/ferry-agent/ferry/collectors/host"
+	"github.com/ferry-agent/ferry/internal/httpclient"
 )
 
 // Set at build time with -ldflags "-X main.version=... -X main.commit=...".
@@ -39,7 +42,7 @@ Usage:
   ferry push FILE [flags]       send a carry file with remote write
   ferry check-config FILE       check a configuration file
   ferry collect [flags]         print one collection of the host collectors
-  ferry version                 version, commit and Go version
+  ferry version                 version, commit and Go version (also ferry --version)
 
 Flags:
 `
@@ -52,7 +55,7 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
-		case "version":
+		case "version", "--version":
 			fmt.Fprintf(stdout, "ferry %s (commit %s, %s %s/%s)\n", version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return 0
 		case "buffer":
@@ -71,6 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	logWarnings(log, cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := agent.Run(ctx, cfg, log, reloadOnHangup(ctx, args, log)); err != nil {
@@ -119,6 +123,7 @@ func reloadOnHangup(ctx context.Context, args []string, log *slog.Logger) <-chan
 				log.Error("reload refused; the running configuration stays", "err", strings.TrimSpace(strings.TrimPrefix(errs.String(), "ferry: ")))
 				continue
 			}
+			logWarnings(log, cfg)
 			select {
 			case reloads <- cfg:
 			case <-ctx.Done():
@@ -127,6 +132,14 @@ func reloadOnHangup(ctx context.Context, args []string, log *slog.Logger) <-chan
 		}
 	}()
 	return reloads
+}
+
+// logWarnings logs what the config file has that ferry ignores, one line
+// each.
+func logWarnings(log *slog.Logger, cfg config.Config) {
+	for _, w := range cfg.Warnings {
+		log.Warn("config file: " + w)
+	}
 }
 
 func buildCommit() string {
@@ -154,13 +167,48 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ferry: %v\n", err)
 		return 1
 	}
-	rw := cfg.RemoteWrite.URL
+	rw := httpclient.RedactURL(cfg.RemoteWrite.URL)
 	if rw == "" {
 		rw = "none (buffer only)"
 	}
-	fmt.Fprintf(stdout, "%s: OK\n  scrape interval: %s\n  scrape targets:  %d\n  external labels: %s\n  remote write:    %s\n",
-		args[0], cfg.ScrapeInterval, len(cfg.Targets), cfg.ExternalLabels, rw)
+	fmt.Fprintf(stdout, "%s: OK\n  scrape interval: %s\n  scrape targets:  %d\n", args[0], cfg.ScrapeInterval, len(cfg.Targets))
+	for _, sd := range cfg.FileSD {
+		groups, readErrs := readFileSD(sd)
+		ts, errs := sd.Targets(groups)
+		fmt.Fprintf(stdout, "  file_sd:         job %s, %d targets now from %s (re-read on change, at least every %s)\n",
+			sd.Job, len(ts), strings.Join(sd.Files, ", "), sd.RefreshInterval)
+		for _, err := range append(readErrs, errs...) {
+			fmt.Fprintf(stdout, "    left out: %v\n", err)
+		}
+	}
+	fmt.Fprintf(stdout, "  external labels: %s\n  remote write:    %s\n", cfg.ExternalLabels, rw)
+	if len(cfg.WriteRelabel) > 0 {
+		fmt.Fprintf(stdout, "  write relabel:   %d rules, applied as samples are collected\n", len(cfg.WriteRelabel))
+	}
+	if len(cfg.Warnings) > 0 {
+		fmt.Fprintf(stdout, "  ignored:\n")
+		for _, w := range cfg.Warnings {
+			fmt.Fprintf(stdout, "    %s\n", strings.TrimPrefix(w, args[0]+": "))
+		}
+	}
 	return 0
+}
+
+// readFileSD reads the files a file_sd job names now, for check-config;
+// a file that does not read is an error and left out, as the agent does.
+func readFileSD(sd config.FileSD) (groups []config.TargetGroup, errs []error) {
+	for _, pattern := range sd.Files {
+		paths, _ := filepath.Glob(pattern)
+		for _, p := range paths {
+			g, err := filesd.ReadFile(p)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			groups = append(groups, g...)
+		}
+	}
+	return groups, errs
 }
 
 // collect prints one collection of the enabled host collectors in the

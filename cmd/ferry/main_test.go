@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -24,6 +26,9 @@ func TestBadUsageIsOneLineNamingTheFlagAndExitsTwo(t *testing.T) {
 		{[]string{"--log.level=loud"}, "--log.level"},
 		{[]string{"--no-such-flag"}, "--no-such-flag"},
 		{[]string{"--config.file=/nonexistent/ferry.yml"}, "--config.file"},
+		{[]string{"--web.listen-address=9391"}, "--web.listen-address"},
+		{[]string{"--web.listen-address=localhost:http-alt"}, "--web.listen-address"},
+		{[]string{"--web.listen-address=:99999"}, "--web.listen-address"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(c.args, &stdout, &stderr)
@@ -54,12 +59,48 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	if code := run([]string{"version"}, &stdout, &stderr); code != 0 {
-		t.Fatalf("version exited %d", code)
+	for _, arg := range []string{"version", "--version"} {
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{arg}, &stdout, &stderr); code != 0 {
+			t.Fatalf("%s exited %d", arg, code)
+		}
+		if out := stdout.String(); !strings.HasPrefix(out, "ferry ") || !strings.Contains(out, "commit") || !strings.Contains(out, "go1.") {
+			t.Fatalf("%s printed %q", arg, out)
+		}
 	}
-	if out := stdout.String(); !strings.HasPrefix(out, "ferry ") || !strings.Contains(out, "commit") || !strings.Contains(out, "go1.") {
-		t.Fatalf("version printed %q", out)
+}
+
+// TestCheckConfigCorpus: check-config takes the prometheus.yml files of
+// public setups and lists what it ignores; a discovery ferry lacks is one
+// line naming the file, the line and the way out.
+func TestCheckConfigCorpus(t *testing.T) {
+	files, _ := filepath.Glob("../../agent/config/testdata/prometheus/*.yml")
+	if len(files) == 0 {
+		t.Fatal("no corpus")
+	}
+	for _, f := range files {
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"check-config", f}, &stdout, &stderr); code != 0 {
+			t.Errorf("%s: exit %d: %s", f, code, stderr.String())
+		}
+		if !strings.HasPrefix(stdout.String(), f+": OK\n") {
+			t.Errorf("%s: printed %q", f, stdout.String())
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	run([]string{"check-config", "../../agent/config/testdata/prometheus/server-sections.yml"}, &stdout, &stderr)
+	if out := stdout.String(); !strings.Contains(out, "ignored:\n    line 5: rule_files ignored") || !strings.Contains(out, "tracing ignored") {
+		t.Errorf("check-config does not list what it ignores:\n%s", out)
+	}
+
+	path := filepath.Join(t.TempDir(), "prometheus.yml")
+	os.WriteFile(path, []byte("scrape_configs:\n  - job_name: containers\n    docker_sd_configs:\n      - host: unix:///var/run/docker.sock\n"), 0o644)
+	stdout.Reset()
+	stderr.Reset()
+	code := run([]string{"check-config", path}, &stdout, &stderr)
+	if msg := stderr.String(); code != 1 || strings.Count(msg, "\n") != 1 || !strings.Contains(msg, path+": line 3: docker_sd_configs") ||
+		!strings.Contains(msg, "file_sd_configs") || strings.Contains(msg, "--") {
+		t.Errorf("docker_sd_configs: exit %d, %q", code, msg)
 	}
 }
 
