@@ -301,18 +301,18 @@ func openBuffer(ctx context.Context, cfg config.Config, log *slog.Logger, retry 
 // tick later is appended to the journal (the page cache: a killed process
 // loses about two ticks), the journal is synced every --storage.sync-interval
 // (a power cut loses at most that), and the head is committed to the
-// buffer file every commitInterval, or at once when the head or the journal
+// buffer file every CommitInterval, or at once when the head or the journal
 // reaches its bound. Longer commits cost less flash per sample: the blocks
 // hold more samples of each series and the same commit overhead.
 const (
-	journalTick    = time.Second
-	commitInterval = 15 * time.Minute
+	JournalTick    = time.Second
+	CommitInterval = 15 * time.Minute
 )
 
 // commitLoop runs the durability schedule above until ctx ends; Close
 // commits the rest.
 func (a *Agent) commitLoop(ctx context.Context, syncInterval time.Duration) {
-	journal, sync, commit := time.NewTicker(journalTick), time.NewTicker(syncInterval), time.NewTicker(commitInterval)
+	journal, sync, commit := time.NewTicker(JournalTick), time.NewTicker(syncInterval), time.NewTicker(CommitInterval)
 	defer journal.Stop()
 	defer sync.Stop()
 	defer commit.Stop()

@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/ferry-agent/ferry/agent"
+	"github.com/ferry-agent/ferry/agent/config"
 	"github.com/ferry-agent/ferry/buffer"
 )
 
@@ -266,15 +268,17 @@ func BenchmarkBufferThinning(b *testing.B) {
 //
 //   - commit=1m: the head committed (and fsynced) every minute, the way
 //     ferry worked before the journal: a killed process lost up to a minute.
-//   - journal: the head appended to the journal every second (a killed
-//     process loses a second or two), the journal synced every 30 s (a power
-//     cut loses at most that), and committed every 5 minutes or when the
+//   - journal: the agent's schedule: the head appended to the journal every
+//     agent.JournalTick (a killed process loses a second or two), the journal
+//     synced every --storage.sync-interval at its default (a power cut loses
+//     at most that), and committed every agent.CommitInterval or when the
 //     head or journal reaches its bound.
 //
 // and with the link up (the sender takes each collection from memory).
 // A one-second journal tick is simulated as one Journal call per scrape:
 // each collection is written once, at the tick after the one that saw it.
 func BenchmarkBufferOutagePolicies(b *testing.B) {
+	syncInterval := config.DefaultConfig().SyncInterval
 	type workload struct {
 		name     string
 		app      int
@@ -322,10 +326,10 @@ func BenchmarkBufferOutagePolicies(b *testing.B) {
 								full = true
 							default:
 							}
-							if full || now.Sub(lastCommit) >= 5*time.Minute {
+							if full || now.Sub(lastCommit) >= agent.CommitInterval {
 								check(buf.Commit())
 								lastCommit, lastSync = now, now
-							} else if now.Sub(lastSync) >= 30*time.Second {
+							} else if now.Sub(lastSync) >= syncInterval {
 								check(buf.Sync())
 								lastSync = now
 							}
@@ -337,11 +341,11 @@ func BenchmarkBufferOutagePolicies(b *testing.B) {
 								buf.LiveDone()
 							}
 							check(buf.Journal())
-							if now.Sub(lastSync) >= 30*time.Second {
+							if now.Sub(lastSync) >= syncInterval {
 								check(buf.Sync())
 								lastSync = now
 							}
-							if now.Sub(lastCommit) >= 5*time.Minute {
+							if now.Sub(lastCommit) >= agent.CommitInterval {
 								check(buf.Commit())
 								lastCommit = now
 							}
