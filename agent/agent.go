@@ -239,12 +239,12 @@ func newSender(cfg config.Config, buf *buffer.Buffer, log *slog.Logger) (*remote
 	}
 	rw := cfg.RemoteWrite
 	rw.UserAgent = "ferry/" + cfg.Version
-	// The daily budget keeps a quarter for fresh data, which takes the
-	// sender telling fresh data from the backlog: a budget turns
-	// fresh-first on, as --remote-write.max-bytes-per-day always has.
-	if rw.MaxBytesPerDay > 0 {
-		rw.FreshFirst = true
-	}
+	// What an earlier run delivered and did not live to delete from the
+	// buffer is sent again: a receiver that refuses it as duplicate or out
+	// of order most likely has it. (Fresh-first is what the flag says: a
+	// daily budget puts fresh data ahead of the backlog only once it holds
+	// the backlog back, and the sender says so.)
+	rw.SentBefore = time.Now()
 	s, err := remotewrite.New(rw, buf, log.With("component", "remote-write"))
 	if err != nil {
 		return nil, fmt.Errorf("remote write: %w", err)

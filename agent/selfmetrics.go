@@ -44,7 +44,7 @@ var (
 
 	sentDesc        = collectors.NewDesc("ferry_remote_write_samples_sent_total", "Samples the receiver acknowledged.", collectors.Counter)
 	sentBytesDesc   = collectors.NewDesc("ferry_remote_write_bytes_sent_total", "Compressed request bytes the receiver acknowledged.", collectors.Counter)
-	failuresDesc    = collectors.NewDesc("ferry_remote_write_failures_total", "Requests that failed and were retried (network errors, 5xx, 429).", collectors.Counter)
+	failuresDesc    = collectors.NewDesc("ferry_remote_write_failures_total", "Requests that failed and were retried (network errors, 5xx, 429, 408, 401, 403, 404, 407, redirects, HTML error pages).", collectors.Counter)
 	rwDroppedDesc   = collectors.NewDesc("ferry_remote_write_dropped_samples_total", "Samples the sender dropped, by reason.", collectors.Counter, "reason")
 	budgetDesc      = collectors.NewDesc("ferry_remote_write_budget_bytes", "The daily byte budget (--remote-write.max-bytes-per-day); 0 without one.", collectors.Gauge)
 	budgetUsedDesc  = collectors.NewDesc("ferry_remote_write_budget_used_bytes", "Request bytes sent this UTC day, against the daily budget.", collectors.Gauge)

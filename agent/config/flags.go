@@ -51,7 +51,7 @@ func NewFlags(fs *pflag.FlagSet, cfg *Config, hostCollectors []collectors.Entry)
 	fs.DurationVar(&rw.MaxSampleAge, "remote-write.max-sample-age", rw.MaxSampleAge, "Drop, counted, samples older than this when their turn to be sent comes, for receivers that refuse old data; 0 sends everything.")
 	fs.Var((*sizeValue)(&rw.MaxBytesPerSecond), "remote-write.max-bytes-per-second", "Average upload rate for metered links: bytes, or with KiB, MiB; 0 for no limit.")
 	fs.BoolVar(&rw.FreshFirst, "remote-write.fresh-first", rw.FreshFirst, "After an outage, send new data first and drain the backlog behind it (for receivers that accept out-of-order samples); off: oldest first.")
-	fs.Var((*sizeValue)(&rw.MaxBytesPerDay), "remote-write.max-bytes-per-day", "Request bytes per UTC day for metered links (KiB, MiB, GiB); fresh data first, the backlog within three quarters of it; 0 for no limit.")
+	fs.Var((*sizeValue)(&rw.MaxBytesPerDay), "remote-write.max-bytes-per-day", "Request bytes per UTC day for metered links (KiB, MiB, GiB); the backlog within three quarters of it, the rest kept for fresh data, which goes ahead of the backlog once the budget holds the backlog back (logged); 0 for no limit.")
 	fs.Var(&rw.Protocol, "remote-write.protocol", "Remote-Write version: 1, or 2 (io.prometheus.write.v2.Request, fewer bytes; falls back to 1 when the receiver refuses it).")
 	// Secrets only from files: a value on the command line shows in ps.
 	fs.StringVar(&f.rwUsername, "remote-write.basic-auth.username", "", "Basic auth user name for the receiver.")

@@ -1,9 +1,13 @@
 package remotewrite
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -112,10 +116,13 @@ func TestDailyBudgetKeepsAQuarterForFreshData(t *testing.T) {
 	stop()
 	perRequest := int64(probe.Stats().BytesSent)
 
-	cfg := testConfig(rcv.srv.URL, 10) // one block a request
-	cfg.MaxBytesPerDay = 4 * perRequest
-	cfg.FreshFirst = true // as the agent sets it with a budget: it tells the backlog from fresh data
-	s := newSender(cfg, buf)
+	cfg := testConfig(rcv.srv.URL, 10)  // one block a request
+	cfg.MaxBytesPerDay = 4 * perRequest // and no FreshFirst: the budget's holding back puts fresh data first
+	var log syncBuffer
+	s, err := New(cfg, buf, slog.New(slog.NewTextHandler(&log, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	start(t, s)
 	// The backlog stops once three quarters of the budget are used; give it
 	// time to (wrongly) go on before looking.
@@ -153,6 +160,73 @@ func TestDailyBudgetKeepsAQuarterForFreshData(t *testing.T) {
 	if left := buf.Stats().Samples; left == 0 {
 		t.Error("the whole backlog went out past the budget")
 	}
+	if l := log.String(); !strings.Contains(l, "sending fresh data first") || !strings.Contains(l, "daily byte budget holds the backlog back") {
+		t.Errorf("no line says that fresh data now goes first, and why:\n%s", l)
+	}
+}
+
+// TestDailyBudgetThatDoesNotBindKeepsOldestFirst: a budget alone does not
+// put fresh data ahead of the backlog while the backlog fits in it:
+// receivers without an out-of-order window would refuse the backlog.
+func TestDailyBudgetThatDoesNotBindKeepsOldestFirst(t *testing.T) {
+	buf := openBuffer(t)
+	fillBuffer(t, buf, time.Now().Add(-time.Hour), 6)
+	release := make(chan struct{})
+	rcv := newReceiver(t, func(n int, w http.ResponseWriter) {
+		if n == 0 {
+			<-release
+		}
+		status(http.StatusOK)(w)
+	})
+	cfg := testConfig(rcv.srv.URL, 20)
+	cfg.MaxBytesPerDay = 1 << 30
+	var log syncBuffer
+	s, err := New(cfg, buf, slog.New(slog.NewTextHandler(&log, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, s)
+	for len(rcv.requests()) == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	fillBuffer(t, buf, time.Now().Add(-time.Second), 1) // fresh, while the first request is in flight
+	close(release)
+	deadline := time.Now().Add(10 * time.Second)
+	for buf.Stats().Samples > 0 || buf.Stats().HeadSamples > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not drained: %+v", buf.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var last time.Time
+	for i, r := range rcv.requests() {
+		if o := oldestIn(r); o.Before(last) {
+			t.Errorf("request %d starts at %s, before the request ahead of it: fresh data went ahead of the backlog", i, o)
+		}
+		last = oldestIn(r)
+	}
+	if strings.Contains(log.String(), "fresh data first") {
+		t.Errorf("the log says fresh data goes first:\n%s", log.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer for a logger that the sender's goroutine
+// writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // firstBlockSeries reads the buffer's first block, to size one request.

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -29,13 +30,21 @@ import (
 
 // Reasons for samples the sender drops, the values of its reason label.
 const (
-	ReasonRejected = "rejected" // the receiver answered 4xx other than 408 and 429
-	ReasonTooOld   = "too_old"  // older than MaxSampleAge when its turn came
+	// The receiver refused the payload (400, 409, 422, 415; a single
+	// sample over its size limit: 413), or took a 2.0 request and wrote
+	// fewer samples than sent.
+	ReasonRejected = "rejected"
+	// The receiver refused samples as out of order or duplicate that ferry
+	// may have delivered before: sent again after a restart (delivered,
+	// not yet deleted from the buffer when the process died) or after an
+	// attempt whose answer was lost. The receiver most likely holds them.
+	ReasonDuplicate = "duplicate"
+	ReasonTooOld    = "too_old" // older than MaxSampleAge when its turn came
 )
 
 // DropReasons is every reason, for counters that start at zero. Shared:
 // read it, do not modify it.
-var DropReasons = []string{ReasonRejected, ReasonTooOld}
+var DropReasons = []string{ReasonRejected, ReasonDuplicate, ReasonTooOld}
 
 // Protocol is codec.Protocol, named here too so that a configuration can
 // fill in Config without importing the codec.
@@ -63,15 +72,28 @@ type Config struct {
 	Protocol Protocol
 	// FreshFirst: after an outage, blocks committed from then on are sent
 	// before the backlog, which drains behind them, oldest first; for
-	// receivers that accept out-of-order samples. Only with it does the
-	// sender call the Source's Delete and LastSeq.
+	// receivers that accept out-of-order samples. Only with it, or with a
+	// daily budget that holds the backlog back, does the sender call the
+	// Source's Delete and LastSeq.
 	FreshFirst bool
 	// MaxBytesPerDay caps request bytes per UTC day on a metered link (0:
-	// no cap). Fresh data goes first; the backlog only uses what is left
-	// beyond a quarter of the day's budget, kept for fresh data. Telling
-	// the two apart takes FreshFirst: without it every request counts as
-	// fresh, and the backlog may use the whole budget.
+	// no cap). The backlog (samples older than backlogAge when their turn
+	// comes) only uses what is left beyond a quarter of the day's budget,
+	// kept for fresh data. Without FreshFirst the sender keeps to oldest
+	// first until the budget holds the backlog back; then it sends fresh
+	// data ahead of it (as FreshFirst does, and says so in the log) until
+	// the backlog is drained, since fresh data would otherwise wait for it.
 	MaxBytesPerDay int64
+	// SentBefore: samples up to this time may have reached the receiver
+	// in an earlier run, which did not live to delete them from the
+	// buffer (the agent: the time it starts the sender). A refusal of such
+	// samples as out of order or duplicate is counted as ReasonDuplicate,
+	// not ReasonRejected. Zero: nothing was sent before ("ferry push").
+	SentBefore time.Time
+	// AllBacklog: the source holds a backlog only, to be sent in its
+	// order (a carry file): the whole daily budget is its, and nothing is
+	// put ahead of it.
+	AllBacklog bool
 }
 
 // Source is what the sender drains: the buffer (*buffer.Buffer), or a
@@ -112,7 +134,8 @@ type Source interface {
 
 	// Delete is Ack for blocks delivered out of order: those with the given
 	// seqs, in ascending order; seqs already gone are skipped. Called only
-	// with Config.FreshFirst, for fresh blocks sent ahead of the backlog.
+	// when fresh blocks are sent ahead of the backlog (Config.FreshFirst,
+	// or a daily budget that holds the backlog back).
 	// An error is handled as Ack's.
 	Delete(seqs []uint64) error
 
@@ -137,9 +160,9 @@ type Source interface {
 	LiveReady() <-chan struct{}
 
 	// LastSeq returns the Seq of the newest committed block, 0 if there is
-	// none; blocks committed later have larger seqs. Called only with
-	// Config.FreshFirst, when the sender splits fresh data from the
-	// backlog. It cannot fail.
+	// none; blocks committed later have larger seqs. Called only when the
+	// sender splits fresh data from the backlog (Config.FreshFirst, or a
+	// daily budget holding the backlog back). It cannot fail.
 	LastSeq() uint64
 }
 
@@ -178,6 +201,13 @@ type Sender struct {
 	pace    *throttle.Pacer
 	backoff client.Backoff
 	link    link
+	// fit is the most samples a request may carry since the receiver
+	// answered 413 (0: no limit learned); kept for the sender's life.
+	fit int
+	// sentBefore (ms): samples up to this time may be at the receiver
+	// already: Config.SentBefore, raised by every attempt that failed
+	// without a clear answer about the payload (it may have been written).
+	sentBefore int64
 
 	mu         sync.Mutex
 	stats      Stats
@@ -185,6 +215,11 @@ type Sender struct {
 	budgetLog  lograte.Limiter
 	rejectLog  lograte.Limiter
 	failureLog lograte.Limiter
+	dupLog     lograte.Limiter
+	fitLog     lograte.Limiter
+	orderLog   lograte.Limiter // fresh data first
+	drainLog   lograte.Limiter // and back
+	recoverLog lograte.Limiter
 }
 
 // New returns a Sender of src's blocks to cfg.URL, or an error naming the
@@ -204,15 +239,20 @@ func New(cfg Config, src Source, log *slog.Logger) (*Sender, error) {
 	if err != nil {
 		return nil, err
 	}
+	var sentBefore int64
+	if !cfg.SentBefore.IsZero() {
+		sentBefore = cfg.SentBefore.UnixMilli()
+	}
 	return &Sender{
-		cfg:     cfg,
-		src:     src,
-		client:  c,
-		backoff: client.Backoff{Min: cfg.MinBackoff, Max: cfg.MaxBackoff},
-		log:     log,
-		pace:    throttle.NewPacer(cfg.MaxBytesPerSecond),
-		stats:   Stats{Dropped: map[string]uint64{}, Protocol: proto},
-		budget:  throttle.NewBudget(cfg.MaxBytesPerDay),
+		cfg:        cfg,
+		sentBefore: sentBefore,
+		src:        src,
+		client:     c,
+		backoff:    client.Backoff{Min: cfg.MinBackoff, Max: cfg.MaxBackoff},
+		log:        log,
+		pace:       throttle.NewPacer(cfg.MaxBytesPerSecond),
+		stats:      Stats{Dropped: map[string]uint64{}, Protocol: proto},
+		budget:     throttle.NewBudget(cfg.MaxBytesPerDay),
 	}, nil
 }
 
@@ -269,7 +309,7 @@ func (s *Sender) Run(ctx context.Context) {
 					client.Sleep(ctx, budgetWait)
 					continue
 				}
-				if !s.deliver(ctx, live, true) {
+				if !s.deliver(ctx, live, true, true) {
 					return
 				}
 				liveNext = live[len(live)-1].Seq + 1
@@ -296,14 +336,25 @@ func (s *Sender) Run(ctx context.Context) {
 			blocks = slices.DeleteFunc(blocks, func(b buffer.Block) bool { return b.Seq >= liveFrom })
 			if len(blocks) == 0 { // the backlog is drained
 				ack()
-				s.log.Info("backlog drained behind the fresh data")
+				s.drainLog.Log(s.log, slog.LevelInfo, "backlog drained behind the fresh data; oldest first again")
 				next, liveFrom = max(next, liveNext), 0
 				continue
 			}
-		} else if s.cfg.FreshFirst && len(blocks) > 0 && newestIn(blocks) < time.Now().Add(-backlogAge).UnixMilli() {
-			liveFrom = s.src.LastSeq() + 1
-			liveNext = liveFrom
-			s.log.Info("sending fresh data first; the backlog drains behind it", "backlog_blocks_from", blocks[0].Seq, "fresh_from", liveFrom)
+		} else if len(blocks) > 0 && !s.cfg.AllBacklog && newestIn(blocks) < time.Now().Add(-backlogAge).UnixMilli() {
+			// An old backlog: oldest first, unless asked otherwise or the
+			// budget holds it back (fresh data would wait for it).
+			why := ""
+			switch {
+			case s.cfg.FreshFirst:
+				why = "--remote-write.fresh-first"
+			case !s.budgetWould(false):
+				why = "the daily byte budget holds the backlog back; receivers without an out-of-order window refuse what then comes out of order"
+			}
+			if why != "" {
+				liveFrom = s.src.LastSeq() + 1
+				liveNext = liveFrom
+				s.orderLog.Log(s.log, slog.LevelInfo, "sending fresh data first; the backlog drains behind it", "why", why, "backlog_blocks_from", blocks[0].Seq, "fresh_from", liveFrom)
+			}
 		}
 		if len(blocks) == 0 {
 			ack()
@@ -313,7 +364,8 @@ func (s *Sender) Run(ctx context.Context) {
 			s.wait(ctx)
 			continue
 		}
-		if !s.budgetAllows(liveFrom == 0) {
+		fresh := s.cfg.AllBacklog || liveFrom == 0 && newestIn(blocks) >= time.Now().Add(-backlogAge).UnixMilli()
+		if !s.budgetAllows(fresh) {
 			// Held back: fresh data, if any, goes when it is collected.
 			ack()
 			if !s.sendLive(ctx, true) {
@@ -321,7 +373,7 @@ func (s *Sender) Run(ctx context.Context) {
 			}
 			continue
 		}
-		if !s.deliver(ctx, blocks, true) {
+		if !s.deliver(ctx, blocks, true, liveFrom == 0) {
 			return // ctx ended while retrying; these blocks stay buffered
 		}
 		delivered = blocks[len(blocks)-1].Seq
@@ -365,7 +417,7 @@ func (s *Sender) sendLive(ctx context.Context, aheadOfBacklog bool) bool {
 	if !ok {
 		return false
 	}
-	if !s.budgetAllows(true) || !s.deliver(ctx, []buffer.Block{blk}, false) {
+	if !s.budgetAllows(true) || !s.deliver(ctx, []buffer.Block{blk}, false, true) {
 		s.src.LiveFailed()
 		return false
 	}
@@ -384,6 +436,14 @@ func newestIn(blocks []buffer.Block) int64 {
 		}
 	}
 	return newest
+}
+
+// budgetWould reports whether the daily budget lets a request go now,
+// without a log line.
+func (s *Sender) budgetWould(isFresh bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.budget.Allows(time.Now(), isFresh)
 }
 
 // budgetAllows reports whether the daily budget lets a request go now, and
@@ -413,6 +473,8 @@ const (
 	answered outcome = iota // the receiver took the samples, or refused them for good (counted)
 	failed                  // worth another try, after s.link.nextTry
 	stopped                 // ctx ended
+	tooLarge                // 413 for more than one sample: s.fit is lowered; send less
+	mixed                   // refused as duplicates, but only some may have been sent before: send those apart
 )
 
 // deliver sends blocks, counting too_old the samples older than
@@ -420,8 +482,12 @@ const (
 // receiver answers, or ctx ends (false); without, it gives up at the first
 // failure (false). While the receiver fails, each try carries one sample
 // (the oldest of the first series): a week-long outage costs little on a
-// metered link, and the first answer sends the rest.
-func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry bool) bool {
+// metered link, and the first answer sends the rest. A request the
+// receiver finds too large (413) goes again in halves, down to one sample.
+// inOrder: each series' samples go out oldest first (not the backlog sent
+// behind fresh data), so that a refusal as out of order can only mean that
+// the receiver holds them or newer ones already.
+func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry, inOrder bool) bool {
 	var minT int64
 	if s.cfg.MaxSampleAge > 0 {
 		minT = time.Now().Add(-s.cfg.MaxSampleAge).UnixMilli()
@@ -432,17 +498,30 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry bool)
 		s.stats.Dropped[ReasonTooOld] += uint64(tooOld)
 		s.mu.Unlock()
 	}
-	for samples > 0 {
-		send, n, probe := series, samples, s.link.failing
-		if probe {
-			send, n = []*codec.Series{{Labels: series[0].Labels, T: series[0].T[:1], V: series[0].V[:1]}}, 1
+	// What is left to send, in this order, each part in one or more requests.
+	parts := [][]*codec.Series{series}
+	for samples > 0 && len(parts) > 0 {
+		n := min(sampleCount(parts[0]), samples)
+		if n == 0 {
+			parts = parts[1:]
+			continue
 		}
-		switch s.attempt(ctx, send, n) {
+		switch {
+		case s.link.failing:
+			n = 1 // a probe
+		case s.fit > 0:
+			n = min(n, s.fit)
+		}
+		send, rest := firstSamples(parts[0], n)
+		switch s.attempt(ctx, send, n, inOrder) {
 		case answered:
-			if !probe {
-				return true
-			}
-			series, samples = withoutFirstSample(series), samples-1
+			parts[0], samples = rest, samples-n
+		case tooLarge:
+			s.fit = max(n/2, 1)
+			s.fitLog.Log(s.log, slog.LevelWarn, "the receiver refused a request as too large (413); sending fewer samples per request from now on", "samples", n, "now", s.fit)
+		case mixed:
+			old, young := splitAt(send, s.sentBefore)
+			parts = append([][]*codec.Series{old, young, rest}, parts[1:]...)
 		case failed:
 			if !retry || !client.Sleep(ctx, time.Until(s.link.nextTry)) {
 				return false
@@ -454,20 +533,77 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry bool)
 	return true
 }
 
-// withoutFirstSample returns series less the sample a probe took.
-func withoutFirstSample(series []*codec.Series) []*codec.Series {
-	first := *series[0]
-	first.T, first.V = first.T[1:], first.V[1:]
-	if len(first.T) == 0 {
-		return series[1:]
+// sampleCount is the samples in series.
+func sampleCount(series []*codec.Series) int {
+	n := 0
+	for _, s := range series {
+		n += len(s.T)
 	}
-	return append([]*codec.Series{&first}, series[1:]...)
+	return n
+}
+
+// firstSamples splits series after its first n samples, a series across
+// the cut if need be. Both parts share the slices of series.
+func firstSamples(series []*codec.Series, n int) (head, rest []*codec.Series) {
+	for i, s := range series {
+		if n == 0 {
+			return head, series[i:]
+		}
+		if len(s.T) <= n {
+			head = append(head, s)
+			n -= len(s.T)
+			continue
+		}
+		head = append(head, &codec.Series{Labels: s.Labels, T: s.T[:n:n], V: s.V[:n:n]})
+		rest = append(rest, &codec.Series{Labels: s.Labels, T: s.T[n:], V: s.V[n:]})
+		return head, append(rest, series[i+1:]...)
+	}
+	return head, nil
+}
+
+// splitAt splits series into their samples at or before t and the others,
+// each series' order kept. The parts are new; labels are shared.
+func splitAt(series []*codec.Series, t int64) (old, young []*codec.Series) {
+	for _, s := range series {
+		var o, y codec.Series
+		for i, ts := range s.T {
+			if ts <= t {
+				o.T, o.V = append(o.T, ts), append(o.V, s.V[i])
+			} else {
+				y.T, y.V = append(y.T, ts), append(y.V, s.V[i])
+			}
+		}
+		if len(o.T) > 0 {
+			o.Labels = s.Labels
+			old = append(old, &o)
+		}
+		if len(y.T) > 0 {
+			y.Labels = s.Labels
+			young = append(young, &y)
+		}
+	}
+	return old, young
+}
+
+// atOrBefore counts the samples of series at or before t, and returns the
+// newest sample's time.
+func atOrBefore(series []*codec.Series, t int64) (n int, newest int64) {
+	newest = math.MinInt64
+	for _, s := range series {
+		for _, ts := range s.T {
+			if ts <= t {
+				n++
+			}
+			newest = max(newest, ts)
+		}
+	}
+	return n, newest
 }
 
 // attempt posts series (samples of them) once, in the protocol in force,
 // falling back to 1.0 at once where the spec says so, and keeps the
-// counters and s.link.
-func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples int) outcome {
+// counters, s.link and s.sentBefore.
+func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples int, inOrder bool) outcome {
 	proto := s.Stats().Protocol
 	body := codec.Encode(series, proto)
 	var written int
@@ -496,6 +632,10 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 		return stopped
 	}
 	if errors.As(err, &e) && e.Retry {
+		// The receiver may have written them all the same (a lost answer,
+		// a proxy's 502): sent again, they may be refused as duplicates.
+		_, newest := atOrBefore(series, 0)
+		s.sentBefore = max(s.sentBefore, newest)
 		wait := s.backoff.Failed(e.RetryAfter)
 		if !s.link.failing {
 			s.mu.Lock()
@@ -508,7 +648,7 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 		return failed
 	}
 	if s.link.failures > 0 {
-		s.log.Info("remote write recovered", "failed_attempts", s.link.failures)
+		s.recoverLog.Log(s.log, slog.LevelInfo, "remote write recovered", "failed_attempts", s.link.failures)
 	}
 	s.link = link{}
 	s.backoff.Reset()
@@ -529,9 +669,12 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 		s.stats.LastSuccessUnix = float64(time.Now().UnixMilli()) / 1000
 		s.mu.Unlock()
 		if lost > 0 {
-			s.rejected(lost, fmt.Errorf("2xx, but the receiver wrote %d of %d samples", written, samples))
+			s.dropped(ReasonRejected, lost, fmt.Errorf("2xx, but the receiver wrote %d of %d samples", written, samples))
 		}
 		return answered
+	}
+	if e != nil && e.TooLarge && samples > 1 {
+		return tooLarge
 	}
 	// Refused for good. A 2.0 receiver's Written header tells what a
 	// partial write kept; a missing one means none (the spec).
@@ -539,10 +682,23 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 	if proto == Protocol2 {
 		kept = min(max(written, 0), samples)
 	}
+	reason := ReasonRejected
+	if e != nil && e.Duplicate() && inOrder {
+		// Sent oldest first, these samples are refused because the
+		// receiver holds them, or newer ones of their series: ferry's own,
+		// if it may have sent them before; if not, someone else's (two
+		// devices with one identity?) or a clock that went back.
+		switch old, _ := atOrBefore(series, s.sentBefore); {
+		case old == samples:
+			reason = ReasonDuplicate
+		case old > 0 && kept == 0:
+			return mixed // the others go on their own, not lost with these
+		}
+	}
 	s.mu.Lock()
 	s.stats.SamplesSent += uint64(kept)
 	s.mu.Unlock()
-	s.rejected(samples-kept, err)
+	s.dropped(reason, samples-kept, err)
 	return answered
 }
 
@@ -564,14 +720,19 @@ func (s *Sender) retrying(err *client.Error, try int, wait time.Duration) {
 	s.failureLog.Log(s.log, slog.LevelWarn, "remote write failed; retrying until it works", "err", err, "attempt", try, "next_in", wait.Round(time.Millisecond))
 }
 
-// rejected counts and logs, at a rate that cannot flood, n samples that
-// the receiver refused for good.
-func (s *Sender) rejected(n int, err error) {
+// dropped counts n samples dropped for reason after the receiver's answer
+// err, and logs it at a rate that cannot flood.
+func (s *Sender) dropped(reason string, n int, err error) {
 	s.mu.Lock()
-	s.stats.Dropped[ReasonRejected] += uint64(n)
+	s.stats.Dropped[reason] += uint64(n)
 	s.stats.LastError, s.stats.LastErrorUnix = err.Error(), float64(time.Now().UnixMilli())/1000
 	s.mu.Unlock()
-	if n > 0 {
-		s.rejectLog.Log(s.log, slog.LevelError, "receiver rejected samples; dropped (counted in ferry_remote_write_dropped_samples_total)", "samples", n, "err", err)
+	if n == 0 {
+		return
 	}
+	if reason == ReasonDuplicate {
+		s.dupLog.Log(s.log, slog.LevelInfo, "receiver refused samples it most likely holds already, sent again after a restart or a lost answer; not sent again (counted as duplicate in ferry_remote_write_dropped_samples_total)", "samples", n, "err", err)
+		return
+	}
+	s.rejectLog.Log(s.log, slog.LevelError, "receiver rejected samples; dropped (counted in ferry_remote_write_dropped_samples_total)", "samples", n, "err", err)
 }

@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -70,7 +71,7 @@ func (f *fakeSource) LiveDone()                               { panic("LiveDone 
 func (f *fakeSource) LiveFailed()                             { panic("LiveFailed without TakeLive") }
 func (f *fakeSource) LiveReady() <-chan struct{}              { return nil }
 
-// Delete and LastSeq hold the sender to its contract: without FreshFirst
+// Delete and LastSeq hold the sender to its contract: without FreshFirst (or a budget)
 // it never calls them. (The tests of FreshFirst use a real buffer.)
 func (f *fakeSource) Delete([]uint64) error { panic("Delete called without FreshFirst") }
 func (f *fakeSource) LastSeq() uint64       { panic("LastSeq called without FreshFirst") }
@@ -409,30 +410,50 @@ func TestSendDropsRejectedBatch(t *testing.T) {
 }
 
 func TestSendStatusClasses(t *testing.T) {
-	// Which answers are retried and which dropped, as Prometheus' queue
-	// manager does: retry 5xx and 429, drop other 4xx. A 408 (often a proxy
-	// on a slow link) and a redirect (a POST must not become a GET) are
-	// retried too.
+	// Which answers are retried and which dropped: only what the receiver
+	// says of the payload (400, 409, 422, 415) drops it; what the device or
+	// its network causes (401, 403, 404, 407: an expired token, a captive
+	// portal, a proxy) is retried with backoff, as are 408, 429, 5xx,
+	// redirects (a POST must not become a GET) and HTML error pages. A 413
+	// of a single sample drops it (one sample cannot be split).
 	for _, tc := range []struct {
 		code    int
+		html    bool
 		retried bool
 	}{
-		{http.StatusOK, false},
-		{http.StatusNoContent, false},
-		{http.StatusBadRequest, false},
-		{http.StatusUnauthorized, false},
-		{http.StatusRequestEntityTooLarge, false},
-		{http.StatusTooManyRequests, true},
-		{http.StatusInternalServerError, true},
-		{http.StatusBadGateway, true},
-		{http.StatusServiceUnavailable, true},
-		{http.StatusRequestTimeout, true},
-		{http.StatusFound, true},
-		{http.StatusPermanentRedirect, true},
+		{http.StatusOK, false, false},
+		{http.StatusNoContent, false, false},
+		{http.StatusBadRequest, false, false},
+		{http.StatusConflict, false, false},
+		{http.StatusUnprocessableEntity, false, false},
+		{http.StatusUnsupportedMediaType, false, false},
+		{http.StatusRequestEntityTooLarge, false, false},
+		{http.StatusBadRequest, true, true},
+		{http.StatusUnauthorized, false, true},
+		{http.StatusForbidden, false, true},
+		{http.StatusForbidden, true, true},
+		{http.StatusNotFound, false, true},
+		{http.StatusMethodNotAllowed, false, true},
+		{http.StatusProxyAuthRequired, false, true},
+		{http.StatusTooManyRequests, false, true},
+		{http.StatusInternalServerError, false, true},
+		{http.StatusBadGateway, false, true},
+		{http.StatusServiceUnavailable, false, true},
+		{http.StatusRequestTimeout, false, true},
+		{http.StatusFound, false, true},
+		{http.StatusPermanentRedirect, false, true},
 	} {
-		t.Run(http.StatusText(tc.code), func(t *testing.T) {
+		t.Run(fmt.Sprint(tc.code, " html=", tc.html), func(t *testing.T) {
 			src := newFakeSource(buffer.Block{Seq: 1, Series: []buffer.Series{series(1, lblA, 1000)}})
-			rcv := newReceiver(t, answers(status(tc.code), status(http.StatusOK)))
+			first := status(tc.code)
+			if tc.html {
+				first = func(w http.ResponseWriter) {
+					w.Header().Set("Content-Type", "text/html; charset=utf-8")
+					w.WriteHeader(tc.code)
+					io.WriteString(w, "<html><body>Please log in to the hotel wifi</body></html>")
+				}
+			}
+			rcv := newReceiver(t, answers(first, status(http.StatusOK)))
 			s := newSender(testConfig(rcv.srv.URL, 1000), src)
 			start(t, s)
 			src.waitAck(t)
@@ -456,6 +477,114 @@ func TestSendStatusClasses(t *testing.T) {
 				t.Errorf("SamplesSent = %d, want sent=%v", st.SamplesSent, want)
 			}
 		})
+	}
+}
+
+// TestSendKeepsTheBacklogBehindAPortal: a captive portal or an expired
+// token answers 403 or 401 for a while. Nothing is dropped, nothing is
+// deleted from the source, the tries are one-sample probes, and the whole
+// backlog goes once the receiver answers again.
+func TestSendKeepsTheBacklogBehindAPortal(t *testing.T) {
+	for _, code := range []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusProxyAuthRequired} {
+		t.Run(http.StatusText(code), func(t *testing.T) {
+			src := newFakeSource(
+				buffer.Block{Seq: 1, Series: []buffer.Series{series(1, lblA, 1000, 2000)}},
+				buffer.Block{Seq: 2, Series: []buffer.Series{series(1, lblA, 3000)}},
+				buffer.Block{Seq: 3, Series: []buffer.Series{series(2, lblB, 3000)}},
+			)
+			var mu sync.Mutex
+			var ackedWhileFailing []uint64
+			rcv := newReceiver(t, func(n int, w http.ResponseWriter) {
+				if n < 6 {
+					acks, _ := src.state()
+					mu.Lock()
+					ackedWhileFailing = append(ackedWhileFailing, acks...)
+					mu.Unlock()
+					status(code)(w)
+					return
+				}
+				status(http.StatusNoContent)(w)
+			})
+			s := newSender(testConfig(rcv.srv.URL, 1), src) // one block per request
+			start(t, s)
+			for src.waitAck(t) != 3 {
+			}
+			st := s.Stats()
+			if st.Dropped[ReasonRejected] != 0 || st.Dropped[ReasonDuplicate] != 0 {
+				t.Fatalf("Dropped = %v, want none", st.Dropped)
+			}
+			if st.SamplesSent != 4 || st.RequestsFailed != 6 {
+				t.Errorf("SamplesSent %d, RequestsFailed %d; want 4 and 6", st.SamplesSent, st.RequestsFailed)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(ackedWhileFailing) != 0 {
+				t.Errorf("blocks %v deleted while the receiver answered %d", ackedWhileFailing, code)
+			}
+			reqs := rcv.requests()
+			if len(reqs) < 6 {
+				t.Fatalf("%d requests, want 6 failures and more", len(reqs))
+			}
+			for i, r := range reqs[1:6] {
+				if n := countSamples(r.wr); n != 1 {
+					t.Errorf("retry %d carried %d samples, want a one-sample probe", i+1, n)
+				}
+			}
+		})
+	}
+}
+
+// TestSendSplitsOn413: a receiver (or a proxy) that takes at most two
+// samples a request: the request goes again in halves until they pass,
+// later requests keep to what passed, and nothing is dropped; a single
+// sample over the limit is dropped and counted.
+func TestSendSplitsOn413(t *testing.T) {
+	src := newFakeSource(
+		buffer.Block{Seq: 1, Series: []buffer.Series{series(1, lblA, 1000, 2000, 3000), series(2, lblB, 1000, 2000)}},
+		buffer.Block{Seq: 2, Series: []buffer.Series{series(1, lblA, 4000, 5000, 6000)}},
+	)
+	rcv := newReceiver(t, func(n int, w http.ResponseWriter) {}) // replaced below
+	var mu sync.Mutex
+	var sizes []int
+	rcv.answer = func(n int, w http.ResponseWriter) {
+		r := rcv.requests()[n]
+		k := countSamples(r.wr)
+		mu.Lock()
+		sizes = append(sizes, k)
+		mu.Unlock()
+		if k > 2 || r.wr.Timeseries[0].Samples[0].Timestamp == 6000 {
+			status(http.StatusRequestEntityTooLarge)(w)
+			return
+		}
+		status(http.StatusNoContent)(w)
+	}
+	s := newSender(testConfig(rcv.srv.URL, 5), src) // one block a request
+	start(t, s)
+	for src.waitAck(t) != 2 {
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// Block 1: 5 (413), 2, 2, 1. Block 2: 2, then 1: the sample at 6000
+	// is refused alone.
+	if want := []int{5, 2, 2, 1, 2, 1}; !slices.Equal(sizes, want) {
+		t.Errorf("requests carried %v samples, want %v", sizes, want)
+	}
+	st := s.Stats()
+	if st.SamplesSent != 7 || st.Dropped[ReasonRejected] != 1 || st.RequestsFailed != 0 {
+		t.Errorf("stats %+v: want 7 sent, the one too large dropped as rejected, no failures", st)
+	}
+	var got [][]int64
+	for _, r := range rcv.requests() {
+		var ts []int64
+		for _, series := range r.wr.Timeseries {
+			for _, smp := range series.Samples {
+				ts = append(ts, smp.Timestamp)
+			}
+		}
+		got = append(got, ts)
+	}
+	if want := [][]int64{{1000, 2000, 3000, 1000, 2000}, {1000, 2000}, {3000, 1000}, {2000}, {4000, 5000}, {6000}}; !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("requests %v, want %v: in order, split where the halves fall", got, want)
 	}
 }
 

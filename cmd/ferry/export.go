@@ -2,13 +2,16 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -27,6 +30,11 @@ Writes the buffer's backlog, or the samples of a time range, oldest first:
 as OpenMetrics text (the default), or as a carry file of the remote-write
 requests the agent would send, for "ferry push" on another machine.
 The buffer stays as it is unless --mark-sent is given.
+
+A file given with --output is written readable by its owner only (0600, as
+the buffer), first to a temporary file beside it and renamed into place
+once complete and synced: a file of that name is never left half written.
+An existing file is not replaced unless --overwrite is given.
 
 Flags:
 `
@@ -47,6 +55,7 @@ func runExport(args []string, stdout, stderr io.Writer) int {
 	markSent := fs.Bool("mark-sent", false, "Delete the exported blocks from the buffer once the file is written, as the sender does once a receiver has them: the agent will not send them. Needs --format=remote-write and --output, and the agent stopped.")
 	maxSamples := fs.Int("remote-write.max-samples-per-send", config.DefaultConfig().RemoteWrite.MaxSamplesPerSend, "Samples per request in a carry file, at least one buffer block: as the agent's flag of that name.")
 	progressMode := fs.String("progress", "auto", "Progress line on stderr: auto (when stderr is a terminal), always or never.")
+	overwrite := fs.Bool("overwrite", false, "Replace --output if it exists; without it export refuses an existing file.")
 	if code, done := parseFlags(fs, args, exportUsage, 0, stdout, stderr); done {
 		return code
 	}
@@ -66,8 +75,8 @@ func runExport(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case *format != "openmetrics" && *format != "remote-write":
 		return usage("--format: %q is not openmetrics or remote-write", *format)
-	case *maxSamples <= 0:
-		return usage("--remote-write.max-samples-per-send: must be positive")
+	case *maxSamples <= 0 || *maxSamples > carry.MaxSamples:
+		return usage("--remote-write.max-samples-per-send: must be 1 to %d", carry.MaxSamples)
 	case *markSent && *format != "remote-write":
 		return usage("--mark-sent needs --format=remote-write: the carry file is what \"ferry push\" sends in the agent's place")
 	case *markSent && *output == "-":
@@ -88,7 +97,7 @@ func runExport(args []string, stdout, stderr io.Writer) int {
 		return usage("--mark-sent with --from: the buffer holds samples from %s, before --from; it deletes only from its oldest block onwards, so they would be lost. Export from the start (no --from) to mark as sent", formatMillis(st.OldestT))
 	}
 
-	w, finish, err := openOutput(*output, stdout)
+	w, finish, err := openOutput(*output, *overwrite, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "ferry: export: %v\n", err)
 		return 1
@@ -150,31 +159,71 @@ func openForExport(dir string, write bool) (*buffer.Buffer, error) {
 	return buffer.Open(buffer.Options{Dir: dir, MaxSize: fi.Size() + 1<<20})
 }
 
-// openOutput opens the export's destination; finish flushes it, syncs and
-// closes a file, and removes it if the export failed.
-func openOutput(path string, stdout io.Writer) (io.Writer, func(ok bool) error, error) {
+// openOutput opens the export's destination: stdout for "-"; otherwise a
+// temporary file (0600) in path's directory. finish flushes it and, if ok,
+// syncs it and moves it to path, without replacing a file there unless
+// overwrite; failing or not ok, it removes the temporary file and leaves
+// path as it was. A file already at path is refused at once.
+func openOutput(path string, overwrite bool, stdout io.Writer) (io.Writer, func(ok bool) error, error) {
 	if path == "-" {
 		bw := bufio.NewWriterSize(stdout, 64<<10)
 		return bw, func(bool) error { return bw.Flush() }, nil
 	}
-	f, err := os.Create(path)
+	if _, err := os.Lstat(path); err == nil && !overwrite {
+		return nil, nil, fmt.Errorf("%s exists; give --overwrite to replace it", path)
+	}
+	dir, base := filepath.Split(path)
+	f, err := os.CreateTemp(dir, "."+base+".*.tmp") // 0600
 	if err != nil {
 		return nil, nil, err
 	}
 	bw := bufio.NewWriterSize(f, 64<<10)
 	return bw, func(ok bool) error {
 		err := bw.Flush()
-		if err == nil {
+		if err == nil && ok {
 			err = f.Sync() // a USB stick may be pulled right after
 		}
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
+		if err == nil && ok {
+			err = publish(f.Name(), path, overwrite)
+		}
 		if !ok || err != nil {
-			_ = os.Remove(path)
+			_ = os.Remove(f.Name())
 		}
 		return err
 	}, nil
+}
+
+// publish moves the complete file tmp to path, and syncs the directory so
+// that the name survives a power cut (or a pulled stick). Without
+// overwrite it fails if path exists: a hard link (atomic) where the file
+// system has them, else a check and a rename (FAT on USB sticks has no
+// links; a file created in between would be replaced).
+func publish(tmp, path string, overwrite bool) error {
+	if overwrite {
+		if err := os.Rename(tmp, path); err != nil {
+			return err
+		}
+	} else if err := os.Link(tmp, path); err == nil {
+		_ = os.Remove(tmp)
+	} else if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s exists; give --overwrite to replace it", path)
+	} else if _, serr := os.Lstat(path); serr == nil {
+		return fmt.Errorf("%s exists; give --overwrite to replace it", path)
+	} else if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) { // some file systems cannot sync a directory
+		return err
+	}
+	return nil
 }
 
 // timeRange is a closed interval of sample times, in ms.

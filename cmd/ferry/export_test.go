@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -261,4 +262,69 @@ func TestExportMarkSent(t *testing.T) {
 			t.Error("a refused export left its output file")
 		}
 	})
+}
+
+// TestExportFileIsPrivateAndNeverReplacedUnasked: the file is 0600, as the
+// buffer; it appears whole (no temporary file left beside it); a file
+// already there is kept unless --overwrite is given.
+func TestExportFileIsPrivateAndNeverReplacedUnasked(t *testing.T) {
+	for _, format := range []string{"remote-write", "openmetrics"} {
+		t.Run(format, func(t *testing.T) {
+			old := syscall.Umask(0o022)
+			defer syscall.Umask(old)
+			dir := t.TempDir()
+			want := fillBuffer(t, dir)
+			outDir := t.TempDir()
+			out := filepath.Join(outDir, "backlog")
+			export := func(extra ...string) (int, string) {
+				var stdout, stderr bytes.Buffer
+				args := append([]string{"buffer", "export", "--storage.path", dir, "--format=" + format, "--output", out}, extra...)
+				code := run(args, &stdout, &stderr)
+				return code, stderr.String()
+			}
+			if code, msg := export(); code != 0 {
+				t.Fatalf("exit %d: %s", code, msg)
+			}
+			fi, err := os.Stat(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if perm := fi.Mode().Perm(); perm != 0o600 {
+				t.Errorf("mode %v, want 0600", perm)
+			}
+			written, _ := os.ReadFile(out)
+
+			// A file of that name is kept: the user's, or an earlier export.
+			mine := []byte("someone's file\n")
+			if err := os.WriteFile(out, mine, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if code, msg := export(); code != 1 || !strings.Contains(msg, "exists; give --overwrite") {
+				t.Errorf("over an existing file: exit %d, %q; want 1 and a refusal naming --overwrite", code, msg)
+			}
+			if got, _ := os.ReadFile(out); !bytes.Equal(got, mine) {
+				t.Errorf("the existing file was changed")
+			}
+			if code, msg := export("--overwrite"); code != 0 {
+				t.Fatalf("--overwrite: exit %d: %s", code, msg)
+			}
+			if got, _ := os.ReadFile(out); !bytes.Equal(got, written) {
+				t.Errorf("--overwrite did not write the export")
+			}
+			if fi, _ := os.Stat(out); fi.Mode().Perm() != 0o600 {
+				t.Errorf("after --overwrite: mode %v, want 0600", fi.Mode().Perm())
+			}
+			entries, _ := os.ReadDir(outDir)
+			if len(entries) != 1 {
+				var names []string
+				for _, e := range entries {
+					names = append(names, e.Name())
+				}
+				t.Errorf("files beside the export: %v, want it alone", names)
+			}
+			if format == "remote-write" {
+				sameSamples(t, requestSamples(t, out), want)
+			}
+		})
+	}
 }

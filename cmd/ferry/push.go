@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"os/signal"
@@ -132,8 +133,12 @@ func push(ctx context.Context, path string, cfg config.Config, skip int64, live 
 	rw := cfg.RemoteWrite
 	rw.UserAgent = "ferry/" + cfg.Version
 	// A carry file is all backlog, sent in its order: nothing fresh to put
-	// ahead of it. (With a daily budget, every request counts as fresh.)
+	// ahead of it, and the whole daily budget is its. Nothing of it was
+	// sent before by this sender (SentBefore zero): a receiver that refuses
+	// it as out of order holds newer samples of its series, maybe sent by
+	// the agent since; that is a refusal, reported as such.
 	rw.FreshFirst = false
+	rw.AllBacklog = true
 	src := &carrySource{r: r, skip: skip, prog: prog, finished: make(chan struct{})}
 	s, err := remotewrite.New(rw, src, log)
 	if err != nil {
@@ -205,6 +210,7 @@ type carrySource struct {
 	last     remotewrite.Stats
 
 	accepted, refused, tooOld int64
+	duplicates                int64 // refused as already there, after a try whose answer was lost
 	undecodable               int64 // samples in requests that passed the checksum but did not decode
 	skipped                   int64 // samples in requests skipped with --skip-records
 	delivered                 uint64
@@ -231,7 +237,13 @@ func (c *carrySource) Read(uint64, int) ([]buffer.Block, error) {
 			c.skipped += rec.Samples
 			continue
 		}
-		blk, err := codec.DecodeRequest(rec.Body, carry.MaxDecodedBody)
+		// The header's count bounds the decoding: a hostile body cannot
+		// make it allocate more than the count's worth (and the reader
+		// keeps the count under carry.MaxSamples).
+		blk, err := codec.DecodeRequest(rec.Body, carry.MaxDecodedBody, int(rec.Samples))
+		if err == nil && int64(blk.Samples()) != rec.Samples {
+			err = fmt.Errorf("it holds %d samples, its header says %d", blk.Samples(), rec.Samples)
+		}
 		if err != nil {
 			c.undecodable += rec.Samples
 			c.prog.printf("ferry: push: request %d: %v; skipped\n", c.seq, err)
@@ -256,6 +268,7 @@ func (c *carrySource) settle() {
 	c.accepted += accepted
 	c.refused += refused
 	c.tooOld += int64(st.Dropped[remotewrite.ReasonTooOld] - c.last.Dropped[remotewrite.ReasonTooOld])
+	c.duplicates += int64(st.Dropped[remotewrite.ReasonDuplicate] - c.last.Dropped[remotewrite.ReasonDuplicate])
 	if refused > 0 {
 		c.refusedRequests++
 		msg := fmt.Sprintf("ferry: push: request %d (%s samples, %s to %s) refused: %s\n",
@@ -275,8 +288,7 @@ func (c *carrySource) settle() {
 // it again.
 func (c *carrySource) settleIfDone() {
 	st := c.sender.Stats()
-	if st.SamplesSent != c.last.SamplesSent || st.Dropped[remotewrite.ReasonRejected] != c.last.Dropped[remotewrite.ReasonRejected] ||
-		st.Dropped[remotewrite.ReasonTooOld] != c.last.Dropped[remotewrite.ReasonTooOld] {
+	if st.SamplesSent != c.last.SamplesSent || !maps.Equal(st.Dropped, c.last.Dropped) {
 		c.settle()
 	}
 }
@@ -284,7 +296,7 @@ func (c *carrySource) settleIfDone() {
 // done counts the samples dealt with, whatever became of them.
 func (c *carrySource) done() int64 {
 	fs := c.r.Stats()
-	return c.accepted + c.refused + c.tooOld + c.undecodable + c.skipped + fs.DamagedSamples
+	return c.accepted + c.refused + c.duplicates + c.tooOld + c.undecodable + c.skipped + fs.DamagedSamples
 }
 
 func (c *carrySource) Ack(uint64) error           { return nil }
@@ -317,6 +329,9 @@ func (c *carrySource) report(interrupted bool, url string, stderr io.Writer) int
 	parts = append(parts, fmt.Sprintf("%s samples accepted by %s", group(c.accepted), url))
 	if c.refused > 0 {
 		parts = append(parts, fmt.Sprintf("%s refused by the receiver (%s)", group(c.refused), plural(c.refusedRequests, "request")))
+	}
+	if c.duplicates > 0 {
+		parts = append(parts, fmt.Sprintf("%s already there (sent again after an answer was lost, refused as duplicates)", group(c.duplicates)))
 	}
 	if c.tooOld > 0 {
 		parts = append(parts, fmt.Sprintf("%s dropped as older than --remote-write.max-sample-age", group(c.tooOld)))

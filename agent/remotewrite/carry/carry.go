@@ -31,6 +31,13 @@ const MaxBody = 16 << 20
 // WriteRequest.
 const MaxDecodedBody = 64 << 20
 
+// MaxSamples bounds a record's samples: above the largest buffer block
+// (the head's memory bound is 4 MiB at 16 bytes a sample), so that a
+// record is never too small for the agent's requests, and low enough that
+// decoding a record costs tens of MiB at most. A reader refuses a header
+// that claims more, and the decoder is held to what the header claims.
+const MaxSamples = 1 << 18
+
 var (
 	magic      = []byte("FERRYCAR")
 	recordSync = []byte{0xff, 'R', 'E', 'C'}
@@ -83,14 +90,17 @@ func NewWriter(w io.Writer) (*Writer, error) {
 }
 
 // Write appends one request. rec.Body is written before Write returns and
-// not kept. A record without samples or body, or over MaxBody, is refused
-// before anything is written.
+// not kept. A record without samples or body, over MaxBody or over
+// MaxSamples, is refused before anything is written.
 func (w *Writer) Write(rec Record) error {
 	if rec.Samples <= 0 || len(rec.Body) == 0 {
 		return fmt.Errorf("carry: a record needs samples and a body (%d samples, %d bytes)", rec.Samples, len(rec.Body))
 	}
 	if len(rec.Body) > MaxBody {
 		return fmt.Errorf("carry: a request of %d bytes is over the limit of %d; export fewer samples per request", len(rec.Body), MaxBody)
+	}
+	if rec.Samples > MaxSamples {
+		return fmt.Errorf("carry: a request of %d samples is over the limit of %d; export fewer samples per request", rec.Samples, MaxSamples)
 	}
 	if w.records == 0 || rec.MinT < w.minT {
 		w.minT = rec.MinT
@@ -182,6 +192,8 @@ func readFileHeader(r io.Reader) error {
 func (r *Reader) Stats() Stats { return r.stats }
 
 // Next returns the next intact record, skipping and counting damaged ones.
+// A record's Samples is at most MaxSamples; that its body holds as many is
+// for the decoder to check (codec.DecodeRequest, with rec.Samples).
 // The record's Body belongs to the Reader and is valid until the next call:
 // the caller must copy what it keeps. At the end mark it returns io.EOF; a
 // file that ends before it, ErrTruncated. Errors stick: every later call
@@ -216,6 +228,9 @@ func (r *Reader) next() (Record, error) {
 		if length > MaxBody {
 			// The header's checksum holds, so the writer meant it.
 			return Record{}, fmt.Errorf("carry file, byte %d: a request of %d bytes is over this ferry's limit of %d", r.off, length, MaxBody)
+		}
+		if length > 0 && rec.Samples > MaxSamples {
+			return Record{}, fmt.Errorf("carry file, byte %d: a request of %d samples is over this ferry's limit of %d", r.off, rec.Samples, MaxSamples)
 		}
 		r.discard(recordHeaderSize)
 		if cap(r.body) < int(length)+4 {

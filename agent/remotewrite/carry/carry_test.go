@@ -7,6 +7,8 @@ import (
 	"hash/crc32"
 	"io"
 	"testing"
+
+	"github.com/ferry-agent/ferry/agent/remotewrite/codec"
 )
 
 // testRecords are requests of varied sizes; their bodies are arbitrary
@@ -180,14 +182,27 @@ func TestEveryBitFlipCostsAtMostOneRecord(t *testing.T) {
 }
 
 func TestHostileLengthIsRefusedWithoutAllocating(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		length  uint32
+		samples uint64
+	}{
+		{"body length", 0xffffffff, 1},
+		{"sample count", 100, MaxSamples + 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testHostileHeader(t, tc.length, tc.samples) })
+	}
+}
+
+func testHostileHeader(t *testing.T, length uint32, samples uint64) {
 	var buf bytes.Buffer
 	if _, err := NewWriter(&buf); err != nil {
 		t.Fatal(err)
 	}
-	// A header whose checksum holds but whose length is past the limit.
+	// A header whose checksum holds but whose length or count is past the limit.
 	h := append([]byte(nil), recordSync...)
-	h = binary.LittleEndian.AppendUint32(h, 0xffffffff)
-	h = binary.LittleEndian.AppendUint64(h, 1)
+	h = binary.LittleEndian.AppendUint32(h, length)
+	h = binary.LittleEndian.AppendUint64(h, samples)
 	h = binary.LittleEndian.AppendUint64(h, 0)
 	h = binary.LittleEndian.AppendUint64(h, 0)
 	h = binary.LittleEndian.AppendUint32(h, crcOf(h))
@@ -223,7 +238,7 @@ func TestNotACarryFile(t *testing.T) {
 
 func TestWriterRefusesEmptyAndHugeRecords(t *testing.T) {
 	w, _ := NewWriter(io.Discard)
-	for _, rec := range []Record{{Samples: 0, Body: []byte{1}}, {Samples: 1}, {Samples: 1, Body: make([]byte, MaxBody+1)}} {
+	for _, rec := range []Record{{Samples: 0, Body: []byte{1}}, {Samples: 1}, {Samples: 1, Body: make([]byte, MaxBody+1)}, {Samples: MaxSamples + 1, Body: []byte{1}}} {
 		if err := w.Write(rec); err == nil {
 			t.Errorf("%d samples, %d bytes: accepted", rec.Samples, len(rec.Body))
 		}
@@ -250,10 +265,21 @@ func FuzzReader(f *testing.F) {
 			if err != nil {
 				break
 			}
-			if len(rec.Body) == 0 || len(rec.Body) > MaxBody || rec.Samples <= 0 {
+			if len(rec.Body) == 0 || len(rec.Body) > MaxBody || rec.Samples <= 0 || rec.Samples > MaxSamples {
 				t.Fatalf("record %d: %d samples, %d bytes", i, rec.Samples, len(rec.Body))
 			}
 			samples += rec.Samples
+			// What push does with a body: bounded by its header's count.
+			if blk, err := codec.DecodeRequest(rec.Body, 1<<20, int(rec.Samples)); err == nil {
+				if int64(blk.Samples()) > rec.Samples {
+					t.Fatalf("record %d: decoded %d samples, its header says %d", i, blk.Samples(), rec.Samples)
+				}
+				for _, s := range blk.Series {
+					if s.Labels.IsEmpty() || len(s.T) == 0 {
+						t.Fatalf("record %d: a series with %d labels and %d samples", i, s.Labels.Len(), len(s.T))
+					}
+				}
+			}
 		}
 		if st := r.Stats(); st.Samples != samples || st.SkippedBytes > int64(len(data)) {
 			t.Fatalf("stats %+v after %d samples in %d bytes", st, samples, len(data))

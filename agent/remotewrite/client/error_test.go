@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -53,6 +54,7 @@ func TestPostAnswers(t *testing.T) {
 		body       string
 		wantErr    string // "" for success
 		retry      bool
+		tooLarge   bool
 		retryAfter time.Duration
 		written    int
 	}{
@@ -63,12 +65,24 @@ func TestPostAnswers(t *testing.T) {
 		{code: 400, body: " out of order sample \n", wantErr: "400 Bad Request: out of order sample", written: -1},
 		{code: 400, header: map[string]string{"X-Prometheus-Remote-Write-Samples-Written": "3"}, wantErr: "400 Bad Request: ", written: 3},
 		{code: 415, header: map[string]string{"Retry-After": "5"}, wantErr: "415 Unsupported Media Type: ", written: -1}, // dropped: no wait
+		{code: 409, body: "conflict: out of order sample", wantErr: "409 Conflict: conflict: out of order sample", written: -1},
+		{code: 422, body: "bad labels", wantErr: "422 Unprocessable Entity: bad labels", written: -1},
+		{code: 413, body: "too big", wantErr: "413 Request Entity Too Large: too big (sending it in smaller parts)", tooLarge: true, written: -1},
+		// What the device or its network causes is retried, with a hint.
+		{code: 401, body: "token expired", wantErr: "401 Unauthorized: token expired (check the credentials (an expired token or password file?); retrying)", retry: true, written: -1},
+		{code: 403, wantErr: "403 Forbidden:  (check the credentials and the URL (a captive portal or proxy?); retrying)", retry: true, written: -1},
+		{code: 404, wantErr: "404 Not Found:  (check --remote-write.url (a captive portal or proxy?); retrying)", retry: true, written: -1},
+		{code: 407, wantErr: "407 Proxy Authentication Required:  (the proxy wants credentials (--remote-write.proxy-url user:password@); retrying)", retry: true, written: -1},
+		{code: 418, wantErr: "418 I'm a teapot: ", retry: true, written: -1},
+		// A 400 that is an HTML page is a portal or proxy, not the receiver.
+		{code: 400, header: map[string]string{"Content-Type": "text/html"}, body: "<p>log in</p>", wantErr: "400 Bad Request: (an HTML page: not the receiver's answer? retrying)", retry: true, written: -1},
+		{code: 400, body: "<!DOCTYPE html><html>portal</html>", wantErr: "400 Bad Request: (an HTML page: not the receiver's answer? retrying)", retry: true, written: -1},
 		{code: 408, wantErr: "408 Request Timeout: ", retry: true, written: -1},
 		{code: 429, header: map[string]string{"Retry-After": "5"}, wantErr: "429 Too Many Requests: ", retry: true, retryAfter: 5 * time.Second, written: -1},
 		{code: 503, body: "busy", wantErr: "503 Service Unavailable: busy", retry: true, written: -1},
 		{code: 302, header: map[string]string{"Location": "/elsewhere"}, wantErr: `302 Found to "/elsewhere": ferry does not follow redirects; set --remote-write.url to the final address`, retry: true, written: -1},
 	} {
-		t.Run(http.StatusText(tc.code), func(t *testing.T) {
+		t.Run(fmt.Sprint(tc.code, " ", tc.body), func(t *testing.T) {
 			var got http.Header
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				got = r.Header.Clone()
@@ -101,8 +115,8 @@ func TestPostAnswers(t *testing.T) {
 			if !errors.As(err, &e) {
 				t.Fatalf("err %v (%T), want an *Error", err, err)
 			}
-			if e.Error() != tc.wantErr || e.StatusCode != tc.code || e.Retry != tc.retry || e.RetryAfter != tc.retryAfter {
-				t.Errorf("got %q, code %d, retry %v, after %v; want %q, %d, %v, %v", e, e.StatusCode, e.Retry, e.RetryAfter, tc.wantErr, tc.code, tc.retry, tc.retryAfter)
+			if e.Error() != tc.wantErr || e.StatusCode != tc.code || e.Retry != tc.retry || e.RetryAfter != tc.retryAfter || e.TooLarge != tc.tooLarge {
+				t.Errorf("got %q, code %d, retry %v, too large %v, after %v; want %q, %d, %v, %v, %v", e, e.StatusCode, e.Retry, e.TooLarge, e.RetryAfter, tc.wantErr, tc.code, tc.retry, tc.tooLarge, tc.retryAfter)
 			}
 		})
 	}
@@ -124,5 +138,32 @@ func TestPostWithoutAnswer(t *testing.T) {
 	}
 	if e.Error() != e.Unwrap().Error() {
 		t.Errorf("Error() %q, want the transport's %q", e.Error(), e.Unwrap().Error())
+	}
+}
+
+// TestDuplicate: the refusals that say the receiver holds the samples (or
+// newer ones) already, as Prometheus, Mimir and Thanos word them; not
+// those of samples it never took (out of bounds, too old), nor retries.
+func TestDuplicate(t *testing.T) {
+	for _, tc := range []struct {
+		code int
+		body string
+		want bool
+	}{
+		{400, "out of order sample", true},
+		{400, "duplicate sample for timestamp", true},
+		{400, "duplicate sample for timestamp 1000; overrides not allowed: existing 1, new value 2", true},
+		{400, "the sample has been rejected because another sample with a more recent timestamp has already been ingested and out-of-order samples are not allowed (err-mimir-sample-out-of-order)", true},
+		{400, "err-mimir-sample-duplicate-timestamp", true},
+		{409, "store locally for endpoint x: add 1 samples: out of order sample", true},
+		{400, "out of bounds", false},
+		{400, "too old sample", false},
+		{400, "invalid labels", false},
+		{503, "out of order sample", false},
+	} {
+		e := answerError(&http.Response{StatusCode: tc.code, Status: fmt.Sprint(tc.code), Header: http.Header{}}, []byte(tc.body))
+		if got := e.Duplicate(); got != tc.want {
+			t.Errorf("%d %q: Duplicate() = %v, want %v", tc.code, tc.body, got, tc.want)
+		}
 	}
 }

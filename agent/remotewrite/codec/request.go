@@ -21,6 +21,11 @@ func EncodeRequest(blocks []buffer.Block) (body []byte, samples int) {
 	return Encode(series, Protocol1), n
 }
 
+// MaxLabelsPerSeries bounds the labels of one series DecodeRequest takes:
+// far above what any exporter writes, far below what a hostile body could
+// make a decoder allocate.
+const MaxLabelsPerSeries = 512
+
 // DecodeRequest reads a body as EncodeRequest makes it back into one block,
 // one series per TimeSeries, in the request's order, so that the sender
 // encodes it again into the same bytes. Label sets are sorted by name;
@@ -28,10 +33,13 @@ func EncodeRequest(blocks []buffer.Block) (body []byte, samples int) {
 // Series refs are their index in the request; Seq is left 0 for the caller.
 //
 // body is outside input (a carry file): any bytes give a block or an
-// error, never a panic, and the body decompresses to at most maxDecoded
-// bytes or it is an error, so that a hostile length cannot allocate more.
-// The block shares no memory with body.
-func DecodeRequest(body []byte, maxDecoded int) (buffer.Block, error) {
+// error, never a panic, and memory stays bounded by the limits, whatever
+// the body says: it decompresses to at most maxDecoded bytes, holds at most
+// maxSamples samples (the caller passes what the request claims to hold,
+// itself capped), and every series has a label, at most
+// MaxLabelsPerSeries of them, and a sample, or it is an error. The block
+// shares no memory with body; the caller owns it.
+func DecodeRequest(body []byte, maxDecoded, maxSamples int) (buffer.Block, error) {
 	n, err := snappy.DecodedLen(body)
 	if err != nil {
 		return buffer.Block{}, fmt.Errorf("request: %w", err)
@@ -45,15 +53,20 @@ func DecodeRequest(body []byte, maxDecoded int) (buffer.Block, error) {
 	}
 	var blk buffer.Block
 	var sb labels.ScratchBuilder
+	samples := 0
 	err = eachField(raw, func(key uint64, v []byte, _ uint64) error {
 		if key != keyTimeseries {
 			return nil
 		}
 		s := buffer.Series{Ref: uint32(len(blk.Series))}
 		sb.Reset()
+		nlabels := 0
 		err := eachField(v, func(key uint64, v []byte, _ uint64) error {
 			switch key {
 			case keyLabels:
+				if nlabels++; nlabels > MaxLabelsPerSeries {
+					return fmt.Errorf("series %d: more than %d labels", len(blk.Series), MaxLabelsPerSeries)
+				}
 				var name, value string
 				err := eachField(v, func(key uint64, v []byte, _ uint64) error {
 					switch key {
@@ -67,6 +80,9 @@ func DecodeRequest(body []byte, maxDecoded int) (buffer.Block, error) {
 				sb.Add(name, value)
 				return err
 			case keySamples:
+				if samples++; samples > maxSamples {
+					return fmt.Errorf("more than the %d samples it may hold", maxSamples)
+				}
 				var t int64
 				var val float64
 				err := eachField(v, func(key uint64, v []byte, x uint64) error {
@@ -85,6 +101,9 @@ func DecodeRequest(body []byte, maxDecoded int) (buffer.Block, error) {
 		})
 		if err != nil {
 			return err
+		}
+		if nlabels == 0 || len(s.T) == 0 {
+			return fmt.Errorf("series %d: %d labels, %d samples: a series needs both", len(blk.Series), nlabels, len(s.T))
 		}
 		sb.Sort()
 		s.Labels = sb.Labels()

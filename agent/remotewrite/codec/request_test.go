@@ -2,7 +2,9 @@ package codec
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -16,7 +18,7 @@ import (
 
 func TestDecodeRequestRoundTrip(t *testing.T) {
 	body, _ := EncodeRequest(codectest.Blocks())
-	blk, err := DecodeRequest(body, 1<<20)
+	blk, err := DecodeRequest(body, 1<<20, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +57,7 @@ func TestDecodeRequestFromPrompb(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blk, err := DecodeRequest(snappy.Encode(nil, raw), 1<<20)
+	blk, err := DecodeRequest(snappy.Encode(nil, raw), 1<<20, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,15 +71,67 @@ func TestDecodeRequestRefusesBadInput(t *testing.T) {
 	good, _ := EncodeRequest(codectest.Blocks())
 	raw, _ := snappy.Decode(nil, good)
 	for name, body := range map[string][]byte{
-		"not snappy":          []byte("\xff\xff\xff\xff\xff\xff"),
-		"over the limit":      snappy.Encode(nil, make([]byte, 4096)),
-		"protobuf cut short":  snappy.Encode(nil, raw[:len(raw)-3]),
-		"length past the end": snappy.Encode(nil, []byte{keyTimeseries, 0x7f, 1}),
-		"group wire type":     snappy.Encode(nil, []byte{1<<3 | 3}),
+		"not snappy":             []byte("\xff\xff\xff\xff\xff\xff"),
+		"over the limit":         snappy.Encode(nil, make([]byte, 4096)),
+		"protobuf cut short":     snappy.Encode(nil, raw[:len(raw)-3]),
+		"length past the end":    snappy.Encode(nil, []byte{keyTimeseries, 0x7f, 1}),
+		"group wire type":        snappy.Encode(nil, []byte{1<<3 | 3}),
+		"empty series":           snappy.Encode(nil, []byte{keyTimeseries, 0}),
+		"series without labels":  snappy.Encode(nil, []byte{keyTimeseries, 13, keySamples, 11, keySampleVal, 0, 0, 0, 0, 0, 0, 0, 0, keySampleTS, 1}),
+		"series without samples": snappy.Encode(nil, []byte{keyTimeseries, 7, keyLabels, 5, keyName, 1, 'a', keyValue, 0}),
+		"more samples than said": good,
 	} {
-		if _, err := DecodeRequest(body, 1024); err == nil {
+		_, err := DecodeRequest(body, 1024, 5) // good holds 6
+		if err == nil {
 			t.Errorf("%s: no error", name)
 		}
+		t.Logf("%s: %v", name, err)
+	}
+}
+
+// hostileBody is a request of n empty TimeSeries (two bytes each), which
+// snappy compresses to almost nothing: a 3 MB carry file of such records
+// once made "ferry push" allocate 9.5 GB.
+func hostileBody(n int) []byte {
+	raw := make([]byte, 2*n)
+	for i := 0; i < len(raw); i += 2 {
+		raw[i] = keyTimeseries
+	}
+	return snappy.Encode(nil, raw)
+}
+
+// TestDecodeRequestMemoryIsBounded: whatever the body, decoding allocates
+// little more than the body decompressed: empty series, series with too
+// many labels, more samples than the request says it holds are refused
+// as they come, not after they are built.
+func TestDecodeRequestMemoryIsBounded(t *testing.T) {
+	const decoded = 8 << 20
+	manyLabels := []byte{}
+	for len(manyLabels) < decoded-16 {
+		manyLabels = append(manyLabels, keyLabels, 4, keyName, 0, keyValue, 0)
+	}
+	manyLabels = append(binary.AppendUvarint([]byte{keyTimeseries}, uint64(len(manyLabels))), manyLabels...)
+	oneSample := []byte{keyTimeseries, 19, keyLabels, 4, keyName, 0, keyValue, 0, keySamples, 11, keySampleVal, 0, 0, 0, 0, 0, 0, 0, 0, keySampleTS, 1}
+	manySamples := bytes.Repeat(oneSample, (decoded-16)/len(oneSample))
+	for name, body := range map[string][]byte{
+		"empty series": hostileBody(decoded / 2),
+		"many labels":  snappy.Encode(nil, manyLabels),
+		"many samples": snappy.Encode(nil, manySamples),
+	} {
+		t.Run(name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			_, err := DecodeRequest(body, decoded, 1000)
+			runtime.ReadMemStats(&after)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			// The body decompressed, and some change.
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 2*decoded {
+				t.Fatalf("decoding %d bytes (%d decompressed) allocated %d bytes: %v", len(body), decoded, alloc, err)
+			}
+		})
 	}
 }
 
@@ -91,8 +145,9 @@ func FuzzDecodeRequest(f *testing.F) {
 	raw, _ := snappy.Decode(nil, good)
 	f.Add(snappy.Encode(nil, raw[:len(raw)/2]))
 	f.Add([]byte{})
+	f.Add(hostileBody(1000))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		blk, err := DecodeRequest(body, 1<<20)
+		blk, err := DecodeRequest(body, 1<<20, 1<<16)
 		if err != nil {
 			return
 		}
@@ -101,7 +156,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		if n != blk.Samples() {
 			t.Fatalf("encoded %d samples of %d", n, blk.Samples())
 		}
-		blk2, err := DecodeRequest(again, 1<<21)
+		blk2, err := DecodeRequest(again, 1<<21, n)
 		if err != nil {
 			t.Fatalf("re-encoded request does not decode: %v", err)
 		}

@@ -1,0 +1,184 @@
+package remotewrite
+
+import (
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/ferry-agent/ferry/buffer"
+)
+
+// tsdbReceiver answers as a Prometheus without an out-of-order window: a
+// request with a sample older than the newest of its series, or at its
+// time with another value, is refused whole with 400 "out of order sample"
+// and nothing of it is written; an identical sample at the newest time is
+// taken. lostAnswers requests are written and then answered 502, as when
+// the answer is lost on the way back.
+type tsdbReceiver struct {
+	*receiver
+	mu          sync.Mutex
+	newest      map[string]prompb.Sample
+	written     int
+	lostAnswers int
+}
+
+func newTSDBReceiver(t *testing.T, lostAnswers int) *tsdbReceiver {
+	r := &tsdbReceiver{newest: map[string]prompb.Sample{}, lostAnswers: lostAnswers}
+	r.receiver = newReceiver(t, func(n int, w http.ResponseWriter) {
+		wr := r.receiver.requests()[n].wr
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, ts := range wr.Timeseries {
+			last, ok := r.newest[seriesKey(ts)]
+			for _, s := range ts.Samples {
+				if ok && (s.Timestamp < last.Timestamp || s.Timestamp == last.Timestamp && s.Value != last.Value) {
+					http.Error(w, "out of order sample", http.StatusBadRequest)
+					return
+				}
+				last, ok = s, true
+			}
+		}
+		for _, ts := range wr.Timeseries {
+			for _, s := range ts.Samples {
+				if last, ok := r.newest[seriesKey(ts)]; !ok || s.Timestamp > last.Timestamp {
+					r.newest[seriesKey(ts)] = s
+					r.written++
+				}
+			}
+		}
+		if r.lostAnswers > 0 {
+			r.lostAnswers--
+			status(http.StatusBadGateway)(w)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return r
+}
+
+func seriesKey(ts prompb.TimeSeries) string {
+	k := ""
+	for _, l := range ts.Labels {
+		k += l.Name + "=" + l.Value + ","
+	}
+	return k
+}
+
+// preload writes samples into the receiver, as an earlier run did.
+func (r *tsdbReceiver) preload(blocks ...buffer.Block) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, b := range blocks {
+		for _, s := range b.Series {
+			var ts prompb.TimeSeries
+			s.Labels.Range(func(l labels.Label) { ts.Labels = append(ts.Labels, prompb.Label{Name: l.Name, Value: l.Value}) })
+			r.newest[seriesKey(ts)] = prompb.Sample{Timestamp: s.T[len(s.T)-1], Value: s.V[len(s.V)-1]}
+			r.written += len(s.T)
+		}
+	}
+}
+
+// TestSendCountsResentSamplesAsDuplicate: after a crash, blocks delivered
+// and not yet deleted are sent again; the receiver refuses them as out of
+// order. They count as duplicate, not rejected, and the new samples that
+// share a request with them are sent apart and arrive.
+func TestSendCountsResentSamplesAsDuplicate(t *testing.T) {
+	start0 := time.Now()
+	old := start0.Add(-time.Minute).UnixMilli() // collected by the earlier run
+	sent := []buffer.Block{
+		{Seq: 1, Series: []buffer.Series{series(1, lblA, old, old+1000), series(2, lblB, old)}},
+		{Seq: 2, Series: []buffer.Series{series(1, lblA, old+2000)}},
+	}
+	notSent := []buffer.Block{
+		{Seq: 3, Series: []buffer.Series{series(1, lblA, old+3000), series(2, lblB, old+3000)}}, // old too, but never delivered
+	}
+	fresh := []buffer.Block{
+		{Seq: 4, Series: []buffer.Series{series(1, lblA, start0.UnixMilli()+1000)}},
+	}
+	rcv := newTSDBReceiver(t, 0)
+	rcv.preload(sent...)
+	src := newFakeSource(append(append(append([]buffer.Block(nil), sent...), notSent...), fresh...)...)
+	cfg := testConfig(rcv.srv.URL, 1000) // all in one request
+	cfg.SentBefore = start0
+	s := newSender(cfg, src)
+	start(t, s)
+	for src.waitAck(t) != 4 {
+	}
+	st := s.Stats()
+	if st.Dropped[ReasonRejected] != 0 {
+		t.Errorf("Dropped %v: resent samples counted as rejected", st.Dropped)
+	}
+	// The request mixes all four blocks: refused; the samples from before
+	// the start go apart (refused again: 6 duplicates, the never-delivered
+	// ones with them: the limit of what ferry can know), the fresh one
+	// arrives.
+	if st.Dropped[ReasonDuplicate] != 6 || st.SamplesSent != 1 {
+		t.Errorf("stats %+v: want 6 duplicates, 1 sent", st)
+	}
+	if n := len(rcv.requests()); n != 3 {
+		t.Errorf("%d requests, want 3 (all, the old part, the fresh part)", n)
+	}
+}
+
+// The same refusal of samples ferry never sent (nothing before, no lost
+// answer: ferry push, or samples collected since the start) is a
+// rejection: another writer has newer samples of the series.
+func TestSendCountsOutOfOrderOfNewSamplesAsRejected(t *testing.T) {
+	now := time.Now().UnixMilli()
+	rcv := newTSDBReceiver(t, 0)
+	rcv.preload(buffer.Block{Series: []buffer.Series{series(1, lblA, now+5000)}}) // someone else's
+	src := newFakeSource(buffer.Block{Seq: 1, Series: []buffer.Series{series(1, lblA, now, now+1000)}})
+	cfg := testConfig(rcv.srv.URL, 1000)
+	cfg.SentBefore = time.UnixMilli(now - 1000)
+	s := newSender(cfg, src)
+	start(t, s)
+	src.waitAck(t)
+	if st := s.Stats(); st.Dropped[ReasonRejected] != 2 || st.Dropped[ReasonDuplicate] != 0 {
+		t.Errorf("Dropped %v: want 2 rejected", st.Dropped)
+	}
+}
+
+// TestSendCountsLostAnswersAsDuplicate: the receiver writes a request and
+// its answer is lost (502 from a proxy); sent again, the samples are
+// refused as out of order: duplicates, not rejections, with nothing sent
+// before the start.
+func TestSendCountsLostAnswersAsDuplicate(t *testing.T) {
+	rcv := newTSDBReceiver(t, 1)
+	src := newFakeSource(
+		buffer.Block{Seq: 1, Series: []buffer.Series{series(1, lblA, 1000, 2000), series(2, lblB, 1000)}},
+	)
+	s := newSender(testConfig(rcv.srv.URL, 1000), src)
+	start(t, s)
+	src.waitAck(t)
+	// The probe after the failure carries the oldest sample, refused; the
+	// rest go again and are taken: identical to the newest of their
+	// series, as Prometheus takes them.
+	st := s.Stats()
+	if st.Dropped[ReasonRejected] != 0 || st.Dropped[ReasonDuplicate] != 1 || st.SamplesSent != 2 || st.RequestsFailed != 1 {
+		t.Errorf("stats %+v: want 1 duplicate, 2 sent (again), after one failure", st)
+	}
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	if rcv.written != 3 {
+		t.Errorf("the receiver wrote %d samples, want 3", rcv.written)
+	}
+}
+
+// Samples too old for the receiver ("out of bounds", "too old sample")
+// never reached it: rejected, whenever they were collected.
+func TestSendCountsOutOfBoundsAsRejected(t *testing.T) {
+	src := newFakeSource(buffer.Block{Seq: 1, Series: []buffer.Series{series(1, lblA, 1000)}})
+	rcv := newReceiver(t, answers(func(w http.ResponseWriter) { http.Error(w, "out of bounds", http.StatusBadRequest) }))
+	cfg := testConfig(rcv.srv.URL, 1000)
+	cfg.SentBefore = time.Now()
+	s := newSender(cfg, src)
+	start(t, s)
+	src.waitAck(t)
+	if st := s.Stats(); st.Dropped[ReasonRejected] != 1 || st.Dropped[ReasonDuplicate] != 0 {
+		t.Errorf("Dropped %v: want 1 rejected", st.Dropped)
+	}
+}
