@@ -158,7 +158,7 @@ func (r *countingReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "down", http.StatusServiceUnavailable)
 		return
 	}
-	blk, derr := codec.DecodeRequest(body, 256<<20)
+	blk, derr := codec.DecodeRequest(body, 256<<20, 1<<20)
 	if err != nil || derr != nil {
 		http.Error(w, fmt.Sprint(err, derr), http.StatusBadRequest)
 		return
