@@ -762,7 +762,7 @@ func (b *Buffer) Stats() Stats {
 	st := Stats{
 		Blocks:       len(b.blocks),
 		HeadSamples:  b.headSamples,
-		LiveSamples:  liveSamples(b.live),
+		LiveSamples:  samplesIn(b.live),
 		HeadOldestT:  b.headOldestLocked(),
 		Series:       len(b.series.byRef),
 		FileBytes:    fileBytes,

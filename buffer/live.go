@@ -135,14 +135,6 @@ func (b *Buffer) headOldestLocked() int64 {
 	return oldest
 }
 
-func liveSamples(live []seriesData) int {
-	n := 0
-	for _, s := range live {
-		n += len(s.ts)
-	}
-	return n
-}
-
 // signal wakes one waiter on a channel of capacity one, without blocking.
 func signal(c chan struct{}) {
 	select {
