@@ -39,7 +39,8 @@ var (
 	bufferNewestDesc   = collectors.NewDesc("ferry_buffer_newest_timestamp_seconds", "Timestamp of the newest buffered sample; 0 when empty.", collectors.Gauge)
 	backlogAgeDesc     = collectors.NewDesc("ferry_buffer_backlog_age_seconds", "How far behind the sender is: now minus the oldest sample not yet delivered, committed or in memory; 0 when caught up.", collectors.Gauge)
 	bufferDroppedDesc  = collectors.NewDesc("ferry_buffer_dropped_samples_total", "Samples the buffer dropped, by reason.", collectors.Counter, "reason")
-	bufferAsideDesc    = collectors.NewDesc("ferry_buffer_files_moved_aside_total", "Unreadable buffer files moved aside for a fresh one.", collectors.Counter)
+	bufferAsideDesc    = collectors.NewDesc("ferry_buffer_files_moved_aside_total", "Damaged buffer files moved aside for a fresh one holding what could be salvaged.", collectors.Counter)
+	bufferAsideDelDesc = collectors.NewDesc("ferry_buffer_aside_files_deleted_total", "Moved-aside buffer files deleted: one is kept, and only while it fits in the cap.", collectors.Counter)
 	commitErrorsDesc   = collectors.NewDesc("ferry_buffer_commit_errors_total", "Commits to the buffer that failed (the block is kept in memory and retried).", collectors.Counter)
 
 	sentDesc        = collectors.NewDesc("ferry_remote_write_samples_sent_total", "Samples the receiver acknowledged.", collectors.Counter)
@@ -140,6 +141,7 @@ func (a *Agent) gather(c *collectors.Collection, snap *web.Snapshot, now time.Ti
 		s.Drops = append(s.Drops, web.Drop{Where: "buffer", Reason: r, Count: fig(bufferDroppedDesc, float64(st.Dropped[r]), r)})
 	}
 	c.Add(bufferAsideDesc, float64(st.FilesMovedAside))
+	c.Add(bufferAsideDelDesc, float64(st.FilesDeleted))
 	c.Add(commitErrorsDesc, float64(a.commitErrors.Load()))
 
 	var rw remotewrite.Stats

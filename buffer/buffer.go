@@ -132,8 +132,16 @@ type Stats struct {
 	FirstSeq    uint64            // the oldest block waiting; 0 when empty
 	Dropped     map[string]uint64 // samples, by reason
 
-	// FilesMovedAside counts unreadable files replaced by a fresh buffer.
+	// FilesMovedAside counts damaged files that Open replaced with a fresh
+	// one, holding what could be salvaged from them (FORMAT.md).
 	FilesMovedAside int
+	// FilesDeleted counts moved-aside files deleted since Open: at most
+	// one is kept, and only while it fits in the cap beside the buffer.
+	FilesDeleted int
+	// AsideBytes is the size of the moved-aside file kept, 0 if none. It is
+	// part of the cap: the buffer's file may use that much less until the
+	// room is needed and the file is deleted.
+	AsideBytes int64
 }
 
 type blockInfo struct {
@@ -193,6 +201,9 @@ type Buffer struct {
 	capLog capLog // cap.go
 
 	filesMovedAside int
+	filesDeleted    int    // moved-aside files deleted
+	aside           string // the moved-aside file kept, whose bytes are the cap's
+	asideBytes      int64
 }
 
 // ErrInUse is returned by Open, after waiting a second, when another Buffer
@@ -209,13 +220,21 @@ var ErrTooLarge = errors.New("buffer cap too large")
 const MaxSize32 = 512 << 20
 
 // Open opens or creates the buffer in opts.Dir and holds the file's lock
-// until Close. A file that bbolt cannot read, or whose layout or series
-// dictionary is damaged, is moved aside with a timestamp (counted in
-// Stats.FilesMovedAside), and a fresh buffer starts: a corrupt file must
-// never keep ferry from running. Every other failure keeps the file and is
-// returned: ErrInUse, ErrTooLarge, I/O or no space, a format version this
-// ferry does not read, or a corrupt file that cannot be moved aside. A
-// damaged block is not a failure: it is logged, and dropped when read.
+// until Close. A file whose bbolt structure, layout or series dictionary is
+// damaged (or whose opening crashed the process twice in a row) is never
+// handed to bbolt for writing: the blocks and series that still decode are
+// copied into a fresh file, which takes its place, and the damaged file is
+// moved aside with a timestamp (counted in Stats.FilesMovedAside; blocks
+// that no longer decode are counted as dropped, corrupt, where their
+// header tells their samples); a corrupt file must never keep ferry from
+// running, nor cost more than what the damage reached. At most one
+// moved-aside file is kept, and only while it fits in the cap beside the
+// buffer (Stats.AsideBytes); others are deleted (Stats.FilesDeleted).
+// Every other failure keeps the file and is returned: ErrInUse,
+// ErrTooLarge, I/O or no space, a format version this ferry does not read,
+// or a corrupt file that cannot be moved aside. A damaged block is not a
+// failure: it is logged, and dropped when read. A read-only Open returns
+// the damage as an error and changes nothing.
 func Open(opts Options) (*Buffer, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -246,24 +265,27 @@ func Open(opts Options) (*Buffer, error) {
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("buffer directory: %w", err)
 	}
+	b.finishSalvage()
 	err := b.guardedOpen()
-	if err == nil {
-		return b, b.startJournal()
+	// A damaged file is replaced by what can be salvaged from it; should
+	// that fail to open too, by an empty one.
+	for _, salvage := range []bool{true, false} {
+		if err == nil || !isCorruption(err) {
+			break
+		}
+		if rerr := b.replaceDamaged(err, salvage); rerr != nil {
+			return nil, rerr
+		}
+		err = b.guardedOpen()
 	}
-	if !isCorruption(err) {
+	if err != nil {
 		_ = os.Remove(b.path + openingMarkerSuffix) // the file is not the problem
+		if b.db != nil {
+			_ = b.db.Close()
+		}
 		return nil, err
 	}
-	aside := fmt.Sprintf("%s.corrupt-%s", b.path, time.Now().UTC().Format("20060102T150405Z"))
-	b.log.Error("buffer file unreadable; moving it aside and starting empty", "file", b.path, "moved_to", aside, "err", err)
-	if rerr := os.Rename(b.path, aside); rerr != nil {
-		return nil, fmt.Errorf("buffer file %s is corrupt (%v) and cannot be moved aside: %w", b.path, err, rerr)
-	}
-	b.filesMovedAside++
-	_ = os.Remove(b.path + openingMarkerSuffix)
-	if err := b.guardedOpen(); err != nil {
-		return nil, err
-	}
+	b.settleAside()
 	return b, b.startJournal()
 }
 
@@ -327,7 +349,14 @@ func (b *Buffer) openAndLoad(readOnly bool) (err error) {
 		return err
 	}
 	b.db = db
-	if !readOnly {
+	if readOnly {
+		// Before bbolt reads a page: see verify.go.
+		if err := verifyGuarded(b.path); err != nil {
+			_ = db.Close()
+			b.db = nil
+			return err
+		}
+	} else {
 		// bbolt's default growth step of 16 MiB would break a small cap at once.
 		b.limitGrowth(int64(commitOverheadPages) * pageSize)
 		if err := db.Update(initBuckets); err != nil {
@@ -774,6 +803,8 @@ func (b *Buffer) Stats() Stats {
 		Dropped:      maps.Clone(b.dropped),
 
 		FilesMovedAside: b.filesMovedAside,
+		FilesDeleted:    b.filesDeleted,
+		AsideBytes:      b.asideBytes,
 	}
 	for i, bi := range b.blocks {
 		st.Samples += bi.samples

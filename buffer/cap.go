@@ -57,6 +57,7 @@ var commitMargin = 16 * pageSize
 func (b *Buffer) writePending(newSeries map[uint32][]byte, keep map[uint32]bool) error {
 	need := b.commitNeed(newSeries)
 	margin := commitMargin
+	b.releaseAside(2*need + margin) // a moved-aside file goes before data does
 
 	room := b.room()
 	if b.thin {

@@ -24,11 +24,13 @@ run() { # GOARCH GOARM QEMU PACKAGE...
 		go test -count=1 $short -exec "$qemu" "$@"
 }
 
-# CROSS_ARCHS picks the targets: arm (GOARM=7) and arm64 by default.
+# CROSS_ARCHS picks the targets: arm (GOARM=7) and arm64 by default; mips
+# (big-endian, GOMIPS=softfloat) on request.
 for a in ${CROSS_ARCHS:-arm arm64}; do
 	case "$a" in
 	arm) run arm 7 qemu-arm-static "$@" ;;
 	arm64) run arm64 "" qemu-aarch64-static "$@" ;;
+	mips) GOMIPS=softfloat run mips "" qemu-mips-static "$@" ;; # big-endian
 	*) echo "test-cross: unknown architecture $a" >&2; exit 2 ;;
 	esac
 done
