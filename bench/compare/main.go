@@ -1,9 +1,11 @@
 // Command compare runs ferry, vmagent and Prometheus in agent mode side by
-// side through the same scenarios (steady, receiver outage, kill -9 during
-// an outage), against the same targets, each agent with its own
-// VictoriaMetrics receiver behind a counting proxy, and writes the figures
-// as markdown.
+// side, each at its defaults, through the same scenarios (steady, receiver
+// outage, kill -9 during an outage), against the same targets, each agent
+// with its own VictoriaMetrics receiver behind a counting proxy, once per
+// workload (the typical device, a heavy one), and writes the figures and
+// ferry's aims as markdown.
 //
+//	scripts/build-peers.sh    # the pinned peers into .tools/peers/, once
 //	go run ./bench/compare -ferry bin/ferry -out bench/RESULTS-compare.md
 //
 // Everything listens on 127.0.0.1; every process it starts is ended at the
