@@ -70,7 +70,11 @@ func atLeast(limit float64, unit string) func(*results, map[string]float64) (boo
 		if f >= limit {
 			return true, fmt.Sprintf("met: %s%s ≥ %g%s", short(f), unit, limit, unit)
 		}
-		return false, fmt.Sprintf("missed by %s%s (%s%s < %g%s)", short(limit-f), unit, short(f), unit, limit, unit)
+		by := short(limit-f) + unit
+		if unit == "%" {
+			by = short(limit-f) + " points"
+		}
+		return false, fmt.Sprintf("missed by %s (%s%s < %g%s)", by, short(f), unit, limit, unit)
 	}
 }
 

@@ -9,22 +9,28 @@ import (
 // deliveries tells, for one agent, how much of each scrape of the synthetic
 // target its receiver had accepted at any moment: the scrapes are the
 // moments the harness served the target to the agent, the arrivals what its
-// proxy accepted of job="synth", by sample timestamp. A sample belongs to
-// the scrape served nearest to its timestamp, within half an interval (every
-// agent stamps a scrape's samples with the moment it started it).
+// proxy accepted of job="synth", by sample timestamp. Every agent stamps a
+// scrape's samples with the moment it started it, before its request
+// reaches the target, by as much as its own delays (seconds, on a busy
+// machine): a sample belongs to the first scrape served at or after its
+// timestamp less a little slack, if that is within one interval.
 type deliveries struct {
 	scrapes   []time.Time // in order
 	perScrape int64       // samples in one scrape: the target's series
 	arrivals  []arrival   // in the order accepted
-	tolerance time.Duration
+	interval  time.Duration
 }
+
+// stampSlack is how much later than the moment the target served it an
+// agent may stamp a scrape (one that stamps when the response is in).
+const stampSlack = 500 * time.Millisecond
 
 func (r *results) deliveries(agent string) deliveries {
 	return deliveries{
 		scrapes:   r.synth.scrapeTimes(agent),
 		perScrape: int64(r.synth.series),
 		arrivals:  r.agents[agent].proxy.takeArrivals(),
-		tolerance: r.cfg.interval / 2,
+		interval:  r.cfg.interval,
 	}
 }
 
@@ -32,17 +38,11 @@ func (r *results) deliveries(agent string) deliveries {
 // belongs to, or -1.
 func (d deliveries) scrapeOf(ts int64) int {
 	t := time.UnixMilli(ts)
-	i, _ := slices.BinarySearchFunc(d.scrapes, t, func(s, t time.Time) int { return s.Compare(t) })
-	best, bestDist := -1, d.tolerance+1
-	for _, j := range []int{i - 1, i} {
-		if j < 0 || j >= len(d.scrapes) {
-			continue
-		}
-		if dist := d.scrapes[j].Sub(t).Abs(); dist < bestDist {
-			best, bestDist = j, dist
-		}
+	i, _ := slices.BinarySearchFunc(d.scrapes, t.Add(-stampSlack), func(s, t time.Time) int { return s.Compare(t) })
+	if i == len(d.scrapes) || d.scrapes[i].Sub(t) >= d.interval-stampSlack {
+		return -1
 	}
-	return best
+	return i
 }
 
 // window returns the indexes [lo, hi) of the scrapes served in [from, to).

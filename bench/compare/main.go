@@ -498,7 +498,7 @@ func runWorkload(c config, wl workload, env [][2]string) (r *results, err error)
 	// as soon as every receiver holds what its agent scraped since the link
 	// last came back, at most -settle.
 	logf("settle: until every receiver holds what was scraped since the link came back, at most %s", c.settle)
-	r.drain("settle", "link up; ends when every receiver holds every sample of the synthetic target scraped since the link last came back, or after -settle", false,
+	r.drain("settle", "link up; ends when every receiver holds every sample of the synthetic target scraped since the link last came back, or after -settle; what was scraped in this phase is not waited for, so its completeness may be short", false,
 		func(string) time.Time { return upAt }, c.settle, s, phase)
 	r.wholeRun()
 	if err := r.finalCheck(); err != nil {
