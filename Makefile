@@ -42,9 +42,9 @@ help:
 	@echo "make cross       static binaries for linux amd64, arm64, armv7, armv6; prints stripped sizes"
 	@echo "make size        the stripped armv7 binary against its 10 MiB budget"
 	@echo "make lint        gofmt and go vet"
-	@echo "make bench       bench-go, then bench-compare (~25 min; the first time ~8 min more to build the peers)"
+	@echo "make bench       bench-go, then bench-compare (~22 min; the first time ~8 min more to build the peers)"
 	@echo "make bench-go    Go benchmarks: buffer bytes per sample, hot paths with allocations"
-	@echo "make bench-compare  ferry vs vmagent and Prometheus 3 agent mode, side by side, two workloads (~22 min; bench/RESULTS-compare.md)"
+	@echo "make bench-compare  ferry vs vmagent and Prometheus 3 agent mode, side by side, two workloads (~20 min; bench/RESULTS-compare.md)"
 	@echo "make peers       build the pinned vmagent and Prometheus that bench-compare runs into .tools/peers/ (once)"
 	@echo "make fuzz        every fuzz target for FUZZTIME each (default 1m)"
 	@echo "make powercut    20 power cuts under ferry in a VM per sync policy, 1m and FLASH_SYNC (~13 min; not in make test)"
@@ -125,7 +125,7 @@ lint:
 	$(GO) vet ./...
 
 # The Go benchmarks (buffer bytes per sample, hot paths with allocations),
-# then the side-by-side run of the agents: ~25 min in all.
+# then the side-by-side run of the agents: ~22 min in all.
 bench: bench-go bench-compare
 
 bench-go:
@@ -144,7 +144,7 @@ peers:
 # ferry, vmagent and Prometheus 3 in agent mode side by side, each at its
 # defaults, in one run on this machine for each workload, one after the
 # other: the typical device (1k series and node_exporter every 15 s), then a
-# heavy one (10k every 5 s). ~22 min on 2 cores.
+# heavy one (10k every 5 s). ~20 min on 2 cores.
 bench-compare: build peers
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build $(GCFLAGS) -tags $(TAGS) -trimpath -ldflags '$(ARM_LDFLAGS)' -o $(BIN)/ferry-linux-armv7 ./cmd/ferry
 	$(GO) run ./bench/compare -ferry $(BIN)/ferry -ferry-armv7 $(BIN)/ferry-linux-armv7 \
