@@ -30,7 +30,7 @@ REMOTE_WRITE_URL ?=
 # Cross targets: GOOS/GOARCH[/GOARM]
 CROSS    := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6
 
-.PHONY: help build run test test-cross test-cross-full test-fleet test-packaging test-release size cross lint bench bench-go bench-compare fuzz clean
+.PHONY: help build run test test-cross test-cross-full test-fleet test-packaging test-release size cross lint bench bench-go bench-compare peers fuzz clean
 
 help:
 	@echo "make build       build bin/ferry for this machine"
@@ -42,9 +42,10 @@ help:
 	@echo "make cross       static binaries for linux amd64, arm64, armv7, armv6; prints stripped sizes"
 	@echo "make size        the stripped armv7 binary against its 10 MiB budget"
 	@echo "make lint        gofmt and go vet"
-	@echo "make bench       bench-go, then bench-compare (~12 min)"
+	@echo "make bench       bench-go, then bench-compare (~22 min; the first time ~8 min more to build the peers)"
 	@echo "make bench-go    Go benchmarks: buffer bytes per sample, hot paths with allocations"
-	@echo "make bench-compare  ferry vs vmagent and Prometheus agent mode, side by side (~10 min; bench/RESULTS-compare.md)"
+	@echo "make bench-compare  ferry vs vmagent and Prometheus 3 agent mode, side by side, two workloads (~20 min; bench/RESULTS-compare.md)"
+	@echo "make peers       build the pinned vmagent and Prometheus that bench-compare runs into .tools/peers/ (once)"
 	@echo "make fuzz        every fuzz target for FUZZTIME each (default 1m)"
 	@echo "make powercut    20 power cuts under ferry in a VM per sync policy, 1m and FLASH_SYNC (~13 min; not in make test)"
 
@@ -124,7 +125,7 @@ lint:
 	$(GO) vet ./...
 
 # The Go benchmarks (buffer bytes per sample, hot paths with allocations),
-# then the side-by-side run of the agents: ~12 min in all.
+# then the side-by-side run of the agents: ~22 min in all.
 bench: bench-go bench-compare
 
 bench-go:
@@ -132,11 +133,22 @@ bench-go:
 	$(GO) test -run '^$$' -bench 'ParseScrapeBody|BufferAppend|HostCollection' -benchmem ./bench/
 	$(GO) test -run '^$$' -bench 'EncodeWriteRequest' -benchmem ./agent/remotewrite/codec/
 
-# ferry, vmagent and Prometheus agent mode (Debian's) side by side, in one
-# run on this machine: ~10 min on 2 cores.
-bench-compare: build
+# The peers as users pick them today, at pinned versions, built from the Go
+# module proxy into .tools/peers/ when not there yet (~8 min the first time).
+# The versions are pinned in the script.
+VMAGENT    := $(shell scripts/build-peers.sh --print vmagent)
+PROMETHEUS := $(shell scripts/build-peers.sh --print prometheus)
+peers:
+	GO=$(GO) scripts/build-peers.sh
+
+# ferry, vmagent and Prometheus 3 in agent mode side by side, each at its
+# defaults, in one run on this machine for each workload, one after the
+# other: the typical device (1k series and node_exporter every 15 s), then a
+# heavy one (10k every 5 s). ~20 min on 2 cores.
+bench-compare: build peers
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build $(GCFLAGS) -tags $(TAGS) -trimpath -ldflags '$(ARM_LDFLAGS)' -o $(BIN)/ferry-linux-armv7 ./cmd/ferry
-	$(GO) run ./bench/compare -ferry $(BIN)/ferry -ferry-armv7 $(BIN)/ferry-linux-armv7 -out bench/RESULTS-compare.md
+	$(GO) run ./bench/compare -ferry $(BIN)/ferry -ferry-armv7 $(BIN)/ferry-linux-armv7 \
+		-vmagent $(VMAGENT) -prometheus $(PROMETHEUS) -workloads typical,heavy -out bench/RESULTS-compare.md
 
 # Every decoder of outside input has a fuzz target: buffer blocks, labels and
 # files; scrape bodies; the config file.

@@ -65,7 +65,7 @@ func TestProxyCountsAndOutage(t *testing.T) {
 
 	wr := prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 		{Labels: []prompb.Label{{Name: "__name__", Value: "a"}}, Samples: []prompb.Sample{{Value: 1, Timestamp: 1}, {Value: 2, Timestamp: 2}}},
-		{Labels: []prompb.Label{{Name: "__name__", Value: "b"}}, Samples: []prompb.Sample{{Value: 3, Timestamp: 1}}},
+		{Labels: []prompb.Label{{Name: "__name__", Value: "b"}, {Name: "job", Value: synthJob}}, Samples: []prompb.Sample{{Value: 3, Timestamp: 1}}},
 	}}
 	raw, err := wr.Marshal()
 	if err != nil {
@@ -92,6 +92,10 @@ func TestProxyCountsAndOutage(t *testing.T) {
 	if received != 1 || c.Requests != 1 || c.Samples != 3 || c.Bytes != int64(len(body)) || c.RawBytes != int64(len(raw)) ||
 		c.Failed != 1 || c.FailedBytes != int64(len(body)) || c.DecodeErrors != 0 {
 		t.Errorf("received %d, counts %+v", received, c)
+	}
+	// Only job="synth" is kept by timestamp, and only what was accepted.
+	if a := p.takeArrivals(); len(a) != 1 || a[0].ts != 1 || a[0].n != 1 {
+		t.Errorf("arrivals %+v, want one sample at timestamp 1", a)
 	}
 }
 

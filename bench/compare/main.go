@@ -1,9 +1,11 @@
 // Command compare runs ferry, vmagent and Prometheus in agent mode side by
-// side through the same scenarios (steady, receiver outage, kill -9 during
-// an outage), against the same targets, each agent with its own
-// VictoriaMetrics receiver behind a counting proxy, and writes the figures
-// as markdown.
+// side, each at its defaults, through the same scenarios (steady, receiver
+// outage, kill -9 during an outage), against the same targets, each agent
+// with its own VictoriaMetrics receiver behind a counting proxy, once per
+// workload (the typical device, a heavy one), and writes the figures and
+// ferry's aims as markdown.
 //
+//	scripts/build-peers.sh    # the pinned peers into .tools/peers/, once
 //	go run ./bench/compare -ferry bin/ferry -out bench/RESULTS-compare.md
 //
 // Everything listens on 127.0.0.1; every process it starts is ended at the
@@ -32,6 +34,7 @@ type config struct {
 	victoria, nodeExporter string
 	out, workdir           string
 	keep                   bool
+	workloads              string
 	appSeries              int
 	interval               time.Duration
 	warmup, steady, outage time.Duration
@@ -43,6 +46,42 @@ type config struct {
 	drainSeries, drainBacklog int
 	drainInterval, drainSync  time.Duration
 	drainProtocol             string
+}
+
+// workload is one run of the phases: what the targets serve, how often
+// every agent scrapes them, how long each phase lasts, and ferry's memory
+// aim there.
+type workload struct {
+	name, title         string
+	appSeries           int
+	interval            time.Duration
+	warmup, steady      time.Duration
+	outage, crashOutage time.Duration
+	rssAim              float64 // MiB, RSS median with the link up
+}
+
+// workloads are what `make bench` runs, one after the other; "custom" takes
+// the -series, -interval and phase flags.
+var workloads = map[string]workload{
+	"typical": {name: "typical", title: "the typical device: 1k application series and node_exporter, every 15 s",
+		appSeries: 1_000, interval: 15 * time.Second, warmup: 30 * time.Second, steady: 3 * time.Minute,
+		outage: 3 * time.Minute, crashOutage: 2 * time.Minute, rssAim: 10},
+	"heavy": {name: "heavy", title: "a heavy device: 10k application series and node_exporter, every 5 s",
+		appSeries: 10_000, interval: 5 * time.Second, warmup: 30 * time.Second, steady: 2 * time.Minute,
+		outage: 3 * time.Minute, crashOutage: time.Minute, rssAim: 20},
+}
+
+// customWorkload is the workload the flags describe.
+func customWorkload(c config) workload {
+	return workload{name: "custom", title: fmt.Sprintf("%d application series and node_exporter, every %s", c.appSeries, c.interval),
+		appSeries: c.appSeries, interval: c.interval, warmup: c.warmup, steady: c.steady, outage: c.outage, crashOutage: c.crashOutage, rssAim: 20}
+}
+
+// withWorkload returns c with the workload's series, interval and phases.
+func (c config) withWorkload(w workload) config {
+	c.appSeries, c.interval = w.appSeries, w.interval
+	c.warmup, c.steady, c.outage, c.crashOutage = w.warmup, w.steady, w.outage, w.crashOutage
+	return c
 }
 
 var agentNames = []string{"ferry", "vmagent", "prometheus"}
@@ -109,21 +148,22 @@ func main() {
 	var c config
 	flag.StringVar(&c.ferry, "ferry", "bin/ferry", "ferry binary (make build)")
 	flag.StringVar(&c.ferryArmv7, "ferry-armv7", "bin/ferry-linux-armv7", "ferry armv7 binary for its stripped size (make cross); empty or missing: not reported")
-	flag.StringVar(&c.vmagent, "vmagent", "/usr/bin/vmagent", "vmagent binary")
-	flag.StringVar(&c.prometheus, "prometheus", "/usr/bin/prometheus", "prometheus binary (run with --enable-feature=agent)")
+	flag.StringVar(&c.vmagent, "vmagent", ".tools/peers/vmagent-v1.151.0", "vmagent binary (scripts/build-peers.sh; Debian's is /usr/bin/vmagent)")
+	flag.StringVar(&c.prometheus, "prometheus", ".tools/peers/prometheus-v0.316.0", "prometheus binary, run in agent mode (scripts/build-peers.sh; Debian's is /usr/bin/prometheus)")
 	flag.StringVar(&c.victoria, "victoria-metrics", "/usr/bin/victoria-metrics", "VictoriaMetrics single-node binary (the receivers)")
 	flag.StringVar(&c.nodeExporter, "node-exporter", "/usr/bin/prometheus-node-exporter", "node_exporter binary (a scrape target)")
 	flag.StringVar(&c.out, "out", "", "write the markdown report here too (it always goes to stdout)")
 	flag.StringVar(&c.workdir, "workdir", "", "parent of the fresh temporary directory (default: $TMPDIR); not tmpfs, or disk writes are not counted")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (it is kept anyway on failure)")
-	flag.IntVar(&c.appSeries, "series", 10_000, "application series of the synthetic target (plus 165 host-like series and the probe)")
-	flag.DurationVar(&c.interval, "interval", 5*time.Second, "scrape interval of every agent")
-	flag.DurationVar(&c.warmup, "warmup", 30*time.Second, "after every agent is ready, before the steady phase")
-	flag.DurationVar(&c.steady, "steady", 2*time.Minute, "steady phase")
-	flag.DurationVar(&c.outage, "outage", 3*time.Minute, "receivers down (503 from the proxies)")
-	flag.DurationVar(&c.drainMax, "drain-max", 3*time.Minute, "longest wait for the backlog after each outage")
-	flag.DurationVar(&c.crashOutage, "crash-outage", time.Minute, "second outage; every agent is killed with SIGKILL in its middle and restarted on the same data")
-	flag.DurationVar(&c.settle, "settle", 70*time.Second, "wait at the end before the final completeness check (longer than ferry's --storage.sync-interval)")
+	flag.StringVar(&c.workloads, "workloads", "typical,heavy", "workloads to run, one after the other: typical (1k series every 15 s), heavy (10k every 5 s), custom (the flags below)")
+	flag.IntVar(&c.appSeries, "series", 10_000, "custom: application series of the synthetic target (plus 165 host-like series and the probe)")
+	flag.DurationVar(&c.interval, "interval", 5*time.Second, "custom: scrape interval of every agent")
+	flag.DurationVar(&c.warmup, "warmup", 30*time.Second, "custom: after every agent is ready, before the steady phase")
+	flag.DurationVar(&c.steady, "steady", 2*time.Minute, "custom: steady phase")
+	flag.DurationVar(&c.outage, "outage", 3*time.Minute, "custom: receivers down (503 from the proxies)")
+	flag.DurationVar(&c.crashOutage, "crash-outage", time.Minute, "custom: second outage; every agent is killed with SIGKILL in its middle and restarted on the same data")
+	flag.DurationVar(&c.drainMax, "drain-max", 2*time.Minute, "longest wait for the backlog after each outage")
+	flag.DurationVar(&c.settle, "settle", 90*time.Second, "longest wait at the end for every receiver to hold what its agent scraped since the link last came back")
 	flag.BoolVar(&c.skipCrash, "skip-crash", false, "leave out the crash scenario")
 	flag.StringVar(&c.scenario, "scenario", "phases", "phases (startup, steady, outage, crash) or drain (a large backlog, then the link back)")
 	flag.IntVar(&c.drainSeries, "drain-series", 20_000, "drain: application series of the synthetic target")
@@ -137,11 +177,11 @@ func main() {
 	if c.scenario == "drain" {
 		run = runDrain
 	}
-	report, err := run(c)
-	if report != "" {
-		fmt.Print(report)
+	out, err := run(c)
+	if out != "" {
+		fmt.Print(out)
 		if c.out != "" {
-			if werr := os.WriteFile(c.out, []byte(report), 0o644); werr != nil {
+			if werr := os.WriteFile(c.out, []byte(out), 0o644); werr != nil {
 				fmt.Fprintln(os.Stderr, "compare:", werr)
 			}
 		}
@@ -246,17 +286,52 @@ func startAgents(ps *procs, agents map[string]*agent) error {
 	return nil
 }
 
-func run(c config) (report string, err error) {
-	for _, p := range []*string{&c.ferry, &c.ferryArmv7} {
+// run runs the phases once per workload of -workloads, one after the
+// other, each with fresh targets, receivers and agents, and writes one
+// report for all of them.
+func run(c config) (string, error) {
+	for _, p := range []*string{&c.ferry, &c.ferryArmv7, &c.vmagent, &c.prometheus} {
 		if *p != "" {
 			if abs, err := filepath.Abs(*p); err == nil {
 				*p = abs
 			}
 		}
 	}
-	work, err := workspace(c.workdir, "ferry-bench-compare-", c.ferry, c.vmagent, c.prometheus, c.victoria, c.nodeExporter)
+	var ws []workload
+	for _, name := range strings.Split(c.workloads, ",") {
+		w, ok := workloads[strings.TrimSpace(name)]
+		if strings.TrimSpace(name) == "custom" {
+			w, ok = customWorkload(c), true
+		}
+		if !ok {
+			return "", fmt.Errorf("-workloads: unknown workload %q (typical, heavy, custom)", name)
+		}
+		ws = append(ws, w)
+	}
+	env := collectEnv(c)
+	started := time.Now()
+	var runs []*results
+	for _, w := range ws {
+		logf("workload %s: %s", w.name, w.title)
+		r, err := runWorkload(c.withWorkload(w), w, env)
+		if r != nil {
+			runs = append(runs, r)
+		}
+		if err != nil {
+			return report(c, env, runs, time.Since(started)), fmt.Errorf("workload %s: %w", w.name, err)
+		}
+	}
+	return report(c, env, runs, time.Since(started)), nil
+}
+
+// runWorkload runs the phases for one workload: startup, steady, outage and
+// its drain, the outage with a kill -9 and its drain, then waits until the
+// receivers hold what was scraped since the link came back. The results
+// are partial (failure set) when it returns an error after the agents ran.
+func runWorkload(c config, wl workload, env [][2]string) (r *results, err error) {
+	work, err := workspace(c.workdir, "ferry-bench-compare-"+wl.name+"-", c.ferry, c.vmagent, c.prometheus, c.victoria, c.nodeExporter)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	ps := &procs{}
 	var servers []*http.Server
@@ -287,49 +362,48 @@ func run(c config) (report string, err error) {
 	}()
 	defer signal.Stop(sigs)
 
-	env := collectEnv(c)
 	started := time.Now()
 
 	// Targets.
 	nePort, err := freePort()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if _, err := ps.start(filepath.Join(work, "node-exporter.log"), c.nodeExporter, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", nePort)); err != nil {
-		return "", err
+		return nil, err
 	}
 	neURL := fmt.Sprintf("http://127.0.0.1:%d", nePort)
 	if err := waitHTTP(neURL+"/metrics", 30*time.Second); err != nil {
-		return "", err
+		return nil, err
 	}
 	nodeSeries, err := countTarget(neURL + "/metrics")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	synth := newSynthTarget(c.appSeries, c.interval, stop)
 	synthAddr, err := serve(synth, &servers)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	nodeCounter := newScrapeCounter(neURL)
 	nodeAddr, err := serve(nodeCounter, &servers)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	logf("targets: synthetic %s (%d series), node_exporter via %s (%d series)", synthAddr, synth.series, nodeAddr, nodeSeries)
 
 	// Receivers, each behind its proxy.
 	agents, err := startReceivers(ps, &servers, c.victoria, work, false)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 
 	// Agents.
 	if err := configureAgents(c, work, agents, synthAddr, nodeAddr); err != nil {
-		return "", err
+		return nil, err
 	}
 	if err := startAgents(ps, agents); err != nil {
-		return "", err
+		return nil, err
 	}
 	logf("all agents ready")
 
@@ -349,7 +423,7 @@ func run(c config) (report string, err error) {
 		}
 	}()
 
-	r := &results{cfg: c, env: env, agents: agents, synth: synth, nodeCounter: nodeCounter, nodeSeries: nodeSeries, started: started}
+	r = &results{cfg: c, wl: wl, env: env, agents: agents, synth: synth, nodeCounter: nodeCounter, nodeSeries: nodeSeries, started: started}
 	snap := func() snapshot { return takeSnapshot(agents, synth, nodeCounter) }
 	phase := func(name, note string, from snapshot) snapshot {
 		to := snap()
@@ -366,9 +440,9 @@ func run(c config) (report string, err error) {
 			a.proxy.setDown(down)
 		}
 	}
-	partial := func(e error) (string, error) {
+	partial := func(e error) (*results, error) {
 		r.failure = e.Error()
-		return r.markdown(), e
+		return r, e
 	}
 
 	for _, a := range agents {
@@ -379,6 +453,7 @@ func run(c config) (report string, err error) {
 	s = phase("startup", "from every agent ready to the steady phase", s)
 	time.Sleep(c.steady)
 	s = phase("steady", "link up", s)
+	r.measureFreshness(r.phases[len(r.phases)-1])
 
 	setDown(true)
 	logf("outage: receivers down for %s", c.outage)
@@ -386,11 +461,14 @@ func run(c config) (report string, err error) {
 	s = phase("outage", "every receiver answers 503", s)
 	outageFrom := r.phases[len(r.phases)-1].from.at
 	setDown(false)
-	s = r.drain("drain", func(string) time.Time { return outageFrom }, s, snap, phase)
+	s = r.drain("drain", "link back; ends when every receiver holds every sample of the synthetic target scraped during the outage, or after -drain-max", true,
+		func(string) time.Time { return outageFrom }, c.drainMax, s, phase)
+	upAt := s.at
 
 	if !c.skipCrash {
 		setDown(true)
 		logf("crash: receivers down for %s, kill -9 in the middle", c.crashOutage)
+		crashFrom := s.at
 		time.Sleep(c.crashOutage / 2)
 		for _, name := range agentNames {
 			if err := killAndRestart(ps, agents[name]); err != nil {
@@ -406,22 +484,28 @@ func run(c config) (report string, err error) {
 			time.Sleep(rest)
 		}
 		s = phase("crash", "receivers down; every agent killed with SIGKILL in the middle and restarted on the same data", s)
+		r.crashFrom = crashFrom
 		setDown(false)
-		// What an agent held before the kill may be lost by design; the
-		// drain is over when what it scraped after its restart is there.
-		s = r.drain("crash-drain", func(n string) time.Time { return agents[n].restartedAt }, s, snap, phase)
+		// What an agent held before the kill may be lost by design (the
+		// kill -9 figure tells how much); the drain is over when what it
+		// scraped after its restart is there.
+		s = r.drain("crash-drain", "link back; ends when every receiver holds every sample of the synthetic target scraped after its agent's restart, or after -drain-max", true,
+			func(n string) time.Time { return agents[n].restartedAt }, c.drainMax, s, phase)
+		upAt = r.phases[len(r.phases)-1].from.at
 	}
 
-	logf("settle %s before the final check", c.settle)
-	time.Sleep(c.settle)
-	phase("settle", "link up; its last samples may still be on their way at the final check (ferry: up to its 1m sync interval)", s)
+	// Not a fixed wait (an agent's send schedule is its own business): over
+	// as soon as every receiver holds what its agent scraped since the link
+	// last came back, at most -settle.
+	logf("settle: until every receiver holds what was scraped since the link came back, at most %s", c.settle)
+	r.drain("settle", "link up; ends when every receiver holds every sample of the synthetic target scraped since the link last came back, or after -settle; what was scraped in this phase is not waited for, so its completeness may be short", false,
+		func(string) time.Time { return upAt }, c.settle, s, phase)
 	r.wholeRun()
-	time.Sleep(10 * time.Second) // let what was scraped last arrive
 	if err := r.finalCheck(); err != nil {
 		return partial(err)
 	}
 	r.duration = time.Since(started)
-	return r.markdown(), nil
+	return r, nil
 }
 
 // killAndRestart kills the agent with SIGKILL and starts it again on the
@@ -499,16 +583,28 @@ func configureAgents(c config, work string, agents map[string]*agent, synthAddr,
 
 	f := agents["ferry"]
 	f.bin = c.ferry
+	// ferry at its defaults: every flag here says where to scrape, where
+	// to send, where to keep its data and where to listen, or makes it
+	// measure the same thing as the peers; none tunes it.
 	f.args = []string{
-		"--scrape.target=synth=http://" + synthAddr + "/ferry/metrics",
+		"--scrape.target=" + synthJob + "=http://" + synthAddr + "/ferry/metrics",
+		// The workload's interval, which every peer gets as its
+		// scrape_interval (ferry's default is 15 s, the typical one).
 		"--scrape.interval=" + c.interval.String(),
+		// Its default, ./data, is relative to the working directory; the
+		// harness measures the data directory it makes for each agent.
 		"--storage.path=" + f.dataDir,
 		"--remote-write.url=" + rwURL("ferry"),
+		// A free loopback port instead of the default 127.0.0.1:9391, which
+		// another ferry on the machine may hold; the harness polls /-/ready.
 		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", ports["ferry"]),
 	}
 	if nodeAddr != "" {
 		f.args = append(f.args, "--scrape.target=node=http://"+nodeAddr+"/ferry/metrics")
 	}
+	// Its host collectors off: the peers have none, and they scrape
+	// node_exporter instead, as ferry does here; so every agent collects
+	// the same samples, and the figures per sample divide by the same count.
 	cols, err := ferryCollectors(c.ferry)
 	if err != nil {
 		return err
@@ -523,13 +619,12 @@ func configureAgents(c config, work string, agents map[string]*agent, synthAddr,
 	scrapeYAML := func(agent string) string {
 		y := fmt.Sprintf(`global:
   scrape_interval: %s
-  scrape_timeout: %s
 scrape_configs:
-  - job_name: synth
+  - job_name: %s
     metrics_path: /%s/metrics
     static_configs:
       - targets: ["%s"]
-`, c.interval, c.interval, agent, synthAddr)
+`, c.interval, synthJob, agent, synthAddr)
 		if nodeAddr != "" {
 			y += fmt.Sprintf(`  - job_name: node
     metrics_path: /%s/metrics
@@ -561,7 +656,7 @@ scrape_configs:
 	}
 	p.bin = c.prometheus
 	p.args = []string{
-		"--enable-feature=agent",
+		prometheusAgentFlag(c.prometheus),
 		"--config.file=" + promCfg,
 		"--storage.agent.path=" + p.dataDir,
 		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", ports["prometheus"]),
@@ -585,4 +680,14 @@ func ferryCollectors(bin string) ([]string, error) {
 		return nil, fmt.Errorf("%s --help lists no --no-collector flags:\n%s", bin, out)
 	}
 	return cols, nil
+}
+
+// prometheusAgentFlag is the flag that runs prometheus in agent mode:
+// --agent since Prometheus 3, --enable-feature=agent before.
+func prometheusAgentFlag(bin string) string {
+	out, _ := exec.Command(bin, "--help").CombinedOutput()
+	if h := string(out); strings.Contains(h, "--agent") || strings.Contains(h, "--[no-]agent") {
+		return "--agent"
+	}
+	return "--enable-feature=agent"
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,13 +27,25 @@ type wireCounts struct {
 	FirstOKAfterUp time.Time // first 2xx after the last switch to up
 }
 
+// arrival is what one accepted request brought of one scrape of the
+// synthetic target: its samples with timestamp ts (ms), accepted at at.
+type arrival struct {
+	at time.Time
+	ts int64
+	n  int
+}
+
 // rwProxy is a reverse proxy in front of a receiver that counts
-// remote-write bytes and samples, and can be switched down (503).
+// remote-write bytes and samples, and can be switched down (503). Of the
+// samples of job="synth" it also keeps when they were accepted, by sample
+// timestamp, so that the harness can tell after the fact how much of each
+// scrape was at the receiver at any moment (see deliveries).
 type rwProxy struct {
-	proxy *httputil.ReverseProxy
-	mu    sync.Mutex
-	down  bool
-	c     wireCounts
+	proxy    *httputil.ReverseProxy
+	mu       sync.Mutex
+	down     bool
+	c        wireCounts
+	arrivals []arrival
 }
 
 func newRWProxy(target string) *rwProxy {
@@ -86,6 +99,7 @@ func (p *rwProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var samples, raw int64
+	synth := map[int64]int{}
 	decodeErr := false
 	if dec, err := snappy.Decode(nil, body); err != nil {
 		decodeErr = true
@@ -97,6 +111,11 @@ func (p *rwProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else {
 			for _, ts := range wr.Timeseries {
 				samples += int64(len(ts.Samples))
+				if isJob(ts.Labels, synthJob) {
+					for _, s := range ts.Samples {
+						synth[s.Timestamp]++
+					}
+				}
 			}
 		}
 	}
@@ -114,11 +133,31 @@ func (p *rwProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.c.Bytes += int64(len(body))
 		p.c.RawBytes += raw
 		p.c.Samples += samples
+		now := time.Now()
 		if p.c.FirstOKAfterUp.IsZero() {
-			p.c.FirstOKAfterUp = time.Now()
+			p.c.FirstOKAfterUp = now
+		}
+		for ts, n := range synth {
+			p.arrivals = append(p.arrivals, arrival{now, ts, n})
 		}
 	} else {
 		p.c.Failed++
 		p.c.FailedBytes += int64(len(body))
 	}
+}
+
+// takeArrivals returns the synthetic target's samples accepted so far.
+func (p *rwProxy) takeArrivals() []arrival {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.arrivals)
+}
+
+func isJob(ls []prompb.Label, job string) bool {
+	for _, l := range ls {
+		if l.Name == "job" {
+			return l.Value == job
+		}
+	}
+	return false
 }

@@ -34,23 +34,20 @@ func takeSnapshot(agents map[string]*agent, synth *synthTarget, node *scrapeCoun
 	return s
 }
 
-type drainResult struct {
-	firstOK   time.Duration // first 2xx after the link came back; <0: none
-	drained   time.Duration // every probe sample of the outage at the receiver; <0: not within the phase
-	delivered completenessResult
-}
-
 type phaseResult struct {
 	name, note string
 	from, to   snapshot
 	rss        map[string][]procSample
 	drain      map[string]drainResult
+	fresh      map[string]freshness // link-up phases whose freshness was measured
 	compl      map[string]completenessResult
 	complErr   string
 }
 
+// results are one workload's run of the phases.
 type results struct {
 	cfg         config
+	wl          workload
 	env         [][2]string
 	agents      map[string]*agent
 	synth       *synthTarget
@@ -61,46 +58,77 @@ type results struct {
 	phases      []*phaseResult
 	failure     string
 	final       map[string][]probeSample // every probe sample at each receiver at the end
+	crashFrom   time.Time                // the crash outage began; zero: not run
+	killKept    map[string][2]int64      // samples scraped from crashFrom until the kill: served, at the receiver at the end
 }
 
-// drain waits, after an outage, until each receiver holds every probe
-// sample served to its agent from windowFrom(agent) until the link came
-// back, or drainMax.
-func (r *results) drain(name string, windowFrom func(agent string) time.Time, s snapshot, snap func() snapshot, phase func(string, string, snapshot) snapshot) snapshot {
+// measureFreshness measures, for a link-up phase, how much of what each
+// agent scraped more than two intervals earlier was at its receiver, once a
+// second.
+func (r *results) measureFreshness(p *phaseResult) {
+	p.fresh = map[string]freshness{}
+	for _, n := range agentNames {
+		p.fresh[n] = r.deliveries(n).freshness(p.from.at, p.to.at, 2*r.cfg.interval, time.Second)
+	}
+}
+
+type drainResult struct {
+	firstOK         time.Duration // first 2xx after the link came back; <0: none in the phase, or the link was up
+	drained         time.Duration // every sample of the window at the receiver; <0: not within the phase
+	served, arrived int64         // samples of the synthetic target in the window, and at the receiver when the phase ended
+}
+
+// rate is samples of the window delivered per second, from the link's
+// return (or, fromFirstOK, from the first accepted request) until all were
+// there; NaN if they were not.
+func (d drainResult) rate(fromFirstOK bool) float64 {
+	if d.drained < 0 {
+		return math.NaN()
+	}
+	t := d.drained
+	if fromFirstOK && d.firstOK >= 0 {
+		t -= d.firstOK
+	}
+	return div(float64(d.served), t.Seconds())
+}
+
+// drain waits, from the snapshot s on (the link just came back, or
+// linkBack false: it has been up), until each receiver holds every sample of
+// the synthetic target served to its agent from windowFrom(agent) until s,
+// or limit. The moment each one had them all comes from the proxy's record,
+// not from the polling.
+func (r *results) drain(name, note string, linkBack bool, windowFrom func(agent string) time.Time, limit time.Duration, s snapshot, phase func(string, string, snapshot) snapshot) snapshot {
 	upAt := s.at
 	res := map[string]drainResult{}
 	for _, n := range agentNames {
 		res[n] = drainResult{firstOK: -1, drained: -1}
 	}
-	for time.Since(upAt) < r.cfg.drainMax {
-		time.Sleep(2 * time.Second)
+	for {
+		time.Sleep(250 * time.Millisecond)
 		done := true
 		for _, n := range agentNames {
 			d := res[n]
-			if d.firstOK < 0 {
-				if t := r.agents[n].proxy.counts().FirstOKAfterUp; !t.IsZero() {
-					d.firstOK = t.Sub(upAt)
-				}
-			}
 			if d.drained < 0 {
-				got, err := exportProbe(r.agents[n].vmURL, r.started)
-				if err == nil {
-					d.delivered = completeness(r.synth.served(n, windowFrom(n), upAt), got)
-					if d.delivered.Arrived == d.delivered.Served {
-						d.drained = time.Since(upAt)
-					}
+				if at, ok := r.deliveries(n).completeAt(windowFrom(n), upAt); ok {
+					d.drained = max(0, at.Sub(upAt))
 				}
 			}
 			res[n] = d
-			if d.drained < 0 {
-				done = false
-			}
+			done = done && d.drained >= 0
 		}
-		if done {
+		if done || time.Since(upAt) >= limit {
 			break
 		}
 	}
-	out := phase(name, "link back; ends when every receiver holds every probe sample of the outage, or after -drain-max", s)
+	out := phase(name, note, s)
+	for _, n := range agentNames {
+		d := res[n]
+		if t := r.agents[n].proxy.counts().FirstOKAfterUp; linkBack && !t.IsZero() {
+			d.firstOK = t.Sub(upAt)
+		}
+		d.served, d.arrived = r.deliveries(n).share(windowFrom(n), upAt, out.at)
+		res[n] = d
+	}
 	r.phases[len(r.phases)-1].drain = res
 	return out
 }
@@ -125,6 +153,13 @@ func (r *results) finalCheck() error {
 		}
 		if err != nil {
 			return fmt.Errorf("%s receiver: %w", n, err)
+		}
+	}
+	if !r.crashFrom.IsZero() {
+		r.killKept = map[string][2]int64{}
+		for _, n := range agentNames {
+			served, arrived := r.deliveries(n).share(r.crashFrom, r.agents[n].killedAt, time.Now())
+			r.killKept[n] = [2]int64{served, arrived}
 		}
 	}
 	return nil
@@ -168,12 +203,21 @@ func collectEnv(c config) [][2]string {
 		{"date", time.Now().UTC().Format("2006-01-02 15:04 MST")},
 		{"machine", fmt.Sprintf("%d CPUs (nproc), %s, %s, MemTotal %s, Linux %s", runtime.NumCPU(), cpu, runtime.GOARCH, mem, strings.TrimSpace(string(kernel)))},
 		{"ferry", first(c.ferry, "version")},
-		{"vmagent", fmt.Sprintf("`vmagent -version`: %s; Debian package victoria-metrics %s", first(c.vmagent, "-version"), dpkg("victoria-metrics"))},
-		{"prometheus", first(c.prometheus, "--version") + "; Debian package " + dpkg("prometheus")},
+		{"vmagent", fmt.Sprintf("`vmagent -version`: %s; %s", first(c.vmagent, "-version"), origin(c.vmagent, dpkg("victoria-metrics")))},
+		{"prometheus", first(c.prometheus, "--version") + "; " + origin(c.prometheus, dpkg("prometheus"))},
 		{"receivers", "victoria-metrics, Debian package " + dpkg("victoria-metrics")},
 		{"node_exporter", first(c.nodeExporter, "--version")},
 		{"harness", "Go " + runtime.Version()},
 	}
+}
+
+// origin tells where a peer's binary comes from: Debian's package (those
+// under /usr), or scripts/build-peers.sh.
+func origin(bin, debianVersion string) string {
+	if strings.HasPrefix(bin, "/usr/") {
+		return "Debian package " + debianVersion + ", dynamically linked"
+	}
+	return "built by scripts/build-peers.sh from the Go module proxy (static, stripped)"
 }
 
 // --- the report ---
@@ -227,6 +271,14 @@ func (r *results) samplesScraped(p *phaseResult, n string) float64 {
 		float64(p.to.node[n]-p.from.node[n])*float64(r.nodeSeries)
 }
 
+// Rows the aims read.
+const (
+	rowRSSMedian        = "RSS median (MiB)"
+	rowCPUPerSample     = "CPU per 1k samples scraped (ms)"
+	rowWrittenPerSample = "written to disk per sample scraped (bytes)"
+	rowWirePerSample    = "wire bytes per sample (snappy)"
+)
+
 type row struct {
 	label string
 	prec  int
@@ -248,18 +300,18 @@ func (r *results) rows() []row {
 	wire := func(p *phaseResult, n string) (wireCounts, wireCounts) { return p.from.wire[n], p.to.wire[n] }
 	return []row{
 		{"samples scraped (scrapes served × series)", 0, r.samplesScraped},
-		{"RSS median (MiB)", 1, rss(func(s procSample) int64 { return s.rss }, median)},
+		{rowRSSMedian, 1, rss(func(s procSample) int64 { return s.rss }, median)},
 		{"RSS peak (MiB)", 1, rss(func(s procSample) int64 { return s.rss }, peak)},
 		{"RssAnon median (MiB)", 1, rss(func(s procSample) int64 { return s.anon }, median)},
 		{"RssAnon peak (MiB)", 1, rss(func(s procSample) int64 { return s.anon }, peak)},
 		{"RssFile median (MiB)", 1, rss(func(s procSample) int64 { return s.file }, median)},
 		{"RssFile peak (MiB)", 1, rss(func(s procSample) int64 { return s.file }, peak)},
 		{"CPU (s, utime+stime)", 2, cpu},
-		{"CPU per 1k samples scraped (ms)", 2, func(p *phaseResult, n string) float64 {
+		{rowCPUPerSample, 2, func(p *phaseResult, n string) float64 {
 			return div(1e6*cpu(p, n), r.samplesScraped(p, n))
 		}},
 		{"written to disk (MiB, /proc io write_bytes)", 2, func(p *phaseResult, n string) float64 { return written(p, n) / mib }},
-		{"written to disk per sample scraped (bytes)", 2, func(p *phaseResult, n string) float64 { return div(written(p, n), r.samplesScraped(p, n)) }},
+		{rowWrittenPerSample, 2, func(p *phaseResult, n string) float64 { return div(written(p, n), r.samplesScraped(p, n)) }},
 		{"data directory at the end (MiB allocated)", 2, func(p *phaseResult, n string) float64 { return float64(p.to.dirAlloc[n]) / mib }},
 		{"data directory growth per sample scraped (bytes)", 2, func(p *phaseResult, n string) float64 {
 			return div(float64(p.to.dirAlloc[n]-p.from.dirAlloc[n]), r.samplesScraped(p, n))
@@ -267,7 +319,7 @@ func (r *results) rows() []row {
 		{"remote-write requests accepted (2xx)", 0, func(p *phaseResult, n string) float64 { a, b := wire(p, n); return float64(b.Requests - a.Requests) }},
 		{"samples accepted by the receiver", 0, func(p *phaseResult, n string) float64 { a, b := wire(p, n); return float64(b.Samples - a.Samples) }},
 		{"wire bytes accepted (request bodies, snappy)", 0, func(p *phaseResult, n string) float64 { a, b := wire(p, n); return float64(b.Bytes - a.Bytes) }},
-		{"wire bytes per sample (snappy)", 2, func(p *phaseResult, n string) float64 {
+		{rowWirePerSample, 2, func(p *phaseResult, n string) float64 {
 			a, b := wire(p, n)
 			return div(float64(b.Bytes-a.Bytes), float64(b.Samples-a.Samples))
 		}},
@@ -283,6 +335,18 @@ func (r *results) rows() []row {
 		{"samples accepted per second of the phase", 0, func(p *phaseResult, n string) float64 {
 			a, b := wire(p, n)
 			return float64(b.Samples-a.Samples) / p.to.at.Sub(p.from.at).Seconds()
+		}},
+		{"fresh: of the synthetic target's samples scraped more than two intervals earlier, % at the receiver (every second, pooled)", 1, func(p *phaseResult, n string) float64 {
+			if f, ok := p.fresh[n]; ok {
+				return f.pooled
+			}
+			return math.NaN()
+		}},
+		{"fresh: the same at the worst moment (%)", 1, func(p *phaseResult, n string) float64 {
+			if f, ok := p.fresh[n]; ok {
+				return f.worst
+			}
+			return math.NaN()
 		}},
 		{"probe samples served in the phase", 0, func(p *phaseResult, n string) float64 {
 			if c, ok := p.compl[n]; ok {
@@ -305,43 +369,31 @@ func (r *results) rows() []row {
 	}
 }
 
-func (r *results) markdown() string {
+// report is the markdown of every workload's run: the machine and the
+// binaries once, ferry against its aims in every workload, then each run's
+// setup and phases.
+func report(c config, env [][2]string, runs []*results, took time.Duration) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("# ferry side by side with vmagent and Prometheus agent mode\n\n")
-	w("Written by `bench/compare` (`make bench-compare`). All three agents ran at the same time on the same machine, through the same scenario, scraping the same two targets; each sent to its own VictoriaMetrics behind a counting proxy of the harness.\n\n")
-	if r.failure != "" {
-		w("**The run failed before its end: %s.** The figures below are those of the phases that completed.\n\n", r.failure)
+	w("Written by `bench/compare` (`make bench-compare`). For each workload, all three agents ran at the same time on the same machine, through the same phases, scraping the same two targets, each at its defaults; each sent to its own VictoriaMetrics behind a counting proxy of the harness. The workloads ran one after the other, each with fresh targets, receivers, agents and data directories.\n\n")
+	for _, r := range runs {
+		if r.failure != "" {
+			w("**The run of workload %s failed before its end: %s.** The figures below are those of the phases that completed.\n\n", r.wl.name, r.failure)
+		}
 	}
-	for _, kv := range r.env {
+	for _, kv := range env {
 		w("- %s: %s\n", kv[0], kv[1])
 	}
 	w("- command: `%s`\n", commandLine())
-	if r.duration > 0 {
-		w("- run time: %s\n", r.duration.Round(time.Second))
+	w("- run time: %s\n", took.Round(time.Second))
+	for _, r := range runs {
+		w("- workload %s: %s (run time %s)\n", r.wl.name, r.wl.title, r.duration.Round(time.Second))
 	}
-	w("\n## Setup\n\n")
-	w("- Targets, scraped every %s by every agent: a synthetic target served by the harness (`bench.NewWorkload(%d, 1)`: %d series, values advanced every interval, plus `ferry_bench_probe` whose value is the Unix second it was served in), and Debian's prometheus-node-exporter (%d samples per scrape when counted at the start) through a pass-through proxy of the harness. Each agent scrapes both under its own path prefix (`/ferry/metrics`, `/vmagent/metrics`, `/prometheus/metrics`; the same content), so the harness counts the scrapes of each.\n", r.cfg.interval, r.cfg.appSeries, r.synth.series, r.nodeSeries)
-	w("- Agents:\n")
-	for _, n := range agentNames {
-		a := r.agents[n]
-		w("  - %s: `%s %s`\n", n, a.bin, strings.Join(a.args, " "))
-	}
-	w("  - ferry's host collectors are all off (so it only scrapes, like the others); `--storage.sync-interval` is left at its default (1m). Its own self-metrics are still written and sent (job `ferry`), a few dozen series the peers do not send; they count in its wire samples but not in \"samples scraped\".\n")
-	w("- Receivers: `victoria-metrics -retentionPeriod=1` per agent, each behind a reverse proxy (`net/http/httputil`) of the harness that decodes each remote-write request (snappy, protobuf) to count samples and bytes, and answers 503 during an outage without forwarding.\n")
-	w("- Figures from `/proc/PID`: `status` VmRSS, RssAnon, RssFile sampled every second (median and peak per phase); `stat` utime+stime; `io` write_bytes (what the process caused to be written to the block device; the data directories are under `%s`). Across the kill -9 the counters of the killed and the restarted process are added.\n", dirOf(r.cfg.workdir))
-	w("- ferry writes to disk and sends only what it has committed, every `--storage.sync-interval` (1m) from its start; a phase's disk and wire figures for ferry hold the commits that fell within it (up to a minute of samples from the phase before).\n")
-	w("- \"samples scraped\" is an estimate: scrapes served to the agent × series of that target (node_exporter's series counted once at the start). Scrapes that an agent started but failed still count.\n")
-	w("- Completeness: the harness remembers each probe value it served to each agent; at the end of the run it reads `/api/v1/export?match[]=ferry_bench_probe` from each receiver and counts how many of the values served in each phase are there (with a timestamp within 2 s of the value).\n")
-	w("- The harness (targets, proxies with protobuf decoding) and three VictoriaMetrics run on the same %d CPUs as the agents; the figures are relative, for this machine.\n", runtime.NumCPU())
-	if p := r.phase("crash"); p != nil {
-		w("- Crash: during the second outage every agent was killed with SIGKILL and restarted on the same data directory a second later:")
-		for _, n := range agentNames {
-			a := r.agents[n]
-			w(" %s killed %s into the outage, restarted %s later;", n, a.killedAt.Sub(p.from.at).Round(100*time.Millisecond), a.restartedAt.Sub(a.killedAt).Round(100*time.Millisecond))
-		}
-		w(" the crash-drain phase ends when every probe sample scraped after the restart (and before the link came back) is at the receiver.\n")
-	}
+
+	w("\n## ferry against its aims, in this run\n\n")
+	w("Each aim in each workload, against the peers of the same run; how each figure is measured is under the workload's setup below.\n\n")
+	aimsTable(&b, runs)
 
 	w("\n## Binaries\n\n| | size (bytes) | what |\n|---|---|---|\n")
 	sizeRow := func(label, path, what string) {
@@ -356,59 +408,98 @@ func (r *results) markdown() string {
 		}
 		w("| %s | %d (%.1f MiB) | %s |\n", label, fi.Size(), float64(fi.Size())/mib, what)
 	}
-	sizeRow("ferry amd64", r.cfg.ferry, "`"+r.cfg.ferry+"` (make build: static, stripped with -s -w)")
-	sizeRow("ferry armv7", r.cfg.ferryArmv7, "`"+r.cfg.ferryArmv7+"` (make cross: static, stripped)")
-	sizeRow("vmagent amd64", r.cfg.vmagent, "Debian's, dynamically linked, stripped")
-	sizeRow("prometheus amd64", r.cfg.prometheus, "Debian's, dynamically linked, stripped; the whole server, agent mode is a flag")
-	if fi1, err1 := os.Stat(r.cfg.ferry); err1 == nil {
-		if fi2, err2 := os.Stat(r.cfg.vmagent); err2 == nil {
+	sizeRow("ferry amd64", c.ferry, "`"+c.ferry+"` (make build: static, stripped with -s -w)")
+	sizeRow("ferry armv7", c.ferryArmv7, "`"+c.ferryArmv7+"` (make cross: static, stripped)")
+	sizeRow("vmagent amd64", c.vmagent, "`"+c.vmagent+"`: "+origin(c.vmagent, "victoria-metrics"))
+	sizeRow("prometheus amd64", c.prometheus, "`"+c.prometheus+"`: "+origin(c.prometheus, "prometheus")+"; the whole server, agent mode is a flag")
+	if fi1, err1 := os.Stat(c.ferry); err1 == nil {
+		if fi2, err2 := os.Stat(c.vmagent); err2 == nil {
 			w("\nferry/vmagent (amd64): %.2f. ", float64(fi1.Size())/float64(fi2.Size()))
 		}
-		if fi3, err3 := os.Stat(r.cfg.prometheus); err3 == nil {
+		if fi3, err3 := os.Stat(c.prometheus); err3 == nil {
 			w("ferry/prometheus (amd64): %.2f. No armv7 builds of the peers are measured here.\n", float64(fi1.Size())/float64(fi3.Size()))
 		}
 	}
 
-	rows := r.rows()
-	for _, p := range r.phases {
-		w("\n## Phase: %s (%s)\n\n%s.\n\n", p.name, p.to.at.Sub(p.from.at).Round(time.Second), p.note)
-		if p.complErr != "" {
-			w("Completeness not measured: %s\n\n", p.complErr)
-		}
-		w("| | ferry | vmagent | prometheus | ferry/vmagent | ferry/prometheus |\n|---|---|---|---|---|---|\n")
-		for _, rw := range rows {
-			v := map[string]float64{}
-			for _, n := range agentNames {
-				v[n] = rw.val(p, n)
-			}
-			w("| %s | %s | %s | %s | %s | %s |\n", rw.label, num(v["ferry"], rw.prec), num(v["vmagent"], rw.prec), num(v["prometheus"], rw.prec),
-				ratio(v["ferry"], v["vmagent"]), ratio(v["ferry"], v["prometheus"]))
-		}
-		if p.drain != nil {
-			dur := func(d time.Duration) string {
-				if d < 0 {
-					return "not within the phase"
-				}
-				return fmt.Sprintf("%.1f", d.Seconds())
-			}
-			w("| first 2xx after the link came back (s) | %s | %s | %s | | |\n", dur(p.drain["ferry"].firstOK), dur(p.drain["vmagent"].firstOK), dur(p.drain["prometheus"].firstOK))
-			w("| every probe sample of the outage at the receiver after (s; polled every 2 s) | %s | %s | %s | %s | %s |\n",
-				dur(p.drain["ferry"].drained), dur(p.drain["vmagent"].drained), dur(p.drain["prometheus"].drained),
-				durRatio(p.drain["ferry"].drained, p.drain["vmagent"].drained), durRatio(p.drain["ferry"].drained, p.drain["prometheus"].drained))
-			w("| probe samples of the outage at the receiver when the phase ended (0/0: none scraped in the window) | %d/%d | %d/%d | %d/%d | | |\n",
-				p.drain["ferry"].delivered.Arrived, p.drain["ferry"].delivered.Served,
-				p.drain["vmagent"].delivered.Arrived, p.drain["vmagent"].delivered.Served,
-				p.drain["prometheus"].delivered.Arrived, p.drain["prometheus"].delivered.Served)
-		}
+	for _, r := range runs {
+		r.section(&b)
 	}
-	r.aims(&b)
 	w("\n## Not measured\n\n")
 	w("- CPU, RSS and disk of the receivers and node_exporter (not agents).\n")
 	w("- Power cuts (a kill -9 is not one: the page cache survives it).\n")
 	w("- Peers' armv7 binary sizes and anything on ARM hardware: everything here ran on %s.\n", runtime.GOARCH)
 	w("- Request header bytes and TCP overhead: wire bytes are request bodies only.\n")
-	w("- Drain times are resolved to the 2 s polling interval of the receivers, and rest on the probe series only (an agent may still be sending other series of its backlog).\n")
+	w("- Freshness, drains and the kill -9 figure count the synthetic target's samples (job `synth`) only; node_exporter's and ferry's self-metrics are in the wire figures but not in those.\n")
+	w("- The older Debian builds of the peers (vmagent 1.79, Prometheus 2.42): `-vmagent /usr/bin/vmagent -prometheus /usr/bin/prometheus` measures them instead, not beside.\n")
 	return b.String()
+}
+
+// section writes one workload's setup and phase tables.
+func (r *results) section(b *strings.Builder) {
+	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	w("\n## Workload %s: %s\n\n### Setup\n\n", r.wl.name, r.wl.title)
+	w("- Targets, scraped every %s by every agent: a synthetic target served by the harness (job `%s`; `bench.NewWorkload(%d, 1)`: %d series, values advanced every interval, plus `ferry_bench_probe` whose value is the Unix second it was served in), and Debian's prometheus-node-exporter (%d samples per scrape when counted at the start) through a pass-through proxy of the harness. Each agent scrapes both under its own path prefix (`/ferry/metrics`, `/vmagent/metrics`, `/prometheus/metrics`; the same content), so the harness counts the scrapes of each.\n", r.cfg.interval, synthJob, r.cfg.appSeries, r.synth.series, r.nodeSeries)
+	w("- Phases: startup %s, steady %s (link up), outage %s, drain (at most %s), crash outage %s with a kill -9 in its middle, its drain, settle (at most %s).\n", r.cfg.warmup, r.cfg.steady, r.cfg.outage, r.cfg.drainMax, r.cfg.crashOutage, r.cfg.settle)
+	w("- Agents, each at its defaults but for where to scrape, where to send, where to keep its data and where to listen:\n")
+	for _, n := range agentNames {
+		a := r.agents[n]
+		w("  - %s: `%s %s`\n", n, a.bin, strings.Join(a.args, " "))
+	}
+	w("  - ferry's host collectors are all off, so that it only scrapes, like the others, and every agent's figures per sample divide by the same samples; `--scrape.interval` is the workload's, as every peer's `scrape_interval`. Its own self-metrics are still sent (job `ferry`), a few dozen series the peers do not send; they count in its wire samples but not in \"samples scraped\".\n")
+	w("- Receivers: `victoria-metrics -retentionPeriod=1` per agent, each behind a reverse proxy (`net/http/httputil`) of the harness that decodes each remote-write request (snappy, protobuf) to count samples and bytes, keeps when it accepted the samples of job `%s` by their timestamp, and answers 503 during an outage without forwarding.\n", synthJob)
+	w("- Figures from `/proc/PID`: `status` VmRSS, RssAnon, RssFile sampled every second (median and peak per phase); `stat` utime+stime; `io` write_bytes (what the process caused to be written to the block device; the data directories are under `%s`). Across the kill -9 the counters of the killed and the restarted process are added.\n", dirOf(r.cfg.workdir))
+	w("- \"samples scraped\" is an estimate: scrapes served to the agent × series of that target (node_exporter's series counted once at the start). Scrapes that an agent started but failed still count.\n")
+	w("- Fresh (steady phase): once a second, of the synthetic target's samples the agent scraped since the phase began and more than two intervals (%s) before that moment, the share its receiver had accepted by then (a sample belongs to the scrape served nearest to its timestamp, within half an interval; a scrape counts at most its series once). Pooled: all moments' samples summed.\n", 2*r.cfg.interval)
+	w("- Drains: the phase ends when the receiver holds every sample of the synthetic target scraped in the outage (after the kill -9: scraped after the restart); that moment is taken from the proxy's record, to the request. Drain rate: those samples over the time from the link's return, or from the first accepted request, to that moment.\n")
+	w("- Completeness (probe): at the end of the run the harness reads `/api/v1/export?match[]=ferry_bench_probe` from each receiver and counts how many of the values served in each phase are there (with a timestamp within 2 s of the value).\n")
+	w("- The harness (targets, proxies with protobuf decoding) and three VictoriaMetrics run on the same %d CPUs as the agents; the figures are relative, for this machine.\n", runtime.NumCPU())
+	if p := r.phase("crash"); p != nil {
+		w("- Crash: during the second outage every agent was killed with SIGKILL and restarted on the same data directory a second later:")
+		for _, n := range agentNames {
+			a := r.agents[n]
+			w(" %s killed %s into the outage, restarted %s later;", n, a.killedAt.Sub(p.from.at).Round(100*time.Millisecond), a.restartedAt.Sub(a.killedAt).Round(100*time.Millisecond))
+		}
+		w(" the pre-kill backlog is what the agent scraped of the synthetic target from the start of this outage until its kill; the kill -9 figure is the share of it at the receiver at the end of the run.\n")
+	}
+
+	rows := r.rows()
+	for _, p := range r.phases {
+		w("\n### Phase: %s (%s)\n\n%s.\n\n", p.name, p.to.at.Sub(p.from.at).Round(time.Second), p.note)
+		if p.complErr != "" {
+			w("Completeness not measured: %s\n\n", p.complErr)
+		}
+		w("| | ferry | vmagent | prometheus | ferry/vmagent | ferry/prometheus |\n|---|---|---|---|---|---|\n")
+		line := func(label string, prec int, val func(n string) float64) {
+			v := map[string]float64{}
+			for _, n := range agentNames {
+				v[n] = val(n)
+			}
+			w("| %s | %s | %s | %s | %s | %s |\n", label, num(v["ferry"], prec), num(v["vmagent"], prec), num(v["prometheus"], prec),
+				ratio(v["ferry"], v["vmagent"]), ratio(v["ferry"], v["prometheus"]))
+		}
+		for _, rw := range rows {
+			line(rw.label, rw.prec, func(n string) float64 { return rw.val(p, n) })
+		}
+		if p.drain != nil {
+			d := func(f func(drainResult) float64) func(string) float64 {
+				return func(n string) float64 { return f(p.drain[n]) }
+			}
+			line("first 2xx after the link came back (s; n/a: the link was up)", 2, d(func(x drainResult) float64 { return sec(x.firstOK) }))
+			line("every sample of the window at the receiver after (s)", 2, d(func(x drainResult) float64 { return sec(x.drained) }))
+			line("samples of the window (synthetic target)", 0, d(func(x drainResult) float64 { return float64(x.served) }))
+			line("of those at the receiver when the phase ended (%)", 1, d(func(x drainResult) float64 { return div(100*float64(x.arrived), float64(x.served)) }))
+			line("drain rate from the link's return (samples of the window per second)", 0, d(func(x drainResult) float64 { return x.rate(false) }))
+			line("drain rate from the first accepted request (samples of the window per second)", 0, d(func(x drainResult) float64 { return x.rate(true) }))
+		}
+	}
+	if r.killKept != nil {
+		w("\nkill -9: samples of the synthetic target scraped from the start of the crash outage until the kill, and of those at the receiver at the end: ")
+		for _, n := range agentNames {
+			k := r.killKept[n]
+			w("%s %d of %d (%s %%); ", n, k[1], k[0], num(div(100*float64(k[1]), float64(k[0])), 1))
+		}
+		w("\n")
+	}
 }
 
 // wholeRun adds a phase that spans every other one.
@@ -456,111 +547,4 @@ func dirOf(d string) string {
 		return os.TempDir()
 	}
 	return d
-}
-
-// aims checks the targets of issue 8 against this run.
-func (r *results) aims(b *strings.Builder) {
-	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
-	w("\n## ferry against its aims (issue 8), in this run\n\n| aim | ferry | vmagent | prometheus | ratio | verdict |\n|---|---|---|---|---|---|\n")
-	rows := r.rows()
-	get := func(phase, label string) map[string]float64 {
-		p := r.phase(phase)
-		if p == nil {
-			return nil
-		}
-		for _, rw := range rows {
-			if rw.label == label {
-				v := map[string]float64{}
-				for _, n := range agentNames {
-					v[n] = rw.val(p, n)
-				}
-				return v
-			}
-		}
-		return nil
-	}
-	check := func(aim, phase, label string, max float64, prec int) {
-		v := get(phase, label)
-		if v == nil {
-			w("| %s | not measured | | | | phase %s did not run |\n", aim, phase)
-			return
-		}
-		ra := div(v["ferry"], v["vmagent"])
-		verdict := "not measured"
-		if !math.IsNaN(ra) {
-			if ra <= max {
-				verdict = "met"
-			} else {
-				verdict = fmt.Sprintf("missed: %.3f× > %.2f×", ra, max)
-			}
-		}
-		w("| %s | %s | %s | %s | %s | %s |\n", aim, num(v["ferry"], prec), num(v["vmagent"], prec), num(v["prometheus"], prec), num(ra, 2), verdict)
-	}
-	check("RSS median (steady) ≤ 0.4× vmagent", "steady", "RSS median (MiB)", 0.4, 1)
-	check("CPU per sample (steady) ≤ 0.7× vmagent", "steady", "CPU per 1k samples scraped (ms)", 0.7, 2)
-	check("disk bytes written per sample (outage) ≤ 0.33× vmagent", "outage", "written to disk per sample scraped (bytes)", 0.33, 2)
-	check("wire bytes per sample (steady) ≤ 1× vmagent", "steady", "wire bytes per sample (snappy)", 1, 2)
-	check("wire bytes per sample (drain) ≤ 0.5× vmagent", "drain", "wire bytes per sample (snappy)", 0.5, 2)
-	for _, ph := range []string{"outage", "crash"} {
-		v := get(ph, "completeness at the end of the run (% of those at the receiver)")
-		if v == nil {
-			continue
-		}
-		verdict := "missed"
-		if v["ferry"] >= 100 {
-			verdict = "met"
-		} else if ph == "crash" {
-			verdict = "below 100%: compare with the sync window (1m of a " + r.cfg.crashOutage.String() + " outage, killed in its middle)"
-		}
-		w("| 100%% of the probe samples of the %s phase | %s | %s | %s | | %s |\n", ph, num(v["ferry"], 1), num(v["vmagent"], 1), num(v["prometheus"], 1), verdict)
-	}
-	if r.phase("crash") != nil && r.final != nil {
-		// Of the probe samples served before the kill, the ones missing
-		// at the end: within the minute before the kill (ferry's sync
-		// window) and older.
-		lost := map[string][2]int{}
-		for _, n := range agentNames {
-			a := r.agents[n]
-			served := r.synth.served(n, r.started, a.killedAt)
-			have := map[int64]bool{}
-			for _, s := range r.final[n] {
-				have[int64(s.value)] = true
-			}
-			var l [2]int
-			for _, v := range served {
-				if !have[v] {
-					if v >= a.killedAt.Add(-time.Minute).Unix() {
-						l[0]++
-					} else {
-						l[1]++
-					}
-				}
-			}
-			lost[n] = l
-		}
-		verdict := "met"
-		if lost["ferry"][1] > 0 {
-			verdict = "missed"
-		}
-		f := func(n string) string {
-			return fmt.Sprintf("%d lost within 1m before the kill, %d older", lost[n][0], lost[n][1])
-		}
-		w("| kill -9: nothing lost but the sync window (probe samples served before the kill, missing at the end) | %s | %s | %s | | %s |\n", f("ferry"), f("vmagent"), f("prometheus"), verdict)
-	}
-	if p := r.phase("drain"); p != nil && p.drain != nil {
-		f, va, pr := p.drain["ferry"].drained, p.drain["vmagent"].drained, p.drain["prometheus"].drained
-		verdict := "missed"
-		if f >= 0 && (va < 0 || f < va) && (pr < 0 || f < pr) {
-			verdict = "met"
-		} else if f < 0 {
-			verdict = "missed: ferry did not drain within the phase"
-		}
-		ds := func(d time.Duration) string {
-			if d < 0 {
-				return "not drained"
-			}
-			return fmt.Sprintf("%.1f s", d.Seconds())
-		}
-		w("| drain after the outage faster than both peers | %s | %s | %s | | %s |\n", ds(f), ds(va), ds(pr), verdict)
-	}
 }

@@ -45,6 +45,9 @@ type probeServe struct {
 	value int64
 }
 
+// synthJob is the job name every agent gives the synthetic target.
+const synthJob = "synth"
+
 // synthTarget serves bench.NewWorkload's series, advanced every interval,
 // plus ferry_bench_probe whose value is the Unix second it was served in.
 type synthTarget struct {
@@ -135,6 +138,17 @@ func (t *synthTarget) scrapeCount(a string) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.scrapes[a]
+}
+
+// scrapeTimes returns when the target was served to agent a, in order.
+func (t *synthTarget) scrapeTimes(a string) []time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]time.Time, len(t.probes[a]))
+	for i, p := range t.probes[a] {
+		out[i] = p.at
+	}
+	return out
 }
 
 // served returns the probe values served to agent a in [from, to).
