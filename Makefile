@@ -30,12 +30,13 @@ REMOTE_WRITE_URL ?=
 # Cross targets: GOOS/GOARCH[/GOARM]
 CROSS    := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6
 
-.PHONY: help build run test test-cross test-cross-full test-fleet test-packaging test-release size cross lint bench bench-go bench-compare peers fuzz clean
+.PHONY: help build run test test-model test-cross test-cross-full test-fleet test-packaging test-release size cross lint bench bench-go bench-compare peers fuzz clean
 
 help:
 	@echo "make build       build bin/ferry for this machine"
 	@echo "make run         run ferry with the embedded defaults (REMOTE_WRITE_URL=... to send)"
 	@echo "make test        install test dependencies, run every test (unit, e2e, armv7/arm64 under qemu)"
+	@echo "make test-model  the buffer's model test with new random seeds for MODEL_DURATION (default 5m)"
 	@echo "make test-release  goreleaser snapshot build into dist/, packages checked, arm64 run under qemu"
 	@echo "make test-fleet  the fleet's side alone: status page in Chromium, alert rules (promtool), dashboard queries, METRICS.md"
 	@echo "make test-cross-full  the whole suite without -short as armv7 and arm64 under qemu-user (~10 min)"
@@ -66,6 +67,15 @@ test:
 	$(MAKE) size
 	$(MAKE) test-packaging
 	$(MAKE) test-release
+
+# The buffer's model-based test (buffer/model_test.go) with new random
+# seeds until MODEL_DURATION has passed, MODEL_STEPS steps each; stops at
+# the first failing seed (MODEL_SEED=n reruns it verbosely). The defects it
+# found, reduced: go test -tags modeldefects -run ModelDefect ./buffer/
+MODEL_DURATION ?= 5m
+MODEL_STEPS    ?= 3000
+test-model:
+	MODEL_DURATION=$(MODEL_DURATION) MODEL_STEPS=$(MODEL_STEPS) $(GO) test -count=1 -timeout 0 -v -run '^TestModelConservesEverySample$$' ./buffer/
 
 # Every test also runs as an armv7 and an arm64 binary under qemu-user
 # (-short), and the end-to-end tests in full as armv7: ferry built for
