@@ -71,7 +71,7 @@ test:
 # The buffer's model-based test (buffer/model_test.go) with new random
 # seeds until MODEL_DURATION has passed, MODEL_STEPS steps each; stops at
 # the first failing seed (MODEL_SEED=n reruns it verbosely). The defects it
-# found, reduced: go test -tags modeldefects -run ModelDefect ./buffer/
+# found are regression tests in buffer/accounting_test.go.
 MODEL_DURATION ?= 5m
 MODEL_STEPS    ?= 3000
 test-model:

@@ -192,7 +192,9 @@ type Buffer struct {
 	live        []seriesData // taken by TakeLive, not yet handed back
 	liveEnded   *sync.Cond   // on mu: broadcast when live is handed back
 	state       map[uint32]*seriesState
-	blocks      []blockInfo // committed, ascending seq
+	forgotten   map[uint64]int64 // lastT of series forgotten while open, by label hash
+	delivered   uint64           // the receiver has every block up to it (Delivered)
+	blocks      []blockInfo      // committed, ascending seq
 	nextSeq     uint64
 	dropped     map[string]uint64
 	liveSeries  int   // series in use when unused ones were last removed
@@ -333,6 +335,7 @@ func (b *Buffer) openAndLoad(readOnly bool) (err error) {
 	b.series = newSeriesIndex()
 	b.head = map[uint32]*seriesData{}
 	b.state = map[uint32]*seriesState{}
+	b.forgotten = map[uint64]int64{}
 	b.liveEnded = sync.NewCond(&b.mu)
 	b.blocks, b.nextSeq = nil, 1
 
@@ -461,9 +464,9 @@ func (b *Buffer) Append(lset labels.Labels, t int64, v float64) {
 	ref := b.series.ref(lset)
 	st := b.state[ref]
 	if st == nil {
-		st = &seriesState{}
-		b.state[ref] = st
-	} else if t <= st.lastT {
+		st = b.newStateLocked(ref, lset)
+	}
+	if t <= st.lastT {
 		b.dropped[ReasonOutOfOrder]++
 		return
 	}
@@ -724,6 +727,17 @@ func (b *Buffer) Ack(seq uint64) error {
 	}
 	b.mu.Unlock()
 	return b.deleteBlocks(seqs, "")
+}
+
+// Delivered tells the buffer that the receiver has every block up to and
+// including seq, ahead of the Ack that deletes them (the sender acks in
+// batches, to write less): a commit that evicts such a block to make room
+// loses nothing, and does not count it as dropped. Safe for concurrent use;
+// it never waits for the disk.
+func (b *Buffer) Delivered(seq uint64) {
+	b.mu.Lock()
+	b.delivered = max(b.delivered, seq)
+	b.mu.Unlock()
 }
 
 // Delete deletes the given blocks, delivered out of order (the sender's

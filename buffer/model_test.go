@@ -157,6 +157,7 @@ type modelRun struct {
 
 	crashes, commits, delivers, stepsBack int
 	repeats, overlap, uncounted           int
+	deliveredMark                         uint64 // the last seq told to Delivered since Open
 }
 
 func (m *modelRun) fatalf(format string, args ...any) {
@@ -261,7 +262,7 @@ func (m *modelRun) open() {
 	if err != nil {
 		m.fatalf("open: %v", err)
 	}
-	m.b = b
+	m.b, m.deliveredMark = b, 0 // a new Buffer knows nothing delivered
 }
 
 func (m *modelRun) newLabels() labels.Labels {
@@ -576,6 +577,8 @@ func (m *modelRun) sendBlocks() {
 	m.logf("delivered blocks %d..%d", blocks[0].Seq, last)
 	if !fresh {
 		m.next, m.unacked = last+1, last
+		m.b.Delivered(last) // as the sender does: evicting these before the ack is no loss
+		m.deliveredMark = max(m.deliveredMark, last)
 		if m.rng.IntN(3) == 0 {
 			m.ack()
 		}
@@ -694,6 +697,8 @@ func (m *modelRun) reconcile(committed bool, deleted map[uint64]bool, byDelete b
 			m.uncounted++
 		case deleted[seq]:
 			m.fatalf("%v deleted from block %d, never delivered", k, seq)
+		case st.delivered > 0 && seq <= m.deliveredMark:
+			// Evicted after Delivered, before its ack: no loss, not counted.
 		default:
 			drops++
 			if st.delivered > 0 {
@@ -859,9 +864,12 @@ func (m *modelRun) reconcileWith(st Stats, committed bool) {
 			delete(m.active, k)
 		}
 	}
-	for k := range m.file {
+	for k, seq := range m.file {
 		if _, still := now[k]; !still {
 			m.gone(k, m.samples[k])
+			if m.samples[k].delivered > 0 && seq <= m.deliveredMark {
+				continue // evicted after Delivered: no loss, not counted
+			}
 			drops++
 			if m.samples[k].delivered > 0 {
 				m.overlap++

@@ -324,7 +324,7 @@ func (b *Buffer) collectSeries() {
 	for r := range s.byRef {
 		if _, inFile := s.disk[r]; !inFile && b.head[r] == nil && !pending[r] && !used[r] {
 			dead = append(dead, r)
-			delete(b.state, r)
+			b.forgetStateLocked(r)
 		}
 	}
 	// Forgotten here, under mu, so that a series coming back gets a new
@@ -358,4 +358,56 @@ func refsIn(blocks [][]byte) map[uint32]bool {
 		}
 	}
 	return refs
+}
+
+// maxForgotten bounds what the buffer remembers of series it forgot: past
+// it, it forgets the oldest half of what it remembers, and a series
+// forgotten among so many others loses its guard against older samples.
+const maxForgotten = 1 << 16
+
+// forgetStateLocked drops the state of series r, which nothing holds any
+// more, remembering its newest timestamp by its label hash: a series that
+// comes back keeps refusing samples older than those it had, as Append
+// promises. The caller holds mu.
+func (b *Buffer) forgetStateLocked(r uint32) {
+	st, lset := b.state[r], b.series.byRef[r]
+	delete(b.state, r)
+	if st == nil || lset.IsEmpty() {
+		return
+	}
+	if len(b.forgotten) >= maxForgotten {
+		b.pruneForgottenLocked()
+	}
+	b.forgotten[lset.Hash()] = st.lastT
+}
+
+// pruneForgottenLocked forgets the older half of the forgotten series'
+// timestamps. The caller holds mu.
+func (b *Buffer) pruneForgottenLocked() {
+	ts := make([]int64, 0, len(b.forgotten))
+	for _, t := range b.forgotten {
+		ts = append(ts, t)
+	}
+	slices.Sort(ts)
+	median := ts[len(ts)/2]
+	for h, t := range b.forgotten {
+		if t <= median {
+			delete(b.forgotten, h)
+		}
+	}
+}
+
+// newStateLocked makes the state of a series new to the buffer, or come
+// back after it was forgotten. The caller holds mu.
+func (b *Buffer) newStateLocked(ref uint32, lset labels.Labels) *seriesState {
+	st := &seriesState{}
+	if len(b.forgotten) > 0 {
+		h := lset.Hash()
+		if t, ok := b.forgotten[h]; ok {
+			st.lastT = t
+			delete(b.forgotten, h)
+		}
+	}
+	b.state[ref] = st
+	return st
 }

@@ -67,6 +67,7 @@ func (b *Buffer) makeRoom(tx *bolt.Tx, n, allowance int64, keep map[uint32]bool)
 	bb, sb := tx.Bucket(bucketBlocks), tx.Bucket(bucketSeries)
 	b.mu.Lock()
 	ch := roomChange{blocks: slices.Clone(b.blocks)}
+	delivered := b.delivered
 	cands := b.candidateSeriesLocked(keep)
 	leaves := leafPagesBound(b.series.diskBytes)
 	b.mu.Unlock()
@@ -124,7 +125,8 @@ func (b *Buffer) makeRoom(tx *bolt.Tx, n, allowance int64, keep map[uint32]bool)
 		return ch, err
 	}
 	for ch.freed < n && len(ch.blocks) > 0 {
-		if b.thin {
+		// Blocks already delivered go first, whole: they are no loss.
+		if b.thin && ch.blocks[0].seq > delivered {
 			if allowance < pageSize && ch.freed > 0 {
 				break // no page left for a merged block: the next transaction has the freed ones
 			}
@@ -143,7 +145,9 @@ func (b *Buffer) makeRoom(tx *bolt.Tx, n, allowance int64, keep map[uint32]bool)
 		if err := deleteBlock(bb, oldest.seq); err != nil {
 			return ch, err
 		}
-		ch.evicted += oldest.samples
+		if oldest.seq > delivered { // a delivered block, not yet acknowledged, is no loss
+			ch.evicted += oldest.samples
+		}
 		ch.freed += oldest.size
 		ch.blocks = ch.blocks[1:]
 		if err := unused(); err != nil {

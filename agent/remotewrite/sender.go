@@ -132,6 +132,11 @@ type Source interface {
 	// nothing will ever be committed (a carry file).
 	Committed() <-chan struct{}
 
+	// Delivered tells the source, at once, that the receiver has every
+	// block with Seq <= seq, ahead of the batched Ack: a block the source
+	// must drop meanwhile (a full buffer) is then no loss. It cannot fail.
+	Delivered(seq uint64)
+
 	// Delete is Ack for blocks delivered out of order: those with the given
 	// seqs, in ascending order; seqs already gone are skipped. Called only
 	// when fresh blocks are sent ahead of the backlog (Config.FreshFirst,
@@ -377,6 +382,7 @@ func (s *Sender) Run(ctx context.Context) {
 			return // ctx ended while retrying; these blocks stay buffered
 		}
 		delivered = blocks[len(blocks)-1].Seq
+		s.src.Delivered(delivered)
 		next = delivered + 1
 		for _, blk := range blocks {
 			unacked += blk.Samples()

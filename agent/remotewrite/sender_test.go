@@ -65,6 +65,8 @@ func (f *fakeSource) Ack(seq uint64) error {
 
 func (f *fakeSource) Committed() <-chan struct{} { return f.committed }
 
+func (f *fakeSource) Delivered(uint64) {}
+
 // The fake holds committed blocks only: nothing in memory to send.
 func (f *fakeSource) TakeLive(int, bool) (buffer.Block, bool) { return buffer.Block{}, false }
 func (f *fakeSource) LiveDone()                               { panic("LiveDone without TakeLive") }

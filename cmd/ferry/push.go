@@ -302,6 +302,9 @@ func (c *carrySource) done() int64 {
 func (c *carrySource) Ack(uint64) error           { return nil }
 func (c *carrySource) Committed() <-chan struct{} { return nil } // never: the file is all there is
 
+// A carry file's requests are done with when they are read again.
+func (c *carrySource) Delivered(uint64) {}
+
 // A carry file has nothing in memory to send.
 func (c *carrySource) TakeLive(int, bool) (buffer.Block, bool) { return buffer.Block{}, false }
 func (c *carrySource) LiveDone()                               {}

