@@ -210,8 +210,8 @@ func TestSizeBoundHolds(t *testing.T) {
 	}{{1 << 20, false}, {3<<20 + 12345, false}, {16 << 20, false}, {1 << 20, true}, {3<<20 + 12345, true}} {
 		maxSize := tc.maxSize
 		t.Run(fmt.Sprintf("%d thin=%v", maxSize, tc.thin), func(t *testing.T) {
-			if testing.Short() && maxSize > 4<<20 {
-				t.Skip("the larger cap runs without -short")
+			if testing.Short() && maxSize > 2<<20 {
+				t.Skip("the larger caps run without -short (TestCapHoldsUnderRandomChurn covers small ones in both)")
 			}
 			dir := t.TempDir()
 			b, err := Open(Options{Dir: dir, MaxSize: maxSize, Thin: tc.thin})
