@@ -179,6 +179,7 @@ type Buffer struct {
 	mu          sync.Mutex // guards what follows
 	series      *seriesIndex
 	head        map[uint32]*seriesData
+	slab        headSlab // where Append takes the head's new series from
 	headSamples int
 	headBytes   int64        // estimated memory of the head
 	live        []seriesData // taken by TakeLive, not yet handed back
@@ -441,7 +442,7 @@ func (b *Buffer) Append(lset labels.Labels, t int64, v float64) {
 	st.lastT = t
 	s := b.head[ref]
 	if s == nil {
-		s = &seriesData{ref: ref}
+		s = b.slab.series(ref)
 		b.head[ref] = s
 		b.headBytes += headSeriesBytes
 	}
