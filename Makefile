@@ -123,7 +123,8 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# The Go benchmarks (buffer bytes per sample, hot paths with allocations),
+# The Go benchmarks (buffer bytes per sample, hot paths with allocations,
+# one whole collection of a 10k-series target per sample),
 # then the side-by-side run of the agents: ~12 min in all.
 bench: bench-go bench-compare
 
@@ -131,6 +132,7 @@ bench-go:
 	$(GO) test -run '^$$' -bench 'BytesPerSample|HistoryAtCap' -benchtime 1x ./bench/
 	$(GO) test -run '^$$' -bench 'ParseScrapeBody|BufferAppend|HostCollection' -benchmem ./bench/
 	$(GO) test -run '^$$' -bench 'EncodeWriteRequest' -benchmem ./agent/remotewrite/codec/
+	$(GO) test -run '^$$' -bench 'CollectTarget' -benchmem ./agent/
 
 # ferry, vmagent and Prometheus agent mode (Debian's) side by side, in one
 # run on this machine: ~10 min on 2 cores.

@@ -132,6 +132,18 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 	add := func(lset labels.Labels, t int64, v float64) {
 		appendFinal(withExternal(b, lset, external), t, v)
 	}
+	// appendCached is appendFinal of a cached series, with its ref in the
+	// buffer kept for the next collection.
+	appendCached := func(e *cachedLabels, t int64, v float64) {
+		switch {
+		case t != 0:
+			e.ref = a.buf.AppendRef(e.ref, e.final, t, v)
+		case clockOK:
+			e.ref = a.buf.AppendRef(e.ref, e.final, wall, v)
+		default:
+			a.clock.Hold(e.final, reading.Mono, v)
+		}
+	}
 	kept := 0
 	s.labels.start(external)
 	for _, smp := range c.Samples {
@@ -153,7 +165,7 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 			// Prometheus: a target's own timestamps say when data ends.
 			s.series.addHashed(e.hash, e.lset)
 		}
-		appendFinal(e.final, smp.T, smp.V)
+		appendCached(e, smp.T, smp.V)
 	}
 	if err == nil || len(c.Samples) > 0 {
 		s.labels.finish()
@@ -330,6 +342,7 @@ type cachedLabels struct {
 	hash      uint64        // lset.Hash()
 	keep      bool          // false: metric relabeling drops the sample
 	final     labels.Labels // lset with the external labels: as buffered
+	ref       uint32        // final's in the buffer (Buffer.AppendRef), or 0
 	run       uint64        // the last collection that had it
 }
 
