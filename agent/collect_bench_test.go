@@ -96,8 +96,9 @@ func BenchmarkCollectTarget(b *testing.B) {
 	allocs += ms.Mallocs
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
-	runtime.KeepAlive(s)                                           // and the agent and buffer with it
-	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "live-heap-MiB") // what the collections keep: caches, series, the buffer's index
+	runtime.KeepAlive(s) // the buffer stays open until the deferred Close
+	// What the collections keep: caches, series, the buffer's index.
+	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "live-heap-MiB")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
 	b.ReportMetric(float64(allocs)/float64(b.N*n), "allocs/sample")
 }

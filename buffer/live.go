@@ -93,6 +93,9 @@ func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bo
 		refs = append(refs, r)
 	}
 	slices.Sort(refs)
+	// At most one entry per series and per sample: made once, not grown.
+	b.live = make([]seriesData, 0, min(len(refs), max(maxSamples, 1)))
+	blk.Series = make([]Series, 0, cap(b.live))
 	n := 0
 	for _, r := range refs {
 		s := b.head[r]
