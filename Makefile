@@ -134,14 +134,16 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# The Go benchmarks (buffer bytes per sample, hot paths with allocations),
-# then the side-by-side run of the agents: ~22 min in all.
+# The Go benchmarks (buffer bytes per sample, hot paths with allocations,
+# one whole collection of a 10k-series target per sample), then the
+# side-by-side run of the agents: ~22 min in all.
 bench: bench-go bench-compare
 
 bench-go:
 	$(GO) test -run '^$$' -bench 'BytesPerSample|HistoryAtCap' -benchtime 1x ./bench/
 	$(GO) test -run '^$$' -bench 'ParseScrapeBody|BufferAppend|HostCollection' -benchmem ./bench/
 	$(GO) test -run '^$$' -bench 'EncodeWriteRequest' -benchmem ./agent/remotewrite/codec/
+	$(GO) test -run '^$$' -bench 'CollectTarget' -benchmem ./agent/
 
 # The peers as users pick them today, at pinned versions, built from the Go
 # module proxy into .tools/peers/ when not there yet (~8 min the first time).

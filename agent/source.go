@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,8 @@ type source struct {
 	errorLog       lograte.Limiter
 	lastDuplicates uint64
 	series         *seriesSet
+	labels         labelCache          // collectOnce's alone
+	samples        []collectors.Sample // collectOnce's, kept for the next collection's capacity
 
 	mu      sync.Mutex // guards the last run, which the status page reads
 	lastRun time.Time
@@ -86,7 +89,11 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 	now := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	var c collectors.Collection
+	c := collectors.Collection{Samples: s.samples[:0]}
+	defer func() {
+		clear(c.Samples) // the collection's labels are not kept from the garbage collector
+		s.samples = c.Samples[:0]
+	}()
 	err := s.collector.Collect(cctx, &c)
 	took := time.Since(now)
 	if ctx.Err() != nil {
@@ -114,32 +121,61 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 	reading, clockOK := a.clock.Now(a.buf.Append)
 	external, writeRelabel := a.sendLabels()
 	b := labels.NewBuilder(labels.EmptyLabels())
-	add := func(lset labels.Labels, t int64, v float64) {
-		lset, ok := outgoing(b, lset, external, writeRelabel)
+	wall := reading.Wall.UnixMilli()
+	appendFinal := func(lset labels.Labels, t int64, v float64) {
 		switch {
-		case !ok:
-			// write_relabel_configs dropped it: not for the receiver.
 		case t != 0:
 			a.buf.Append(lset, t, v)
 		case clockOK:
-			a.buf.Append(lset, reading.Wall.UnixMilli(), v)
+			a.buf.Append(lset, wall, v)
 		default:
 			a.clock.Hold(lset, reading.Mono, v)
 		}
 	}
+	add := func(lset labels.Labels, t int64, v float64) {
+		if lset, ok := outgoing(b, lset, external, writeRelabel); ok { // else write_relabel_configs dropped it
+			appendFinal(lset, t, v)
+		}
+	}
+	// appendCached is appendFinal of a cached series, with its ref in the
+	// buffer kept for the next collection.
+	appendCached := func(e *cachedLabels, t int64, v float64) {
+		switch {
+		case t != 0:
+			e.ref = a.buf.AppendRef(e.ref, e.final, t, v)
+		case clockOK:
+			e.ref = a.buf.AppendRef(e.ref, e.final, wall, v)
+		default:
+			a.clock.Hold(e.final, reading.Mono, v)
+		}
+	}
 	kept := 0
+	s.labels.start(external, writeRelabel)
 	for _, smp := range c.Samples {
-		lset, ok := s.sampleLabels(b, smp.Labels)
-		if !ok {
+		e := s.labels.get(smp.Labels)
+		if e == nil {
+			lset, keep := s.sampleLabels(b, smp.Labels)
+			final, send := lset, false
+			if keep {
+				final, send = outgoing(b, lset, external, writeRelabel)
+			}
+			e = s.labels.put(smp.Labels, lset, keep, final, send)
+		}
+		if !e.keep {
 			continue
 		}
 		kept++
 		if smp.T == 0 {
 			// Staleness is for series stamped by the scrape, as in
 			// Prometheus: a target's own timestamps say when data ends.
-			s.series.add(lset)
+			s.series.addHashed(e.hash, e.lset)
 		}
-		add(lset, smp.T, smp.V)
+		if e.send { // else write_relabel_configs dropped it: not for the receiver
+			appendCached(e, smp.T, smp.V)
+		}
+	}
+	if err == nil || len(c.Samples) > 0 {
+		s.labels.finish()
 	}
 	if s.report {
 		up := 1.0
@@ -280,8 +316,10 @@ func newSeriesSet() *seriesSet {
 	return &seriesSet{prev: map[uint64]labels.Labels{}, cur: map[uint64]labels.Labels{}}
 }
 
-func (ss *seriesSet) add(lset labels.Labels) {
-	h := lset.Hash()
+func (ss *seriesSet) add(lset labels.Labels) { ss.addHashed(lset.Hash(), lset) }
+
+// addHashed is add of a label set whose Hash is h.
+func (ss *seriesSet) addHashed(h uint64, lset labels.Labels) {
 	if _, ok := ss.cur[h]; ok {
 		return
 	}
@@ -304,4 +342,85 @@ func (ss *seriesSet) finish() []labels.Labels {
 	ss.prev, ss.cur = ss.cur, ss.prev
 	ss.added = 0
 	return gone
+}
+
+// labelCache remembers, for a source, the labels each series of its
+// collections is buffered with: a label set collected again costs a map
+// lookup instead of adding the target labels, metric relabeling and the
+// external labels again, and allocates nothing. Together with a scraper's
+// cache of parsed series, an unchanged series of a scrape target goes from
+// the exposition's text to the buffer without a new label set. The entries
+// are made with one set of external labels and forgotten when it changes;
+// those a collection did not have are forgotten after it (not after a
+// failed one that had none), so the cache holds the series of one
+// collection. It is not safe for concurrent use: the source's collections
+// run one at a time.
+type labelCache struct {
+	external     labels.Labels     // the entries were made with
+	writeRelabel []*relabel.Config // and with
+	run          uint64            // counts collections
+	seen         int               // entries used by this collection
+	entries      map[uint64]*cachedLabels
+}
+
+type cachedLabels struct {
+	collected labels.Labels // as the collector gave them
+	lset      labels.Labels // with the target labels, metric relabeling applied
+	hash      uint64        // lset.Hash()
+	keep      bool          // false: metric relabeling drops the sample
+	final     labels.Labels // lset with the external labels and write relabeling: as buffered
+	send      bool          // false: write relabeling drops it
+	ref       uint32        // final's in the buffer (Buffer.AppendRef), or 0
+	run       uint64        // the last collection that had it
+}
+
+// start begins a collection whose samples get external and
+// writeRelabel; a change of either (a reload) empties the cache.
+func (c *labelCache) start(external labels.Labels, writeRelabel []*relabel.Config) {
+	if c.entries == nil || !labels.Equal(c.external, external) || !slices.Equal(c.writeRelabel, writeRelabel) {
+		c.entries = map[uint64]*cachedLabels{}
+		c.external, c.writeRelabel = external, writeRelabel
+	}
+	c.run++
+	c.seen = 0
+}
+
+// get returns the entry of a collected label set, or nil.
+func (c *labelCache) get(collected labels.Labels) *cachedLabels {
+	e := c.entries[collected.Hash()]
+	if e == nil || !labels.Equal(e.collected, collected) {
+		return nil
+	}
+	if e.run != c.run {
+		e.run = c.run
+		c.seen++
+	}
+	return e
+}
+
+// put makes the entry of a collected label set and returns it. A label set
+// whose hash another one has already is not kept.
+func (c *labelCache) put(collected, lset labels.Labels, keep bool, final labels.Labels, send bool) *cachedLabels {
+	e := &cachedLabels{collected: collected, lset: lset, keep: keep, final: final, send: send, run: c.run}
+	if keep {
+		e.hash = lset.Hash()
+	}
+	h := collected.Hash()
+	if _, taken := c.entries[h]; !taken {
+		c.entries[h] = e
+		c.seen++
+	}
+	return e
+}
+
+// finish forgets the entries the collection begun by start did not use.
+func (c *labelCache) finish() {
+	if len(c.entries) == c.seen {
+		return
+	}
+	for h, e := range c.entries {
+		if e.run != c.run {
+			delete(c.entries, h)
+		}
+	}
 }

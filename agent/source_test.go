@@ -365,3 +365,28 @@ func TestOutgoingAppliesWriteRelabeling(t *testing.T) {
 		t.Errorf("without rules: %s %v", got, ok)
 	}
 }
+
+// TestExternalLabelsChangeBetweenCollections: the source's cache of label
+// sets was made with the external labels of its time; a reload that changes
+// them must not leave samples with the old ones.
+func TestExternalLabelsChangeBetweenCollections(t *testing.T) {
+	a := testAgent(t, labels.FromStrings("site", "berlin"))
+	col := &scripted{steps: [][]collectors.Sample{
+		{sample("__name__", "a")}, {sample("__name__", "a")}, {sample("__name__", "a")},
+	}}
+	s := newSource("app/h:1", "app", "h:1", col)
+	for _, site := range []string{"berlin", "paris", "paris"} {
+		a.cfg.ExternalLabels = labels.FromStrings("site", site)
+		a.collectOnce(context.Background(), s)
+		time.Sleep(2 * time.Millisecond) // one timestamp per collection
+	}
+	got := buffered(t, a)
+	want := [][]string{
+		{`{__name__="a", instance="h:1", job="app", site="berlin"} 1`},
+		{`{__name__="a", instance="h:1", job="app", site="paris"} 1`},
+		{`{__name__="a", instance="h:1", job="app", site="paris"} 1`},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("buffered\n%s\nwant\n%s", strings.Join(flat(got), "\n"), strings.Join(flat(want), "\n"))
+	}
+}

@@ -187,6 +187,7 @@ type Buffer struct {
 	mu          sync.Mutex // guards what follows
 	series      *seriesIndex
 	head        map[uint32]*seriesData
+	slab        headSlab // where Append takes the head's new series from
 	headSamples int
 	headBytes   int64        // estimated memory of the head
 	live        []seriesData // taken by TakeLive, not yet handed back
@@ -450,30 +451,42 @@ const maxTimestamp = 1 << 50
 // since Open, committed or not). A new series keeps lset as given
 // (labels.Labels is immutable). When the head reaches its memory bound,
 // HeadFull is signalled.
-func (b *Buffer) Append(lset labels.Labels, t int64, v float64) {
+func (b *Buffer) Append(lset labels.Labels, t int64, v float64) { b.AppendRef(0, lset, t, v) }
+
+// AppendRef is Append with a hint, as Prometheus' storage.Appender takes
+// one: ref, when not 0, is what an earlier AppendRef of lset returned, and
+// saves finding the series by its labels. It returns the series' ref, for
+// the next call with lset; 0 when the sample is refused before its series
+// is known. A ref that no longer names lset (the buffer forgets a series
+// with nothing left in it, and may give its ref to no other) is checked
+// and ignored, so a stale hint costs a lookup, never a wrong series. Safe
+// for concurrent use, as Append.
+func (b *Buffer) AppendRef(ref uint32, lset labels.Labels, t int64, v float64) uint32 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if t <= 0 || t >= maxTimestamp {
 		b.dropped[ReasonOutOfBounds]++
-		return
+		return ref
 	}
 	if lset.IsEmpty() {
 		b.dropped[ReasonInvalid]++
-		return
+		return 0
 	}
-	ref := b.series.ref(lset)
+	if ref == 0 || !labels.Equal(b.series.byRef[ref], lset) {
+		ref = b.series.ref(lset)
+	}
 	st := b.state[ref]
 	if st == nil {
 		st = b.newStateLocked(ref, lset)
 	}
 	if t <= st.lastT {
 		b.dropped[ReasonOutOfOrder]++
-		return
+		return ref
 	}
 	st.lastT = t
 	s := b.head[ref]
 	if s == nil {
-		s = &seriesData{ref: ref}
+		s = b.slab.series(ref)
 		b.head[ref] = s
 		b.headBytes += headSeriesBytes
 	}
@@ -484,6 +497,7 @@ func (b *Buffer) Append(lset labels.Labels, t int64, v float64) {
 	if b.headBytes >= b.maxHeadBytes {
 		signal(b.headFull)
 	}
+	return ref
 }
 
 // Committed is signalled, without blocking, after each commit that stored

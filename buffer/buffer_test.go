@@ -464,3 +464,43 @@ func TestChurningSeriesDoNotGrowTheDictionary(t *testing.T) {
 		t.Fatalf("blocks refer to removed series: %+v", st)
 	}
 }
+
+func TestAppendRefHintIsCheckedNotTrusted(t *testing.T) {
+	b := openTest(t, t.TempDir(), 8<<20)
+	defer b.Close()
+	x, y := labels.FromStrings("__name__", "x"), labels.FromStrings("__name__", "y")
+	rx := b.AppendRef(0, x, 1000, 1)
+	ry := b.AppendRef(0, y, 1000, 2)
+	if rx == 0 || ry == 0 || rx == ry {
+		t.Fatalf("refs %d and %d, want two different ones", rx, ry)
+	}
+	if got := b.AppendRef(rx, x, 2000, 3); got != rx {
+		t.Errorf("with its own hint: ref %d, want %d", got, rx)
+	}
+	// A hint that names another series, or none, is ignored.
+	if got := b.AppendRef(rx, y, 2000, 4); got != ry {
+		t.Errorf("with x's ref as the hint of y: ref %d, want %d", got, ry)
+	}
+	if got := b.AppendRef(999, x, 3000, 5); got != rx {
+		t.Errorf("with an unknown hint: ref %d, want %d", got, rx)
+	}
+	if got := b.AppendRef(rx, labels.EmptyLabels(), 3000, 6); got != 0 {
+		t.Errorf("empty labels: ref %d, want 0", got)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	b.ForEach(func(blk Block) error {
+		for _, s := range blk.Series {
+			for i := range s.T {
+				got[s.Labels.String()] = append(got[s.Labels.String()], fmt.Sprintf("%d:%v", s.T[i], s.V[i]))
+			}
+		}
+		return nil
+	})
+	want := map[string][]string{`{__name__="x"}`: {"1000:1", "2000:3", "3000:5"}, `{__name__="y"}`: {"1000:2", "2000:4"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("buffered %v, want %v", got, want)
+	}
+}

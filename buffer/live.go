@@ -18,6 +18,36 @@ const (
 	headSeriesBytes = 96
 )
 
+// headSlab hands out the head's series entries, each with room for one
+// sample, from arrays made for many at once: a series new to the head (all
+// of them after each commit, or after the sender took the head) costs no
+// allocation of its own. A sample more than the room a series has grows
+// its slices as append does. An array is freed when none of the entries
+// and slices made from it is in use any more: the head turns over at each
+// commit and each live block. The caller holds Buffer.mu.
+type headSlab struct {
+	entries []seriesData
+	ts      []int64
+	vs      []float64
+}
+
+// headSlabSize is how many series one array of a headSlab holds: the
+// typical device's series, a tenth of the heavy one's.
+const headSlabSize = 1024
+
+// series returns an empty head entry of ref.
+func (h *headSlab) series(ref uint32) *seriesData {
+	if len(h.entries) == 0 {
+		h.entries = make([]seriesData, headSlabSize)
+		h.ts = make([]int64, headSlabSize)
+		h.vs = make([]float64, headSlabSize)
+	}
+	s := &h.entries[0]
+	s.ref, s.ts, s.vs = ref, h.ts[:0:1], h.vs[:0:1]
+	h.entries, h.ts, h.vs = h.entries[1:], h.ts[1:], h.vs[1:]
+	return s
+}
+
 // Collected tells the buffer that one collection's samples are all in the
 // head, ready for the live path: it wakes a sender waiting on LiveReady.
 // Safe for concurrent use; it never blocks.
@@ -63,6 +93,9 @@ func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bo
 		refs = append(refs, r)
 	}
 	slices.Sort(refs)
+	// At most one entry per series and per sample: made once, not grown.
+	b.live = make([]seriesData, 0, min(len(refs), max(maxSamples, 1)))
+	blk.Series = make([]Series, 0, cap(b.live))
 	n := 0
 	for _, r := range refs {
 		s := b.head[r]

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -135,5 +136,24 @@ func TestCollectPrintsTheHostCollection(t *testing.T) {
 	stdout.Reset()
 	if code := run([]string{"collect", "--no-collector.cpu", "--no-collector.loadavg"}, &stdout, &stderr); code != 0 || strings.Contains(stdout.String(), "node_load1 ") || strings.Contains(stdout.String(), "node_cpu_seconds_total{") {
 		t.Errorf("collectors turned off still print (exit %d)", code)
+	}
+}
+
+func TestGCPercentDefaultUnlessGOGC(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	for _, tc := range []struct {
+		gogc string
+		want int
+	}{{"", defaultGCPercent}, {"100", 100}, {"off", 100}} {
+		debug.SetGCPercent(100) // as the runtime leaves it for GOGC
+		setGCPercent(func(name string) string {
+			if name == "GOGC" {
+				return tc.gogc
+			}
+			return ""
+		})
+		if got := debug.SetGCPercent(100); got != tc.want {
+			t.Errorf("GOGC=%q: GC percent %d, want %d", tc.gogc, got, tc.want)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -62,11 +63,60 @@ type Target struct {
 	HTTP            httpclient.Config
 }
 
-// Scraper collects one target.
+// Scraper collects one target. Its methods may be called from any
+// goroutine; Collects of one Scraper run one at a time.
 type Scraper struct {
 	target     Target
 	client     *http.Client
 	duplicates atomic.Uint64
+
+	mu     sync.Mutex // held by Collect: guards what follows
+	cache  seriesCache
+	hashes []uint64       // of the samples of the scrape being parsed, by index
+	first  map[uint64]int // dropDuplicates': label hash -> index in kept
+}
+
+// seriesCache remembers, per target, the label set that each series of the
+// exposition parsed to, keyed by the series' text (textparse's Series():
+// the name and the labels as the target wrote them), as Prometheus' scrape
+// loop does: a series the target exposes again costs a map lookup, neither
+// parsing its labels nor checking them against the limits, and allocates
+// nothing. A series' text alone gives its labels (ferry parses without
+// type and unit labels); the cache is emptied when the target switches
+// between the text format and OpenMetrics. Series that a parsed scrape did
+// not have are forgotten after it, so the cache holds at most the series
+// of one scrape (Limits.Samples).
+type seriesCache struct {
+	openMetrics bool
+	scrape      uint64 // counts parsed scrapes
+	entries     map[string]*cachedSeries
+}
+
+type cachedSeries struct {
+	lset   labels.Labels // within the limits, without empty values
+	hash   uint64        // lset.Hash()
+	scrape uint64        // the last parsed scrape that had it
+}
+
+// start begins a parse of an exposition in OpenMetrics or not.
+func (c *seriesCache) start(openMetrics bool) {
+	if c.entries == nil || c.openMetrics != openMetrics {
+		c.entries = map[string]*cachedSeries{}
+		c.openMetrics = openMetrics
+	}
+	c.scrape++
+}
+
+// finish forgets the series that the parse begun by start did not have.
+func (c *seriesCache) finish(seen int) {
+	if len(c.entries) == seen {
+		return
+	}
+	for k, e := range c.entries {
+		if e.scrape != c.scrape {
+			delete(c.entries, k)
+		}
+	}
 }
 
 // New returns a Scraper of t that gives up after timeout, or an error
@@ -85,17 +135,23 @@ func New(t Target, timeout time.Duration) (*Scraper, error) {
 // Collect scrapes the target once. A failed scrape adds no sample: the
 // agent reports it with up 0, and Reason says why it failed.
 func (s *Scraper) Collect(ctx context.Context, out *collectors.Collection) error {
-	var parsed collectors.Collection
-	if err := s.scrape(ctx, &parsed); err != nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	base := len(out.Samples)
+	if err := s.scrape(ctx, out); err != nil {
+		clear(out.Samples[base:])
+		out.Samples = out.Samples[:base]
 		return fmt.Errorf("scrape %s: %w", s.target.URL.Redacted(), err)
 	}
+	parsed := out.Samples[base:]
 	if !s.target.HonorTimestamps {
-		for i := range parsed.Samples {
-			parsed.Samples[i].T = 0
+		for i := range parsed {
+			parsed[i].T = 0
 		}
 	}
-	parsed.Samples = s.dropDuplicates(parsed.Samples)
-	out.Samples = append(out.Samples, parsed.Samples...)
+	kept := s.dropDuplicates(parsed, s.hashes)
+	clear(parsed[len(kept):])
+	out.Samples = out.Samples[:base+len(kept)]
 	return nil
 }
 
@@ -108,12 +164,18 @@ func (s *Scraper) DuplicatesDropped() uint64 { return s.duplicates.Load() }
 // ("duplicate sample for timestamp"): both would get the scrape's time, and
 // a receiver refuses a whole remote-write request with two values for one
 // series and time.
-func (s *Scraper) dropDuplicates(samples []collectors.Sample) []collectors.Sample {
-	first := make(map[uint64]int, len(samples)) // label hash: index in kept
+//
+// hashes holds the label hash of each sample, by index. The caller holds mu.
+func (s *Scraper) dropDuplicates(samples []collectors.Sample, hashes []uint64) []collectors.Sample {
+	if s.first == nil {
+		s.first = make(map[uint64]int, len(samples))
+	}
+	first := s.first // label hash: index in kept
+	defer clear(first)
 	kept := samples[:0]
-	for _, smp := range samples {
+	for j, smp := range samples {
 		if smp.T == 0 {
-			h := smp.Labels.Hash()
+			h := hashes[j]
 			if i, ok := first[h]; ok && labels.Equal(kept[i].Labels, smp.Labels) {
 				s.duplicates.Add(1)
 				continue
@@ -145,7 +207,8 @@ func (s *Scraper) scrape(ctx context.Context, out *collectors.Collection) error 
 	if err != nil {
 		return err
 	}
-	return Parse(body, resp.Header.Get("Content-Type"), s.target.Limits, out)
+	s.hashes = s.hashes[:0]
+	return parse(body, resp.Header.Get("Content-Type"), s.target.Limits, out, len(out.Samples), &s.cache, &s.hashes)
 }
 
 // readBody reads a body of size bytes (-1: unknown, as when the transport
@@ -210,11 +273,25 @@ func transportError(err error) error {
 // ferry asks for neither protobuf nor native histograms, and leaves their
 // parser out of the binary (textparse.New would link it).
 func Parse(body []byte, contentType string, lim Limits, out *collectors.Collection) error {
+	return parse(body, contentType, lim, out, 0, nil, nil)
+}
+
+// parse is Parse with the sample limit counting the samples of out from
+// index base on, a target's cache of series, and the label hash of each
+// sample added to out appended to hashes; cache and hashes nil for neither.
+func parse(body []byte, contentType string, lim Limits, out *collectors.Collection, base int, cache *seriesCache, hashes *[]uint64) error {
 	var p textparse.Parser
+	openMetrics := false
 	if mediaType, _, _ := mime.ParseMediaType(contentType); mediaType == "application/openmetrics-text" {
 		p = textparse.NewOpenMetricsParser(body, labels.NewSymbolTable())
+		openMetrics = true
 	} else {
 		p = textparse.NewPromParser(body, labels.NewSymbolTable(), false)
+	}
+	seen := 0 // cached series in this parse
+	if cache != nil {
+		cache.start(openMetrics)
+		defer func() { cache.finish(seen) }()
 	}
 	var lset labels.Labels
 	for {
@@ -228,20 +305,43 @@ func Parse(body []byte, contentType string, lim Limits, out *collectors.Collecti
 		if entry != textparse.EntrySeries {
 			continue
 		}
-		_, ts, v := p.Series()
-		p.Labels(&lset)
-		if err := checkLabels(lset, lim); err != nil {
-			return err
+		series, ts, v := p.Series()
+		var cached *cachedSeries
+		if cache != nil {
+			cached = cache.entries[string(series)] // no allocation for the lookup
 		}
-		if len(out.Samples) >= lim.Samples {
+		if cached == nil {
+			p.Labels(&lset)
+			if err := checkLabels(lset, lim); err != nil {
+				return err
+			}
+		}
+		if len(out.Samples)-base >= lim.Samples {
 			return &Error{ReasonSampleLimit, fmt.Errorf("more than the limit of %d samples", lim.Samples)}
 		}
-		// p.Labels builds a new label set each time: lset is not reused.
-		s := collectors.Sample{Labels: lset, V: v}
+		s := collectors.Sample{V: v}
 		if ts != nil {
 			s.T = *ts
 		}
-		out.AddSample(nil, s)
+		if cached == nil {
+			// p.Labels builds a new label set each time: lset is not reused.
+			s.Labels = lset
+			out.AddSample(nil, s)
+			if cache == nil {
+				continue
+			}
+			lset = out.Samples[len(out.Samples)-1].Labels // without empty values
+			cached = &cachedSeries{lset: lset, hash: lset.Hash()}
+			cache.entries[string(series)] = cached
+		} else {
+			s.Labels = cached.lset
+			out.Samples = append(out.Samples, s)
+		}
+		if cached.scrape != cache.scrape {
+			cached.scrape = cache.scrape
+			seen++
+		}
+		*hashes = append(*hashes, cached.hash)
 	}
 }
 

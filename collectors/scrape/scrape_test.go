@@ -432,3 +432,53 @@ func TestCollectHonorTimestamps(t *testing.T) {
 		}
 	}
 }
+
+// TestCollectCachedSeries scrapes a target again and again, as the agent
+// does: series the scraper knows from the scrape before come from its cache
+// and must give what parsing gives, duplicates included; series that come
+// and go, and a switch of format, too.
+func TestCollectCachedSeries(t *testing.T) {
+	bodies := []struct{ contentType, body string }{
+		{promContentType, "a{x=\"1\",y=\"\"} 1\nb 2\na{x=\"1\"} 3\nc{z=\"q\"} 4\n"},
+		{promContentType, "a{x=\"1\",y=\"\"} 5\nb 6\nd 7\na{x=\"1\"} 8\n"},
+		{promContentType, "b 9\nd{} 10\nd 11\n"},
+		{omContentType, "# TYPE b gauge\nb 12\n# TYPE d gauge\nd 13\n# EOF\n"},
+		{promContentType, "a{x=\"1\",y=\"\"} 14\nb 15\n"},
+	}
+	var mu sync.Mutex
+	step := 0
+	tg := newTarget(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		b := bodies[step]
+		mu.Unlock()
+		serveBody(b.contentType, []byte(b.body))(w, r)
+	})
+	s := tg.scraper(t, DefaultLimits)
+	wantDups := uint64(0)
+	for i, b := range bodies {
+		mu.Lock()
+		step = i
+		mu.Unlock()
+		var got collectors.Collection
+		if err := s.Collect(context.Background(), &got); err != nil {
+			t.Fatalf("scrape %d: %v", i, err)
+		}
+		// What a fresh scraper, with nothing cached, gives.
+		var want collectors.Collection
+		fresh := tg.scraper(t, DefaultLimits)
+		if err := fresh.Collect(context.Background(), &want); err != nil {
+			t.Fatal(err)
+		}
+		sameSamples(t, got.Samples, want.Samples)
+		wantDups += fresh.DuplicatesDropped()
+		if d := s.DuplicatesDropped(); d != wantDups {
+			t.Errorf("scrape %d: %d duplicates counted, want %d", i, d, wantDups)
+		}
+		if n := len(s.cache.entries); n > strings.Count(b.body, "\n") {
+			t.Errorf("scrape %d: %d series cached, more than the scrape had", i, n)
+		}
+	}
+	if wantDups == 0 {
+		t.Error("no duplicates in the bodies: the test does not test them")
+	}
+}
