@@ -193,9 +193,10 @@ type Buffer struct {
 	live        []seriesData // taken by TakeLive, not yet handed back
 	liveEnded   *sync.Cond   // on mu: broadcast when live is handed back
 	state       map[uint32]*seriesState
-	forgotten   map[uint64]int64 // lastT of series forgotten while open, by label hash
-	delivered   uint64           // the receiver has every block up to it (Delivered)
-	blocks      []blockInfo      // committed, ascending seq
+	forgotten   map[uint64]int64       // lastT of series forgotten while open, by label hash
+	readAs      map[uint64]blockHeader // blocks as Read last returned them, for Delete
+	delivered   uint64                 // the receiver has every block up to it (Delivered)
+	blocks      []blockInfo            // committed, ascending seq
 	nextSeq     uint64
 	dropped     map[string]uint64
 	liveSeries  int   // series in use when unused ones were last removed
@@ -337,6 +338,7 @@ func (b *Buffer) openAndLoad(readOnly bool) (err error) {
 	b.head = map[uint32]*seriesData{}
 	b.state = map[uint32]*seriesState{}
 	b.forgotten = map[uint64]int64{}
+	b.readAs = map[uint64]blockHeader{}
 	b.liveEnded = sync.NewCond(&b.mu)
 	b.blocks, b.nextSeq = nil, 1
 
@@ -607,6 +609,7 @@ func (b *Buffer) forgetBlocksLocked(gone []blockInfo, reason string) {
 		if !seqs[bi.seq] {
 			return false
 		}
+		delete(b.readAs, bi.seq)
 		if reason != "" {
 			b.dropped[reason] += uint64(bi.samples)
 		}
@@ -657,6 +660,7 @@ func (b *Buffer) read(from uint64, maxSamples int) ([]Block, uint64, error) {
 	b.mu.Unlock()
 
 	var out []Block
+	var read []blockHeader // of out's blocks, as Delete checks them
 	var corrupt []uint64
 	err := b.db.View(func(tx *bolt.Tx) error {
 		bb := tx.Bucket(bucketBlocks)
@@ -665,16 +669,24 @@ func (b *Buffer) read(from uint64, maxSamples int) ([]Block, uint64, error) {
 			if v == nil {
 				continue // evicted or acknowledged meanwhile
 			}
-			_, data, err := decodeBlock(v)
+			h, data, err := decodeBlock(v)
 			if err != nil {
 				b.log.Warn("dropping unreadable buffer block", "seq", seq, "err", err)
 				corrupt = append(corrupt, seq)
 				continue
 			}
 			out = append(out, b.resolve(seq, data))
+			read = append(read, h)
 		}
 		return nil
 	})
+	if len(out) > 0 {
+		b.mu.Lock()
+		for i, blk := range out {
+			b.readAs[blk.Seq] = read[i]
+		}
+		b.mu.Unlock()
+	}
 	if err == nil && len(corrupt) > 0 {
 		err = b.deleteBlocks(corrupt, ReasonCorrupt)
 	}
@@ -756,10 +768,23 @@ func (b *Buffer) Delivered(seq uint64) {
 
 // Delete deletes the given blocks, delivered out of order (the sender's
 // fresh-first mode), in one transaction; blocks already gone are skipped.
-// As Ack: not counted, nothing deleted on error. With Options.Thin, a
-// block merged since it was read holds an older block's samples under its
-// Seq (see Block); deleting the Seq deletes them too, uncounted.
-func (b *Buffer) Delete(seqs []uint64) error { return b.deleteBlocks(seqs, "") }
+// As Ack: not counted, nothing deleted on error. A block that changed since
+// Read returned it (with Options.Thin, merged with an older one, whose
+// samples it now holds under its Seq) is kept, not deleted: its samples the
+// receiver has are sent again, the older ones are not lost.
+func (b *Buffer) Delete(seqs []uint64) error {
+	b.mu.Lock()
+	keep := make([]uint64, 0, len(seqs))
+	for _, seq := range seqs {
+		i, found := slices.BinarySearchFunc(b.blocks, seq, func(bi blockInfo, s uint64) int { return cmp.Compare(bi.seq, s) })
+		if read, ok := b.readAs[seq]; ok && found && b.blocks[i].blockHeader != read {
+			continue // merged since it was read
+		}
+		keep = append(keep, seq)
+	}
+	b.mu.Unlock()
+	return b.deleteBlocks(keep, "")
+}
 
 // LastSeq is the seq of the newest committed block, 0 if there is none
 // yet; blocks committed later, while the buffer is open, have larger seqs.

@@ -689,13 +689,9 @@ func (m *modelRun) reconcile(committed bool, deleted map[uint64]bool, byDelete b
 		m.gone(k, st)
 		switch {
 		case deleted[seq] && st.delivered > 0:
-		case deleted[seq] && byDelete && m.thin:
-			// Delete of a block that thinning merged since it was read:
-			// the older block's samples go with it, uncounted (Delete's
-			// documentation).
-			st.fate = "deleted uncounted"
-			m.uncounted++
 		case deleted[seq]:
+			// Also a Delete of a block thinning merged since it was read:
+			// Delete keeps such a block, so its older samples stay.
 			m.fatalf("%v deleted from block %d, never delivered", k, seq)
 		case st.delivered > 0 && seq <= m.deliveredMark:
 			// Evicted after Delivered, before its ack: no loss, not counted.

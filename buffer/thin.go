@@ -160,6 +160,11 @@ func (b *Buffer) makeRoom(tx *bolt.Tx, n, allowance int64, keep map[uint32]bool)
 // applyRoomLocked puts a committed roomChange into the index.
 func (b *Buffer) applyRoomLocked(ch roomChange) {
 	b.blocks = ch.blocks
+	for seq := range b.readAs { // evicted: Delete will not meet them
+		if len(b.blocks) == 0 || seq < b.blocks[0].seq {
+			delete(b.readAs, seq)
+		}
+	}
 	b.dropped[ReasonFull] += uint64(ch.evicted)
 	b.dropped[ReasonThinned] += uint64(ch.thinned)
 	for r, seq := range ch.held {
