@@ -88,3 +88,22 @@ func TestDeliveredBlocksEvictedBeforeTheirAckAreNoLoss(t *testing.T) {
 		t.Fatalf("appended %d, delivered %d, kept %d: %d samples lost, but %d counted full (the %d delivered, evicted before their ack, counted too)", appended, delivered, st.Samples, want, st.Dropped[ReasonFull], delivered)
 	}
 }
+
+// A clock that stepped back across a restart: a sample older than the
+// newest one committed for its series is refused after the reopen too,
+// counted out_of_order, instead of reaching the receiver after newer ones.
+func TestOutOfOrderAcrossARestart(t *testing.T) {
+	dir := t.TempDir()
+	b := openTest(t, dir, 4<<20)
+	appendRound(b, 10, 100_000)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b = openTest(t, dir, 4<<20)
+	defer b.Close()
+	appendRound(b, 10, 90_000) // the clock stepped back while ferry was down
+	appendRound(b, 10, 110_000)
+	if st := b.Stats(); st.Dropped[ReasonOutOfOrder] != 10 || st.HeadSamples != 10 {
+		t.Fatalf("out_of_order %d, head %d; want the 10 older samples refused, the 10 newer kept", st.Dropped[ReasonOutOfOrder], st.HeadSamples)
+	}
+}

@@ -290,7 +290,48 @@ func Open(opts Options) (*Buffer, error) {
 		return nil, err
 	}
 	b.settleAside()
+	b.seedNewest()
 	return b, b.startJournal()
+}
+
+// seedNewest learns, for the series of the newest blocks, their newest
+// sample in the file, so that Append refuses older ones after a restart as
+// it does while open (a clock that stepped back across a restart). The
+// newest blocks hold every series still collected; reading them is bounded
+// to about two samples per known series, so a series only older blocks
+// hold is not guarded.
+func (b *Buffer) seedNewest() {
+	b.mu.Lock()
+	budget := 2*len(b.series.byRef) + 1
+	var seqs []uint64
+	for i := len(b.blocks) - 1; i >= 0 && budget > 0; i-- {
+		seqs = append(seqs, b.blocks[i].seq)
+		budget -= b.blocks[i].samples
+	}
+	b.mu.Unlock()
+	newest := map[uint32]int64{}
+	_ = b.db.View(func(tx *bolt.Tx) error {
+		bb := tx.Bucket(bucketBlocks)
+		for _, seq := range seqs {
+			_, data, err := decodeBlock(getBlock(bb, seq))
+			if err != nil {
+				continue // Read drops and counts it
+			}
+			for _, d := range data {
+				if n := len(d.ts); n > 0 {
+					newest[d.ref] = max(newest[d.ref], d.ts[n-1])
+				}
+			}
+		}
+		return nil
+	})
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for ref, t := range newest {
+		if _, known := b.series.byRef[ref]; known && b.state[ref] == nil {
+			b.state[ref] = &seriesState{lastT: t}
+		}
+	}
 }
 
 // startJournal opens the journal, and commits what a process that died
