@@ -37,9 +37,10 @@ import (
 // journal held it, resent after a crash); each series in timestamp order
 // (with FreshFirst, the backlog and the fresh part each in order).
 //
-// MODEL_DEFECTS=churn lets retired label sets come back, =thinfresh lets
-// thinning run with FreshFirst (both: churn,thinfresh): they find the
-// defects reported with model_defects_test.go. MODEL_SEED=n reruns one seed
+// MODEL_DEFECTS=thinfresh lets thinning run with FreshFirst, which still
+// breaks the order of the fresh part (a merged block takes the newer
+// block's seq, so backlog samples go out with fresh data). MODEL_SEED=n
+// reruns one seed
 // verbosely; MODEL_STEPS (default 1500, 300
 // with -short) and MODEL_DURATION (e.g. 5m: new random seeds until it has
 // passed) make long runs (make test-model).
@@ -330,10 +331,9 @@ func (m *modelRun) churn() {
 			continue
 		}
 		m.retired = append(m.retired, m.pool[i])
-		// A label set that comes back after the buffer forgot it takes
-		// samples older than its last (model_defects_test.go): only with
-		// MODEL_DEFECTS=churn until that is fixed.
-		if len(m.retired) > 1 && m.rng.IntN(4) == 0 && strings.Contains(os.Getenv("MODEL_DEFECTS"), "churn") {
+		// A label set may come back after the buffer forgot it: it still
+		// refuses samples older than its last.
+		if len(m.retired) > 1 && m.rng.IntN(4) == 0 {
 			j := m.rng.IntN(len(m.retired) - 1)
 			m.pool[i] = m.retired[j]
 			m.retired = slices.Delete(m.retired, j, j+1)
