@@ -123,26 +123,37 @@ func readMeta(f io.ReaderAt, size int64) (boltMeta, error) {
 // checkFile returns an error if the file at path is not a plausible,
 // complete bbolt file. A missing or empty file is fine: bbolt creates it.
 func checkFile(path string) error {
-	f, err := os.Open(path)
+	f, _, err := openChecked(path)
+	if f != nil {
+		f.Close()
+	}
+	return err
+}
+
+// openChecked opens the bbolt file at path and reads its meta page,
+// refusing (errCorrupt) a file shorter than that page says it is. f is nil
+// for a missing or empty file, which bbolt creates; otherwise the caller
+// closes it.
+func openChecked(path string) (f *os.File, m boltMeta, err error) {
+	f, err = os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return nil, m, nil
 	}
 	if err != nil {
-		return err
+		return nil, m, err
 	}
-	defer f.Close()
 	fi, err := f.Stat()
+	if err == nil && fi.Size() > 0 {
+		m, err = readMeta(f, fi.Size())
+		if want := int64(m.pgid) * int64(m.pageSize); err == nil && fi.Size() < want {
+			err = fmt.Errorf("%w: file truncated to %d bytes, its meta page says %d", errCorrupt, fi.Size(), want)
+		}
+	}
 	if err != nil || fi.Size() == 0 {
-		return err
+		f.Close()
+		return nil, m, err
 	}
-	m, err := readMeta(f, fi.Size())
-	if err != nil {
-		return err
-	}
-	if want := int64(m.pgid) * int64(m.pageSize); fi.Size() < want {
-		return fmt.Errorf("%w: file truncated to %d bytes, its meta page says %d", errCorrupt, fi.Size(), want)
-	}
-	return nil
+	return f, m, nil
 }
 
 // marker is the opening marker's content: one 'o' per open of the file

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 )
 
 // bbolt trusts its file. When a writer opens a file whose free list is not
@@ -105,25 +104,11 @@ func (w *walker) stopped() bool { return w.ioErr != nil || (!w.salvage && w.dama
 // damage, and any other error for a failure to read. A missing or empty
 // file is sound: bbolt creates it.
 func verifyFile(path string) error {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
+	f, m, err := openChecked(path)
+	if err != nil || f == nil {
 		return err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || fi.Size() == 0 {
-		return err
-	}
-	m, err := readMeta(f, fi.Size())
-	if err != nil {
-		return err
-	}
-	if fi.Size() < int64(m.pgid)*int64(m.pageSize) {
-		return fmt.Errorf("%w: file truncated to %d bytes, its meta page says %d", errCorrupt, fi.Size(), m.pgid*uint64(m.pageSize))
-	}
 	w := newWalker(f, m)
 	w.walk(m)
 	if w.ioErr != nil {
