@@ -41,6 +41,7 @@ type source struct {
 	host           *host.Set                 // the host collectors' outcomes, or nil
 	errorLog       lograte.Limiter
 	lastDuplicates uint64
+	lastStamp      int64 // ms: the wall time the last collection stamped its samples with
 	series         *seriesSet
 	labels         labelCache          // collectOnce's alone
 	samples        []collectors.Sample // collectOnce's, kept for the next collection's capacity
@@ -122,6 +123,9 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 	external, writeRelabel := a.sendLabels()
 	b := labels.NewBuilder(labels.EmptyLabels())
 	wall := reading.Wall.UnixMilli()
+	if clockOK {
+		s.lastStamp = wall
+	}
 	appendFinal := func(lset labels.Labels, t int64, v float64) {
 		switch {
 		case t != 0:
@@ -230,7 +234,9 @@ func (a *Agent) markAllStale(s *source) {
 			continue
 		}
 		if clockOK {
-			a.buf.Append(lset, reading.Wall.UnixMilli(), staleMarkerValue)
+			// After the last collection's samples, even in its millisecond
+			// (a stop waits for that collection, then comes at once).
+			a.buf.Append(lset, max(reading.Wall.UnixMilli(), s.lastStamp+1), staleMarkerValue)
 		} else {
 			a.clock.Hold(lset, reading.Mono, staleMarkerValue)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/prometheus/model/value"
 	"gopkg.in/yaml.v3"
 
+	"github.com/ferry-agent/ferry/agent/clock"
 	"github.com/ferry-agent/ferry/agent/config"
 	"github.com/ferry-agent/ferry/buffer"
 	"github.com/ferry-agent/ferry/collectors"
@@ -388,5 +389,22 @@ func TestExternalLabelsChangeBetweenCollections(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("buffered\n%s\nwant\n%s", strings.Join(flat(got), "\n"), strings.Join(flat(want), "\n"))
+	}
+}
+
+// A source stopped right after a collection, in the same millisecond,
+// still ends its series: the staleness markers come after that
+// collection's samples, not at their timestamp (where the buffer would
+// refuse them as out of order).
+func TestStaleMarkersAfterACollectionInTheSameMillisecond(t *testing.T) {
+	a := testAgent(t, labels.EmptyLabels())
+	fc := &fakeClock{r: clock.Reading{Wall: at("2026-07-01T00:00:00Z"), Mono: time.Hour}}
+	a.clock = clock.New(fc, at("2026-06-01T00:00:00Z"), false, slog.New(slog.DiscardHandler))
+	col := &scripted{steps: [][]collectors.Sample{{sample("__name__", "a")}}}
+	s := newSource("app/h:1", "app", "h:1", col)
+	a.collectOnce(context.Background(), s)
+	a.markAllStale(s) // the clock has not moved on: the same millisecond
+	if n := a.buf.Stats().Dropped[buffer.ReasonOutOfOrder]; n != 0 {
+		t.Fatalf("%d staleness markers refused as out of order", n)
 	}
 }
