@@ -361,25 +361,7 @@ func TestDamagedBlockCostsOnlyItsSamplesCounted(t *testing.T) {
 
 	// Damage the payload of the first block, in place: the file stays a
 	// valid bbolt file.
-	path := filepath.Join(dir, FileName)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The first block's header: version, 100 samples, minT 1000, span 0.
-	header := append(binary.AppendVarint([]byte{blockVersion, 100}, 1000), 0)
-	// bbolt copies pages on write: damage every copy, the live one among them.
-	found := 0
-	for i := bytes.Index(data, header); i >= 0; i = nextIndex(data, header, i) {
-		data[i+40] ^= 0xff
-		found++
-	}
-	if found == 0 {
-		t.Fatal("first block not found in the file")
-	}
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	damageFirstBlock(t, filepath.Join(dir, FileName))
 
 	b = openTest(t, dir, 8<<20)
 	defer b.Close()
@@ -399,6 +381,29 @@ func TestDamagedBlockCostsOnlyItsSamplesCounted(t *testing.T) {
 	}
 	if n+int(st.Dropped[ReasonCorrupt]) != 200 {
 		t.Fatalf("read %d + dropped %d, want 200 in all", n, st.Dropped[ReasonCorrupt])
+	}
+}
+
+// damageFirstBlock flips a byte in the payload of the first block (100
+// samples from 1000, span 0), in place: the file stays a valid bbolt file.
+// bbolt copies pages on write: every copy is damaged, the live one among them.
+func damageFirstBlock(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := append(binary.AppendVarint([]byte{blockVersion, 100}, 1000), 0)
+	found := 0
+	for i := bytes.Index(data, header); i >= 0; i = nextIndex(data, header, i) {
+		data[i+40] ^= 0xff
+		found++
+	}
+	if found == 0 {
+		t.Fatal("first block not found in the file")
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -157,22 +157,7 @@ func TestSalvageKeepsWhatDecodesAndCountsTheRest(t *testing.T) {
 	if replaceRoot(t, path, firstRoot) == 0 {
 		t.Fatal("junk bucket not found")
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	header := append(binary.AppendVarint([]byte{blockVersion, 100}, 1000), 0)
-	found := 0
-	for i := bytes.Index(data, header); i >= 0; i = nextIndex(data, header, i) {
-		data[i+40] ^= 0xff
-		found++
-	}
-	if found == 0 {
-		t.Fatal("first block not found")
-	}
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	damageFirstBlock(t, path)
 
 	b = openTest(t, dir, 8<<20)
 	defer b.Close()
