@@ -11,19 +11,28 @@ import (
 // Type is a metric family's type, as written after "# TYPE".
 type Type string
 
-// The types that host collectors and scrape targets produce.
+// The types that host collectors and scrape targets produce: the text
+// format's and OpenMetrics' (whose "unknown" is the text format's untyped).
 const (
-	Counter Type = "counter"
-	Gauge   Type = "gauge"
-	Untyped Type = "untyped"
+	Counter        Type = "counter"
+	Gauge          Type = "gauge"
+	Untyped        Type = "untyped"
+	Histogram      Type = "histogram"
+	GaugeHistogram Type = "gaugehistogram"
+	Summary        Type = "summary"
+	Info           Type = "info"
+	StateSet       Type = "stateset"
 )
 
-// Desc describes one metric family: node_exporter's name, help text, type and
-// the names of its variable labels, in the order Add takes their values.
+// Desc describes one metric family: node_exporter's name, help text, type,
+// unit and the names of its variable labels, in the order Add takes their
+// values. A Desc is shared by every sample of its family and never changed
+// once a sample points to it.
 type Desc struct {
 	Name       string
 	Help       string
 	Type       Type
+	Unit       string // OpenMetrics' UNIT ("seconds", "bytes"); "" when not given
 	LabelNames []string
 }
 
@@ -39,6 +48,13 @@ type Sample struct {
 	Labels labels.Labels
 	T      int64
 	V      float64
+	// Desc is the sample's family (type, help, unit); nil when unknown
+	// (a scrape target without TYPE or HELP lines).
+	Desc *Desc
+	// Start is when the series started counting from zero (a counter's,
+	// histogram's or summary's created timestamp), in milliseconds since
+	// the epoch; 0 when unknown.
+	Start int64
 }
 
 // Collection gathers the samples of one collection run, with the metadata of
@@ -65,17 +81,19 @@ func (c *Collection) Add(d *Desc, value float64, labelValues ...string) {
 		}
 	}
 	c.builder.Sort()
-	c.Samples = append(c.Samples, Sample{Labels: c.builder.Labels(), V: value})
+	c.Samples = append(c.Samples, Sample{Labels: c.builder.Labels(), V: value, Desc: d})
 }
 
 // AddSample records a sample that already has its full label set (including
 // __name__), such as one parsed from a scrape target. d may be nil when the
-// family's metadata is unknown. Labels with empty values are left out:
-// remote write forbids them, and Prometheus treats them as absent.
+// family's metadata is unknown; s.Desc is set to d. Labels with empty values
+// are left out: remote write forbids them, and Prometheus treats them as
+// absent.
 func (c *Collection) AddSample(d *Desc, s Sample) {
 	if d != nil {
 		c.noteFamily(d)
 	}
+	s.Desc = d
 	if hasEmptyValue(s.Labels) {
 		// An empty value means no label, as in Add.
 		s.Labels = dropEmptyValues(s.Labels)
