@@ -196,6 +196,7 @@ type Buffer struct {
 	forgotten   map[uint64]int64       // lastT of series forgotten while open, by label hash
 	readAs      map[uint64]blockHeader // blocks as Read last returned them, for Delete
 	delivered   uint64                 // the receiver has every block up to it (Delivered)
+	split       uint64                 // SplitAt's seq: blocks from it on go ahead of older ones
 	blocks      []blockInfo            // committed, ascending seq
 	nextSeq     uint64
 	dropped     map[string]uint64
@@ -825,6 +826,18 @@ func (b *Buffer) Delete(seqs []uint64) error {
 	}
 	b.mu.Unlock()
 	return b.deleteBlocks(keep, "")
+}
+
+// SplitAt tells the buffer that the sender sends the blocks from seq on
+// ahead of the older ones (fresh data first; 0: oldest first again).
+// Thinning then never merges a block below seq with one at or above it:
+// the merged block would carry backlog samples into the part sent first,
+// after newer ones. The split lasts until the next SplitAt or Close. Safe
+// for concurrent use; it never waits for the disk.
+func (b *Buffer) SplitAt(seq uint64) {
+	b.mu.Lock()
+	b.split = seq
+	b.mu.Unlock()
 }
 
 // LastSeq is the seq of the newest committed block, 0 if there is none

@@ -169,6 +169,12 @@ type Source interface {
 	// sender splits fresh data from the backlog (Config.FreshFirst, or a
 	// daily budget holding the backlog back). It cannot fail.
 	LastSeq() uint64
+
+	// SplitAt tells the source that blocks from seq on are sent ahead of
+	// the older ones, until SplitAt(0): it must keep each side's samples
+	// on their side (no merging across). Called with LastSeq's successor
+	// when the split starts, 0 when the backlog is drained. It cannot fail.
+	SplitAt(seq uint64)
 }
 
 // Stats are the sender's counters since start.
@@ -343,6 +349,7 @@ func (s *Sender) Run(ctx context.Context) {
 				ack()
 				s.drainLog.Log(s.log, slog.LevelInfo, "backlog drained behind the fresh data; oldest first again")
 				next, liveFrom = max(next, liveNext), 0
+				s.src.SplitAt(0)
 				continue
 			}
 		} else if len(blocks) > 0 && !s.cfg.AllBacklog && newestIn(blocks) < time.Now().Add(-backlogAge).UnixMilli() {
@@ -358,6 +365,7 @@ func (s *Sender) Run(ctx context.Context) {
 			if why != "" {
 				liveFrom = s.src.LastSeq() + 1
 				liveNext = liveFrom
+				s.src.SplitAt(liveFrom)
 				s.orderLog.Log(s.log, slog.LevelInfo, "sending fresh data first; the backlog drains behind it", "why", why, "backlog_blocks_from", blocks[0].Seq, "fresh_from", liveFrom)
 			}
 		}
