@@ -332,6 +332,9 @@ func (a *Agent) commitLoop(ctx context.Context, syncInterval time.Duration) {
 		case <-sync.C:
 			if err := a.buf.Sync(); err != nil {
 				fail("syncing the buffer's journal", err)
+			} else if a.log.Enabled(ctx, slog.LevelDebug) {
+				st := a.buf.Stats()
+				a.log.Debug("synced", "buffered_samples", st.Samples+st.JournalSynced, "newest_ms", max(st.NewestT, st.JournalSyncedNewestT))
 			}
 		case <-commit.C:
 			a.commit(ctx, fail)
@@ -345,7 +348,8 @@ func (a *Agent) commit(ctx context.Context, fail func(string, error)) {
 	if err := a.buf.Commit(); err != nil {
 		fail("committing to the buffer", err)
 	} else if a.log.Enabled(ctx, slog.LevelDebug) {
-		// What is on disk now: the claim bench/powercut checks after a power cut.
+		// What is on disk now: the claim bench/powercut checks after a
+		// power cut (as the "synced" line after each journal sync).
 		st := a.buf.Stats()
 		a.log.Debug("committed", "buffered_samples", st.Samples, "newest_ms", st.NewestT)
 	}

@@ -61,9 +61,11 @@ type Options struct {
 	Dir     string // made (0750) if missing, unless ReadOnly
 	MaxSize int64  // bytes the buffer may take on disk: the file (series dictionary included) and its journal
 	// ReadOnly is for inspection while no agent has the buffer open: Open
-	// fails with ErrInUse while one has. Commit fails, Close drops the
-	// head, Ack and Delete do nothing and return nil, damaged blocks are
-	// skipped but not deleted, a corrupt file is reported, not moved aside.
+	// fails with ErrInUse while one has. The journal a process that died
+	// left is replayed into the head, in memory only (ForEach ends with
+	// it). Commit fails, Close drops the head, Ack and Delete do nothing
+	// and return nil, damaged blocks are skipped but not deleted, a
+	// corrupt file is reported, not moved aside.
 	ReadOnly bool
 	Thin     bool // when full, thin old data instead of evicting it whole (thin.go)
 	// MaxHeadBytes bounds the memory of samples appended and not yet
@@ -122,7 +124,12 @@ type Stats struct {
 	UsedBytes    int64 // of it, the pages in use (not free for reuse)
 	SeriesBytes  int64 // of it, the series dictionary (estimated)
 	JournalBytes int64 // size of the journal; FileBytes + JournalBytes <= MaxBytes
-	MaxBytes     int64 // the configured cap
+	// JournalSynced is how many samples the journal held at its last Sync,
+	// the newest at JournalSyncedNewestT (ms): with the committed ones,
+	// what a power cut leaves.
+	JournalSynced        int
+	JournalSyncedNewestT int64
+	MaxBytes             int64 // the configured cap
 	// NeededBytes, when not 0, is the cap a commit needed whole but did
 	// not have (its label sets and samples; counted as cap_too_small):
 	// the largest since Open.
@@ -264,6 +271,9 @@ func Open(opts Options) (*Buffer, error) {
 	if opts.ReadOnly {
 		if err := b.openAndLoad(true); err != nil {
 			return nil, err
+		}
+		if err := b.readJournal(); err != nil {
+			return nil, errors.Join(err, b.db.Close())
 		}
 		return b, nil
 	}
@@ -740,6 +750,8 @@ func (b *Buffer) read(from uint64, maxSamples int) ([]Block, uint64, error) {
 
 // ForEach calls fn with every committed block, oldest first, in one read
 // transaction: a consistent view for tools that read the whole backlog.
+// Opened ReadOnly, it ends with the samples of the journal that no commit
+// holds (a process that died left them), as a block with the next Seq.
 // The caller owns the Blocks (see Block). fn's error ends the walk and is
 // returned. fn may call Append, Committed and LastSeq only: the other
 // methods open transactions of their own, which from the goroutine holding
@@ -748,7 +760,7 @@ func (b *Buffer) read(from uint64, maxSamples int) ([]Block, uint64, error) {
 // to decode are skipped, not deleted, and counted as corrupt each time a
 // ForEach passes them.
 func (b *Buffer) ForEach(fn func(Block) error) error {
-	return b.db.View(func(tx *bolt.Tx) error {
+	err := b.db.View(func(tx *bolt.Tx) error {
 		bb := tx.Bucket(bucketBlocks)
 		if bb == nil {
 			return nil
@@ -763,6 +775,21 @@ func (b *Buffer) ForEach(fn func(Block) error) error {
 			return fn(b.resolve(seq, data))
 		})
 	})
+	if err != nil || !b.db.IsReadOnly() {
+		return err
+	}
+	b.mu.Lock()
+	refs := slices.Sorted(maps.Keys(b.head))
+	journaled := Block{Seq: b.nextSeq, Series: make([]Series, 0, len(refs))}
+	for _, r := range refs {
+		s := b.head[r]
+		journaled.Series = append(journaled.Series, Series{Ref: r, Labels: b.series.byRef[r], T: s.ts, V: s.vs})
+	}
+	b.mu.Unlock()
+	if len(refs) == 0 {
+		return nil
+	}
+	return fn(journaled)
 }
 
 // resolve turns series refs into label sets.
@@ -912,6 +939,9 @@ func (b *Buffer) Stats() Stats {
 		FilesMovedAside: b.filesMovedAside,
 		FilesDeleted:    b.filesDeleted,
 		AsideBytes:      b.asideBytes,
+	}
+	if b.jf != nil {
+		st.JournalSynced, st.JournalSyncedNewestT = b.jf.synced.n, b.jf.synced.newest
 	}
 	for i, bi := range b.blocks {
 		st.Samples += bi.samples
