@@ -184,7 +184,7 @@ func (a *Agent) gather(c *collectors.Collection, snap *web.Snapshot, now time.Ti
 		return
 	}
 	s.Version, s.Taken, s.Started, s.SyncInterval = cfg.Version, now, a.started, cfg.SyncInterval
-	s.Host, _ = os.Hostname()
+	s.Host = instanceOf(cfg)
 	for i, src := range sources {
 		src.mu.Lock()
 		s.Sources[i].LastRun, s.Sources[i].LastErr = src.lastRun, src.lastErr
