@@ -49,6 +49,8 @@ type Agent struct {
 	sources []*source
 
 	disc *discovery // the jobs with file_sd_configs, or nil; the agent's loop's alone
+
+	history web.History // the status page's last hour, fed by gather
 }
 
 // Run starts ferry with cfg and returns when ctx ends, after committing what
