@@ -93,9 +93,19 @@ func (fs *ferrySection) apply(cfg *Config, changed func(flag string) bool, doc *
 		}
 	}
 	st := &fs.Storage
+	// What Validate would refuse naming the flag is refused here naming
+	// the line: an error never names a flag the user did not give.
+	if st.MaxSize != nil && *st.MaxSize < 1<<20 {
+		return fileIdentity{}, lineErrorf(line("storage", "max_size"), "ferry.storage.max_size: %d bytes is below the minimum of 1MiB", int64(*st.MaxSize))
+	}
+	if fs.Web.ListenAddress != nil {
+		if err := checkListenAddress(*fs.Web.ListenAddress); err != nil {
+			return fileIdentity{}, lineErrorf(line("web", "listen_address"), "ferry.web.listen_address: %w", err)
+		}
+	}
 	set("storage.path", st.Path != "", func() { cfg.StoragePath = st.Path })
 	set("storage.max-size", st.MaxSize != nil, func() { cfg.StorageMaxSize = int64(*st.MaxSize) })
-	if st.SyncInterval < 0 {
+	if st.SyncInterval < 0 || (st.SyncInterval == 0 && lookup(doc, "ferry", "storage", "sync_interval") != nil) {
 		return fileIdentity{}, lineErrorf(line("storage", "sync_interval"), "ferry.storage.sync_interval: must be positive")
 	}
 	set("storage.sync-interval", st.SyncInterval != 0, func() { cfg.SyncInterval = time.Duration(st.SyncInterval) })

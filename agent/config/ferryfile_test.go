@@ -278,7 +278,12 @@ func TestFerrySectionErrors(t *testing.T) {
 		{"bad source", "ferry:\n  instance_from: serial-number\n", []string{"line 2", "ferry.instance_from", "serial-number"}},
 		{"bad label source", "ferry:\n  external_labels_from:\n    dev: mac\n", []string{"line 3", "mac:IFACE"}},
 		{"unknown collector", "ferry:\n  collectors: {cpus: true}\n", []string{"ferry.collectors", "\"cpus\"", "loadavg"}},
-		{"bad listen address", "ferry:\n  web: {listen_address: nonsense}\n", []string{"nonsense"}},
+		{"bad listen address", "ferry:\n  web: {listen_address: nonsense}\n", []string{"line 2", "ferry.web.listen_address", "nonsense"}},
+		{"size below the minimum", "ferry:\n  storage:\n    max_size: 512KiB\n", []string{"line 3", "ferry.storage.max_size", "1MiB"}},
+		{"zero sync interval", "ferry:\n  storage:\n    sync_interval: 0s\n", []string{"line 3", "ferry.storage.sync_interval"}},
+		{"instance source missing", "ferry:\n  instance_from: \"file:/nonexistent/serial\"\n", []string{"ferry.instance_from", "/nonexistent/serial"}},
+		{"label source missing", "ferry:\n  external_labels_from: {sn: \"file:/nonexistent/serial\"}\n", []string{"ferry.external_labels_from", "/nonexistent/serial"}},
+		{"label file missing", "ferry:\n  external_label_file: /nonexistent/labels\n", []string{"ferry.external_label_file", "/nonexistent/labels"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeConfigFile(t, tc.yaml)
@@ -291,8 +296,13 @@ func TestFerrySectionErrors(t *testing.T) {
 					t.Errorf("error %q lacks %q", p.finishErr, w)
 				}
 			}
-			// check-config refuses it too.
-			if _, err := CheckFile(path, host.Collectors()...); err == nil {
+			// The error names the file's field, never a flag not given.
+			if rest := strings.TrimPrefix(p.finishErr.Error(), "--config.file: "); strings.Contains(rest, "--") {
+				t.Errorf("error %q names a flag that was not given", p.finishErr)
+			}
+			// check-config refuses it too, but for what only the device
+			// can tell.
+			if _, err := CheckFile(path, host.Collectors()...); err == nil && !strings.Contains(tc.name, "missing") {
 				t.Error("check-config accepted it")
 			}
 		})

@@ -30,6 +30,9 @@ type Flags struct {
 	labelFrom  identityValue
 	instance   string
 	instFrom   string
+	// fromFile names the settings above that came from the config file's
+	// ferry section, for errors that name where a value came from.
+	fromFile map[string]bool
 	rwHeaders  headersValue
 	rwUsername string
 	rwPassword string // a file's path
@@ -137,14 +140,14 @@ func (f *Flags) Finish() error {
 	if f.labelFile != "" {
 		fromFile, err := readLabelFile(f.labelFile)
 		if err != nil {
-			return fmt.Errorf("--external-label-file: %w", err)
+			return fmt.Errorf("%s: %w", f.origin("external-label-file", "external_label_file"), err)
 		}
 		f.cfg.ExternalLabels = mergeLabels(f.cfg.ExternalLabels, fromFile)
 	}
 	for _, name := range slices.Sorted(maps.Keys(f.labelFrom)) {
 		value, err := readIdentity(f.labelFrom[name], f.cfg.Paths)
 		if err != nil {
-			return fmt.Errorf("--external-label-from %s=%s: %w", name, f.labelFrom[name], err)
+			return fmt.Errorf("%s %s=%s: %w", f.origin("external-label-from "+name, "external_labels_from"), name, f.labelFrom[name], err)
 		}
 		f.cfg.ExternalLabels = mergeLabels(f.cfg.ExternalLabels, map[string]string{name: value})
 	}
@@ -155,13 +158,13 @@ func (f *Flags) Finish() error {
 	if f.cfg.Instance == "" && f.instFrom != "" {
 		v, err := readIdentity(f.instFrom, f.cfg.Paths)
 		if err != nil {
-			return fmt.Errorf("--instance-from %s: %w", f.instFrom, err)
+			return fmt.Errorf("%s %s: %w", f.origin("instance-from", "instance_from"), f.instFrom, err)
 		}
 		f.cfg.Instance = v
 	}
 	if f.cfg.Instance != "" {
 		if err := checkLabel(model.InstanceLabel, f.cfg.Instance); err != nil {
-			return fmt.Errorf("--instance: %w", err)
+			return fmt.Errorf("%s: %w", f.origin("instance", "instance"), err)
 		}
 	}
 	f.cfg.Collectors = map[string]bool{}
@@ -188,11 +191,14 @@ func (f *Flags) resolveFile(file fileIdentity) error {
 	if err := checkCollectorNames(file.collectors, f.collectors); err != nil {
 		return fmt.Errorf("ferry.collectors: %w", err)
 	}
+	f.fromFile = map[string]bool{}
 	if !f.fs.Changed("instance") && !f.fs.Changed("instance-from") {
 		f.instance, f.instFrom = file.instance, file.instanceFrom
+		f.fromFile["instance"], f.fromFile["instance-from"] = true, true
 	}
 	if !f.fs.Changed("external-label-file") && file.labelFile != "" {
 		f.labelFile = file.labelFile
+		f.fromFile["external-label-file"] = true
 	}
 	for name, source := range file.labelsFrom {
 		if _, ok := f.labelFrom[name]; !ok {
@@ -200,9 +206,20 @@ func (f *Flags) resolveFile(file fileIdentity) error {
 				f.labelFrom = identityValue{}
 			}
 			f.labelFrom[name] = source
+			f.fromFile["external-label-from "+name] = true
 		}
 	}
 	return nil
+}
+
+// origin names where a setting came from in an error: its flag, or the
+// config file's field, so that an error never names a flag not given.
+func (f *Flags) origin(flag, field string) string {
+	if f.fromFile[flag] {
+		return "--config.file: " + f.configFile + ": ferry." + field
+	}
+	name, _, _ := strings.Cut(flag, " ")
+	return "--" + name
 }
 
 // checkCollectorNames refuses a name in the file that is no host
