@@ -32,7 +32,7 @@ type Flags struct {
 	instFrom   string
 	// fromFile names the settings above that came from the config file's
 	// ferry section, for errors that name where a value came from.
-	fromFile map[string]bool
+	fromFile   map[string]bool
 	rwHeaders  headersValue
 	rwUsername string
 	rwPassword string // a file's path
