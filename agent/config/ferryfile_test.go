@@ -207,8 +207,39 @@ func TestEveryFlagHasAFileField(t *testing.T) {
 			if !c.noop && reflect.DeepEqual(byFlag, withBase) {
 				t.Errorf("the value changes nothing: pick one that is not the default")
 			}
+
+			// Precedence: the flags given at their defaults win over the
+			// file's values.
+			var atDefault []string
+			for _, fl := range c.flags {
+				name, _, _ := strings.Cut(fl, "=")
+				if why, ok := noDefaultOverride[name]; ok {
+					t.Logf("--%s: not given at its default: %s", name, why)
+					return
+				}
+				atDefault = append(atDefault, "--"+name+"="+fs.Lookup(name).DefValue)
+			}
+			want := mustParse(t, append(dashed(c.base), atDefault...)...)
+			got := mustParse(t, append(append(dashed(c.base), "--config.file="+path), atDefault...)...)
+			resolveSchedule(&want)
+			resolveSchedule(&got)
+			if !reflect.DeepEqual(want, got) {
+				t.Errorf("%q given: the file's value wins over the flag's:\nflags only %+v\nwith file  %+v", atDefault, want, got)
+			}
 		})
 	}
+}
+
+// noDefaultOverride are the flags the precedence check cannot give at
+// their default, each with the reason.
+var noDefaultOverride = map[string]string{
+	"scrape.target":                         "repeatable, without a default: the file's targets and the flag's are both used",
+	"external-label":                        "repeatable, without a default: merged with the file's per name",
+	"external-label-from":                   "repeatable, without a default: merged with the file's per name",
+	"remote-write.header":                   "repeatable, without a default: merged with the file's per name",
+	"remote-write.basic-auth.username":      "empty means not given: the file's basic_auth stays",
+	"remote-write.basic-auth.password-file": "empty means not given: the file's basic_auth stays",
+	"remote-write.bearer-token-file":        "empty means not given: the file's authorization stays",
 }
 
 // A flag given on the command line wins over its field in the file; a
