@@ -49,6 +49,8 @@ type Agent struct {
 	sources []*source
 
 	disc *discovery // the jobs with file_sd_configs, or nil; the agent's loop's alone
+
+	history web.History // the status page's last hour, fed by gather
 }
 
 // Run starts ferry with cfg and returns when ctx ends, after committing what
@@ -363,10 +365,7 @@ func (a *Agent) buildSources(cfg config.Config) ([]*source, error) {
 }
 
 func (a *Agent) sourcesFor(cfg config.Config, disc *discovery) ([]*source, error) {
-	hostname, err := os.Hostname()
-	if err != nil {
-		hostname = "localhost"
-	}
+	hostname := instanceOf(cfg)
 	defaultTimeout := min(cfg.ScrapeInterval, config.MaxScrapeTimeout)
 	var sources []*source
 	if hs := host.NewSet(cfg.Collectors, cfg.Paths); hs != nil {
@@ -411,4 +410,19 @@ func (a *Agent) targetSources(cfg config.Config, targets []config.ScrapeTarget, 
 		sources = append(sources, s)
 	}
 	return sources, nil
+}
+
+// instanceOf is the instance label of the host's and ferry's own series:
+// the configured one (--instance, --instance-from, ferry.instance), else
+// the hostname, as for node_exporter scraped by Prometheus less the port.
+// README.md, "Fleet identity", documents the rule.
+func instanceOf(cfg config.Config) string {
+	if cfg.Instance != "" {
+		return cfg.Instance
+	}
+	hostname, err := os.Hostname()
+	if err != nil || hostname == "" {
+		return "localhost"
+	}
+	return hostname
 }

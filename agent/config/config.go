@@ -45,6 +45,10 @@ type Config struct {
 
 	ClockRequireSync bool // hold samples until the kernel calls the clock synchronised
 
+	// Instance is the instance label of the host's and ferry's own series:
+	// --instance, or read from --instance-from; empty: the hostname.
+	Instance string
+
 	ListenAddress string
 	LogLevel      slog.Level
 	Version       string

@@ -46,6 +46,8 @@ type statusView struct {
 	Drops                                  []dropView
 	Sources                                []sourceView
 	Collectors                             []collectorView
+	Plots                                  []plotView
+	NowUnix                                float64
 }
 
 type dropView struct {
@@ -153,6 +155,8 @@ func (p *statusPage) view(s Snapshot) statusView {
 			v.Verdict += " The last request failed: see the receiver's answer below."
 		}
 	}
+
+	v.Plots, v.NowUnix = plots(s.History, s.Sender != nil), float64(now.UnixMilli())/1000
 
 	for _, src := range s.Sources {
 		sv := sourceView{
