@@ -190,7 +190,8 @@ func TestCollectorNames(t *testing.T) {
 			t.Errorf("collector %s: want help text and a constructor", e.Name)
 		}
 	}
-	for _, name := range []string{"cpu", "loadavg", "meminfo", "filesystem", "netdev", "diskstats", "stat", "time", "uname", "os", "thermal_zone", "hwmon", "pressure", "wifi"} {
+	for _, name := range []string{"cpu", "loadavg", "meminfo", "filesystem", "netdev", "diskstats", "stat", "time", "uname", "os", "thermal_zone", "hwmon", "pressure", "wifi",
+		"conntrack", "entropy", "filefd", "sockstat", "vmstat", "netstat", "openwrt", "nat_traffic", "wifi_stations"} {
 		if !seen[name] {
 			t.Errorf("collector %s not registered", name)
 		}
