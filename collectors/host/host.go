@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -70,6 +71,22 @@ func (dc descCache) get(name, help string, typ collectors.Type) *collectors.Desc
 	if d == nil {
 		d = collectors.NewDesc(name, help, typ)
 		dc[name] = d
+	}
+	return d
+}
+
+// getMatching is get for the families a field filter selects: nil when re
+// does not match field. Both answers are kept, so that the filter runs once
+// per field, not once per field and collection (the kernel's field names
+// do not change while it runs).
+// The cache is keyed by field; newDesc builds a field's descriptor.
+func (dc descCache) getMatching(re *regexp.Regexp, field string, newDesc func(field string) *collectors.Desc) *collectors.Desc {
+	d, ok := dc[field]
+	if !ok {
+		if re.MatchString(field) {
+			d = newDesc(field)
+		}
+		dc[field] = d
 	}
 	return d
 }

@@ -56,14 +56,19 @@ func (c *netstatCollector) Collect(_ context.Context, out *collectors.Collection
 	seen := map[string]bool{}
 	for _, v := range all {
 		key := v.proto + "_" + v.field
-		if seen[key] || !netstatFields.MatchString(key) {
+		d := c.descs.getMatching(netstatFields, key, newNetstatDesc)
+		if d == nil || seen[key] {
 			continue
 		}
 		seen[key] = true
-		d := c.descs.get("node_netstat_"+key, "Statistic "+v.proto+v.field+".", collectors.Untyped)
 		out.Add(d, v.value)
 	}
 	return nil
+}
+
+// newNetstatDesc builds the family of a field "Proto_Field".
+func newNetstatDesc(key string) *collectors.Desc {
+	return collectors.NewDesc("node_netstat_"+key, "Statistic "+strings.Replace(key, "_", "", 1)+".", collectors.Untyped)
 }
 
 // parseNetstatPairs reads /proc/net/netstat and /proc/net/snmp: for each

@@ -30,11 +30,20 @@ func (c *vmstatCollector) Collect(_ context.Context, out *collectors.Collection)
 	if err != nil {
 		return err
 	}
+	seen := map[string]bool{}
 	for _, v := range values {
-		d := c.descs.get("node_vmstat_"+v.name, "/proc/vmstat information field "+v.name+".", collectors.Untyped)
+		d := c.descs.getMatching(vmstatFields, v.name, newVmstatDesc)
+		if d == nil || seen[v.name] {
+			continue
+		}
+		seen[v.name] = true
 		out.Add(d, v.value)
 	}
 	return nil
+}
+
+func newVmstatDesc(field string) *collectors.Desc {
+	return collectors.NewDesc("node_vmstat_"+field, "/proc/vmstat information field "+field+".", collectors.Untyped)
 }
 
 type vmstatValue struct {
@@ -42,25 +51,19 @@ type vmstatValue struct {
 	value float64
 }
 
-// parseVmstat returns the lines "name value" of /proc/vmstat whose name
-// vmstatFields selects, in the file's order.
+// parseVmstat reads the lines "name value" of /proc/vmstat, in order.
 func parseVmstat(r io.Reader) ([]vmstatValue, error) {
 	var out []vmstatValue
-	seen := map[string]bool{}
 	sc := bufio.NewScanner(r)
 	for line := 1; sc.Scan(); line++ {
 		f := strings.Fields(sc.Text())
 		if len(f) != 2 || !validNamePart(f[0]) {
 			return nil, fmt.Errorf("line %d: not \"name value\": %q", line, sc.Text())
 		}
-		if !vmstatFields.MatchString(f[0]) || seen[f[0]] {
-			continue
-		}
 		v, err := parseInt(f[1])
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %w", line, err)
 		}
-		seen[f[0]] = true
 		out = append(out, vmstatValue{f[0], v})
 	}
 	return out, sc.Err()
