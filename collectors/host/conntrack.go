@@ -1,15 +1,12 @@
 package host
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"github.com/ferry-agent/ferry/collectors"
 )
@@ -68,7 +65,27 @@ func (c *conntrackCollector) Collect(_ context.Context, out *collectors.Collecti
 	}
 	out.Add(conntrackEntriesDesc, entries)
 	out.Add(conntrackLimitDesc, limit)
-	sums, err := parseFile("conntrack", c.stat, parseConntrackStat)
+	// Per-CPU lines after a header. Kernels before 2.6.35 have 16 columns,
+	// without search_restart; later ones 17.
+	sums := make([]float64, len(conntrackStats))
+	err = readFields("conntrack", c.stat, func(line int, fields []string) error {
+		if line == 1 {
+			return nil
+		}
+		if len(fields) != 16 && len(fields) != 17 {
+			return fmt.Errorf("want 16 or 17 columns, got %d", len(fields))
+		}
+		for i, s := range conntrackStats {
+			if s.column < len(fields) {
+				v, err := strconv.ParseUint(fields[s.column], 16, 64)
+				if err != nil {
+					return err
+				}
+				sums[i] += float64(v)
+			}
+		}
+		return nil
+	})
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // CONFIG_NF_CONNTRACK_PROCFS off: no statistics
 	}
@@ -79,32 +96,4 @@ func (c *conntrackCollector) Collect(_ context.Context, out *collectors.Collecti
 		out.Add(s.desc, sums[i])
 	}
 	return nil
-}
-
-// parseConntrackStat sums, over the per-CPU lines after the header, the
-// hexadecimal columns of conntrackStats. Kernels before 2.6.35 have 16
-// columns, without search_restart; later ones 17.
-func parseConntrackStat(r io.Reader) ([]float64, error) {
-	sums := make([]float64, len(conntrackStats))
-	sc := bufio.NewScanner(r)
-	for line := 1; sc.Scan(); line++ {
-		if line == 1 {
-			continue
-		}
-		fields := strings.Fields(sc.Text())
-		if len(fields) != 16 && len(fields) != 17 {
-			return nil, fmt.Errorf("line %d: want 16 or 17 columns, got %d", line, len(fields))
-		}
-		for i, s := range conntrackStats {
-			if s.column >= len(fields) {
-				continue
-			}
-			v, err := strconv.ParseUint(fields[s.column], 16, 64)
-			if err != nil {
-				return nil, fmt.Errorf("line %d: %w", line, err)
-			}
-			sums[i] += float64(v)
-		}
-	}
-	return sums, sc.Err()
 }

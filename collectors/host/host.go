@@ -4,6 +4,7 @@
 package host
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -89,6 +90,22 @@ func (dc descCache) getMatching(re *regexp.Regexp, field string, newDesc func(fi
 		dc[field] = d
 	}
 	return d
+}
+
+// readFields calls fn with the whitespace-separated fields of each line
+// of a kernel file, numbered from 1, and stops at fn's first error. Errors
+// are parseFile's, with the line.
+func readFields(collector, path string, fn func(line int, fields []string) error) error {
+	_, err := parseFile(collector, path, func(r io.Reader) (struct{}, error) {
+		sc := bufio.NewScanner(r)
+		for n := 1; sc.Scan(); n++ {
+			if err := fn(n, strings.Fields(sc.Text())); err != nil {
+				return struct{}{}, fmt.Errorf("line %d: %w", n, err)
+			}
+		}
+		return struct{}{}, sc.Err()
+	})
+	return err
 }
 
 // parseFile opens a file of the kernel's and parses it. Errors name the

@@ -1,11 +1,9 @@
 package host
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -34,34 +32,42 @@ func newSockstat(p collectors.Paths) collectors.Collector {
 	}
 }
 
+// Collect reads lines like "TCP: inuse 9 orphan 0 tw 2 alloc 12 mem 2".
 func (c *sockstatCollector) Collect(_ context.Context, out *collectors.Collection) error {
 	pageSize := float64(os.Getpagesize())
-	for _, path := range c.paths {
-		lines, err := parseFile("sockstat", path, parseSockstat)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // IPv6 (or IPv4) not in this kernel
-		}
-		if err != nil {
-			return err
-		}
-		for _, l := range lines {
-			if l.proto == "sockets" {
+	for i, path := range c.paths {
+		err := readFields("sockstat", path, func(_ int, f []string) error {
+			if len(f) < 3 || len(f)%2 == 0 || !strings.HasSuffix(f[0], ":") || !validNamePart(strings.TrimSuffix(f[0], ":")) {
+				return fmt.Errorf("not \"PROTOCOL: key value ...\": %q", strings.Join(f, " "))
+			}
+			proto := strings.TrimSuffix(f[0], ":")
+			values := map[string]float64{}
+			for k := 1; k < len(f); k += 2 {
+				v, err := parseInt(f[k+1])
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", proto, f[k], err)
+				}
+				values[f[k]] = v
+			}
+			if proto == "sockets" {
 				// Only IPv4's file has it; node_exporter takes it from there.
-				if v, ok := l.values["used"]; ok && path == c.paths[0] {
+				if v, ok := values["used"]; ok && i == 0 {
 					out.Add(sockstatUsedDesc, v)
 				}
-				continue
+				return nil
 			}
 			for _, k := range sockstatKeys {
-				v, ok := l.values[k]
-				if !ok && k != "inuse" {
-					continue
+				if v, ok := values[k]; ok || k == "inuse" {
+					c.add(out, proto, k, v)
 				}
-				c.add(out, l.proto, k, v)
 			}
-			if v, ok := l.values["mem"]; ok {
-				c.add(out, l.proto, "mem_bytes", v*pageSize)
+			if v, ok := values["mem"]; ok {
+				c.add(out, proto, "mem_bytes", v*pageSize)
 			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, fs.ErrNotExist) { // no IPv6 (or IPv4) in this kernel: nothing wrong
+			return err
 		}
 	}
 	return nil
@@ -70,34 +76,4 @@ func (c *sockstatCollector) Collect(_ context.Context, out *collectors.Collectio
 func (c *sockstatCollector) add(out *collectors.Collection, proto, key string, v float64) {
 	name := "node_sockstat_" + proto + "_" + key
 	out.Add(c.descs.get(name, "Number of "+proto+" sockets in state "+key+".", collectors.Gauge), v)
-}
-
-type sockstatLine struct {
-	proto  string
-	values map[string]float64
-}
-
-// parseSockstat reads lines like "TCP: inuse 9 orphan 0 tw 2 alloc 12 mem 2".
-func parseSockstat(r io.Reader) ([]sockstatLine, error) {
-	var lines []sockstatLine
-	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 3 || len(fields)%2 == 0 || !strings.HasSuffix(fields[0], ":") {
-			return nil, fmt.Errorf("line %d: not \"PROTOCOL: key value ...\": %q", n, sc.Text())
-		}
-		l := sockstatLine{proto: strings.TrimSuffix(fields[0], ":"), values: map[string]float64{}}
-		if !validNamePart(l.proto) {
-			return nil, fmt.Errorf("line %d: protocol %q", n, l.proto)
-		}
-		for i := 1; i < len(fields); i += 2 {
-			v, err := parseInt(fields[i+1])
-			if err != nil {
-				return nil, fmt.Errorf("line %d: %s: %w", n, fields[i], err)
-			}
-			l.values[fields[i]] = v
-		}
-		lines = append(lines, l)
-	}
-	return lines, sc.Err()
 }
