@@ -1,11 +1,9 @@
 package host
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -27,61 +25,51 @@ type openwrtCollector struct{ paths collectors.Paths }
 func newOpenWrt(p collectors.Paths) collectors.Collector { return &openwrtCollector{paths: p} }
 
 func (c *openwrtCollector) Collect(_ context.Context, out *collectors.Collection) error {
-	rel, err := parseFile("openwrt", filepath.Join(c.paths.RootFS, "etc", "openwrt_release"), parseOSRelease)
+	path := filepath.Join(c.paths.RootFS, "etc", "openwrt_release")
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // not OpenWrt
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("openwrt: %w", err)
+	}
+	defer f.Close()
+	rel, err := parseOSRelease(f) // shell assignments, KEY='value', as os-release
+	if err != nil {
+		return fmt.Errorf("openwrt: %s: %w", path, err)
 	}
 	sysinfo := filepath.Join(c.paths.RootFS, "tmp", "sysinfo")
 	model := firstLine(filepath.Join(sysinfo, "model"))
 	if model == "" {
 		model = firstLine(filepath.Join(c.paths.ProcFS, "device-tree", "model"))
 	}
-	system, err := cpuSystem(filepath.Join(c.paths.ProcFS, "cpuinfo"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("openwrt: %w", err)
-	}
 	out.Add(openwrtInfoDesc, 1, firstLine(filepath.Join(sysinfo, "board_name")), rel["DISTRIB_ID"], model,
-		rel["DISTRIB_RELEASE"], rel["DISTRIB_REVISION"], system, rel["DISTRIB_TARGET"])
+		rel["DISTRIB_RELEASE"], rel["DISTRIB_REVISION"], cpuSystem(filepath.Join(c.paths.ProcFS, "cpuinfo")), rel["DISTRIB_TARGET"])
 	return nil
 }
 
 // firstLine returns a small file's first line, "" if it cannot be read
 // (a board whose platform scripts write no /tmp/sysinfo).
 func firstLine(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	line, _ := bufio.NewReader(io.LimitReader(f, 256)).ReadString('\n')
-	return strings.TrimSpace(strings.Trim(line, "\x00\n"))
+	data, _ := os.ReadFile(path)
+	line, _, _ := strings.Cut(string(data), "\n")
+	return strings.TrimSpace(strings.Trim(line, "\x00"))
 }
 
 // cpuSystem names the SoC as procd does: the value of the first
 // "system type" (MIPS), "processor" or "model name" line of /proc/cpuinfo
-// that is not a number ("processor : 0" is a CPU's index).
-func cpuSystem(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		key, value, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
-		switch strings.ToLower(key) {
+// that is not a number ("processor : 0" is a CPU's index); "" if none.
+func cpuSystem(path string) string {
+	data, _ := os.ReadFile(path)
+	for _, line := range strings.Split(string(data), "\n") {
+		key, value, _ := strings.Cut(line, ":")
+		value = strings.TrimSpace(value)
+		switch strings.ToLower(strings.TrimSpace(key)) {
 		case "system type", "processor", "model name":
 			if _, err := strconv.ParseUint(value, 0, 64); err != nil && value != "" {
-				return value, nil
+				return value
 			}
 		}
 	}
-	return "", sc.Err()
+	return ""
 }

@@ -14,6 +14,9 @@ import (
 // 23.05: squashfs root in /rom, jffs2 on /overlay, both joined by overlayfs
 // on /, a USB stick on /mnt/sda1. Two radios: 2.4 GHz access point with
 // two stations, 5 GHz access point with one and a client link upstream.
+// /tmp/sysinfo names the board a GL.iNet GL-B1300 (IPQ4028, the same SoC
+// family); the connection table holds 22 connections of four LAN clients,
+// the router itself and IPv6 hosts, NATed to 203.0.113.45.
 var openwrtFixture = &fixture{
 	paths:  collectors.Paths{ProcFS: "testdata/openwrt-ipq40xx/proc", SysFS: "testdata/openwrt-ipq40xx/sys", RootFS: "testdata/openwrt-ipq40xx/root"},
 	golden: "openwrt-ipq40xx.golden",
