@@ -204,7 +204,10 @@ type Buffer struct {
 	readAs      map[uint64]blockHeader // blocks as Read last returned them, for Delete
 	delivered   uint64                 // the receiver has every block up to it (Delivered)
 	split       uint64                 // SplitAt's seq: blocks from it on go ahead of older ones
-	blocks      []blockInfo            // committed, ascending seq
+	// evictedRead: samples of blocks evicted while the sender had them
+	// read, by seq, counted full unless it delivers them (resolveEvicted).
+	evictedRead map[uint64]int
+	blocks      []blockInfo // committed, ascending seq
 	nextSeq     uint64
 	dropped     map[string]uint64
 	liveSeries  int   // series in use when unused ones were last removed
@@ -391,6 +394,7 @@ func (b *Buffer) openAndLoad(readOnly bool) (err error) {
 	b.state = map[uint32]*seriesState{}
 	b.forgotten = map[uint64]int64{}
 	b.readAs = map[uint64]blockHeader{}
+	b.evictedRead = map[uint64]int{}
 	b.liveEnded = sync.NewCond(&b.mu)
 	b.blocks, b.nextSeq = nil, 1
 
@@ -832,7 +836,21 @@ func (b *Buffer) Ack(seq uint64) error {
 func (b *Buffer) Delivered(seq uint64) {
 	b.mu.Lock()
 	b.delivered = max(b.delivered, seq)
+	b.resolveEvictedLocked(func(s uint64) bool { return s <= seq && (b.split == 0 || s < b.split) }, false)
 	b.mu.Unlock()
+}
+
+// resolveEvictedLocked settles the blocks evicted while the sender had them
+// read that match: delivered, or (lost) counted full. The caller holds mu.
+func (b *Buffer) resolveEvictedLocked(match func(seq uint64) bool, lost bool) {
+	for seq, n := range b.evictedRead {
+		if match(seq) {
+			if lost {
+				b.dropped[ReasonFull] += uint64(n)
+			}
+			delete(b.evictedRead, seq)
+		}
+	}
 }
 
 // Delete deletes the given blocks, delivered out of order (the sender's
@@ -845,6 +863,7 @@ func (b *Buffer) Delete(seqs []uint64) error {
 	b.mu.Lock()
 	keep := make([]uint64, 0, len(seqs))
 	for _, seq := range seqs {
+		delete(b.evictedRead, seq) // evicted while in flight: delivered
 		i, found := slices.BinarySearchFunc(b.blocks, seq, func(bi blockInfo, s uint64) int { return cmp.Compare(bi.seq, s) })
 		if read, ok := b.readAs[seq]; ok && found && b.blocks[i].blockHeader != read {
 			continue // merged since it was read
@@ -863,6 +882,11 @@ func (b *Buffer) Delete(seqs []uint64) error {
 // for concurrent use; it never waits for the disk.
 func (b *Buffer) SplitAt(seq uint64) {
 	b.mu.Lock()
+	if old := b.split; seq == 0 && old != 0 {
+		// The fresh part is done: fresh blocks read with the backlog and
+		// evicted before the fresh part reached them were not delivered.
+		b.resolveEvictedLocked(func(s uint64) bool { return s >= old }, true)
+	}
 	b.split = seq
 	b.mu.Unlock()
 }
@@ -960,6 +984,9 @@ func (b *Buffer) Stats() Stats {
 // the file once open read transactions end, and releases its lock. The
 // file is closed even if the commit fails; the error joins both.
 func (b *Buffer) Close() error {
+	b.mu.Lock()
+	b.resolveEvictedLocked(func(uint64) bool { return true }, true) // never delivered
+	b.mu.Unlock()
 	var err error
 	if !b.db.IsReadOnly() {
 		err = b.Commit()

@@ -48,8 +48,11 @@ var keyThinLevel = []byte("t")
 type roomChange struct {
 	blocks  []blockInfo // the index afterwards
 	evicted int         // samples of blocks deleted whole
-	thinned int         // samples thinned out of merged blocks
-	freed   int64
+	// evictedRead holds, by seq, the samples of evicted blocks that the
+	// sender had read: counted full only if it does not deliver them.
+	evictedRead map[uint64]int
+	thinned     int // samples thinned out of merged blocks
+	freed       int64
 
 	forgotten []uint32          // label sets deleted
 	held      map[uint32]uint64 // series now held by a merged block up to this seq
@@ -150,7 +153,14 @@ func (b *Buffer) makeRoom(tx *bolt.Tx, n, allowance int64, keep map[uint32]bool)
 		if err := deleteBlock(bb, oldest.seq); err != nil {
 			return ch, err
 		}
-		if oldest.seq > delivered { // a delivered block, not yet acknowledged, is no loss
+		switch {
+		case oldest.seq <= delivered: // delivered, not yet acknowledged: no loss
+		case fence.read[oldest.seq]: // its request may be on its way
+			if ch.evictedRead == nil {
+				ch.evictedRead = map[uint64]int{}
+			}
+			ch.evictedRead[oldest.seq] = oldest.samples
+		default:
 			ch.evicted += oldest.samples
 		}
 		ch.freed += oldest.size
@@ -171,6 +181,11 @@ func (b *Buffer) applyRoomLocked(ch roomChange) {
 		}
 	}
 	b.dropped[ReasonFull] += uint64(ch.evicted)
+	for seq, n := range ch.evictedRead {
+		if seq > b.delivered { // else Delivered came during the transaction
+			b.evictedRead[seq] = n
+		}
+	}
 	b.dropped[ReasonThinned] += uint64(ch.thinned)
 	for r, seq := range ch.held {
 		b.series.held(r, seq)
