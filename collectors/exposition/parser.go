@@ -90,6 +90,7 @@ type Parser struct {
 	stT     int64
 	starts  []Start
 	keyBuf  []byte
+	lblBuf  []byte // Labels' unescaped text
 }
 
 type span struct {
@@ -261,16 +262,27 @@ func parseFloat(b []byte) (float64, error) {
 // with b as scratch space. Escapes are resolved; le and quantile values of
 // histograms and summaries are written as OpenMetrics floats ("1" becomes
 // "1.0"), as Prometheus stores them. Label names may repeat: the caller
-// checks. It allocates the label set and the strings of its names and values.
+// checks. The label set is the one allocation (and a string per le or
+// quantile value that changes).
 func (p *Parser) Labels(b *labels.ScratchBuilder) labels.Labels {
-	s := string(p.series) // one allocation that the unescaped parts share
-	off := func(i int) int { return i - p.seriesAt }
+	// Unescaped text goes to one buffer; a string into it stays valid when
+	// a later append moves the buffer (the old array lives on).
+	p.lblBuf = p.lblBuf[:0]
+	text := func(start, end int, quoted bool) string {
+		t := p.b[start:end]
+		if quoted && bytes.IndexByte(t, '\\') >= 0 {
+			from := len(p.lblBuf)
+			p.lblBuf = unescape(p.lblBuf, t, false)
+			t = p.lblBuf[from:]
+		}
+		return str(t)
+	}
 	b.Reset()
-	b.Add(labels.MetricName, p.text(s, off(p.nameAt), off(p.nameEnd), p.nameQuote))
+	b.Add(labels.MetricName, text(p.nameAt, p.nameEnd, p.nameQuote))
 	for j := 0; j < len(p.lbls); j += 2 {
 		n, v := p.lbls[j], p.lbls[j+1]
-		name := p.text(s, off(n.start), off(n.end), n.quoted)
-		value := p.text(s, off(v.start), off(v.end), true)
+		name := text(n.start, n.end, n.quoted)
+		value := text(v.start, v.end, true)
 		if (p.lastType == collectors.Summary && name == "quantile") || (p.lastType == collectors.Histogram && name == "le") {
 			if f, err := strconv.ParseFloat(value, 64); err == nil {
 				value = labels.FormatOpenMetricsFloat(f)
@@ -284,20 +296,6 @@ func (p *Parser) Labels(b *labels.ScratchBuilder) labels.Labels {
 
 // name is the current sample's name as written (escaped when quoted).
 func (p *Parser) name() []byte { return p.b[p.nameAt:p.nameEnd] }
-
-// text is s[i:j], unescaped when it was quoted.
-func (p *Parser) text(s string, i, j int, quoted bool) string {
-	t := s[i:j]
-	if !quoted {
-		return t
-	}
-	for k := 0; k < len(t); k++ {
-		if t[k] == '\\' {
-			return string(unescape(nil, []byte(t), false))
-		}
-	}
-	return t
-}
 
 // unescape appends t to dst with \" (unless helpText: the text format's
 // HELP escapes only these two), \\ and \n resolved; any other backslash
