@@ -184,3 +184,18 @@ func FuzzSameAsPrometheus(f *testing.F) {
 		}
 	})
 }
+
+// TestParserLetsGoOfTheBody: the scraper keeps a Parser per target between
+// scrapes, for its Descs; it must not keep the last body (up to the body
+// limit) alive with it, whether the parse ended well or not.
+func TestParserLetsGoOfTheBody(t *testing.T) {
+	var p Parser
+	for _, body := range []string{"# HELP a x\na 1\n", "a{ 1\n"} {
+		p.Reset([]byte(body), Text)
+		for p.Next() {
+		}
+		if p.b != nil || p.series != nil || p.fam.name != nil || p.fam.help != nil {
+			t.Errorf("%q: the parser still refers to the body", body)
+		}
+	}
+}

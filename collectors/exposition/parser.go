@@ -114,7 +114,7 @@ type descEntry struct {
 }
 
 // Reset starts parsing body in format f. The parser keeps references into
-// body until the next Reset; body must not change meanwhile.
+// body until Next returns false; body must not change meanwhile.
 func (p *Parser) Reset(body []byte, f Format) {
 	p.b, p.i, p.format, p.err, p.done = body, 0, f, nil, false
 	p.series, p.lbls, p.count = nil, p.lbls[:0], 0
@@ -136,7 +136,8 @@ func (p *Parser) Err() error { return p.err }
 
 // Series is the current sample's name and labels as the target wrote them:
 // two samples with the same series text have the same label set within one
-// format (the caller keeps the cache apart per format). Valid until Reset.
+// format (the caller keeps the cache apart per format). It is a view of the
+// body.
 func (p *Parser) Series() []byte { return p.series }
 
 // Value is the current sample's value; every NaN has the same bits.
@@ -177,6 +178,9 @@ func (p *Parser) Next() bool {
 		if p.err == nil {
 			p.endRun()
 		}
+		// Let go of the body: a Parser kept per target between scrapes
+		// would hold it otherwise.
+		p.b, p.series, p.fam = nil, nil, family{}
 		p.done = true
 		return false
 	}
