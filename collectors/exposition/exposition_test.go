@@ -36,7 +36,14 @@ func toOpenMetrics(t testing.TB, text []byte) []byte {
 		}
 	}
 	leOrQuantile := regexp.MustCompile(`(le|quantile)="[^"]*",?`)
-	for _, line := range strings.Split(strings.TrimSuffix(string(text), "\n"), "\n") {
+	lines := strings.Split(strings.TrimSuffix(string(text), "\n"), "\n")
+	types := map[string]string{}
+	for _, line := range lines {
+		if f := strings.Fields(line); len(f) == 4 && f[1] == "TYPE" {
+			types[f[2]] = f[3]
+		}
+	}
+	for _, line := range lines {
 		if strings.HasPrefix(line, "# ") {
 			endGroup()
 			f := strings.SplitN(line, " ", 4)
@@ -47,7 +54,7 @@ func toOpenMetrics(t testing.TB, text []byte) []byte {
 			if f[1] == "TYPE" {
 				family, typ = name, f[3]
 			}
-			if typ == "counter" && name == family {
+			if types[name] == "counter" {
 				name = strings.TrimSuffix(name, "_total")
 			}
 			if f[1] == "TYPE" && f[3] == "untyped" {
@@ -196,6 +203,31 @@ func TestParserLetsGoOfTheBody(t *testing.T) {
 		}
 		if p.b != nil || p.series != nil || p.fam.name != nil || p.fam.help != nil {
 			t.Errorf("%q: the parser still refers to the body", body)
+		}
+	}
+}
+
+// TestNoAllocationPerSample: once a target's families are known, walking a
+// body (values, timestamps, series text, families, start times) allocates
+// nothing; labels are built by the caller only for series it does not know.
+func TestNoAllocationPerSample(t *testing.T) {
+	for name, c := range corpus(t) {
+		var p Parser
+		walk := func() {
+			p.Reset(c.body, c.format)
+			for p.Next() {
+				_ = p.Series()
+				_ = p.Value()
+				_, _ = p.Timestamp()
+				_ = p.Desc()
+			}
+			if p.Err() != nil || len(p.Starts()) == 0 && c.format == OpenMetrics {
+				t.Fatalf("%s: %v, %d start times", name, p.Err(), len(p.Starts()))
+			}
+		}
+		walk()
+		if n := testing.AllocsPerRun(5, walk); n != 0 {
+			t.Errorf("%s: %.0f allocations per body", name, n)
 		}
 	}
 }

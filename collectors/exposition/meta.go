@@ -71,16 +71,20 @@ func (p *Parser) lookupDesc(typ collectors.Type) *collectors.Desc {
 		p.descs = map[string]*descEntry{}
 	}
 	e := p.descs[string(p.fam.name)]
-	if e != nil && e.desc.Help == string(help) && e.desc.Type == typ && e.desc.Unit == string(p.fam.unit) {
-		e.gen = p.gen
-		return e.desc
-	}
-	d := &collectors.Desc{Name: string(p.fam.name), Help: string(help), Type: typ, Unit: string(p.fam.unit)}
 	if e == nil {
 		e = &descEntry{}
-		p.descs[d.Name] = e
+		p.descs[string(p.fam.name)] = e
 	}
-	e.desc, e.gen = d, p.gen
+	// Usually one family per name; a body may have two (client_golang's
+	// OpenMetrics has go_memstats_alloc_bytes a gauge and a counter).
+	for i, d := range e.descs {
+		if d.Help == string(help) && d.Type == typ && d.Unit == string(p.fam.unit) {
+			e.gens[i] = p.gen
+			return d
+		}
+	}
+	d := &collectors.Desc{Name: string(p.fam.name), Help: string(help), Type: typ, Unit: string(p.fam.unit)}
+	e.descs, e.gens = append(e.descs, d), append(e.gens, p.gen)
 	return d
 }
 
@@ -92,37 +96,52 @@ func partOfFamily(name, family []byte, typ collectors.Type, openMetrics bool) bo
 	if !bytes.HasPrefix(name, family) {
 		return false
 	}
-	n, f := string(name), string(family)
-	if n == f {
+	if len(name) == len(family) {
 		return true
 	}
-	var suffixes []string
+	f := family
+	var suffixes *[3]string
 	switch typ {
 	case collectors.Counter:
-		f = strings.TrimSuffix(f, "_total")
-		suffixes = []string{"_total"}
+		f = bytes.TrimSuffix(f, []byte("_total"))
+		suffixes = &counterSuffixes
 	case collectors.Histogram:
-		suffixes = []string{"_bucket", "_sum", "_count"}
+		suffixes = &histogramSuffixes
 	case collectors.GaugeHistogram:
-		suffixes = []string{"_bucket", "_gsum", "_gcount"}
+		suffixes = &gaugeHistogramSuffixes
 	case collectors.Summary:
-		suffixes = []string{"_sum", "_count"}
+		suffixes = &summarySuffixes
 	case collectors.Info:
-		f = strings.TrimSuffix(f, "_info")
-		suffixes = []string{"_info"}
+		f = bytes.TrimSuffix(f, []byte("_info"))
+		suffixes = &infoSuffixes
+	default:
+		return false // only the name itself
 	}
 	if openMetrics && startType(typ) {
-		if base, ok := strings.CutSuffix(n, "_created"); ok {
-			return base == f
+		if base, ok := bytes.CutSuffix(name, []byte("_created")); ok {
+			return bytes.Equal(base, f)
 		}
 	}
 	for _, s := range suffixes {
-		if base, ok := strings.CutSuffix(n, s); ok {
-			return base == f
+		if s == "" {
+			break
+		}
+		if base, ok := bytes.CutSuffix(name, []byte(s)); ok {
+			return bytes.Equal(base, f)
 		}
 	}
-	return n == f
+	return false
 }
+
+// The suffixes of a family's series by type, as Prometheus' scrape loop
+// cuts them (in this order).
+var (
+	counterSuffixes        = [3]string{"_total"}
+	histogramSuffixes      = [3]string{"_bucket", "_sum", "_count"}
+	gaugeHistogramSuffixes = [3]string{"_bucket", "_gsum", "_gcount"}
+	summarySuffixes        = [3]string{"_sum", "_count"}
+	infoSuffixes           = [3]string{"_info"}
+)
 
 // startType reports whether a family of type t has start times
 // ("_created" lines), as Prometheus reads OpenMetrics.

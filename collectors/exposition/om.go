@@ -57,7 +57,7 @@ func (p *Parser) omComment(i int) bool {
 	default:
 		return p.fail("expected HELP, TYPE, UNIT or EOF after '# ': %s", p.context(i))
 	}
-	what := string(p.b[j : j+4])
+	what := p.b[j : j+4]
 	name, k, ok := p.metaName(j + 5)
 	if !ok {
 		return p.fail("expected a metric name after %s: %s", what, p.context(i))
@@ -72,13 +72,13 @@ func (p *Parser) omComment(i int) bool {
 	}
 	text := p.b[k+1 : end]
 	p.i = end + 1
-	switch what {
-	case "HELP":
+	switch what[0] {
+	case 'H':
 		if !validUTF8(text) {
 			return p.fail("help text %q is not valid UTF-8", text)
 		}
 		p.setHelp(name, text)
-	case "TYPE":
+	case 'T':
 		var t collectors.Type
 		switch string(text) {
 		case "counter":
@@ -101,7 +101,7 @@ func (p *Parser) omComment(i int) bool {
 			return p.fail("invalid metric type %q", text)
 		}
 		p.setType(name, t)
-	case "UNIT":
+	case 'U':
 		// A unit must be the name's suffix after an underscore.
 		if len(text) > 0 && (len(name) < len(text)+1 || string(name[len(name)-len(text):]) != string(text) || name[len(name)-len(text)-1] != '_') {
 			return p.fail("unit %q not a suffix of metric %q", text, name)

@@ -108,9 +108,11 @@ type family struct {
 	desc    *collectors.Desc // resolved from the above; nil until a sample needs it
 }
 
+// descEntry holds the Descs of one family name and the last body (Reset's
+// count) that used each.
 type descEntry struct {
-	desc *collectors.Desc
-	gen  uint64
+	descs []*collectors.Desc
+	gens  []uint64
 }
 
 // Reset starts parsing body in format f. The parser keeps references into
@@ -123,7 +125,16 @@ func (p *Parser) Reset(body []byte, f Format) {
 	p.pending, p.starts, p.stKey, p.stT = p.pending[:0], p.starts[:0], 0, 0
 	// Forget the Descs of families that the previous body did not have.
 	for k, e := range p.descs {
-		if e.gen != p.gen {
+		n := 0
+		for i, d := range e.descs {
+			if e.gens[i] == p.gen {
+				e.descs[n], e.gens[n] = d, e.gens[i]
+				n++
+			}
+		}
+		clear(e.descs[n:])
+		e.descs, e.gens = e.descs[:n], e.gens[:n]
+		if n == 0 {
 			delete(p.descs, k)
 		}
 	}
