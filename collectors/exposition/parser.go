@@ -7,7 +7,7 @@
 //
 // What it accepts and refuses follows Prometheus' parsers of the same
 // formats (model/textparse), which the tests compare it with on a corpus and
-// under fuzzing; where it differs on purpose, parser_diff_test.go says so.
+// under fuzzing; where it differs on purpose, diff_test.go says so.
 //
 // Metadata: each sample points to the collectors.Desc of its family (the
 // name of the last HELP, TYPE or UNIT line, when the sample's name is that
