@@ -176,8 +176,14 @@ func refParse1(body []byte, format Format, askST bool) (o outcome, panicked bool
 			s.v = math.Float64bits(v)
 			name := s.lset.Get(labels.MetricName)
 			if trimmed := strings.TrimLeft(name, " \t"); trimmed != name { // difference 1
-				b := labels.NewBuilder(s.lset)
-				b.Set(labels.MetricName, trimmed)
+				// A ScratchBuilder: labels.Builder would drop empty values.
+				var b labels.ScratchBuilder
+				s.lset.Range(func(l labels.Label) {
+					if l.Name == labels.MetricName {
+						l.Value = trimmed
+					}
+					b.Add(l.Name, l.Value)
+				})
 				s.lset = b.Labels()
 				name = trimmed
 			}
