@@ -175,7 +175,7 @@ func refParse1(body []byte, format Format, askST bool) (o outcome, panicked bool
 			}
 			s.v = math.Float64bits(v)
 			name := s.lset.Get(labels.MetricName)
-			if trimmed := strings.TrimLeft(name, " \t"); trimmed != name { // difference 1
+			if trimmed := strings.TrimLeft(name, " \t"); trimmed != name && (series[0] == ' ' || series[0] == '\t') { // difference 1
 				// A ScratchBuilder: labels.Builder would drop empty values.
 				var b labels.ScratchBuilder
 				s.lset.Range(func(l labels.Label) {
