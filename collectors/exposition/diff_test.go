@@ -46,6 +46,14 @@ import (
 //     compared for metadata.
 //  5. "_created" samples of a counter, histogram or summary in OpenMetrics
 //     belong to their family in ferry (Prometheus' rule leaves them out).
+//  6. NUL bytes right after a label value's closing quote, or at the start
+//     of the line after an OpenMetrics HELP line: textparse's lexer, which
+//     passes over NULs inside label values and help texts, goes on passing
+//     over them after the token's end and takes them into it, which shifts
+//     the value (`a="x"<NUL>` gives a="x\""; the help text gets the newline).
+//     ferry refuses such a body (a NUL is no token anywhere else); where
+//     textparse accepts a body that ferry refuses and it has a NUL after a
+//     quote or a newline, the comparison skips it.
 
 type refSample struct {
 	lset   labels.Labels
@@ -232,6 +240,9 @@ func compare(p *Parser, body []byte, format Format) string {
 		return ""
 	}
 	our := ourParse(p, body, format)
+	if ref.err == nil && our.err != nil && (bytes.Contains(body, []byte("\"\x00")) || bytes.Contains(body, []byte("\n\x00"))) {
+		return "" // difference 6
+	}
 	if (ref.err == nil) != (our.err == nil) {
 		return fmt.Sprintf("reference error %v, ferry error %v", ref.err, our.err)
 	}
