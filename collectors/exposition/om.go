@@ -39,26 +39,55 @@ func (p *Parser) hasPrefix(i int, s string) bool {
 	return len(p.b)-i >= len(s) && string(p.b[i:i+len(s)]) == s
 }
 
+// skipNULs passes over NUL bytes at i.
+func (p *Parser) skipNULs(i int) int {
+	for i < len(p.b) && p.b[i] == 0 {
+		i++
+	}
+	return i
+}
+
+// omKeyword matches word at i as Prometheus' lexer does inside a comment:
+// NUL bytes after its first byte, and right after it, pass unseen. It
+// returns the index after it, or -1.
+func (p *Parser) omKeyword(i int, word string) int {
+	for k := 0; k < len(word); k++ {
+		if k > 0 {
+			i = p.skipNULs(i)
+		}
+		if i >= len(p.b) || p.b[i] != word[k] {
+			return -1
+		}
+		i++
+	}
+	return p.skipNULs(i)
+}
+
 // omComment reads "# EOF", "# HELP", "# TYPE" or "# UNIT" at i.
 func (p *Parser) omComment(i int) bool {
 	j := i + 2
-	switch {
-	case p.hasPrefix(j, "EOF"):
-		j += 3
-		if j < len(p.b) && p.b[j] == '\n' {
-			j++
+	if k := p.omKeyword(j, "EOF"); k >= 0 {
+		if k < len(p.b) && p.b[k] == '\n' {
+			k = p.skipNULs(k + 1)
 		}
-		if j != len(p.b) {
+		if k != len(p.b) {
 			return p.fail("unexpected data after # EOF")
 		}
-		p.i, p.done = j, true
+		p.i, p.done = k, true
 		return true
-	case p.hasPrefix(j, "HELP "), p.hasPrefix(j, "TYPE "), p.hasPrefix(j, "UNIT "):
-	default:
+	}
+	var what string
+	k := -1
+	for _, w := range [...]string{"HELP ", "TYPE ", "UNIT "} {
+		if k = p.omKeyword(j, w); k >= 0 {
+			what = w[:4]
+			break
+		}
+	}
+	if k < 0 {
 		return p.fail("expected HELP, TYPE, UNIT or EOF after '# ': %s", p.context(i))
 	}
-	what := p.b[j : j+4]
-	name, k, ok := p.metaName(j + 5)
+	name, k, ok := p.metaName(k)
 	if !ok {
 		return p.fail("expected a metric name after %s: %s", what, p.context(i))
 	}
