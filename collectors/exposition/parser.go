@@ -84,7 +84,7 @@ type Parser struct {
 	gen      uint64 // counts Resets
 	scratch  []byte
 
-	// OpenMetrics' start times (see created.go).
+	// OpenMetrics' start times (see meta.go).
 	pending []pendingStart
 	stKey   uint64
 	stT     int64
