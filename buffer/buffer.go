@@ -200,13 +200,16 @@ type Buffer struct {
 	live        []seriesData // taken by TakeLive, not yet handed back
 	liveEnded   *sync.Cond   // on mu: broadcast when live is handed back
 	state       map[uint32]*seriesState
-	forgotten   map[uint64]int64       // lastT of series forgotten while open, by label hash
-	readAs      map[uint64]blockHeader // blocks as Read last returned them, for Delete
-	delivered   uint64                 // the receiver has every block up to it (Delivered)
-	split       uint64                 // SplitAt's seq: blocks from it on go ahead of older ones
-	// evictedRead: samples of blocks evicted while the sender had them
-	// read, by seq, counted full unless it delivers them (resolveEvicted).
-	evictedRead map[uint64]int
+	forgotten   map[uint64]int64     // lastT of series forgotten while open, by label hash
+	readAs      map[uint64]readBlock // blocks as Read last returned them, for Delete
+	delivered   uint64               // the receiver has every block up to it (Delivered)
+	split       uint64               // SplitAt's seq: blocks from it on go ahead of older ones
+	// readGen counts Reads: the sender has given up what earlier Reads
+	// returned and it did not deliver (resolveEvictedLocked).
+	readGen uint64
+	// evictedRead: blocks evicted while the sender had them read, by seq:
+	// counted full unless it delivers them.
+	evictedRead map[uint64]readBlock
 	blocks      []blockInfo // committed, ascending seq
 	nextSeq     uint64
 	dropped     map[string]uint64
@@ -393,8 +396,8 @@ func (b *Buffer) openAndLoad(readOnly bool) (err error) {
 	b.head = map[uint32]*seriesData{}
 	b.state = map[uint32]*seriesState{}
 	b.forgotten = map[uint64]int64{}
-	b.readAs = map[uint64]blockHeader{}
-	b.evictedRead = map[uint64]int{}
+	b.readAs = map[uint64]readBlock{}
+	b.evictedRead = map[uint64]readBlock{}
 	b.liveEnded = sync.NewCond(&b.mu)
 	b.blocks, b.nextSeq = nil, 1
 
@@ -685,10 +688,17 @@ func (b *Buffer) countDrop(reason string, n int) {
 // Blocks that fail to decode are deleted and counted as corrupt, not
 // returned; a series the dictionary does not know is left out and counted
 // as corrupt. The error is bbolt's, or that of deleting a damaged block, in
-// which case blocks may come with it. Read reads a snapshot: a block evicted
-// after Read chose it may still be returned, its samples then both
-// delivered and counted as full.
+// which case blocks may come with it. A block Read returned and the cap
+// evicts before the sender says it delivered it (Delivered, Delete) is
+// counted full only when the sender gives it up: at its next Read, or at
+// Close.
 func (b *Buffer) Read(from uint64, maxSamples int) ([]Block, error) {
+	b.mu.Lock()
+	b.readGen++
+	// What earlier Reads returned and the sender neither delivered nor
+	// deleted, it has given up (it reads anew): if evicted meanwhile, lost.
+	b.resolveEvictedLocked(func(seq uint64, rb readBlock) bool { return rb.gen < b.readGen }, true)
+	b.mu.Unlock()
 	for {
 		out, last, err := b.read(from, maxSamples)
 		if len(out) > 0 || last == 0 || err != nil {
@@ -712,11 +722,12 @@ func (b *Buffer) read(from uint64, maxSamples int) ([]Block, uint64, error) {
 		}
 		want = append(want, bi.seq)
 		total += bi.samples
+		// Read from now on: an eviction meanwhile waits for the sender's word.
+		b.readAs[bi.seq] = readBlock{bi.blockHeader, b.readGen}
 	}
 	b.mu.Unlock()
 
 	var out []Block
-	var read []blockHeader // of out's blocks, as Delete checks them
 	var corrupt []uint64
 	err := b.db.View(func(tx *bolt.Tx) error {
 		bb := tx.Bucket(bucketBlocks)
@@ -725,24 +736,28 @@ func (b *Buffer) read(from uint64, maxSamples int) ([]Block, uint64, error) {
 			if v == nil {
 				continue // evicted or acknowledged meanwhile
 			}
-			h, data, err := decodeBlock(v)
+			_, data, err := decodeBlock(v)
 			if err != nil {
 				b.log.Warn("dropping unreadable buffer block", "seq", seq, "err", err)
 				corrupt = append(corrupt, seq)
 				continue
 			}
 			out = append(out, b.resolve(seq, data))
-			read = append(read, h)
 		}
 		return nil
 	})
-	if len(out) > 0 {
-		b.mu.Lock()
-		for i, blk := range out {
-			b.readAs[blk.Seq] = read[i]
-		}
-		b.mu.Unlock()
+	b.mu.Lock()
+	returned := make(map[uint64]bool, len(out))
+	for _, blk := range out {
+		returned[blk.Seq] = true
 	}
+	for _, seq := range want {
+		if !returned[seq] { // evicted, acknowledged or damaged meanwhile: not the sender's
+			delete(b.readAs, seq)
+			b.resolveEvictedLocked(func(s uint64, _ readBlock) bool { return s == seq }, true)
+		}
+	}
+	b.mu.Unlock()
 	if err == nil && len(corrupt) > 0 {
 		err = b.deleteBlocks(corrupt, ReasonCorrupt)
 	}
@@ -836,17 +851,23 @@ func (b *Buffer) Ack(seq uint64) error {
 func (b *Buffer) Delivered(seq uint64) {
 	b.mu.Lock()
 	b.delivered = max(b.delivered, seq)
-	b.resolveEvictedLocked(func(s uint64) bool { return s <= seq && (b.split == 0 || s < b.split) }, false)
+	b.resolveEvictedLocked(func(s uint64, rb readBlock) bool { return s <= seq && rb.gen == b.readGen }, false)
 	b.mu.Unlock()
+}
+
+// readBlock is a block as a Read returned it, and which Read (readGen).
+type readBlock struct {
+	blockHeader
+	gen uint64
 }
 
 // resolveEvictedLocked settles the blocks evicted while the sender had them
 // read that match: delivered, or (lost) counted full. The caller holds mu.
-func (b *Buffer) resolveEvictedLocked(match func(seq uint64) bool, lost bool) {
-	for seq, n := range b.evictedRead {
-		if match(seq) {
+func (b *Buffer) resolveEvictedLocked(match func(seq uint64, rb readBlock) bool, lost bool) {
+	for seq, rb := range b.evictedRead {
+		if match(seq, rb) {
 			if lost {
-				b.dropped[ReasonFull] += uint64(n)
+				b.dropped[ReasonFull] += uint64(rb.samples)
 			}
 			delete(b.evictedRead, seq)
 		}
@@ -865,7 +886,7 @@ func (b *Buffer) Delete(seqs []uint64) error {
 	for _, seq := range seqs {
 		delete(b.evictedRead, seq) // evicted while in flight: delivered
 		i, found := slices.BinarySearchFunc(b.blocks, seq, func(bi blockInfo, s uint64) int { return cmp.Compare(bi.seq, s) })
-		if read, ok := b.readAs[seq]; ok && found && b.blocks[i].blockHeader != read {
+		if read, ok := b.readAs[seq]; ok && found && b.blocks[i].blockHeader != read.blockHeader {
 			continue // merged since it was read
 		}
 		keep = append(keep, seq)
@@ -882,11 +903,6 @@ func (b *Buffer) Delete(seqs []uint64) error {
 // for concurrent use; it never waits for the disk.
 func (b *Buffer) SplitAt(seq uint64) {
 	b.mu.Lock()
-	if old := b.split; seq == 0 && old != 0 {
-		// The fresh part is done: fresh blocks read with the backlog and
-		// evicted before the fresh part reached them were not delivered.
-		b.resolveEvictedLocked(func(s uint64) bool { return s >= old }, true)
-	}
 	b.split = seq
 	b.mu.Unlock()
 }
@@ -984,13 +1000,13 @@ func (b *Buffer) Stats() Stats {
 // the file once open read transactions end, and releases its lock. The
 // file is closed even if the commit fails; the error joins both.
 func (b *Buffer) Close() error {
-	b.mu.Lock()
-	b.resolveEvictedLocked(func(uint64) bool { return true }, true) // never delivered
-	b.mu.Unlock()
 	var err error
 	if !b.db.IsReadOnly() {
 		err = b.Commit()
 	}
+	b.mu.Lock()
+	b.resolveEvictedLocked(func(uint64, readBlock) bool { return true }, true) // never delivered
+	b.mu.Unlock()
 	if b.jf != nil {
 		err = errors.Join(err, b.jf.f.Close())
 	}

@@ -136,6 +136,12 @@ type modelRun struct {
 
 	// The live block in flight.
 	inFlight bool
+	// everRead: blocks Read returned since Open. The buffer counts such
+	// a block evicted undelivered only when the sender gives it up (its
+	// next Read, or Close): pending until then.
+	everRead map[uint64]bool
+	pending  uint64
+	pendingK []pendingSample // the samples pending counts
 	flight   []sampleKey
 
 	// The sender.
@@ -537,7 +543,7 @@ func (m *modelRun) sendBlocks() {
 		m.op = "send fresh blocks"
 		from = max(m.liveFrom, m.liveNext)
 	}
-	blocks, err := m.b.Read(from, 1+m.rng.IntN(2000))
+	blocks, err := m.read(from, 1+m.rng.IntN(2000))
 	if err != nil {
 		m.fatalf("read: %v", err)
 	}
@@ -598,6 +604,7 @@ func (m *modelRun) sendBlocks() {
 	if err := m.b.Delete(seqs); err != nil {
 		m.fatalf("delete: %v", err)
 	}
+	m.deliveredPending(seqs)
 	m.liveNext = last + 1
 	deleted := map[uint64]bool{}
 	for _, s := range seqs {
@@ -632,6 +639,41 @@ func (m *modelRun) ack() {
 			m.fatalf("%v delivered and still in the file (block %d) after Ack(%d)", k, s, seq)
 		}
 	}
+}
+
+type pendingSample struct {
+	k   sampleKey
+	seq uint64 // of its block
+}
+
+// deliveredPending settles the pending samples of blocks the sender
+// deleted as delivered (Delete): the buffer does not count them.
+func (m *modelRun) deliveredPending(seqs []uint64) {
+	m.pendingK = slices.DeleteFunc(m.pendingK, func(p pendingSample) bool {
+		if !slices.Contains(seqs, p.seq) {
+			return false
+		}
+		m.pending--
+		if m.samples[p.k].delivered > 0 {
+			m.overlap--
+		}
+		return true
+	})
+}
+
+// read is the sender's Read: what earlier reads returned and were not
+// delivered is given up, and counted if it was evicted meanwhile.
+func (m *modelRun) read(from uint64, maxSamples int) ([]Block, error) {
+	m.counted += m.pending
+	m.pending, m.pendingK = 0, m.pendingK[:0]
+	blocks, err := m.b.Read(from, maxSamples)
+	if m.everRead == nil {
+		m.everRead = map[uint64]bool{}
+	}
+	for _, blk := range blocks {
+		m.everRead[blk.Seq] = true
+	}
+	return blocks, err
 }
 
 // startSplit is the sender's FreshFirst turn: blocks committed from now on
@@ -698,7 +740,12 @@ func (m *modelRun) reconcile(committed bool, deleted map[uint64]bool, byDelete b
 		case st.delivered > 0 && seq <= m.deliveredMark:
 			// Evicted after Delivered, before its ack: no loss, not counted.
 		default:
-			drops++
+			if m.everRead[seq] {
+				m.pending++ // counted when the sender gives the block up
+				m.pendingK = append(m.pendingK, pendingSample{k, seq})
+			} else {
+				drops++
+			}
 			if st.delivered > 0 {
 				m.overlap++ // evicted before its ack: delivered, and counted dropped
 			} else {
@@ -797,7 +844,8 @@ func (m *modelRun) closing() {
 	for r, n := range m.b.Stats().Dropped {
 		m.closedDr[r] += n
 	}
-	m.ooo, m.counted, m.jcount = 0, 0, 0
+	m.ooo, m.counted, m.jcount, m.pending = 0, 0, 0, 0
+	clear(m.everRead)
 	clear(m.lastT)
 	// Append's order holds since Open: no step back past a restart.
 	m.clock = max(m.clock, m.maxClock)
@@ -864,7 +912,7 @@ func (m *modelRun) reconcileWith(st Stats, committed bool) {
 			if m.samples[k].delivered > 0 && seq <= m.deliveredMark {
 				continue // evicted after Delivered: no loss, not counted
 			}
-			drops++
+			drops++ // at Close, blocks read and evicted count too
 			if m.samples[k].delivered > 0 {
 				m.overlap++
 			} else {
@@ -879,6 +927,8 @@ func (m *modelRun) reconcileWith(st Stats, committed bool) {
 	}
 	m.clearJournal()
 	m.file = now
+	drops += m.pending
+	m.pending, m.pendingK = 0, m.pendingK[:0]
 	if got := countedDrops(st); got != m.counted+drops {
 		m.fatalf("Close: the buffer counts %d dropped (%v), the model saw %d", got, st.Dropped, m.counted+drops)
 	}
@@ -917,8 +967,17 @@ func (m *modelRun) crash() {
 		m.closedDr[r] += c
 	}
 	m.dir = dir
-	_ = old.Close() // the dead process's files are no longer looked at
-	m.ooo, m.counted, m.jcount = 0, 0, 0
+	_ = old.Close()                // the dead process's files are no longer looked at
+	for _, p := range m.pendingK { // never counted: the process died first
+		if st := m.samples[p.k]; st.delivered > 0 {
+			m.overlap--
+		} else {
+			st.fate = "lost to the crash"
+		}
+	}
+	m.pendingK = m.pendingK[:0]
+	m.ooo, m.counted, m.jcount, m.pending = 0, 0, 0, 0
+	clear(m.everRead)
 	clear(m.lastT)
 	m.clock = max(m.clock, m.maxClock)
 	m.floor = m.clock
@@ -1011,7 +1070,7 @@ func (m *modelRun) finish() map[string]uint64 {
 		// parts each in order.
 		for m.split {
 			m.op = "drain backlog"
-			blocks, err := m.b.Read(m.next, 5000)
+			blocks, err := m.read(m.next, 5000)
 			if err != nil {
 				m.fatalf("%v", err)
 			}
@@ -1035,7 +1094,7 @@ func (m *modelRun) finish() map[string]uint64 {
 	m.ack()
 	for {
 		m.op = "drain"
-		blocks, err := m.b.Read(0, 5000)
+		blocks, err := m.read(0, 5000)
 		if err != nil {
 			m.fatalf("%v", err)
 		}

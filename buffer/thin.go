@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"cmp"
+	"maps"
 	"math"
 	"slices"
 
@@ -48,9 +49,9 @@ var keyThinLevel = []byte("t")
 type roomChange struct {
 	blocks  []blockInfo // the index afterwards
 	evicted int         // samples of blocks deleted whole
-	// evictedRead holds, by seq, the samples of evicted blocks that the
-	// sender had read: counted full only if it does not deliver them.
-	evictedRead map[uint64]int
+	// evictedRead holds, by seq, the evicted blocks that the sender had
+	// read: counted full only if it does not deliver them.
+	evictedRead map[uint64]readBlock
 	thinned     int // samples thinned out of merged blocks
 	freed       int64
 
@@ -72,10 +73,7 @@ func (b *Buffer) makeRoom(tx *bolt.Tx, n, allowance int64, keep map[uint32]bool)
 	b.mu.Lock()
 	ch := roomChange{blocks: slices.Clone(b.blocks)}
 	delivered := b.delivered
-	fence := mergeFence{split: b.split, read: make(map[uint64]bool, len(b.readAs))}
-	for seq := range b.readAs {
-		fence.read[seq] = true
-	}
+	fence := mergeFence{split: b.split, read: maps.Clone(b.readAs)}
 	cands := b.candidateSeriesLocked(keep)
 	leaves := leafPagesBound(b.series.diskBytes)
 	b.mu.Unlock()
@@ -155,11 +153,11 @@ func (b *Buffer) makeRoom(tx *bolt.Tx, n, allowance int64, keep map[uint32]bool)
 		}
 		switch {
 		case oldest.seq <= delivered: // delivered, not yet acknowledged: no loss
-		case fence.read[oldest.seq]: // its request may be on its way
+		case fence.isRead(oldest.seq): // its request may be on its way
 			if ch.evictedRead == nil {
-				ch.evictedRead = map[uint64]int{}
+				ch.evictedRead = map[uint64]readBlock{}
 			}
-			ch.evictedRead[oldest.seq] = oldest.samples
+			ch.evictedRead[oldest.seq] = fence.read[oldest.seq]
 		default:
 			ch.evicted += oldest.samples
 		}
@@ -181,9 +179,9 @@ func (b *Buffer) applyRoomLocked(ch roomChange) {
 		}
 	}
 	b.dropped[ReasonFull] += uint64(ch.evicted)
-	for seq, n := range ch.evictedRead {
+	for seq, rb := range ch.evictedRead {
 		if seq > b.delivered { // else Delivered came during the transaction
-			b.evictedRead[seq] = n
+			b.evictedRead[seq] = rb
 		}
 	}
 	b.dropped[ReasonThinned] += uint64(ch.thinned)
@@ -199,12 +197,17 @@ func (b *Buffer) applyRoomLocked(ch roomChange) {
 // (it may be delivering them), and pairs across its fresh-first split.
 type mergeFence struct {
 	split uint64
-	read  map[uint64]bool
+	read  map[uint64]readBlock // a copy of Buffer.readAs
+}
+
+func (f mergeFence) isRead(seq uint64) bool {
+	_, ok := f.read[seq]
+	return ok
 }
 
 func (f mergeFence) allows(older, newer uint64) bool {
 	across := f.split != 0 && older < f.split && newer >= f.split
-	return !across && !f.read[older] && !f.read[newer]
+	return !across && !f.isRead(older) && !f.isRead(newer)
 }
 
 // thinOldestPair merges a pair of the coarsest level over its share that
