@@ -41,7 +41,7 @@ REMOTE_WRITE_URL ?=
 # mipsle little-endian (ramips); both GOMIPS=$(GOMIPS).
 CROSS    := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6 linux/mips linux/mipsle
 
-.PHONY: help build run test test-model test-cross test-cross-full test-fleet test-packaging test-openwrt-build test-release size cross release-flags lint bench bench-go bench-compare peers fuzz clean
+.PHONY: help build run test test-model test-cross test-cross-full test-fleet test-packaging test-openwrt-build test-yocto test-release size cross release-flags lint bench bench-go bench-compare peers fuzz clean
 
 help:
 	@echo "make build       build bin/ferry for this machine"
@@ -140,6 +140,7 @@ test-packaging: build
 	FERRY=$(BIN)/ferry sh scripts/test-openwrt-init.sh
 	FERRY=$(BIN)/ferry sh scripts/test-systemd-unit.sh
 	$(MAKE) test-openwrt-build
+	$(MAKE) test-yocto
 
 # --- OpenWrt and Yocto packages built as the release ---
 # The OpenWrt feed package's build, evaluated as golang-package.mk would
@@ -147,6 +148,12 @@ test-packaging: build
 # and mipsle: the flags, the binary under qemu, its size against the budget.
 test-openwrt-build:
 	scripts/test-openwrt-build.sh
+
+# The Yocto recipe's generated files: its release flags (from this Makefile),
+# and the module list and licenses against the go.sum of the recipe's SRCREV.
+test-yocto:
+	scripts/yocto-flags.sh --check
+	scripts/yocto-modules.py --check
 
 # The release as goreleaser builds it (snapshot, into dist/): binaries,
 # archives, deb, rpm and ipk checked, the deb's scripts run, the arm64 binary
