@@ -41,7 +41,7 @@ REMOTE_WRITE_URL ?=
 # mipsle little-endian (ramips); both GOMIPS=$(GOMIPS).
 CROSS    := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6 linux/mips linux/mipsle
 
-.PHONY: help build run test test-model test-cross test-cross-full test-fleet test-packaging test-openwrt-build test-yocto test-release size cross release-flags lint bench bench-go bench-compare peers fuzz clean
+.PHONY: help build run test test-model test-cross test-cross-mips test-cross-mips-full test-cross-full test-fleet test-packaging test-openwrt-build test-yocto test-release size cross release-flags lint bench bench-go bench-compare peers fuzz clean
 
 help:
 	@echo "make build       build bin/ferry for this machine"
@@ -95,6 +95,22 @@ test-model:
 test-cross:
 	scripts/test-cross.sh ./...
 	CROSS_FULL=1 CROSS_ARCHS=arm scripts/test-cross.sh ./cmd/ferry
+	$(MAKE) test-cross-mips
+
+# MIPS (GOMIPS=softfloat) under qemu-user, big- and little-endian: the
+# packages where byte order and the 32-bit word matter (the buffer's file,
+# block and journal formats, the wire codec, carry files, /proc parsing,
+# units), -short. The whole -short suite as mips takes ~16 min here under
+# emulated soft float (and its wall-clock-paced tests, the buffer's log rate
+# and the scrape timeouts, do not hold at that speed): make test-cross-mips-full.
+MIPS_BUFFER_TESTS := ^(TestBlockRoundTrip|TestBlockDetectsDamage|TestPackBlocks.*|TestCommittedDataSurvivesReopenAndAckedDataIsGone|TestLargeLabelSetsSurviveReopen|TestJournalReplayStopsAtDamage|TestJournalKeepsTheHeadAcrossAProcessCrash|TestVerifyAcceptsEveryFileTheBufferWrites|TestSalvageKeepsWhatDecodesAndCountsTheRest|TestCapBeyond32BitAddressSpaceIsRefused|TestTimestampsOutOfBoundsAreCountedNotStored|TestDamagedBlockCostsOnlyItsSamplesCounted)$$
+MIPS_PKGS := ./agent/remotewrite/codec ./agent/remotewrite/carry ./collectors ./collectors/host ./internal/units
+test-cross-mips:
+	CROSS_ARCHS="mips mipsle" CROSS_RUN='$(MIPS_BUFFER_TESTS)' scripts/test-cross.sh ./buffer
+	CROSS_ARCHS="mips mipsle" scripts/test-cross.sh $(MIPS_PKGS)
+
+test-cross-mips-full:
+	CROSS_ARCHS="mips mipsle" scripts/test-cross.sh ./...
 
 # The whole suite, without -short, as armv7 and arm64 binaries under
 # qemu-user: ~10 min on 2 cores.

@@ -3,6 +3,7 @@
 # linux/mips, linux/mipsle (GOMIPS=softfloat) binaries under qemu-user, as
 # they would run on a device.
 # Usage: scripts/test-cross.sh PACKAGE...
+# CROSS_RUN=REGEXP: only the tests it matches (go test -run).
 # With CROSS_FULL=1, without -short: the end-to-end runs too (ferry built for
 # the target architecture, run under the emulator, against the real
 # receivers) and the long crash, cap and memory tests.
@@ -22,7 +23,7 @@ run() { # GOARCH GOARM QEMU PACKAGE...
 	echo "test-cross: linux/$arch${arm:+ GOARM=$arm} under $qemu"
 	# FERRY_TEST_EXEC: for tests that start their own binary as a child.
 	FERRY_TEST_EXEC=$qemu CGO_ENABLED=0 GOOS=linux GOARCH=$arch GOARM=$arm \
-		go test -count=1 $short -exec "$qemu" "$@"
+		go test -count=1 $short ${CROSS_RUN:+-run "$CROSS_RUN"} -exec "$qemu" "$@"
 }
 
 # CROSS_ARCHS picks the targets: arm (GOARM=7) and arm64 by default; mips
