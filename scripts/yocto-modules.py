@@ -11,9 +11,9 @@ Writes, next to packaging/yocto/meta-ferry/recipes-monitoring/ferry/ferry_git.bb
                       writes them (md5 of the file, its SPDX name);
 and sets SRCREV in the recipe to the commit.
 
-The module files come from this machine's module cache (GOPROXY=file://...,
-nothing from the network): the same files, byte for byte, as the Go proxy
-serves, because go.sum's hashes are checked on the way. The SPDX names come
+The module files come from this machine's module cache (GOPROXY=file://...),
+what it lacks from the configured Go proxy: the same files, byte for byte,
+as the Go proxy serves, because go.sum's hashes are checked on the way. The SPDX names come
 from this script's own classification of the license texts (oe-core matches
 md5s against its license tables); a license text it does not know stops it.
 
@@ -101,13 +101,15 @@ def first_license_file(moddir):
 def generate(commit):
     """(go_mods_text, licenses_text) for COMMIT's tree."""
     gocache_dl = os.path.join(run(["go", "env", "GOMODCACHE"]).strip(), "cache", "download")
+    # The local cache first; what it lacks from the configured proxy.
+    proxy = "file://" + gocache_dl + "," + run(["go", "env", "GOPROXY"]).strip()
     with tempfile.TemporaryDirectory(prefix="ferry-yocto-") as tmp:
         src = os.path.join(tmp, "src")
         modcache = os.path.join(tmp, "mod")
         os.makedirs(src)
         archive = subprocess.run(["git", "-C", ROOT, "archive", commit], check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", src], input=archive, check=True)
-        env = dict(os.environ, GOMODCACHE=modcache, GOPROXY="file://" + gocache_dl, GOSUMDB="off",
+        env = dict(os.environ, GOMODCACHE=modcache, GOPROXY=proxy, GOSUMDB="off",
                    GOFLAGS="-modcacherw -mod=readonly", GOTOOLCHAIN="local", GOWORK="off")
         try:
             go_mod = json.loads(run(["go", "mod", "edit", "-json"], cwd=src, env=env))
