@@ -80,9 +80,11 @@ test:
 	$(GO) test -race -short -count=1 ./...
 	$(GO) test -count=1 ./...
 	$(MAKE) test-cross
-	$(MAKE) size
 	$(MAKE) test-packaging
 	$(MAKE) test-release
+# (The flash budget is checked by test-release, on every release binary (the
+# same bytes as make cross's), and by test-openwrt-build; `make size` adds the
+# xz sizes, ~50 s of CPU, and is left out of make test for its time.)
 
 # The buffer's model-based test (buffer/model_test.go) with new random
 # seeds until MODEL_DURATION has passed, MODEL_STEPS steps each; stops at
