@@ -18,7 +18,7 @@ SRC_URI = "git://${GO_IMPORT}.git;protocol=https;branch=main;destsuffix=${GO_SRC
 # The commit built, and the module list and licenses of its go.mod/go.sum:
 # all three written by scripts/yocto-modules.py COMMIT in ferry's
 # repository (make test checks them: scripts/yocto-modules.py --check).
-SRCREV = "5089cb1b13616ecce98337ba8b04c78079a192bc"
+SRCREV = "7a83fe38bf9adbf133207a1686a0a5ce3c5b4273"
 PV = "0.1.0+git"
 
 # Go module dependencies are fetched at do_fetch time, not at compile time:
