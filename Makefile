@@ -20,6 +20,12 @@ COLD_PKGS := google.golang.org/protobuf/... github.com/gogo/protobuf/... gopkg.i
 	github.com/prometheus/client_model/... github.com/prometheus/prometheus/prompb/... \
 	go/token reflect net/http fmt
 GCFLAGS  := $(foreach p,$(COLD_PKGS),-gcflags=$(p)=-l)
+# On MIPS (soft float, no assembly for most of crypto: the largest binary)
+# these too, all per connection or per request, none per sample: TLS's
+# handshake and record framing, HTTP header parsing, logging, address
+# parsing. ~172 KiB less on mips; the other targets keep their inlining.
+MIPS_COLD_PKGS := crypto/tls crypto/ecdh log/slog net/textproto mime/... net/netip
+MIPS_GCFLAGS := $(foreach p,$(MIPS_COLD_PKGS),-gcflags=$(p)=-l)
 # --- release flags per architecture (packaging reads these: make release-flags) ---
 # 32-bit ARM kernels use 4 KiB pages only, and so do the 32-bit MIPS kernels
 # of routers (OpenWrt's ath79, ramips, lantiq): segments aligned to 4 KiB
@@ -193,7 +199,8 @@ cross:
 		os=$${t%%/*}; rest=$${t#*/}; arch=$${rest%%/*}; arm=$${rest#*/}; [ "$$arm" = "$$arch" ] && arm=; \
 		out=$(BIN)/ferry-$$os-$$arch$${arm:+v$$arm}; ldflags='$(LDFLAGS)'; \
 		case " $(PAGE4K_ARCHS) " in *" $$arch "*) ldflags='$(LDFLAGS) $(PAGE4K_LDFLAGS)';; esac; \
-		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$arm GOMIPS=$(GOMIPS) $(GO) build $(GCFLAGS) -tags $(TAGS) -trimpath -ldflags "$$ldflags" -o $$out ./cmd/ferry || exit 1; \
+		gcflags='$(GCFLAGS)'; case $$arch in mips|mipsle) gcflags='$(GCFLAGS) $(MIPS_GCFLAGS)';; esac; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$arm GOMIPS=$(GOMIPS) $(GO) build $$gcflags -tags $(TAGS) -trimpath -ldflags "$$ldflags" -o $$out ./cmd/ferry || exit 1; \
 		printf '%-28s %9d bytes stripped\n' $$out $$(stat -c %s $$out); \
 	done
 
@@ -203,6 +210,7 @@ cross:
 release-flags:
 	@echo 'tags=$(TAGS)'
 	@echo 'cold_pkgs=$(strip $(COLD_PKGS))'
+	@echo 'mips_cold_pkgs=$(strip $(MIPS_COLD_PKGS))'
 	@echo 'ldflags=$(STRIP_LDFLAGS)'
 	@echo 'ldflags_x=main.version main.commit'
 	@echo 'page4k_archs=$(PAGE4K_ARCHS)'

@@ -15,6 +15,7 @@ get() { printf '%s\n' "$flags" | sed -n "s/^$1=//p"; }
 block=$(cat <<BLOCK
 FERRY_TAGS:=$(get tags)
 FERRY_COLD_PKGS:=$(get cold_pkgs)
+FERRY_MIPS_COLD_PKGS:=$(get mips_cold_pkgs)
 FERRY_LDFLAGS:=$(get ldflags)
 FERRY_PAGE4K_ARCHS:=$(get page4k_archs)
 FERRY_PAGE4K_LDFLAGS:=$(get page4k_ldflags)

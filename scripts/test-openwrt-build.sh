@@ -72,7 +72,11 @@ while read -r name arch goarch machine qemu config; do
 	[ "$env" = "$want_env" ] && ok "$name: environment $env" || bad "$name: environment '$env', want '$want_env'"
 	has "$name: -trimpath" "$args" -trimpath
 	has "$name: -tags" "$args" "$(get tags)"
-	for p in $(get cold_pkgs); do has "$name: -gcflags=$p=-l" "$args" "-gcflags=$p=-l"; done
+	cold="$(get cold_pkgs)"
+	case "$goarch" in mips*) cold="$cold $(get mips_cold_pkgs)" ;; *)
+		for p in $(get mips_cold_pkgs); do hasnt "$name: inlining kept in $p" "$args" "-gcflags=$p=-l"; done ;;
+	esac
+	for p in $cold; do has "$name: -gcflags=$p=-l" "$args" "-gcflags=$p=-l"; done
 	ld="$(grep -F -- '-X main.version' <<<"$args" || true)"
 	want_ld="$(get ldflags)"
 	case " $(get page4k_archs) " in *" $goarch "*) want_ld="$want_ld $(get page4k_ldflags)" ;; esac

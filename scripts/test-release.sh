@@ -102,10 +102,16 @@ else
 	bad "sha256sum -c checksums.txt"
 fi
 
-# The packages built without inlining: the same in the Makefile and here.
-make_cold="$(make --no-print-directory -pn help 2>/dev/null | sed -n 's/^COLD_PKGS := //p' | tr ' ' '\n' | grep . | sort | tr '\n' ' ')"
-rel_cold="$(sed -n 's/^      - \(.*\)=-l$/\1/p' goreleaser.yaml | sort | tr '\n' ' ')"
-eq "goreleaser's gcflags match the Makefile's COLD_PKGS" "$rel_cold" "$make_cold"
+# The packages built without inlining: the same in the Makefile and here
+# (the ferry build: COLD_PKGS; ferry-mips: COLD_PKGS and MIPS_COLD_PKGS).
+flags="$(make -s --no-print-directory release-flags)"
+words() { tr ' ' '\n' | grep . | sort | tr '\n' ' '; }
+make_cold="$(sed -n 's/^cold_pkgs=//p' <<<"$flags" | words)"
+make_mips_cold="$(sed -n 's/^\(mips_\)\{0,1\}cold_pkgs=//p' <<<"$flags" | tr '\n' ' ' | words)"
+# gcflags of one build: its block, from "  - id: NAME" to the next item or key.
+build_cold() { awk -v id="  - id: $1" '/^  - id: /{f=($0==id)} /^[a-z]/{f=0} f' goreleaser.yaml | sed -n 's/^      - \(.*\)=-l$/\1/p' | tr '\n' ' ' | words; }
+eq "goreleaser's gcflags (ferry) match the Makefile's COLD_PKGS" "$(build_cold ferry)" "$make_cold"
+eq "goreleaser's gcflags (ferry-mips) match COLD_PKGS and MIPS_COLD_PKGS" "$(build_cold ferry-mips)" "$make_mips_cold"
 
 # --- per target --------------------------------------------------------
 # name goarch goarm deb/ipk-arch rpm-arch ELF-machine qemu ("-": none)

@@ -24,6 +24,12 @@ gen() {
 	echo "GOBUILDFLAGS:append = \" \\"
 	for p in $(get cold_pkgs); do echo "    -gcflags=$p=-l \\"; done
 	echo "\""
+	echo "# On MIPS a few more, as the release."
+	for o in mips mipsel; do
+		echo "GOBUILDFLAGS:append:$o = \" \\"
+		for p in $(get mips_cold_pkgs); do echo "    -gcflags=$p=-l \\"; done
+		echo "\""
+	done
 	echo "# No symbol table, no DWARF, as the release."
 	echo "FERRY_LDFLAGS = \"$(get ldflags)\""
 	echo "# 4 KiB segment alignment where kernels use 4 KiB pages (~35-40 KiB less)."
