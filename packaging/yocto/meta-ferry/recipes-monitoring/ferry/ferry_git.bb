@@ -18,7 +18,7 @@ SRC_URI = "git://${GO_IMPORT}.git;protocol=https;branch=main;destsuffix=${GO_SRC
 # The commit built, and the module list and licenses of its go.mod/go.sum:
 # all three written by scripts/yocto-modules.py COMMIT in ferry's
 # repository (make test checks them: scripts/yocto-modules.py --check).
-SRCREV = "7a83fe38bf9adbf133207a1686a0a5ce3c5b4273"
+SRCREV = "ea5215b6248d45a5cebd16d52c4669046c0f8b7f"
 PV = "0.1.0+git"
 
 # Go module dependencies are fetched at do_fetch time, not at compile time:
