@@ -3,7 +3,9 @@
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
-LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+# -s -w: no symbol table, no DWARF (the release ships stripped binaries).
+STRIP_LDFLAGS := -s -w
+LDFLAGS  := $(STRIP_LDFLAGS) -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # Remote write and scraping speak HTTP/1.1; leaving out net/http's bundled
 # HTTP/2 saves ~450 KiB of flash on every target.
 TAGS     := nethttpomithttp2
@@ -18,19 +20,34 @@ COLD_PKGS := google.golang.org/protobuf/... github.com/gogo/protobuf/... gopkg.i
 	github.com/prometheus/client_model/... github.com/prometheus/prometheus/prompb/... \
 	go/token reflect net/http fmt
 GCFLAGS  := $(foreach p,$(COLD_PKGS),-gcflags=$(p)=-l)
-# 32-bit ARM kernels use 4 KiB pages only: segments aligned to 4 KiB
-# instead of the linker's 64 KiB leave ~40 KiB less zero padding in the file.
-ARM_LDFLAGS := $(LDFLAGS) -R 0x1000
+# On MIPS (soft float, no assembly for most of crypto: the largest binary)
+# these too, all per connection or per request, none per sample: TLS's
+# handshake and record framing, HTTP header parsing, logging, address
+# parsing. ~172 KiB less on mips; the other targets keep their inlining.
+MIPS_COLD_PKGS := crypto/tls crypto/ecdh log/slog net/textproto mime/... net/netip
+MIPS_GCFLAGS := $(foreach p,$(MIPS_COLD_PKGS),-gcflags=$(p)=-l)
+# --- release flags per architecture (packaging reads these: make release-flags) ---
+# 32-bit ARM kernels use 4 KiB pages only, and so do the 32-bit MIPS kernels
+# of routers (OpenWrt's ath79, ramips, lantiq): segments aligned to 4 KiB
+# instead of the linker's 64 KiB leave ~35-40 KiB less zero padding in the
+# file. The kernel maps a segment only if its alignment is a multiple of the
+# page size: a MIPS kernel built with 16 KiB pages would refuse such a binary.
+PAGE4K_ARCHS   := arm mips mipsle
+PAGE4K_LDFLAGS := -R 0x1000
+ARM_LDFLAGS := $(LDFLAGS) $(PAGE4K_LDFLAGS)
+# Router MIPS cores have no FPU (the kernel's FPU emulator is slow): Go's soft float.
+GOMIPS   := softfloat
 BIN      := bin
 
 # Where `make run` keeps its buffer, and where it sends (empty: buffer only).
 DATA     ?= ./data
 REMOTE_WRITE_URL ?=
 
-# Cross targets: GOOS/GOARCH[/GOARM]
-CROSS    := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6
+# Cross targets: GOOS/GOARCH[/GOARM]. mips is big-endian (ath79, lantiq),
+# mipsle little-endian (ramips); both GOMIPS=$(GOMIPS).
+CROSS    := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6 linux/mips linux/mipsle
 
-.PHONY: help build run test test-model test-cross test-cross-full test-fleet test-packaging test-release size cross lint bench bench-go bench-compare peers fuzz clean
+.PHONY: help build run test test-model test-cross test-cross-mips test-cross-mips-full test-cross-full test-fleet test-packaging test-openwrt-build test-yocto test-release size cross release-flags lint bench bench-go bench-compare peers fuzz clean
 
 help:
 	@echo "make build       build bin/ferry for this machine"
@@ -40,8 +57,13 @@ help:
 	@echo "make test-release  goreleaser snapshot build into dist/, packages checked, arm64 run under qemu"
 	@echo "make test-fleet  the fleet's side alone: status page in Chromium, alert rules (promtool), dashboard queries, METRICS.md"
 	@echo "make test-cross-full  the whole suite without -short as armv7 and arm64 under qemu-user (~10 min)"
-	@echo "make cross       static binaries for linux amd64, arm64, armv7, armv6; prints stripped sizes"
-	@echo "make size        the stripped armv7 binary against its 10 MiB budget"
+	@echo "make test-cross-mips  byte-order and word-size packages as mips and mipsle under qemu-user (in make test)"
+	@echo "make test-cross-mips-full  the whole -short suite as mips and mipsle under qemu-user (slow)"
+	@echo "make test-openwrt-build  the OpenWrt package's build (golang-package.mk's flags) for armv7, mips, mipsle"
+	@echo "make test-yocto  the Yocto recipe's generated flags, modules and licenses against the Makefile and go.sum"
+	@echo "make release-flags  the release's build flags, for the packaging's generators"
+	@echo "make cross       static binaries for linux amd64, arm64, armv7, armv6, mips, mipsle; prints stripped sizes"
+	@echo "make size        every cross binary runs (qemu) and is within the 10 MiB budget; stripped and xz sizes"
 	@echo "make lint        gofmt and go vet"
 	@echo "make bench       bench-go, then bench-compare (~22 min; the first time ~8 min more to build the peers)"
 	@echo "make bench-go    Go benchmarks: buffer bytes per sample, hot paths with allocations"
@@ -64,9 +86,11 @@ test:
 	$(GO) test -race -short -count=1 ./...
 	$(GO) test -count=1 ./...
 	$(MAKE) test-cross
-	$(MAKE) size
 	$(MAKE) test-packaging
 	$(MAKE) test-release
+# (The flash budget is checked by test-release, on every release binary (the
+# same bytes as make cross's), and by test-openwrt-build; `make size` adds the
+# xz sizes, ~50 s of CPU, and is left out of make test for its time.)
 
 # The buffer's model-based test (buffer/model_test.go) with new random
 # seeds until MODEL_DURATION has passed, MODEL_STEPS steps each; stops at
@@ -84,21 +108,54 @@ test-model:
 test-cross:
 	scripts/test-cross.sh ./...
 	CROSS_FULL=1 CROSS_ARCHS=arm scripts/test-cross.sh ./cmd/ferry
+	$(MAKE) test-cross-mips
+
+# MIPS (GOMIPS=softfloat) under qemu-user, big- and little-endian: the
+# packages where byte order and the 32-bit word matter (the buffer's file,
+# block and journal formats, the wire codec, carry files, /proc parsing,
+# units), -short. The whole -short suite as mips takes ~16 min here under
+# emulated soft float (and its wall-clock-paced tests, the buffer's log rate
+# and the scrape timeouts, do not hold at that speed): make test-cross-mips-full.
+# (The buffer's page packing and file verification tests take ~4 min as mips
+# here: left to test-cross-mips-full.)
+MIPS_BUFFER_TESTS := ^(TestBlockRoundTrip|TestBlockDetectsDamage|TestCommittedDataSurvivesReopenAndAckedDataIsGone|TestLargeLabelSetsSurviveReopen|TestJournalReplayStopsAtDamage|TestJournalKeepsTheHeadAcrossAProcessCrash|TestSalvageKeepsWhatDecodesAndCountsTheRest|TestCapBeyond32BitAddressSpaceIsRefused|TestTimestampsOutOfBoundsAreCountedNotStored|TestDamagedBlockCostsOnlyItsSamplesCounted)$$
+MIPS_PKGS := ./agent/remotewrite/codec ./agent/remotewrite/carry ./collectors ./collectors/host ./internal/units
+test-cross-mips:
+	CROSS_ARCHS="mips mipsle" CROSS_RUN='$(MIPS_BUFFER_TESTS)' scripts/test-cross.sh ./buffer
+	CROSS_ARCHS="mips mipsle" scripts/test-cross.sh $(MIPS_PKGS)
+
+test-cross-mips-full:
+	CROSS_ARCHS="mips mipsle" scripts/test-cross.sh ./...
 
 # The whole suite, without -short, as armv7 and arm64 binaries under
 # qemu-user: ~10 min on 2 cores.
 test-cross-full:
 	CROSS_FULL=1 scripts/test-cross.sh ./...
 
-# The flash budget: the stripped armv7 binary must stay within 10 MiB.
+# The flash budget: every target's stripped binary (make cross) must stay
+# within 10 MiB, and must run (`ferry version`, under qemu-user off amd64).
+# Prints each one's stripped and xz -9 size (what a squashfs/ipk costs,
+# roughly); fails after the table if any is over.
 SIZE_BUDGET := 10485760
-size:
-	@mkdir -p $(BIN)
-	@CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build $(GCFLAGS) -tags $(TAGS) -trimpath -ldflags '$(ARM_LDFLAGS)' -o $(BIN)/ferry-linux-armv7 ./cmd/ferry
-	@qemu-arm-static $(BIN)/ferry-linux-armv7 version >/dev/null || { echo "the armv7 binary does not run under qemu-arm-static"; exit 1; }
-	@size=$$(stat -c %s $(BIN)/ferry-linux-armv7); xz=$$(xz -9 -c $(BIN)/ferry-linux-armv7 | wc -c); \
-	echo "linux/armv7 stripped: $$size bytes (budget $(SIZE_BUDGET)), xz -9: $$xz bytes"; \
-	[ $$size -le $(SIZE_BUDGET) ] || { echo "over the flash budget"; exit 1; }
+size: cross
+	@over=""; bins=$$(ls $(BIN)/ferry-linux-amd64 $(BIN)/ferry-linux-arm64 $(BIN)/ferry-linux-armv[67] $(BIN)/ferry-linux-mips*); \
+	printf '%s\n' $$bins | xargs -P2 -I{} sh -c 'xz -9 -c {} | wc -c >{}.xz-size' & \
+	for b in $$bins; do \
+		case $${b##*-} in \
+		amd64) q= ;; arm64) q=qemu-aarch64-static ;; armv7|armv6) q=qemu-arm-static ;; \
+		mips) q=qemu-mips-static ;; mipsle) q=qemu-mipsel-static ;; \
+		esac; \
+		$$q $$b version >/dev/null || { echo "$$b does not run$${q:+ under $$q}"; exit 1; }; \
+	done; \
+	wait; \
+	for b in $$bins; do \
+		size=$$(stat -c %s $$b); \
+		awk -v a=$${b##*-} -v s=$$size -v x=$$(cat $$b.xz-size) \
+			'BEGIN { printf "linux/%-7s stripped: %9d bytes (%.2f MiB), xz -9: %8d bytes\n", a, s, s / 1048576, x }'; \
+		rm -f $$b.xz-size; \
+		[ $$size -le $(SIZE_BUDGET) ] || over="$$over $${b##*-}"; \
+	done; \
+	[ -z "$$over" ] || { echo "over the flash budget of $(SIZE_BUDGET) bytes:$$over"; exit 1; }
 
 # What the people who run the fleet use: the status page in headless
 # Chromium, the alert rules with promtool, the fleet dashboard's queries
@@ -113,6 +170,21 @@ test-fleet:
 test-packaging: build
 	FERRY=$(BIN)/ferry sh scripts/test-openwrt-init.sh
 	FERRY=$(BIN)/ferry sh scripts/test-systemd-unit.sh
+	$(MAKE) test-openwrt-build
+	$(MAKE) test-yocto
+
+# --- OpenWrt and Yocto packages built as the release ---
+# The OpenWrt feed package's build, evaluated as golang-package.mk would
+# (scripts/testdata/openwrt-sdk/ stands in for the SDK), for armv7, mips
+# and mipsle: the flags, the binary under qemu, its size against the budget.
+test-openwrt-build:
+	scripts/test-openwrt-build.sh
+
+# The Yocto recipe's generated files: its release flags (from this Makefile),
+# and the module list and licenses against the go.sum of the recipe's SRCREV.
+test-yocto:
+	scripts/yocto-flags.sh --check
+	scripts/yocto-modules.py --check
 
 # The release as goreleaser builds it (snapshot, into dist/): binaries,
 # archives, deb, rpm and ipk checked, the deb's scripts run, the arm64 binary
@@ -125,10 +197,27 @@ cross:
 	@mkdir -p $(BIN)
 	@for t in $(CROSS); do \
 		os=$${t%%/*}; rest=$${t#*/}; arch=$${rest%%/*}; arm=$${rest#*/}; [ "$$arm" = "$$arch" ] && arm=; \
-		out=$(BIN)/ferry-$$os-$$arch$${arm:+v$$arm}; ldflags='$(LDFLAGS)'; [ "$$arch" = arm ] && ldflags='$(ARM_LDFLAGS)'; \
-		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$arm $(GO) build $(GCFLAGS) -tags $(TAGS) -trimpath -ldflags "$$ldflags" -o $$out ./cmd/ferry || exit 1; \
+		out=$(BIN)/ferry-$$os-$$arch$${arm:+v$$arm}; ldflags='$(LDFLAGS)'; \
+		case " $(PAGE4K_ARCHS) " in *" $$arch "*) ldflags='$(LDFLAGS) $(PAGE4K_LDFLAGS)';; esac; \
+		gcflags='$(GCFLAGS)'; case $$arch in mips|mipsle) gcflags='$(GCFLAGS) $(MIPS_GCFLAGS)';; esac; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$arm GOMIPS=$(GOMIPS) $(GO) build $$gcflags -tags $(TAGS) -trimpath -ldflags "$$ldflags" -o $$out ./cmd/ferry || exit 1; \
 		printf '%-28s %9d bytes stripped\n' $$out $$(stat -c %s $$out); \
 	done
+
+# The release's build flags, one NAME=VALUE a line, for the packaging that
+# must build as the release does (scripts/openwrt-flags.sh writes them into
+# the OpenWrt feed Makefile; scripts/test-openwrt-build.sh checks that).
+release-flags:
+	@echo 'tags=$(TAGS)'
+	@echo 'cold_pkgs=$(strip $(COLD_PKGS))'
+	@echo 'mips_cold_pkgs=$(strip $(MIPS_COLD_PKGS))'
+	@echo 'ldflags=$(STRIP_LDFLAGS)'
+	@echo 'ldflags_x=main.version main.commit'
+	@echo 'page4k_archs=$(PAGE4K_ARCHS)'
+	@echo 'page4k_ldflags=$(PAGE4K_LDFLAGS)'
+	@echo 'gomips=$(GOMIPS)'
+	@echo 'cgo_enabled=0'
+	@echo 'trimpath=1'
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -113,6 +113,10 @@ procd_append_param() {
 }
 procd_close_instance() { echo "command $_cmd"; echo "close_instance"; }
 procd_add_reload_trigger() { echo "reload_trigger $*"; }
+# The buffer directory is made and given to the ferry user: logged, not done.
+mkdir() { echo "mkdir $*" >>"$UCI_DIR/fs.log"; }
+chown() { echo "chown $*" >>"$UCI_DIR/fs.log"; }
+chmod() { echo "chmod $*" >>"$UCI_DIR/fs.log"; }
 # rc.common's own start and stop, as seen by reload_service.
 start() { echo "rc.common start"; }
 stop() { echo "rc.common stop"; }
@@ -165,6 +169,19 @@ run_case() {
 		diff -u "$dir/expected" "$dir/got" | tail -n +3 | sed 's/^/    /'
 		failed=$((failed + 1))
 	fi
+	# Where ferry is started, its buffer directory is made and owned by ferry.
+	sp="$(sed -n 's/^command .*--storage\.path=\([^ ]*\).*/\1/p' "$dir/got")"
+	if [ -n "$sp" ]; then
+		if [ "$(cat "$dir/fs.log" 2>/dev/null)" = "mkdir -p $sp
+chown ferry:ferry $sp
+chmod 0750 $sp" ]; then
+			echo "ok   $name: $sp made, owned by ferry"
+			passed=$((passed + 1))
+		else
+			echo "FAIL $name: $sp not made and given to ferry: $(cat "$dir/fs.log" 2>/dev/null)"
+			failed=$((failed + 1))
+		fi
+	fi
 	if [ -n "${EXPECT_STDERR:-}" ]; then
 		if grep -qF "$EXPECT_STDERR" "$dir/stderr"; then
 			echo "ok   $name: says \"$EXPECT_STDERR\""
@@ -185,6 +202,9 @@ uci_file() { # uci_file NAME: write stdin to a UCI file, print its path
 TAIL='set respawn 3600 5 5
 set stdout 1
 set stderr 1
+set user ferry
+set group ferry
+set no_new_privs 1
 set reload_signal HUP'
 
 # 1. The shipped /etc/config/ferry; hostname from /etc/config/system.

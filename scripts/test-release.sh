@@ -96,22 +96,31 @@ trap cleanup EXIT INT TERM
 # --- checksums ---------------------------------------------------------
 if (cd "$DIST" && sha256sum --quiet -c checksums.txt); then
 	n=$(wc -l <"$DIST/checksums.txt")
-	eq "artifacts in checksums.txt, all matching" "$n" 16
+	# 6 archives; deb, rpm, ipk for amd64, arm64, armv7, armv6; ipk for mips, mipsle.
+	eq "artifacts in checksums.txt, all matching" "$n" 20
 else
 	bad "sha256sum -c checksums.txt"
 fi
 
-# The packages built without inlining: the same in the Makefile and here.
-make_cold="$(make --no-print-directory -pn help 2>/dev/null | sed -n 's/^COLD_PKGS := //p' | tr ' ' '\n' | grep . | sort | tr '\n' ' ')"
-rel_cold="$(sed -n 's/^      - \(.*\)=-l$/\1/p' goreleaser.yaml | sort | tr '\n' ' ')"
-eq "goreleaser's gcflags match the Makefile's COLD_PKGS" "$rel_cold" "$make_cold"
+# The packages built without inlining: the same in the Makefile and here
+# (the ferry build: COLD_PKGS; ferry-mips: COLD_PKGS and MIPS_COLD_PKGS).
+flags="$(make -s --no-print-directory release-flags)"
+words() { tr ' ' '\n' | grep . | sort | tr '\n' ' '; }
+make_cold="$(sed -n 's/^cold_pkgs=//p' <<<"$flags" | words)"
+make_mips_cold="$(sed -n 's/^\(mips_\)\{0,1\}cold_pkgs=//p' <<<"$flags" | tr '\n' ' ' | words)"
+# gcflags of one build: its block, from "  - id: NAME" to the next item or key.
+build_cold() { awk -v id="  - id: $1" '/^  - id: /{f=($0==id)} /^[a-z]/{f=0} f' goreleaser.yaml | sed -n 's/^      - \(.*\)=-l$/\1/p' | tr '\n' ' ' | words; }
+eq "goreleaser's gcflags (ferry) match the Makefile's COLD_PKGS" "$(build_cold ferry)" "$make_cold"
+eq "goreleaser's gcflags (ferry-mips) match COLD_PKGS and MIPS_COLD_PKGS" "$(build_cold ferry-mips)" "$make_mips_cold"
 
 # --- per target --------------------------------------------------------
-# name goarch goarm deb/ipk-arch rpm-arch ELF-machine qemu
+# name goarch goarm deb/ipk-arch rpm-arch ELF-machine qemu ("-": none)
 TARGETS="amd64 amd64 - amd64/x86_64 x86_64 X86-64 -
 arm64 arm64 - arm64/arm64 aarch64 AArch64 qemu-aarch64-static
 armv7 arm 7 armhf/armhf armv7hl ARM qemu-arm-static
-armv6 arm 6 armhf/armhf armv6hl ARM qemu-arm-static"
+armv6 arm 6 armhf/armhf armv6hl ARM qemu-arm-static
+mips mips - -/mips - MIPS qemu-mips-static
+mipsle mipsle - -/mipsel - MIPS qemu-mipsel-static"
 
 # The files every package installs, as tar lists them.
 PKG_FILES="./etc/ferry/ferry.yml
@@ -135,14 +144,17 @@ while read -r name goarch goarm pkgarch rpmarch machine qemu <&3; do
 	if grep -qE '\] \.(symtab|debug_|zdebug_)' <<<"$hdr"; then bad "$name: not stripped"; else ok "$name: stripped"; fi
 	# What go build recorded: CGO off, the project's tag, -trimpath, GOARM.
 	info="$(go version -m "$bin")"
-	for want in CGO_ENABLED=0 -tags=nethttpomithttp2 -trimpath=true ${goarm:+GOARM=$goarm}; do
+	gomips=""; case "$goarch" in mips*) gomips=softfloat ;; esac
+	for want in CGO_ENABLED=0 -tags=nethttpomithttp2 -trimpath=true ${goarm:+GOARM=$goarm} ${gomips:+GOMIPS=$gomips}; do
 		if grep -qE "^\s+build\s+$want\$" <<<"$info"; then ok "$name: built with $want"; else bad "$name: not built with $want"; fi
 	done
-	# The flash budget holds for the release as for `make size`.
-	if [ "$name" = armv7 ]; then
-		size="$(stat -c %s "$bin")"
-		if [ "$size" -le 10485760 ]; then ok "$name: $size bytes, within the 10 MiB budget"; else bad "$name: $size bytes, over the 10 MiB budget"; fi
-	fi
+	# The flash budget holds for every release binary, as for `make size`.
+	size="$(stat -c %s "$bin")"
+	if [ "$size" -le 10485760 ]; then ok "$name: $size bytes, within the 10 MiB budget"; else bad "$name: $size bytes, over the 10 MiB budget"; fi
+	# 4 KiB segment alignment where the Makefile's PAGE4K_ARCHS has it.
+	align="$(awk '$1 == "LOAD" { print $NF; exit }' <<<"$hdr")"
+	case "$goarch" in arm | mips | mipsle) want_align=0x1000 ;; *) want_align="" ;; esac
+	[ -z "$want_align" ] || eq "$name: segment alignment" "$align" "$want_align"
 	run=()
 	if [ "$qemu" != - ]; then
 		need "$qemu" qemu-user-static && run=("$qemu") || run=(skip)
@@ -157,9 +169,11 @@ while read -r name goarch goarm pkgarch rpmarch machine qemu <&3; do
 	eq "$name: archive contents" "$(tar -tzf "$tgz" | sort | tr '\n' ' ')" "LICENSE README.md ferry ferry.example.yml "
 	tar -xzOf "$tgz" ferry | cmp -s - "$bin" && ok "$name: archive has this binary" || bad "$name: archive's binary differs"
 
-	# deb
+	# deb (none for MIPS)
 	deb="$(artifact "Linux Package" "$goarch" "$goarm" .deb)"
-	if [ "$have_dpkg" = 1 ]; then
+	if [ "$debarch" = - ]; then
+		[ -z "$deb" ] && ok "$name: no deb" || bad "$name: a deb, none expected"
+	elif [ "$have_dpkg" = 1 ]; then
 		eq "$name: deb Package" "$(dpkg-deb -f "$deb" Package)" ferry
 		eq "$name: deb Architecture" "$(dpkg-deb -f "$deb" Architecture)" "$debarch"
 		eq "$name: deb Depends" "$(dpkg-deb -f "$deb" Depends)" passwd
@@ -180,9 +194,11 @@ while read -r name goarch goarm pkgarch rpmarch machine qemu <&3; do
 		cmp -s "$ctl/prerm" packaging/scripts/preremove.sh && ok "$name: deb prerm" || bad "$name: deb prerm differs"
 	fi
 
-	# rpm
+	# rpm (none for MIPS)
 	rpmf="$(artifact "Linux Package" "$goarch" "$goarm" .rpm)"
-	if [ "$have_rpm" = 1 ]; then
+	if [ "$rpmarch" = - ]; then
+		[ -z "$rpmf" ] && ok "$name: no rpm" || bad "$name: an rpm, none expected"
+	elif [ "$have_rpm" = 1 ]; then
 		eq "$name: rpm arch" "$(rpm -qp --qf '%{NAME} %{ARCH} %{LICENSE}' "$rpmf" 2>/dev/null)" "ferry $rpmarch Apache-2.0"
 		# FILEFLAGS: c = %config, n = noreplace (the operator's edits stay).
 		eq "$name: rpm files" "$(rpm -qp --qf '[%{FILENAMES} %{FILEMODES:perms} %{FILEFLAGS:fflags}\n]' "$rpmf" 2>/dev/null | sort | tr '\n' ' ')" \
