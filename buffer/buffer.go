@@ -521,7 +521,7 @@ func (b *Buffer) AppendRef(ref uint32, lset labels.Labels, t int64, v float64) u
 }
 
 func (b *Buffer) appendLocking(ref uint32, lset labels.Labels, m Meta, t int64, v float64) uint32 {
-	if len(m.Help) > maxMetaString || len(m.Type) > maxMetaString || len(m.Unit) > maxMetaString {
+	if len(m.Help) > maxMetaString || len(m.Type) > maxMetaString || len(m.Unit) > maxMetaString || len(m.Family) > maxMetaString {
 		m = clampMeta(m)
 	}
 	b.mu.Lock()

@@ -3,6 +3,7 @@ package buffer
 import (
 	"encoding/binary"
 	"fmt"
+	"strings"
 
 	"github.com/prometheus/prometheus/model/labels"
 )
@@ -18,6 +19,10 @@ import (
 // The zero Meta says nothing; a series appended without one costs the
 // dictionary nothing more than before.
 type Meta struct {
+	// Family is the name of the series' metric family, as in "# TYPE
+	// <family> counter": the series' __name__ or a prefix of it
+	// (node_cpu_seconds for node_cpu_seconds_total, foo for foo_bucket).
+	Family string
 	// Type is a metric type as the text formats write it after "# TYPE":
 	// counter, gauge, histogram, gaugehistogram, summary, info, stateset,
 	// untyped or unknown; "" when not known.
@@ -38,7 +43,7 @@ func metaBytes(m Meta) int64 {
 	if m.IsZero() {
 		return 0
 	}
-	return int64(56 + len(m.Type) + len(m.Help) + len(m.Unit))
+	return int64(72 + len(m.Family) + len(m.Type) + len(m.Help) + len(m.Unit))
 }
 
 // maxMetaString bounds each of a Meta's strings in the dictionary: help
@@ -51,14 +56,21 @@ const maxMetaString = 1024
 // thing that can follow it.
 const metaTag = 0x01
 
-// appendMeta appends m to an encoded label set, nothing for the zero Meta:
-// the tag, the type, help and unit as length-prefixed strings, and Start
-// as a varint.
-func appendMeta(b []byte, m Meta) []byte {
+// appendMeta appends m, of a series named name, to an encoded label set,
+// nothing for the zero Meta: the tag, the family (as the bytes cut from
+// name when it is a prefix of it, else whole), the type, help and unit as
+// length-prefixed strings, and Start as a varint.
+func appendMeta(b []byte, name string, m Meta) []byte {
 	if m.IsZero() {
 		return b
 	}
 	b = append(b, metaTag)
+	if strings.HasPrefix(name, m.Family) {
+		b = binary.AppendUvarint(b, uint64(len(name)-len(m.Family))<<1)
+	} else {
+		b = binary.AppendUvarint(b, uint64(len(m.Family))<<1|1)
+		b = append(b, m.Family...)
+	}
 	for _, s := range [3]string{m.Type, m.Help, m.Unit} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
@@ -68,7 +80,7 @@ func appendMeta(b []byte, m Meta) []byte {
 
 // encodeSeries is a series entry: its label set and its Meta (FORMAT.md).
 func encodeSeries(lset labels.Labels, m Meta) []byte {
-	return appendMeta(encodeLabels(lset), m)
+	return appendMeta(encodeLabels(lset), lset.Get(labels.MetricName), m)
 }
 
 // decodeSeries reads a series entry: a label set, then its Meta if any.
@@ -78,13 +90,13 @@ func decodeSeries(b []byte) (labels.Labels, Meta, error) {
 	if err != nil {
 		return lset, Meta{}, err
 	}
-	m, err := decodeMeta(rest)
+	m, err := decodeMeta(rest, lset.Get(labels.MetricName))
 	return lset, m, err
 }
 
 // decodeMeta reads what follows a label set in a series entry: nothing, or
 // a Meta.
-func decodeMeta(b []byte) (Meta, error) {
+func decodeMeta(b []byte, name string) (Meta, error) {
 	if len(b) == 0 {
 		return Meta{}, nil
 	}
@@ -93,6 +105,17 @@ func decodeMeta(b []byte) (Meta, error) {
 	}
 	r := reader{b: b[1:]}
 	var m Meta
+	if f := r.uvarint(); f&1 == 1 {
+		if f>>1 > uint64(len(r.b)) {
+			return Meta{}, fmt.Errorf("%w: series metadata", errCorrupt)
+		}
+		m.Family = string(r.b[:f>>1])
+		r.b = r.b[f>>1:]
+	} else if f>>1 <= uint64(len(name)) {
+		m.Family = name[:len(name)-int(f>>1)]
+	} else {
+		return Meta{}, fmt.Errorf("%w: series metadata", errCorrupt)
+	}
 	m.Type, m.Help, m.Unit = string(r.bytes()), string(r.bytes()), string(r.bytes())
 	m.Start = r.varint()
 	if r.err != nil || len(r.b) != 0 {
@@ -103,7 +126,7 @@ func decodeMeta(b []byte) (Meta, error) {
 
 // clampMeta cuts m's strings to maxMetaString bytes.
 func clampMeta(m Meta) Meta {
-	m.Type, m.Help, m.Unit = clampString(m.Type), clampString(m.Help), clampString(m.Unit)
+	m.Family, m.Type, m.Help, m.Unit = clampString(m.Family), clampString(m.Type), clampString(m.Help), clampString(m.Unit)
 	return m
 }
 

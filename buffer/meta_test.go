@@ -9,7 +9,7 @@ import (
 )
 
 func metaOf(i int) Meta {
-	return Meta{Type: "counter", Help: fmt.Sprintf("Help of m%d, ä.", i%3), Unit: "seconds", Start: 900_000 + int64(i)}
+	return Meta{Family: fmt.Sprintf("m%d_seconds", i%3), Type: "counter", Help: fmt.Sprintf("Help of m%d, ä.", i%3), Unit: "seconds", Start: 900_000 + int64(i)}
 }
 
 func metaSeries(i int) labels.Labels {
@@ -133,7 +133,7 @@ func TestMetaChangeKeepsEachSampleItsOwn(t *testing.T) {
 	b := openTest(t, t.TempDir(), 4<<20)
 	defer b.Close()
 	lset := labels.FromStrings("__name__", "c_total")
-	a, c := Meta{Type: "counter", Start: 1000}, Meta{Type: "counter", Start: 50_000}
+	a, c := Meta{Family: "c", Type: "counter", Start: 1000}, Meta{Family: "c", Type: "counter", Start: 50_000}
 	r := b.AppendMeta(0, lset, a, 10_000, 5)
 	r = b.AppendMeta(r, lset, a, 40_000, 9)
 	r = b.AppendMeta(r, lset, c, 60_000, 1)
@@ -172,7 +172,7 @@ func TestMetaChurnStaysWithinTheCap(t *testing.T) {
 	const rounds, series = 200, 100
 	for round := range rounds {
 		for i := range series {
-			m := Meta{Type: "gauge", Help: fmt.Sprintf("%s collected in round %d", long, round), Unit: "bytes"}
+			m := Meta{Family: "m0_seconds_total", Type: "gauge", Help: fmt.Sprintf("%s collected in round %d", long, round), Unit: "bytes"}
 			b.AppendMeta(0, metaSeries(i), m, int64(round+1)*1000, float64(i))
 		}
 		if err := b.Journal(); err != nil {
@@ -223,9 +223,13 @@ func TestSeriesEntryFormat(t *testing.T) {
 	if got, m, err := decodeSeries(encodeLabels(lset)); err != nil || !labels.Equal(got, lset) || !m.IsZero() {
 		t.Fatalf("old entry: %v %+v %v", got, m, err)
 	}
-	want := Meta{Type: "summary", Help: "h", Unit: "bytes", Start: -5}
+	want := Meta{Family: "m", Type: "summary", Help: "h", Unit: "bytes", Start: -5}
 	if got, m, err := decodeSeries(encodeSeries(lset, want)); err != nil || !labels.Equal(got, lset) || m != want {
 		t.Fatalf("entry with metadata: %v %+v %v", got, m, err)
+	}
+	other := Meta{Family: "other_family", Type: "gauge"} // not a prefix of the name
+	if got, m, err := decodeSeries(encodeSeries(lset, other)); err != nil || !labels.Equal(got, lset) || m != other {
+		t.Fatalf("entry with another family: %v %+v %v", got, m, err)
 	}
 	enc := encodeSeries(lset, want)
 	for name, bad := range map[string][]byte{
