@@ -560,8 +560,8 @@ func firstSamples(series []*codec.Series, n int) (head, rest []*codec.Series) {
 			n -= len(s.T)
 			continue
 		}
-		head = append(head, &codec.Series{Labels: s.Labels, T: s.T[:n:n], V: s.V[:n:n]})
-		rest = append(rest, &codec.Series{Labels: s.Labels, T: s.T[n:], V: s.V[n:]})
+		head = append(head, &codec.Series{Labels: s.Labels, Meta: s.Meta, T: s.T[:n:n], V: s.V[:n:n]})
+		rest = append(rest, &codec.Series{Labels: s.Labels, Meta: s.Meta, T: s.T[n:], V: s.V[n:]})
 		return head, append(rest, series[i+1:]...)
 	}
 	return head, nil
@@ -580,11 +580,11 @@ func splitAt(series []*codec.Series, t int64) (old, young []*codec.Series) {
 			}
 		}
 		if len(o.T) > 0 {
-			o.Labels = s.Labels
+			o.Labels, o.Meta = s.Labels, s.Meta
 			old = append(old, &o)
 		}
 		if len(y.T) > 0 {
-			y.Labels = s.Labels
+			y.Labels, y.Meta = s.Labels, s.Meta
 			young = append(young, &y)
 		}
 	}
@@ -663,10 +663,11 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 	s.mu.Unlock()
 	if err == nil {
 		// 2.0 receivers say how many samples they wrote; fewer than
-		// sent with a 2xx breaks the spec, and the rest is lost.
+		// sent with a 2xx breaks the spec, and the rest is lost. _created
+		// series went as their families' start times, not as samples.
 		lost := 0
-		if proto == Protocol2 && written < samples {
-			lost = samples - written
+		if sent := samples - codec.CreatedSamples(series); proto == Protocol2 && written < sent {
+			lost = sent - written
 		}
 		s.mu.Lock()
 		s.stats.SamplesSent += uint64(samples - lost)

@@ -75,6 +75,7 @@ func (p Protocol) Version() string {
 // first: what one TimeSeries of a request carries.
 type Series struct {
 	Labels labels.Labels
+	Meta   buffer.Meta // type, help, unit, start; the zero Meta when unknown
 	T      []int64
 	V      []float64
 }
@@ -100,7 +101,7 @@ func GroupBySeries(blocks []buffer.Block, minT int64) (series []*Series, samples
 			}
 			g := index[s.Ref]
 			if g == nil {
-				g = &Series{Labels: s.Labels}
+				g = &Series{Labels: s.Labels, Meta: s.Meta}
 				index[s.Ref] = g
 				series = append(series, g)
 			}
