@@ -1,7 +1,9 @@
 package codec
 
 import (
+	"cmp"
 	"encoding/binary"
+	"slices"
 
 	"github.com/prometheus/prometheus/model/labels"
 )
@@ -88,16 +90,49 @@ func CreatedSamples(series []*Series) int {
 // samples as in 1.0 with its start time if known. _created series
 // (IsCreatedSeries) are left out: they are in their family's start times.
 func marshalRequestV2(series []*Series) []byte {
-	index := map[string]uint32{"": 0} // the spec: symbols start with ""
+	// How often the request names each label string, and where first.
+	type use struct{ n, first int }
+	uses := map[string]*use{}
+	var order []string
+	for _, s := range series {
+		if IsCreatedSeries(s) {
+			continue
+		}
+		s.Labels.Range(func(l labels.Label) {
+			for _, str := range [2]string{l.Name, l.Value} {
+				u := uses[str]
+				if u == nil {
+					u = &use{first: len(order)}
+					uses[str] = u
+					order = append(order, str)
+				}
+				u.n++
+			}
+		})
+	}
+	slices.SortFunc(order, func(a, b string) int {
+		if c := cmp.Compare(uses[b].n, uses[a].n); c != 0 {
+			return c
+		}
+		return cmp.Compare(uses[a].first, uses[b].first)
+	})
+	index := make(map[string]uint32, len(order)+1)
+	index[""] = 0 // the spec: symbols start with ""
 	syms := appendString(nil, keySymbols, "")
-	symbol := func(str string) uint32 {
-		r, ok := index[str]
-		if !ok {
-			r = uint32(len(index))
-			index[str] = r
+	symbol := func(str string) {
+		if _, ok := index[str]; !ok {
+			index[str] = uint32(len(index))
 			syms = appendString(syms, keySymbols, str)
 		}
-		return r
+	}
+	for _, str := range order {
+		symbol(str)
+	}
+	for _, s := range series {
+		if !IsCreatedSeries(s) && !s.NoMeta {
+			symbol(s.Meta.Help)
+			symbol(s.Meta.Unit)
+		}
 	}
 	var body, refs, ts, meta []byte
 	for _, s := range series {
@@ -106,12 +141,12 @@ func marshalRequestV2(series []*Series) []byte {
 		}
 		refs = refs[:0]
 		s.Labels.Range(func(l labels.Label) {
-			refs = binary.AppendUvarint(refs, uint64(symbol(l.Name)))
-			refs = binary.AppendUvarint(refs, uint64(symbol(l.Value)))
+			refs = binary.AppendUvarint(refs, uint64(index[l.Name]))
+			refs = binary.AppendUvarint(refs, uint64(index[l.Value]))
 		})
 		ts = appendBytes(ts[:0], keyLabelsRefs, refs)
 		ts = appendSamplesV2(ts, s)
-		if m := s.Meta; m.Type != "" || m.Help != "" || m.Unit != "" {
+		if m := s.Meta; !s.NoMeta && (m.Type != "" || m.Help != "" || m.Unit != "") {
 			meta = meta[:0]
 			if t := MetricType(m.Type); t != 0 {
 				meta = append(meta, keyMetaType)
@@ -119,11 +154,11 @@ func marshalRequestV2(series []*Series) []byte {
 			}
 			if m.Help != "" {
 				meta = append(meta, keyMetaHelpRef)
-				meta = binary.AppendUvarint(meta, uint64(symbol(m.Help)))
+				meta = binary.AppendUvarint(meta, uint64(index[m.Help]))
 			}
 			if m.Unit != "" {
 				meta = append(meta, keyMetaUnitRef)
-				meta = binary.AppendUvarint(meta, uint64(symbol(m.Unit)))
+				meta = binary.AppendUvarint(meta, uint64(index[m.Unit]))
 			}
 			ts = appendBytes(ts, keyMetadataV2, meta)
 		}
