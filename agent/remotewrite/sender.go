@@ -18,6 +18,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -804,10 +805,16 @@ func (s *Sender) sentMetadata(ctx context.Context, series []*codec.Series, proto
 // next interval sends its families again, if their samples still come);
 // it is logged, rate-limited, and its bytes counted.
 func (s *Sender) sendFamilies(ctx context.Context) {
-	fams := slices.SortedFunc(maps.Values(s.families), func(a, b codec.Family) int { return cmp.Compare(a.Name, b.Name) })
+	fams := make([]codec.Family, 0, len(s.families))
+	for _, f := range s.families {
+		fams = append(fams, f)
+	}
 	clear(s.families)
+	slices.SortFunc(fams, func(a, b codec.Family) int { return strings.Compare(a.Name, b.Name) })
 	per := cmp.Or(s.cfg.Metadata.MaxSamplesPerSend, DefaultMetadataPerSend)
-	for chunk := range slices.Chunk(fams, per) {
+	for len(fams) > 0 {
+		chunk := fams[:min(per, len(fams))]
+		fams = fams[len(chunk):]
 		body := codec.EncodeMetadata(chunk)
 		if !client.Sleep(ctx, s.pace.Delay(time.Now(), len(body))) {
 			return
