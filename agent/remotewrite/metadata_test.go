@@ -207,3 +207,30 @@ func TestSendV1MetadataRequests(t *testing.T) {
 		}
 	}
 }
+
+// The parts of a request split for a receiver's 413 or for order keep
+// their series' ref and metadata: a part must not lose them, nor carry
+// another series' ref (which says whether its metadata was sent).
+func TestSplitKeepsRefAndMetadata(t *testing.T) {
+	mk := func() []*codec.Series {
+		return []*codec.Series{
+			{Ref: 4, Labels: lblReqs, Meta: reqMeta, T: []int64{1000, 2000, 3000}, V: []float64{1, 2, 3}},
+			{Ref: 2, Labels: lblB, Meta: cpuMeta, T: []int64{1000, 3000}, V: []float64{1, 2}},
+		}
+	}
+	check := func(what string, parts ...[]*codec.Series) {
+		t.Helper()
+		for _, part := range parts {
+			for _, s := range part {
+				want := map[uint32]buffer.Meta{4: reqMeta, 2: cpuMeta}[s.Ref]
+				if s.Meta != want || want.Family == "" {
+					t.Errorf("%s: %s has ref %d and Meta %+v", what, s.Labels, s.Ref, s.Meta)
+				}
+			}
+		}
+	}
+	head, rest := firstSamples(mk(), 2)
+	check("firstSamples", head, rest)
+	old, young := splitAt(mk(), 1500)
+	check("splitAt", old, young)
+}

@@ -597,8 +597,8 @@ func firstSamples(series []*codec.Series, n int) (head, rest []*codec.Series) {
 			n -= len(s.T)
 			continue
 		}
-		head = append(head, &codec.Series{Labels: s.Labels, Meta: s.Meta, T: s.T[:n:n], V: s.V[:n:n]})
-		rest = append(rest, &codec.Series{Labels: s.Labels, Meta: s.Meta, T: s.T[n:], V: s.V[n:]})
+		head = append(head, &codec.Series{Ref: s.Ref, Labels: s.Labels, Meta: s.Meta, T: s.T[:n:n], V: s.V[:n:n]})
+		rest = append(rest, &codec.Series{Ref: s.Ref, Labels: s.Labels, Meta: s.Meta, T: s.T[n:], V: s.V[n:]})
 		return head, append(rest, series[i+1:]...)
 	}
 	return head, nil
@@ -617,11 +617,11 @@ func splitAt(series []*codec.Series, t int64) (old, young []*codec.Series) {
 			}
 		}
 		if len(o.T) > 0 {
-			o.Labels, o.Meta = s.Labels, s.Meta
+			o.Ref, o.Labels, o.Meta = s.Ref, s.Labels, s.Meta
 			old = append(old, &o)
 		}
 		if len(y.T) > 0 {
-			y.Labels, y.Meta = s.Labels, s.Meta
+			y.Ref, y.Labels, y.Meta = s.Ref, s.Labels, s.Meta
 			young = append(young, &y)
 		}
 	}
