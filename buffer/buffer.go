@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 )
@@ -535,6 +536,11 @@ func (b *Buffer) appendLocking(ref uint32, lset labels.Labels, m Meta, t int64, 
 		return 0
 	}
 	if ref == 0 || !b.series.is(ref, lset, m) {
+		if m.IsZero() && value.IsStaleNaN(v) {
+			// A staleness marker ends the series whatever its metadata:
+			// it goes with the newest, not as a series of its own.
+			m = b.series.newestMeta(lset)
+		}
 		ref = b.series.ref(lset, m)
 		if st := b.state[ref]; st != nil {
 			b.siblingsLastTLocked(ref, lset, st) // its Meta may have changed back

@@ -2,10 +2,12 @@ package buffer
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 )
 
 func metaOf(i int) Meta {
@@ -244,5 +246,29 @@ func TestSeriesEntryFormat(t *testing.T) {
 	long := strings.Repeat("é", maxMetaString) // 2 bytes each
 	if c := clampMeta(Meta{Help: long}).Help; len(c) > maxMetaString || !strings.HasPrefix(long, c) || len(c) < maxMetaString-1 {
 		t.Fatalf("clamped to %d bytes", len(c))
+	}
+}
+
+// A staleness marker appended without metadata ends the series it ends:
+// it goes with the series' newest Meta, not as a series of its own.
+func TestStaleMarkerGoesWithTheSeriesMeta(t *testing.T) {
+	b := openTest(t, t.TempDir(), 4<<20)
+	defer b.Close()
+	lset := metaSeries(1)
+	b.AppendMeta(0, lset, metaOf(1), 10_000, 1)
+	b.Append(lset, 20_000, math.Float64frombits(value.StaleNaN))
+	b.Append(labels.FromStrings("__name__", "never_seen"), 20_000, math.Float64frombits(value.StaleNaN))
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	_ = b.ForEach(func(blk Block) error {
+		for _, s := range blk.Series {
+			got = append(got, fmt.Sprintf("%s %q %d", s.Labels.Get("__name__"), s.Meta.Help, len(s.T)))
+		}
+		return nil
+	})
+	if want := []string{`m1_seconds_total "Help of m1, ä." 2`, `never_seen "" 1`}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v, want %v", got, want)
 	}
 }

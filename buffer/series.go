@@ -59,6 +59,18 @@ func (s *seriesIndex) ref(lset labels.Labels, m Meta) uint32 {
 	return r
 }
 
+// newestMeta is the Meta of lset's newest ref, the zero Meta if it has
+// none.
+func (s *seriesIndex) newestMeta(lset labels.Labels) Meta {
+	var newest uint32
+	for _, r := range s.byHash[lset.Hash()] {
+		if r > newest && labels.Equal(s.byRef[r], lset) {
+			newest = r
+		}
+	}
+	return s.meta[newest]
+}
+
 // is reports whether r names lset with m: the check of AppendRef's hint.
 func (s *seriesIndex) is(r uint32, lset labels.Labels, m Meta) bool {
 	if m.IsZero() {
