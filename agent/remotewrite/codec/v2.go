@@ -90,32 +90,29 @@ func CreatedSamples(series []*Series) int {
 // samples as in 1.0 with its start time if known. _created series
 // (IsCreatedSeries) are left out: they are in their family's start times.
 func marshalRequestV2(series []*Series) []byte {
-	// How often the request names each label string, and where first.
-	type use struct{ n, first int }
-	uses := map[string]*use{}
+	// How often the request names each label string, in order of first use.
+	at := map[string]int{} // index in order
 	var order []string
+	var uses []int
 	for _, s := range series {
 		if IsCreatedSeries(s) {
 			continue
 		}
 		s.Labels.Range(func(l labels.Label) {
 			for _, str := range [2]string{l.Name, l.Value} {
-				u := uses[str]
-				if u == nil {
-					u = &use{first: len(order)}
-					uses[str] = u
+				i, ok := at[str]
+				if !ok {
+					i = len(order)
+					at[str] = i
 					order = append(order, str)
+					uses = append(uses, 0)
 				}
-				u.n++
+				uses[i]++
 			}
 		})
 	}
-	slices.SortFunc(order, func(a, b string) int {
-		if c := cmp.Compare(uses[b].n, uses[a].n); c != 0 {
-			return c
-		}
-		return cmp.Compare(uses[a].first, uses[b].first)
-	})
+	// Most used first; ties in order of first use (a stable sort).
+	slices.SortStableFunc(order, func(a, b string) int { return cmp.Compare(uses[at[b]], uses[at[a]]) })
 	index := make(map[string]uint32, len(order)+1)
 	index[""] = 0 // the spec: symbols start with ""
 	syms := appendString(nil, keySymbols, "")
