@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/ferry-agent/ferry/agent/config"
+	"github.com/ferry-agent/ferry/agent/remotewrite"
 	"github.com/ferry-agent/ferry/buffer"
 )
 
@@ -71,7 +72,8 @@ func TestDailyBudgetAloneKeepsOldestFirst(t *testing.T) {
 
 	cfg := config.DefaultConfig()
 	cfg.RemoteWrite.URL = srv.URL
-	cfg.RemoteWrite.MaxSamplesPerSend = 20 // two commits a request
+	cfg.RemoteWrite.Protocol = remotewrite.Protocol1 // the receiver reads 1.0 only
+	cfg.RemoteWrite.MaxSamplesPerSend = 20           // two commits a request
 	cfg.RemoteWrite.MaxBytesPerDay = 1 << 30
 	s, err := newSender(cfg, buf, slog.New(slog.DiscardHandler))
 	if err != nil {

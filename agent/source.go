@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/prometheus/model/value"
 
 	"github.com/ferry-agent/ferry/agent/config"
+	"github.com/ferry-agent/ferry/buffer"
 	"github.com/ferry-agent/ferry/collectors"
 	"github.com/ferry-agent/ferry/collectors/host"
 	"github.com/ferry-agent/ferry/collectors/scrape"
@@ -126,36 +127,40 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 	if clockOK {
 		s.lastStamp = wall
 	}
-	appendFinal := func(lset labels.Labels, t int64, v float64) {
+	// A sample's metadata goes with it into the buffer; samples the clock
+	// guard holds go without (their time is not known yet, rarely so).
+	appendFinal := func(lset labels.Labels, m buffer.Meta, t int64, v float64) {
 		switch {
 		case t != 0:
-			a.buf.Append(lset, t, v)
+			a.buf.AppendMeta(0, lset, m, t, v)
 		case clockOK:
-			a.buf.Append(lset, wall, v)
+			a.buf.AppendMeta(0, lset, m, wall, v)
 		default:
 			a.clock.Hold(lset, reading.Mono, v)
 		}
 	}
-	add := func(lset labels.Labels, t int64, v float64) {
+	add := func(lset labels.Labels, m buffer.Meta, t int64, v float64) {
 		if lset, ok := outgoing(b, lset, external, writeRelabel); ok { // else write_relabel_configs dropped it
-			appendFinal(lset, t, v)
+			appendFinal(lset, m, t, v)
 		}
 	}
 	// appendCached is appendFinal of a cached series, with its ref in the
 	// buffer kept for the next collection.
-	appendCached := func(e *cachedLabels, t int64, v float64) {
+	appendCached := func(e *cachedLabels, smp *collectors.Sample) {
+		m := sampleMeta(smp)
 		switch {
-		case t != 0:
-			e.ref = a.buf.AppendRef(e.ref, e.final, t, v)
+		case smp.T != 0:
+			e.ref = a.buf.AppendMeta(e.ref, e.final, m, smp.T, smp.V)
 		case clockOK:
-			e.ref = a.buf.AppendRef(e.ref, e.final, wall, v)
+			e.ref = a.buf.AppendMeta(e.ref, e.final, m, wall, smp.V)
 		default:
-			a.clock.Hold(e.final, reading.Mono, v)
+			a.clock.Hold(e.final, reading.Mono, smp.V)
 		}
 	}
 	kept := 0
 	s.labels.start(external, writeRelabel)
-	for _, smp := range c.Samples {
+	for i := range c.Samples {
+		smp := &c.Samples[i]
 		e := s.labels.get(smp.Labels)
 		if e == nil {
 			lset, keep := s.sampleLabels(b, smp.Labels)
@@ -175,7 +180,7 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 			s.series.addHashed(e.hash, e.lset)
 		}
 		if e.send { // else write_relabel_configs dropped it: not for the receiver
-			appendCached(e, smp.T, smp.V)
+			appendCached(e, smp)
 		}
 	}
 	if err == nil || len(c.Samples) > 0 {
@@ -192,10 +197,11 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 		r.Add(scrapedDesc, float64(scraped))
 		r.Add(postRelabelDesc, float64(kept))
 		r.Add(seriesAddedDesc, float64(s.series.added))
-		for _, smp := range r.Samples {
+		for i := range r.Samples {
+			smp := &r.Samples[i]
 			lset := s.withTarget(b, smp.Labels)
 			s.series.add(lset)
-			add(lset, 0, smp.V)
+			add(lset, sampleMeta(smp), 0, smp.V)
 		}
 		kept += len(r.Samples)
 	}
@@ -203,10 +209,20 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 	// the receiver with a staleness marker, as Prometheus writes.
 	gone := s.series.finish()
 	for _, lset := range gone {
-		add(lset, 0, staleMarkerValue)
+		add(lset, buffer.Meta{}, 0, staleMarkerValue)
 	}
 	s.appended.Add(uint64(kept + len(gone)))
 	a.buf.Collected() // the sender may take it now
+}
+
+// sampleMeta is the buffer's metadata of a sample: its family's and its
+// start time; the zero Meta when its family is not known.
+func sampleMeta(smp *collectors.Sample) buffer.Meta {
+	d := smp.Desc
+	if d == nil {
+		return buffer.Meta{Start: smp.Start}
+	}
+	return buffer.Meta{Family: d.Name, Type: string(d.Type), Help: d.Help, Unit: d.Unit, Start: smp.Start}
 }
 
 // recordRun notes a source's last collection for the status page.

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
 )
 
 func TestBlockRoundTrip(t *testing.T) {
@@ -111,7 +113,15 @@ func FuzzDecodeBlock(f *testing.F) {
 
 func FuzzDecodeLabels(f *testing.F) {
 	f.Add([]byte{1, 1, 'a', 1, 'b'})
+	f.Add(encodeSeries(labels.FromStrings("__name__", "m_total"), Meta{Family: "m", Type: "counter", Help: "h", Unit: "u", Start: 5}))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// A series entry, with metadata or without: what decodes encodes
+		// back to the same.
+		if lset, m, err := decodeSeries(b); err == nil {
+			if got, gm, err := decodeSeries(encodeSeries(lset, m)); err != nil || got.String() != lset.String() || gm != m {
+				t.Fatalf("re-encoding %v %+v gave %v %+v, %v", lset, m, got, gm, err)
+			}
+		}
 		lset, err := decodeLabels(b)
 		if err != nil {
 			return

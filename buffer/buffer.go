@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 )
@@ -83,6 +84,10 @@ type Series struct {
 	// Labels is the dictionary's own label set, shared with every Block
 	// of the series.
 	Labels labels.Labels
+	// Meta is the series' metadata, as appended (AppendMeta); the zero
+	// Meta when none. A series whose Meta changed is another Series, of
+	// another Ref, with the same Labels.
+	Meta Meta
 	// T may be shared with other Series of the same Block (series scraped
 	// together share one timestamp column): do not write into it.
 	// Appending copies (its capacity ends at its length).
@@ -514,6 +519,14 @@ const maxTimestamp = 1 << 50
 // HeadFull is signalled.
 func (b *Buffer) Append(lset labels.Labels, t int64, v float64) { b.AppendRef(0, lset, t, v) }
 
+// AppendMeta is Append of a sample whose series has metadata (Meta): the
+// buffer keeps it once per series and Meta, in its series dictionary, and
+// Read, ForEach and TakeLive return it with the series' samples. Strings
+// longer than 1 KiB are cut. Safe for concurrent use, as Append.
+func (b *Buffer) AppendMeta(ref uint32, lset labels.Labels, m Meta, t int64, v float64) uint32 {
+	return b.appendLocking(ref, lset, m, t, v)
+}
+
 // AppendRef is Append with a hint, as Prometheus' storage.Appender takes
 // one: ref, when not 0, is what an earlier AppendRef of lset returned, and
 // saves finding the series by its labels. It returns the series' ref, for
@@ -523,6 +536,13 @@ func (b *Buffer) Append(lset labels.Labels, t int64, v float64) { b.AppendRef(0,
 // and ignored, so a stale hint costs a lookup, never a wrong series. Safe
 // for concurrent use, as Append.
 func (b *Buffer) AppendRef(ref uint32, lset labels.Labels, t int64, v float64) uint32 {
+	return b.appendLocking(ref, lset, Meta{}, t, v)
+}
+
+func (b *Buffer) appendLocking(ref uint32, lset labels.Labels, m Meta, t int64, v float64) uint32 {
+	if len(m.Help) > maxMetaString || len(m.Type) > maxMetaString || len(m.Unit) > maxMetaString || len(m.Family) > maxMetaString {
+		m = clampMeta(m)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if t <= 0 || t >= maxTimestamp {
@@ -533,8 +553,16 @@ func (b *Buffer) AppendRef(ref uint32, lset labels.Labels, t int64, v float64) u
 		b.dropped[ReasonInvalid]++
 		return 0
 	}
-	if ref == 0 || !labels.Equal(b.series.byRef[ref], lset) {
-		ref = b.series.ref(lset)
+	if ref == 0 || !b.series.is(ref, lset, m) {
+		if m.IsZero() && value.IsStaleNaN(v) {
+			// A staleness marker ends the series whatever its metadata:
+			// it goes with the newest, not as a series of its own.
+			m = b.series.newestMeta(lset)
+		}
+		ref = b.series.ref(lset, m)
+		if st := b.state[ref]; st != nil {
+			b.siblingsLastTLocked(ref, lset, st) // its Meta may have changed back
+		}
 	}
 	st := b.state[ref]
 	if st == nil {
@@ -822,7 +850,7 @@ func (b *Buffer) resolve(seq uint64, data []seriesData) Block {
 			b.dropped[ReasonCorrupt] += uint64(len(d.ts))
 			continue
 		}
-		blk.Series = append(blk.Series, Series{Ref: d.ref, Labels: lset, T: d.ts, V: d.vs})
+		blk.Series = append(blk.Series, Series{Ref: d.ref, Labels: lset, Meta: b.series.meta[d.ref], T: d.ts, V: d.vs})
 	}
 	return blk
 }

@@ -30,8 +30,8 @@ import (
 // Format: the 8-byte magic, then records, each a uvarint payload length,
 // the payload's CRC-32C (big-endian) and the payload, snappy-compressed:
 // the label sets of the series it names for the first time since the
-// journal was emptied (count; each ref and the labels as in the series
-// bucket), then its samples in groups of one timestamp (group count; each
+// journal was emptied (count; each ref and the labels, with their metadata
+// if any, as in the series bucket), then its samples in groups of one timestamp (group count; each
 // the timestamp as the difference from the group before, the sample count,
 // and per sample its series' ref as the difference from the sample before
 // and its value as in a block, against the series' previous value in the
@@ -184,7 +184,7 @@ func (b *Buffer) journalRecordLocked() ([]byte, journaledSamples) {
 	nDefs := 0
 	for _, d := range due {
 		if st := b.state[d.ref]; !st.jDefined {
-			lb := encodeLabels(b.series.byRef[d.ref])
+			lb := encodeSeries(b.series.byRef[d.ref], b.series.meta[d.ref])
 			defs = binary.AppendUvarint(defs, uint64(d.ref))
 			defs = binary.AppendUvarint(defs, uint64(len(lb)))
 			defs = append(defs, lb...)
@@ -275,7 +275,9 @@ func (b *Buffer) openJournal() (samples int, err error) {
 		return 0, fmt.Errorf("buffer journal: %w", err)
 	}
 	b.jf = &journal{f: f}
-	samples, rerr := replayJournal(bufio.NewReader(f), b.Append)
+	samples, rerr := replayJournal(bufio.NewReader(f), func(lset labels.Labels, m Meta, t int64, v float64) {
+		b.AppendMeta(0, lset, m, t, v)
+	})
 	if rerr != nil {
 		b.log.Warn("buffer journal damaged; replayed what came before the damage", "file", b.path+JournalSuffix, "samples", samples, "err", rerr)
 	}
@@ -299,7 +301,9 @@ func (b *Buffer) readJournal() error {
 		return fmt.Errorf("buffer journal: %w", err)
 	}
 	defer f.Close()
-	samples, rerr := replayJournal(bufio.NewReader(f), b.Append)
+	samples, rerr := replayJournal(bufio.NewReader(f), func(lset labels.Labels, m Meta, t int64, v float64) {
+		b.AppendMeta(0, lset, m, t, v)
+	})
 	if rerr != nil {
 		b.log.Warn("buffer journal damaged; read what came before the damage", "file", b.path+JournalSuffix, "samples", samples, "err", rerr)
 	}
@@ -311,7 +315,7 @@ var errJournal = errors.New("damaged journal record")
 // replayJournal decodes a journal, calling appendFn with each sample in
 // order. It returns the samples replayed, and an error for a damaged
 // record (a torn tail after a power cut ends it the same way).
-func replayJournal(r *bufio.Reader, appendFn func(labels.Labels, int64, float64)) (int, error) {
+func replayJournal(r *bufio.Reader, appendFn func(labels.Labels, Meta, int64, float64)) (int, error) {
 	magic := make([]byte, len(journalMagic))
 	if _, err := io.ReadFull(r, magic); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -324,6 +328,7 @@ func replayJournal(r *bufio.Reader, appendFn func(labels.Labels, int64, float64)
 	}
 	type replayState struct {
 		lset labels.Labels
+		meta Meta
 		v    float64
 	}
 	series := map[uint32]*replayState{}
@@ -357,11 +362,11 @@ func replayJournal(r *bufio.Reader, appendFn func(labels.Labels, int64, float64)
 		rd := reader{b: payload}
 		for range rd.count(len(payload)) {
 			ref := uint32(rd.uvarint())
-			lset, err := decodeLabels(rd.bytes())
+			lset, m, err := decodeSeries(rd.bytes())
 			if rd.err != nil || err != nil {
 				return samples, fmt.Errorf("%w: labels", errJournal)
 			}
-			series[ref] = &replayState{lset: lset}
+			series[ref] = &replayState{lset: lset, meta: m}
 		}
 		var t int64
 		for range rd.count(len(payload)) {
@@ -377,7 +382,7 @@ func replayJournal(r *bufio.Reader, appendFn func(labels.Labels, int64, float64)
 				if rd.err != nil {
 					return samples, fmt.Errorf("%w: samples", errJournal)
 				}
-				appendFn(st.lset, t, st.v)
+				appendFn(st.lset, st.meta, t, st.v)
 				samples++
 			}
 		}

@@ -146,7 +146,7 @@ func TestJournalReplayStopsAtDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	replay := func(data []byte) (ts []int64, err error) {
-		_, err = replayJournal(bufio.NewReader(bytes.NewReader(data)), func(l labels.Labels, t int64, v float64) {
+		_, err = replayJournal(bufio.NewReader(bytes.NewReader(data)), func(l labels.Labels, _ Meta, t int64, v float64) {
 			if v != float64(len(ts))*1.5 || !labels.Equal(l, lset) {
 				panic(fmt.Sprintf("replayed %s %d %v", l, t, v))
 			}
@@ -174,7 +174,7 @@ func FuzzReplayJournal(f *testing.F) {
 	f.Add(append(bytes.Clone(journalMagic), 3, 0, 0, 0, 0, 1, 2, 3))
 	f.Add([]byte(fmt.Sprint(journalMagic)))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _ = replayJournal(bufio.NewReader(bytes.NewReader(data)), func(labels.Labels, int64, float64) {})
+		_, _ = replayJournal(bufio.NewReader(bytes.NewReader(data)), func(labels.Labels, Meta, int64, float64) {})
 	})
 }
 

@@ -224,7 +224,7 @@ func (s *salvager) visit(path [][]byte, k, v []byte) {
 			s.res.skipped++
 			return
 		}
-		if _, err := decodeLabels(v); err != nil {
+		if _, _, err := decodeSeries(v); err != nil {
 			s.res.skipped++
 			return
 		}

@@ -16,6 +16,7 @@ import (
 type seriesIndex struct {
 	byHash  map[uint64][]uint32
 	byRef   map[uint32]labels.Labels
+	meta    map[uint32]Meta // of the refs whose Meta is not zero
 	nextRef uint32
 
 	// disk has an entry for each label set in the file: its encoded size
@@ -40,28 +41,54 @@ type diskSeries struct {
 }
 
 func newSeriesIndex() *seriesIndex {
-	return &seriesIndex{byHash: map[uint64][]uint32{}, byRef: map[uint32]labels.Labels{}, nextRef: 1, disk: map[uint32]diskSeries{}}
+	return &seriesIndex{byHash: map[uint64][]uint32{}, byRef: map[uint32]labels.Labels{}, meta: map[uint32]Meta{}, nextRef: 1, disk: map[uint32]diskSeries{}}
 }
 
-// ref returns the ref of lset, creating one if the series is new.
-func (s *seriesIndex) ref(lset labels.Labels) uint32 {
+// ref returns the ref of lset with m, creating one if the series is new or
+// its Meta changed. m has been clamped (clampMeta).
+func (s *seriesIndex) ref(lset labels.Labels, m Meta) uint32 {
 	h := lset.Hash()
 	for _, r := range s.byHash[h] {
-		if labels.Equal(s.byRef[r], lset) {
+		if s.meta[r] == m && labels.Equal(s.byRef[r], lset) {
 			return r
 		}
 	}
 	r := s.nextRef
 	s.nextRef++
-	s.add(r, lset)
+	s.add(r, lset, m)
 	return r
 }
 
-func (s *seriesIndex) add(r uint32, lset labels.Labels) {
+// newestMeta is the Meta of lset's newest ref, the zero Meta if it has
+// none.
+func (s *seriesIndex) newestMeta(lset labels.Labels) Meta {
+	var newest uint32
+	for _, r := range s.byHash[lset.Hash()] {
+		if r > newest && labels.Equal(s.byRef[r], lset) {
+			newest = r
+		}
+	}
+	return s.meta[newest]
+}
+
+// is reports whether r names lset with m: the check of AppendRef's hint.
+func (s *seriesIndex) is(r uint32, lset labels.Labels, m Meta) bool {
+	if m.IsZero() {
+		_, has := s.meta[r]
+		return !has && labels.Equal(s.byRef[r], lset)
+	}
+	return s.meta[r] == m && labels.Equal(s.byRef[r], lset)
+}
+
+func (s *seriesIndex) add(r uint32, lset labels.Labels, m Meta) {
 	h := lset.Hash()
 	s.byHash[h] = append(s.byHash[h], r)
 	s.byRef[r] = lset
 	s.memBytes += labelBytes(lset)
+	if !m.IsZero() {
+		s.meta[r] = m
+		s.memBytes += metaBytes(m)
+	}
 	if r >= s.nextRef {
 		s.nextRef = r + 1
 	}
@@ -75,7 +102,8 @@ func (s *seriesIndex) remove(refs []uint32) {
 			continue
 		}
 		delete(s.byRef, r)
-		s.memBytes -= labelBytes(lset)
+		s.memBytes -= labelBytes(lset) + metaBytes(s.meta[r])
+		delete(s.meta, r)
 		h := lset.Hash()
 		s.byHash[h] = slices.DeleteFunc(s.byHash[h], func(x uint32) bool { return x == r })
 		if len(s.byHash[h]) == 0 {
@@ -176,11 +204,11 @@ func (s *seriesIndex) loadSeries(sb *bolt.Bucket, lastSeq uint64) error {
 		if chunks == 0 {
 			return nil
 		}
-		lset, err := decodeLabels(enc)
+		lset, m, err := decodeSeries(enc)
 		if err != nil {
 			return err
 		}
-		s.add(ref, lset)
+		s.add(ref, lset, m)
 		s.saved(ref, len(enc), lastSeq)
 		return nil
 	}
@@ -221,25 +249,32 @@ func encodeLabels(lset labels.Labels) []byte {
 }
 
 func decodeLabels(b []byte) (labels.Labels, error) {
+	lset, rest, err := decodeLabelsRest(b)
+	if err == nil && len(rest) != 0 {
+		return labels.EmptyLabels(), fmt.Errorf("%w: trailing bytes after labels", errCorrupt)
+	}
+	return lset, err
+}
+
+// decodeLabelsRest reads a label set from the start of b and returns what
+// follows it.
+func decodeLabelsRest(b []byte) (labels.Labels, []byte, error) {
 	r := reader{b: b}
 	n := r.uvarint()
 	if r.err != nil || n == 0 || n > uint64(len(b)) {
-		return labels.EmptyLabels(), fmt.Errorf("%w: label count %d", errCorrupt, n)
+		return labels.EmptyLabels(), nil, fmt.Errorf("%w: label count %d", errCorrupt, n)
 	}
 	var builder labels.ScratchBuilder
 	for range n {
 		name := r.bytes()
 		value := r.bytes()
 		if r.err != nil {
-			return labels.EmptyLabels(), r.err
+			return labels.EmptyLabels(), nil, r.err
 		}
 		builder.Add(string(name), string(value))
 	}
-	if len(r.b) != 0 {
-		return labels.EmptyLabels(), fmt.Errorf("%w: trailing bytes after labels", errCorrupt)
-	}
 	builder.Sort()
-	return builder.Labels(), nil
+	return builder.Labels(), r.b, nil
 }
 
 func (r *reader) bytes() []byte {
@@ -340,7 +375,7 @@ func (b *Buffer) newSeriesLocked(refs map[uint32]bool) map[uint32][]byte {
 	for r := range refs {
 		if _, ok := b.series.disk[r]; !ok {
 			if lset, ok := b.series.byRef[r]; ok {
-				out[r] = encodeLabels(lset)
+				out[r] = encodeSeries(lset, b.series.meta[r])
 			}
 		}
 	}
@@ -378,7 +413,8 @@ func (b *Buffer) forgetStateLocked(r uint32) {
 	if len(b.forgotten) >= maxForgotten {
 		b.pruneForgottenLocked()
 	}
-	b.forgotten[lset.Hash()] = st.lastT
+	h := lset.Hash()
+	b.forgotten[h] = max(b.forgotten[h], st.lastT) // another Meta of lset may have gone first
 }
 
 // pruneForgottenLocked forgets the older half of the forgotten series'
@@ -409,5 +445,21 @@ func (b *Buffer) newStateLocked(ref uint32, lset labels.Labels) *seriesState {
 		}
 	}
 	b.state[ref] = st
+	b.siblingsLastTLocked(ref, lset, st)
 	return st
+}
+
+// siblingsLastTLocked raises st.lastT to the newest sample of the other
+// refs of lset (the series before its Meta changed), so that a change of
+// Meta does not let older samples in. The caller holds mu.
+func (b *Buffer) siblingsLastTLocked(ref uint32, lset labels.Labels, st *seriesState) {
+	refs := b.series.byHash[lset.Hash()]
+	if len(refs) < 2 {
+		return
+	}
+	for _, r := range refs {
+		if o := b.state[r]; r != ref && o != nil && o.lastT > st.lastT && labels.Equal(b.series.byRef[r], lset) {
+			st.lastT = o.lastT
+		}
+	}
 }

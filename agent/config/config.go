@@ -73,6 +73,8 @@ func DefaultConfig() Config {
 			MinBackoff:        time.Second,
 			MaxBackoff:        2 * time.Second, // back within seconds after an outage: while the receiver fails, each retry carries one sample
 			MaxSamplesPerSend: 5000,
+			Protocol:          remotewrite.Protocol2, // falls back to 1 for receivers without 2.0
+			Metadata:          remotewrite.MetadataConfig{Send: true, SendInterval: remotewrite.DefaultMetadataInterval, MaxSamplesPerSend: remotewrite.DefaultMetadataPerSend},
 		},
 		StoragePath:    "./data",
 		StorageMaxSize: 64 << 20,

@@ -162,7 +162,7 @@ type remoteWriteConfig struct {
 		BatchSendDeadline model.Duration `yaml:"batch_send_deadline"`
 		RetryOnHTTP429    *bool          `yaml:"retry_on_http_429"`
 	} `yaml:"queue_config"`
-	MetadataConfig struct { // accepted and ignored: ferry sends no metadata
+	MetadataConfig struct {
 		Send              *bool          `yaml:"send"`
 		SendInterval      model.Duration `yaml:"send_interval"`
 		MaxSamplesPerSend int            `yaml:"max_samples_per_send"`
@@ -422,6 +422,19 @@ func (rw *remoteWriteConfig) apply(cfg *Config, changed func(flag string) bool) 
 			return fmt.Errorf("protobuf_message: %w", err)
 		}
 		set("remote-write.protocol", func() { c.Protocol = p })
+	}
+	md := rw.MetadataConfig
+	if md.MaxSamplesPerSend < 0 {
+		return errors.New("metadata_config.max_samples_per_send: must not be negative")
+	}
+	if md.Send != nil {
+		set("remote-write.metadata.send", func() { c.Metadata.Send = *md.Send })
+	}
+	if md.SendInterval != 0 {
+		set("remote-write.metadata.send-interval", func() { c.Metadata.SendInterval = time.Duration(md.SendInterval) })
+	}
+	if md.MaxSamplesPerSend != 0 {
+		c.Metadata.MaxSamplesPerSend = md.MaxSamplesPerSend
 	}
 	q := rw.QueueConfig
 	switch {

@@ -58,6 +58,8 @@ func NewFlags(fs *pflag.FlagSet, cfg *Config, hostCollectors []collectors.Entry)
 	fs.BoolVar(&rw.FreshFirst, "remote-write.fresh-first", rw.FreshFirst, "After an outage, send new data first and drain the backlog behind it (for receivers that accept out-of-order samples); off: oldest first.")
 	fs.Var((*sizeValue)(&rw.MaxBytesPerDay), "remote-write.max-bytes-per-day", "Request bytes per UTC day for metered links (KiB, MiB, GiB); the backlog within three quarters of it, the rest kept for fresh data, which goes ahead of the backlog once the budget holds the backlog back (logged); 0 for no limit.")
 	fs.Var(&rw.Protocol, "remote-write.protocol", "Remote-Write version: 1, or 2 (io.prometheus.write.v2.Request, fewer bytes; falls back to 1 when the receiver refuses it).")
+	fs.BoolVar(&rw.Metadata.Send, "remote-write.metadata.send", rw.Metadata.Send, "Send each metric family's type, help and unit: with 2.0 in the requests, each series' once per interval; with 1.0 in metadata requests of their own every interval. Start times go with 2.0's samples either way.")
+	fs.DurationVar(&rw.Metadata.SendInterval, "remote-write.metadata.send-interval", rw.Metadata.SendInterval, "How often metadata is sent again (metadata_config's send_interval).")
 	// Secrets only from files: a value on the command line shows in ps.
 	fs.StringVar(&f.rwUsername, "remote-write.basic-auth.username", "", "Basic auth user name for the receiver.")
 	fs.StringVar(&f.rwPassword, "remote-write.basic-auth.password-file", "", "File holding the basic auth password, read at each request.")

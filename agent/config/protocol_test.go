@@ -11,8 +11,10 @@ import (
 // protobuf_message (Prometheus' name for it) choose the message; the flag
 // wins over the file, and anything else is refused naming the setting.
 func TestRemoteWriteProtocol(t *testing.T) {
-	if got := mustParse(t).RemoteWrite.Protocol; got != 0 && got != remotewrite.Protocol1 {
-		t.Errorf("default protocol %v, want 1", got)
+	// 2.0 by default: start times need it, and a 1.0 receiver makes the
+	// sender fall back.
+	if got := mustParse(t).RemoteWrite.Protocol; got != remotewrite.Protocol2 {
+		t.Errorf("default protocol %v, want 2", got)
 	}
 	if got := mustParse(t, "--remote-write.protocol=2").RemoteWrite.Protocol; got != remotewrite.Protocol2 {
 		t.Errorf("--remote-write.protocol=2: %v", got)

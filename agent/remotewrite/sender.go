@@ -10,12 +10,14 @@
 package remotewrite
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -93,7 +95,33 @@ type Config struct {
 	// order (a carry file): the whole daily budget is its, and nothing is
 	// put ahead of it.
 	AllBacklog bool
+	// Metadata is Prometheus' metadata_config: how the receiver is told
+	// each metric family's type, help and unit.
+	Metadata MetadataConfig
 }
+
+// MetadataConfig says how metadata is sent (Prometheus' metadata_config).
+// With 2.0, a series carries its type, help and unit in the request that
+// sends its samples when it has not within SendInterval (a new series, or
+// one whose metadata changed, at once); start times go with every sample
+// whatever Send says. With 1.0, every SendInterval the families of the
+// samples sent since go in metadata requests of their own, at most
+// MaxSamplesPerSend families each, as Prometheus sends them.
+type MetadataConfig struct {
+	Send              bool          // false: no type, help or unit is sent
+	SendInterval      time.Duration // 0: DefaultMetadataInterval
+	MaxSamplesPerSend int           // families per 1.0 metadata request; 0: DefaultMetadataPerSend
+}
+
+// Prometheus' defaults of metadata_config.
+const (
+	DefaultMetadataInterval = time.Minute
+	DefaultMetadataPerSend  = 2000
+)
+
+// maxFamilies bounds the families the sender gathers between two 1.0
+// metadata sends: past it, more wait for the next interval.
+const maxFamilies = 100_000
 
 // Source is what the sender drains: the buffer (*buffer.Buffer), or a
 // carry file for "ferry push". Blocks are named by Seq, which ascends in
@@ -237,6 +265,13 @@ type Sender struct {
 	orderLog   lograte.Limiter // fresh data first
 	drainLog   lograte.Limiter // and back
 	recoverLog lograte.Limiter
+
+	// Run's alone: metadata (MetadataConfig).
+	metaSent     map[uint32]time.Time // 2.0: when each series ref last carried its metadata
+	metaPruned   int                  // len(metaSent) after it was last pruned
+	families     map[string]codec.Family
+	lastFamilies time.Time // 1.0: when metadata requests were last sent
+	metaLog      lograte.Limiter
 }
 
 // New returns a Sender of src's blocks to cfg.URL, or an error naming the
@@ -271,6 +306,8 @@ func New(cfg Config, src Source, log *slog.Logger) (*Sender, error) {
 		pace:       throttle.NewPacer(cfg.MaxBytesPerSecond),
 		stats:      Stats{Dropped: map[string]uint64{}, Protocol: proto},
 		budget:     throttle.NewBudget(cfg.MaxBytesPerDay),
+		metaSent:   map[uint32]time.Time{},
+		families:   map[string]codec.Family{},
 	}, nil
 }
 
@@ -575,8 +612,8 @@ func firstSamples(series []*codec.Series, n int) (head, rest []*codec.Series) {
 			n -= len(s.T)
 			continue
 		}
-		head = append(head, &codec.Series{Labels: s.Labels, T: s.T[:n:n], V: s.V[:n:n]})
-		rest = append(rest, &codec.Series{Labels: s.Labels, T: s.T[n:], V: s.V[n:]})
+		head = append(head, &codec.Series{Ref: s.Ref, Labels: s.Labels, Meta: s.Meta, T: s.T[:n:n], V: s.V[:n:n]})
+		rest = append(rest, &codec.Series{Ref: s.Ref, Labels: s.Labels, Meta: s.Meta, T: s.T[n:], V: s.V[n:]})
 		return head, append(rest, series[i+1:]...)
 	}
 	return head, nil
@@ -637,11 +674,11 @@ func (s *Sender) splitMayHave(series []*codec.Series) (old, young []*codec.Serie
 			}
 		}
 		if len(o.T) > 0 {
-			o.Labels = cs.Labels
+			o.Ref, o.Labels, o.Meta = cs.Ref, cs.Labels, cs.Meta
 			old = append(old, &o)
 		}
 		if len(y.T) > 0 {
-			y.Labels = cs.Labels
+			y.Ref, y.Labels, y.Meta = cs.Ref, cs.Labels, cs.Meta
 			young = append(young, &y)
 		}
 	}
@@ -653,6 +690,10 @@ func (s *Sender) splitMayHave(series []*codec.Series) (old, young []*codec.Serie
 // counters, s.link and s.mayHave.
 func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples int, inOrder bool) outcome {
 	proto := s.Stats().Protocol
+	now := time.Now()
+	if proto == Protocol2 {
+		s.markMetadata(series, now)
+	}
 	body := codec.Encode(series, proto)
 	var written int
 	var err error
@@ -706,10 +747,11 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 	s.mu.Unlock()
 	if err == nil {
 		// 2.0 receivers say how many samples they wrote; fewer than
-		// sent with a 2xx breaks the spec, and the rest is lost.
+		// sent with a 2xx breaks the spec, and the rest is lost. _created
+		// series went as their families' start times, not as samples.
 		lost := 0
-		if proto == Protocol2 && written < samples {
-			lost = samples - written
+		if sent := samples - codec.CreatedSamples(series); proto == Protocol2 && written < sent {
+			lost = sent - written
 		}
 		s.mu.Lock()
 		s.stats.SamplesSent += uint64(samples - lost)
@@ -720,6 +762,7 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 		if lost > 0 {
 			s.dropped(ReasonRejected, lost, fmt.Errorf("2xx, but the receiver wrote %d of %d samples", written, samples))
 		}
+		s.sentMetadata(ctx, series, proto, now)
 		return answered
 	}
 	if e != nil && e.TooLarge && samples > 1 {
@@ -749,6 +792,86 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 	s.mu.Unlock()
 	s.dropped(reason, samples-kept, err)
 	return answered
+}
+
+// markMetadata decides which series of a 2.0 request carry their type, help
+// and unit: those that have not within the interval (codec.Series.NoMeta).
+func (s *Sender) markMetadata(series []*codec.Series, now time.Time) {
+	interval := cmp.Or(s.cfg.Metadata.SendInterval, DefaultMetadataInterval)
+	for _, ser := range series {
+		last, ok := s.metaSent[ser.Ref]
+		ser.NoMeta = !s.cfg.Metadata.Send || ok && now.Sub(last) < interval
+	}
+}
+
+// sentMetadata notes what a request the receiver took carried: with 2.0,
+// which series had their metadata; with 1.0, their families, and sends the
+// families' metadata requests when they are due.
+func (s *Sender) sentMetadata(ctx context.Context, series []*codec.Series, proto Protocol, at time.Time) {
+	if !s.cfg.Metadata.Send {
+		return
+	}
+	interval := cmp.Or(s.cfg.Metadata.SendInterval, DefaultMetadataInterval)
+	if proto == Protocol2 {
+		for _, ser := range series {
+			if !ser.NoMeta {
+				s.metaSent[ser.Ref] = at
+			}
+		}
+		if n := len(s.metaSent); n > 4096 && n > 2*s.metaPruned {
+			for ref, t := range s.metaSent {
+				if at.Sub(t) >= interval {
+					delete(s.metaSent, ref)
+				}
+			}
+			s.metaPruned = len(s.metaSent)
+		}
+		return
+	}
+	for _, ser := range series {
+		m := ser.Meta
+		if m.Family == "" || len(s.families) >= maxFamilies {
+			continue
+		}
+		s.families[m.Family] = codec.Family{Name: m.Family, Type: m.Type, Help: m.Help, Unit: m.Unit}
+	}
+	if len(s.families) == 0 || at.Sub(s.lastFamilies) < interval {
+		return
+	}
+	s.lastFamilies = at
+	s.sendFamilies(ctx)
+}
+
+// sendFamilies posts the families gathered since the last time as 1.0
+// metadata requests, and forgets them: only families whose samples were
+// sent within the interval go. A request that fails is not retried (the
+// next interval sends its families again, if their samples still come);
+// it is logged, rate-limited, and its bytes counted.
+func (s *Sender) sendFamilies(ctx context.Context) {
+	fams := make([]codec.Family, 0, len(s.families))
+	for _, f := range s.families {
+		fams = append(fams, f)
+	}
+	clear(s.families)
+	slices.SortFunc(fams, func(a, b codec.Family) int { return strings.Compare(a.Name, b.Name) })
+	per := cmp.Or(s.cfg.Metadata.MaxSamplesPerSend, DefaultMetadataPerSend)
+	for len(fams) > 0 {
+		chunk := fams[:min(per, len(fams))]
+		fams = fams[len(chunk):]
+		body := codec.EncodeMetadata(chunk)
+		if !client.Sleep(ctx, s.pace.Delay(time.Now(), len(body))) {
+			return
+		}
+		_, err := s.client.Post(ctx, body, Protocol1.ContentType(), Protocol1.Version())
+		s.mu.Lock()
+		s.stats.BytesSent += uint64(len(body))
+		s.budget.Spend(len(body))
+		s.mu.Unlock()
+		if err != nil {
+			s.metaLog.Log(s.log, slog.LevelWarn, "remote write: metadata request failed; its families go again with the next", "families", len(chunk), "err", err)
+			return
+		}
+	}
 }
 
 // refusesV2 reports whether the answer to a 2.0 request is the spec's

@@ -44,6 +44,10 @@ const maxRefusalLines = 10
 func runPush(args []string, stdout, stderr io.Writer) int {
 	cfg := config.DefaultConfig()
 	cfg.Version = version
+	// A carry file holds 1.0 requests, without metadata, and push sends
+	// them as they were exported unless --remote-write.protocol (or the
+	// file's protobuf_message) asks for 2.0.
+	cfg.RemoteWrite.Protocol = remotewrite.Protocol1
 	fs := pflag.NewFlagSet("ferry push", pflag.ContinueOnError)
 	flags := config.NewFlags(fs, &cfg, nil)
 	// The remote-write flags are the agent's own; the rest mean nothing here.

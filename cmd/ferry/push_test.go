@@ -25,6 +25,7 @@ import (
 
 	"github.com/ferry-agent/ferry/agent"
 	"github.com/ferry-agent/ferry/agent/config"
+	"github.com/ferry-agent/ferry/agent/remotewrite"
 	"github.com/ferry-agent/ferry/agent/remotewrite/carry"
 	"github.com/ferry-agent/ferry/buffer"
 )
@@ -200,6 +201,7 @@ func TestPushSendsTheFileRequestsAsTheAgentWould(t *testing.T) {
 	cfg := config.DefaultConfig()
 	cfg.StoragePath, cfg.ListenAddress = dir, ""
 	cfg.RemoteWrite.URL, cfg.RemoteWrite.MaxSamplesPerSend = agentRecv.URL, 20
+	cfg.RemoteWrite.Protocol = remotewrite.Protocol1 // as the export writes
 	cfg.Collectors = map[string]bool{}
 	cfg.ScrapeInterval = time.Hour
 	ctx, cancel := context.WithCancel(context.Background())
@@ -401,6 +403,7 @@ func TestPushInterruptedThenResumed(t *testing.T) {
 	})
 	cfg := config.DefaultConfig()
 	cfg.RemoteWrite.URL, cfg.RemoteWrite.MinBackoff, cfg.RemoteWrite.MaxBackoff = down.URL, 5*time.Millisecond, 10*time.Millisecond
+	cfg.RemoteWrite.Protocol = remotewrite.Protocol1 // as runPush sets it
 	var stderr bytes.Buffer
 	if code := push(ctx, file, cfg, 0, false, &stderr); code != 1 || !strings.Contains(stderr.String(), "--skip-records=2") {
 		t.Fatalf("exit %d: %s", code, stderr.String())

@@ -74,7 +74,12 @@ func (p Protocol) Version() string {
 // Series is the samples of one series gathered across blocks, oldest
 // first: what one TimeSeries of a request carries.
 type Series struct {
+	Ref    uint32 // the buffer's (buffer.Series.Ref): one label set and Meta
 	Labels labels.Labels
+	Meta   buffer.Meta // type, help, unit, start; the zero Meta when unknown
+	// NoMeta leaves Meta's type, help and unit out of a 2.0 request (the
+	// receiver had them recently); start times are sent all the same.
+	NoMeta bool
 	T      []int64
 	V      []float64
 }
@@ -100,7 +105,7 @@ func GroupBySeries(blocks []buffer.Block, minT int64) (series []*Series, samples
 			}
 			g := index[s.Ref]
 			if g == nil {
-				g = &Series{Labels: s.Labels}
+				g = &Series{Ref: s.Ref, Labels: s.Labels, Meta: s.Meta}
 				index[s.Ref] = g
 				series = append(series, g)
 			}
@@ -117,7 +122,9 @@ func GroupBySeries(blocks []buffer.Block, minT int64) (series []*Series, samples
 // other than Protocol2 encodes 1.0.
 func Encode(series []*Series, p Protocol) []byte {
 	if p == Protocol2 {
-		return snappy.Encode(nil, marshalRequestV2(series))
+		return snappyEncode(marshalRequestV2(series))
 	}
-	return snappy.Encode(nil, marshalWriteRequest(series))
+	return snappyEncode(marshalWriteRequest(series))
 }
+
+func snappyEncode(raw []byte) []byte { return snappy.Encode(nil, raw) }

@@ -58,12 +58,17 @@ func appendSamples(b []byte, s *Series) []byte {
 	for i := range s.T {
 		b = append(b, keySamples)
 		b = binary.AppendUvarint(b, uint64(sampleSize(s.T[i])))
-		b = append(b, keySampleVal)
-		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(s.V[i]))
-		b = append(b, keySampleTS)
-		b = binary.AppendUvarint(b, uint64(s.T[i]))
+		b = appendSample(b, s.T[i], s.V[i])
 	}
 	return b
+}
+
+// appendSample appends a Sample's value and timestamp fields.
+func appendSample(b []byte, t int64, v float64) []byte {
+	b = append(b, keySampleVal)
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+	b = append(b, keySampleTS)
+	return binary.AppendUvarint(b, uint64(t))
 }
 
 func timeSeriesSize(s *Series) int {

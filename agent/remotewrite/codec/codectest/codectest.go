@@ -9,6 +9,7 @@ import (
 	"math"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 
 	"github.com/ferry-agent/ferry/buffer"
@@ -51,8 +52,35 @@ func Blocks() []buffer.Block {
 
 // DecodeV2 reads an uncompressed v2 request with Prometheus' generated
 // types and checks what the spec asks of its symbols and label references;
-// it returns each series' samples keyed by its labels' String.
+// it returns each series' samples keyed by its labels' String. A label set
+// in two TimeSeries is an error: use DecodeV2Series for requests that may
+// hold a series twice, with two metadata or start times.
 func DecodeV2(raw []byte) (map[string][]writev2.Sample, error) {
+	all, err := DecodeV2Series(raw)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]writev2.Sample{}
+	for _, s := range all {
+		if _, dup := out[s.Labels.String()]; dup {
+			return nil, fmt.Errorf("%s in two TimeSeries", s.Labels)
+		}
+		out[s.Labels.String()] = s.Samples
+	}
+	return out, nil
+}
+
+// V2Series is one TimeSeries of a 2.0 request, as Prometheus' types and
+// its remote-write handler read it.
+type V2Series struct {
+	Labels  labels.Labels
+	Meta    metadata.Metadata // type (unknown when unspecified), help, unit
+	Samples []writev2.Sample  // with their start timestamps
+}
+
+// DecodeV2Series is DecodeV2 returning every TimeSeries in order, with its
+// metadata.
+func DecodeV2Series(raw []byte) ([]V2Series, error) {
 	var req writev2.Request
 	if err := req.Unmarshal(raw); err != nil {
 		return nil, fmt.Errorf("not an io.prometheus.write.v2.Request: %w", err)
@@ -67,7 +95,7 @@ func DecodeV2(raw []byte) (map[string][]writev2.Sample, error) {
 		}
 		seen[s] = true
 	}
-	out := map[string][]writev2.Sample{}
+	var out []V2Series
 	b := labels.NewScratchBuilder(8)
 	for _, ts := range req.Timeseries {
 		if len(ts.LabelsRefs)%2 != 0 {
@@ -97,10 +125,11 @@ func DecodeV2(raw []byte) (map[string][]writev2.Sample, error) {
 		if len(ts.Samples) == 0 || len(ts.Histograms) != 0 || len(ts.Exemplars) != 0 {
 			return nil, fmt.Errorf("%s: %d samples, %d histograms, %d exemplars", lset, len(ts.Samples), len(ts.Histograms), len(ts.Exemplars))
 		}
-		if _, dup := out[lset.String()]; dup {
-			return nil, fmt.Errorf("%s in two TimeSeries", lset)
+		m, err := ts.ToMetadata(req.Symbols)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", lset, err)
 		}
-		out[lset.String()] = ts.Samples
+		out = append(out, V2Series{Labels: lset, Meta: m, Samples: ts.Samples})
 	}
 	return out, nil
 }
