@@ -46,7 +46,8 @@ var keyThinLevel = []byte("t")
 // its transaction has committed.
 type roomChange struct {
 	blocks  []blockInfo // the index afterwards
-	evicted int         // samples of blocks deleted whole
+	evicted int         // samples of blocks deleted whole, not delivered
+	gone    []blockInfo // the blocks deleted whole, delivered or not
 	thinned int         // samples thinned out of merged blocks
 	freed   int64
 
@@ -148,6 +149,7 @@ func (b *Buffer) makeRoom(tx *bolt.Tx, n, allowance int64, keep map[uint32]bool)
 		if oldest.seq > delivered { // a delivered block, not yet acknowledged, is no loss
 			ch.evicted += oldest.samples
 		}
+		ch.gone = append(ch.gone, oldest)
 		ch.freed += oldest.size
 		ch.blocks = ch.blocks[1:]
 		if err := unused(); err != nil {
@@ -166,6 +168,11 @@ func (b *Buffer) applyRoomLocked(ch roomChange) {
 		}
 	}
 	b.dropped[ReasonFull] += uint64(ch.evicted)
+	if b.onEvict != nil {
+		for _, bi := range ch.gone {
+			b.onEvict(bi.seq, bi.samples)
+		}
+	}
 	b.dropped[ReasonThinned] += uint64(ch.thinned)
 	for r, seq := range ch.held {
 		b.series.held(r, seq)
