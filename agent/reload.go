@@ -44,10 +44,10 @@ func (a *Agent) reload(ctx context.Context, next config.Config, stopSender func(
 		a.log.Error("reload refused; the running configuration stays", "err", err)
 		return stopSender
 	}
-	senderChanged := !reflect.DeepEqual(next.RemoteWrite, cur.RemoteWrite)
+	senderChanged := !reflect.DeepEqual(next.Endpoints(), cur.Endpoints())
 	sender := a.sender
 	if senderChanged {
-		if sender, err = newSender(next, a.buf, a.log); err != nil {
+		if sender, err = newSenders(next, a.buf, a.log); err != nil {
 			disc.close()
 			a.log.Error("reload refused; the running configuration stays", "err", err)
 			return stopSender
