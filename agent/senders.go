@@ -40,7 +40,7 @@ func newSenders(cfg config.Config, buf *buffer.Buffer, log *slog.Logger) (*sende
 			conf[i].WriteRelabel = ep.WriteRelabel
 			maxLive = min(maxLive, ep.MaxSamplesPerSend)
 		}
-		g.fan = remotewrite.NewFanout(buf, maxLive, conf)
+		g.fan = remotewrite.NewFanout(buf, conf)
 		for i := range eps {
 			src = append(src, g.fan.Endpoint(i))
 		}

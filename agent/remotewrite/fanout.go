@@ -3,6 +3,7 @@ package remotewrite
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,15 +27,17 @@ import (
 // for itself only; the others read past them.
 //
 // The live path (samples straight from memory, never written to flash):
-// an endpoint with no committed block left to deliver takes a collection
-// from the buffer; every other endpoint that is caught up too and not
-// failing is woken to take the same block within claimWindow. The block
-// leaves memory when all of them delivered it. If one failed, missed it,
-// or was behind, the block goes back to the buffer's head and is committed
-// for it; the endpoints that delivered it remember, per series, the newest
-// sample they have (marks), and the samples at or before it are left out
-// of what they are given later, live or committed: no endpoint gets a
-// collection twice, none loses one.
+// an endpoint with no committed block left to deliver takes the head from
+// the buffer; every other endpoint that is caught up too and not failing
+// is woken to take the same block within claimWindow. The block leaves
+// memory when all of them delivered all of it. If one failed, missed it,
+// was behind, or was given only part (its MaxSamplesPerSend), the block
+// goes back to the buffer's head, to be taken again or committed for it;
+// the endpoints that delivered theirs remember, per series, the run of
+// samples they have (marks), and those are left out of what they are given
+// later, live or committed: no endpoint gets a collection twice, none
+// loses one. While an endpoint is down, what it lacks stays in the head
+// (journaled, as with one endpoint) until the next commit writes it.
 //
 // Per endpoint also: write relabeling (Prometheus applies
 // write_relabel_configs per remote_write entry; with several endpoints it
@@ -49,9 +52,8 @@ import (
 // called from any goroutine, with the buffer's lock held. Run forwards the
 // buffer's signals; Close ends the live block in flight.
 type Fanout struct {
-	src     Source
-	maxLive int
-	eps     []*Endpoint
+	src Source
+	eps []*Endpoint
 
 	mu       sync.Mutex
 	live     *fanLive // the buffer's live block in flight, or nil
@@ -81,6 +83,10 @@ const (
 type fanLive struct {
 	blk   buffer.Block
 	state []liveState
+	// given: what each endpoint that took the block was given (before
+	// relabeling): blk less what it had, at most its maxSamples.
+	given   []buffer.Block
+	trimmed []bool // given is not all it lacked of blk
 }
 
 // EndpointConfig is what the fan-out does per endpoint.
@@ -90,11 +96,10 @@ type EndpointConfig struct {
 	WriteRelabel []*relabel.Config
 }
 
-// NewFanout returns a fan-out of src to len(eps) endpoints. maxLive bounds
-// the samples of a live block: the smallest MaxSamplesPerSend among the
-// endpoints. Call Run to forward src's signals.
-func NewFanout(src Source, maxLive int, eps []EndpointConfig) *Fanout {
-	f := &Fanout{src: src, maxLive: max(maxLive, 1)}
+// NewFanout returns a fan-out of src to len(eps) endpoints. Call Run to
+// forward src's signals.
+func NewFanout(src Source, eps []EndpointConfig) *Fanout {
+	f := &Fanout{src: src}
 	for i, c := range eps {
 		f.eps = append(f.eps, &Endpoint{f: f, i: i, cfg: c,
 			committed: make(chan struct{}, 1), liveReady: make(chan struct{}, 1)})
@@ -173,7 +178,7 @@ type Endpoint struct {
 
 	// Under f.mu:
 	acked   uint64
-	failing bool            // its last live block failed: none offered until it delivers
+	failing bool            // its last live block failed: not waited for until it delivers
 	marks   map[uint32]mark // by ref: samples delivered live that went back to the buffer
 	// forget: marks to drop once the block of this seq is delivered: it
 	// holds the last of their samples.
@@ -283,7 +288,7 @@ func (e *Endpoint) Delete([]uint64) error { return errNoDelete }
 func (e *Endpoint) LastSeq() uint64              { return e.f.src.LastSeq() }
 func (e *Endpoint) Committed() <-chan struct{}   { return e.committed }
 func (e *Endpoint) LiveReady() <-chan struct{}   { return e.liveReady }
-func (e *Endpoint) caughtUp(lastSeq uint64) bool { return !e.failing && e.seen.Load() > lastSeq }
+func (e *Endpoint) caughtUp(lastSeq uint64) bool { return e.seen.Load() > lastSeq }
 func (f *Fanout) allCaughtUp(lastSeq uint64) bool {
 	for _, e := range f.eps {
 		if e.seen.Load() <= lastSeq {
@@ -294,9 +299,13 @@ func (f *Fanout) allCaughtUp(lastSeq uint64) bool {
 }
 
 // TakeLive gives this endpoint the live block in flight, or takes one from
-// the buffer when none is: only while it has no committed block left to
-// deliver and its last live block did not fail.
-func (e *Endpoint) TakeLive(_ int, _ bool) (buffer.Block, bool) {
+// the buffer when none is, while it has no committed block left to
+// deliver. The fan-out takes all of the head: an endpoint that is down
+// keeps what it lacks there (until a commit writes it for it), and the
+// others must still get what comes after. Each endpoint is given at most
+// maxSamples of what it lacks, whole series first, as the buffer's
+// TakeLive does; the rest stays for its next one.
+func (e *Endpoint) TakeLive(maxSamples int, _ bool) (buffer.Block, bool) {
 	f := e.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -308,14 +317,17 @@ func (e *Endpoint) TakeLive(_ int, _ bool) (buffer.Block, bool) {
 		// Ahead of committed blocks only when some endpoint still needs
 		// them: this one has them all. Otherwise the buffer checks for
 		// itself, blocks it could not write yet included.
-		blk, ok := f.src.TakeLive(f.maxLive, !f.allCaughtUp(last))
+		blk, ok := f.src.TakeLive(math.MaxInt32, !f.allCaughtUp(last))
 		if !ok {
 			return buffer.Block{}, false
 		}
-		f.live = &fanLive{blk: blk, state: make([]liveState, len(f.eps))}
+		n := len(f.eps)
+		f.live = &fanLive{blk: blk, state: make([]liveState, n), given: make([]buffer.Block, n), trimmed: make([]bool, n)}
 		waiting := false
 		for _, o := range f.eps {
-			if o != e && o.caughtUp(last) {
+			// One whose last attempt failed takes it when its own
+			// backoff lets it; the others do not wait for it.
+			if o != e && o.caughtUp(last) && !o.failing {
 				f.live.state[o.i] = liveExpected
 				signal(o.liveReady)
 				waiting = true
@@ -328,9 +340,35 @@ func (e *Endpoint) TakeLive(_ int, _ bool) (buffer.Block, bool) {
 	} else if f.live.state[e.i] != liveExpected {
 		return buffer.Block{}, false
 	}
+	given, trimmed := liveShare(e.unmarkedLocked(f.live.blk, false), max(maxSamples, 1))
+	if given.Samples() == 0 {
+		// It has all of it already: nothing to send (a sender given an
+		// empty block would ask again at once, and again).
+		f.live.state[e.i] = liveDone
+		f.finishLocked()
+		return buffer.Block{}, false
+	}
 	f.live.state[e.i] = liveTaken
-	blk := e.unmarkedLocked(f.live.blk, false)
-	return e.relabel(blk), true
+	f.live.given[e.i], f.live.trimmed[e.i] = given, trimmed
+	return e.relabel(given), true
+}
+
+// liveShare returns blk's series while they fit in maxSamples, at least
+// the first maxSamples samples of one; trimmed if that is not all of blk.
+func liveShare(blk buffer.Block, maxSamples int) (buffer.Block, bool) {
+	n := 0
+	for i, s := range blk.Series {
+		switch {
+		case n+len(s.T) <= maxSamples:
+			n += len(s.T)
+			continue
+		case i == 0:
+			s.T, s.V = s.T[:maxSamples:maxSamples], s.V[:maxSamples:maxSamples]
+			return buffer.Block{Seq: blk.Seq, Series: []buffer.Series{s}}, true
+		}
+		return buffer.Block{Seq: blk.Seq, Series: blk.Series[:i:i]}, true
+	}
+	return blk, false
 }
 
 // LiveDone: this endpoint delivered the live block (or dropped it, counted).
@@ -366,17 +404,19 @@ func (f *Fanout) claimExpired(l *fanLive) {
 }
 
 // finishLocked hands the live block back to the buffer once no endpoint
-// holds or is offered it: done if every endpoint delivered it, else back to
-// the head, to be committed for those that did not, with marks for those
-// that did. The caller holds f.mu.
+// holds or is offered it: done if every endpoint has all of it (given now,
+// or marked from before), else back to the head, to be committed or taken
+// again for those that lack some, with marks for what each of the others
+// was given. The caller holds f.mu.
 func (f *Fanout) finishLocked() {
 	l := f.live
 	all := true
-	for _, st := range l.state {
+	for i, st := range l.state {
 		switch st {
 		case liveExpected, liveTaken:
 			return
 		case liveDone:
+			all = all && !l.trimmed[i]
 		default:
 			all = false
 		}
@@ -398,7 +438,7 @@ func (f *Fanout) finishLocked() {
 		if e.marks == nil {
 			e.marks = map[uint32]mark{}
 		}
-		for _, s := range l.blk.Series {
+		for _, s := range l.given[i].Series {
 			n := len(s.T)
 			if n == 0 {
 				continue

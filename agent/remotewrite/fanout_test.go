@@ -1,6 +1,7 @@
 package remotewrite
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -22,6 +23,8 @@ type fakeEndpoint struct {
 	next      uint64 // next seq to read
 	delivered uint64 // last delivered, not yet acked
 	unacked   int
+	maxLive   int // its MaxSamplesPerSend; 0: no limit
+	t         *testing.T
 	holding   bool            // a live block taken, not yet handed back
 	held      buffer.Block    // it
 	got       map[string]int  // sample (series and time): times delivered
@@ -85,7 +88,10 @@ func (fe *fakeEndpoint) take() {
 	if fe.holding {
 		return
 	}
-	fe.held, fe.holding = fe.ep.TakeLive(1<<20, false)
+	fe.held, fe.holding = fe.ep.TakeLive(cmp.Or(fe.maxLive, 1<<20), false)
+	if fe.holding && fe.held.Samples() == 0 {
+		fe.t.Fatal("TakeLive gave an empty block")
+	}
 }
 
 func (fe *fakeEndpoint) handBack() {
@@ -129,10 +135,12 @@ func fanoutRun(t *testing.T, seed uint64) {
 		t.Fatal(err)
 	}
 	defer buf.Close()
-	f = NewFanout(buf, 700, make([]EndpointConfig, n))
+	f = NewFanout(buf, make([]EndpointConfig, n))
 	fes := make([]*fakeEndpoint, n)
 	for i := range fes {
-		fes[i] = &fakeEndpoint{ep: f.Endpoint(i), got: map[string]int{}, seqs: map[uint64]bool{}}
+		// Endpoints with small and large requests: a live block
+		// is shared out in parts.
+		fes[i] = &fakeEndpoint{ep: f.Endpoint(i), t: t, maxLive: 37 + 200*i, got: map[string]int{}, seqs: map[uint64]bool{}}
 	}
 	lsets := make([]labels.Labels, nSeries)
 	for i := range lsets {
@@ -280,43 +288,53 @@ func TestFanoutLiveEndpointKeepsTakingWhileAnotherIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer buf.Close()
-	f := NewFanout(buf, 1000, make([]EndpointConfig, 2))
-	up := &fakeEndpoint{ep: f.Endpoint(0), got: map[string]int{}, seqs: map[uint64]bool{}}
-	down := &fakeEndpoint{ep: f.Endpoint(1), got: map[string]int{}, seqs: map[uint64]bool{}, dead: true}
-	l := labels.FromStrings("__name__", "m")
+	f := NewFanout(buf, make([]EndpointConfig, 2))
+	// Requests of 25 samples, collections of 30: what the one that is
+	// down lacks piles up in the head, and the live one must still get
+	// each new collection, not the pile again.
+	up := &fakeEndpoint{ep: f.Endpoint(0), t: t, maxLive: 25, got: map[string]int{}, seqs: map[uint64]bool{}}
+	down := &fakeEndpoint{ep: f.Endpoint(1), t: t, got: map[string]int{}, seqs: map[uint64]bool{}, dead: true}
 	ts := time.Now().Add(-time.Hour).UnixMilli()
-	for round := range 30 {
+	const rounds, series = 40, 30
+	for round := range rounds {
 		ts += 1000
-		buf.Append(l, ts, float64(round))
+		for i := range series {
+			buf.Append(labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)), ts, float64(round))
+		}
 		buf.Collected()
 		up.committedStep(t, 1000)
 		down.committedStep(t, 1000)
-		up.take()
-		if !up.holding {
-			t.Fatalf("round %d: the live endpoint could not take the collection", round)
-		}
 		down.take()
-		up.handBack()
 		down.handBack()
-		if round%10 == 9 {
+		for range 10 { // the sender asks until there is nothing left for it
+			up.take()
+			up.handBack()
+		}
+		if len(up.got) != (round+1)*series {
+			t.Fatalf("round %d: the live endpoint has %d samples; want all %d collected", round, len(up.got), (round+1)*series)
+		}
+		if round == rounds/2 {
 			if err := buf.Commit(); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	if up.fromLive != 30 || len(up.got) != 30 {
-		t.Fatalf("live endpoint: %d samples live, %d in all; want all 30 live", up.fromLive, len(up.got))
+	if up.fromLive != rounds*series {
+		t.Fatalf("live endpoint: %d samples live; want all %d", up.fromLive, rounds*series)
 	}
-	if st := buf.Stats(); st.Samples != 30 {
-		t.Fatalf("%d samples committed; want all 30, for the endpoint that is down", st.Samples)
+	if err := buf.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if st := buf.Stats(); st.Samples != rounds*series {
+		t.Fatalf("%d samples committed; want all %d, for the endpoint that is down", st.Samples, rounds*series)
 	}
 	down.dead = false
-	for range 10 {
+	for range 20 {
 		up.committedStep(t, 1000)
 		down.committedStep(t, 1000)
 	}
-	if len(down.got) != 30 {
-		t.Fatalf("the endpoint that was down got %d samples; want 30", len(down.got))
+	if len(down.got) != rounds*series {
+		t.Fatalf("the endpoint that was down got %d samples; want %d", len(down.got), rounds*series)
 	}
 	for k, c := range up.got {
 		if c != 1 {
@@ -337,7 +355,7 @@ func TestFanoutRelabelsPerEndpoint(t *testing.T) {
 	}
 	defer buf.Close()
 	drop := &relabel.Config{SourceLabels: model.LabelNames{"__name__"}, Regex: relabel.MustNewRegexp("secret.*"), Action: relabel.Drop}
-	f := NewFanout(buf, 1000, []EndpointConfig{{}, {WriteRelabel: []*relabel.Config{drop}}})
+	f := NewFanout(buf, []EndpointConfig{{}, {WriteRelabel: []*relabel.Config{drop}}})
 	ts := time.Now().Add(-time.Hour).UnixMilli()
 	buf.Append(labels.FromStrings("__name__", "secret_x"), ts, 1)
 	buf.Append(labels.FromStrings("__name__", "public_y"), ts, 1)
