@@ -183,6 +183,9 @@ type Endpoint struct {
 	// forget: marks to drop once the block of this seq is delivered: it
 	// holds the last of their samples.
 	forget map[uint32]uint64
+	// detached: the share of a live block given to it while failing,
+	// which did not wait for it; Series nil when none.
+	detached buffer.Block
 
 	relabeled map[uint32]relabeled // the endpoint goroutine's alone
 	lb        labels.Builder
@@ -341,12 +344,23 @@ func (e *Endpoint) TakeLive(maxSamples int, _ bool) (buffer.Block, bool) {
 		return buffer.Block{}, false
 	}
 	given, trimmed := liveShare(e.unmarkedLocked(f.live.blk, false), max(maxSamples, 1))
-	if given.Samples() == 0 {
+	switch {
+	case given.Samples() == 0:
 		// It has all of it already: nothing to send (a sender given an
 		// empty block would ask again at once, and again).
 		f.live.state[e.i] = liveDone
 		f.finishLocked()
 		return buffer.Block{}, false
+	case e.failing:
+		// Its retry: it gets its share, but the block does not wait for
+		// it (an unreachable receiver holds a request for its whole
+		// timeout, and the buffer's commit and the other endpoints' next
+		// collections would wait with it). The samples go back to the
+		// head for it; if it delivers them after all, it marks them.
+		f.live.state[e.i] = liveNone
+		e.detached = given
+		f.finishLocked()
+		return e.relabel(given), true
 	}
 	f.live.state[e.i] = liveTaken
 	f.live.given[e.i], f.live.trimmed[e.i] = given, trimmed
@@ -381,6 +395,14 @@ func (e *Endpoint) handBack(st liveState) {
 	f := e.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if d := e.detached; d.Series != nil {
+		e.detached = buffer.Block{}
+		if st == liveDone {
+			e.failing = false
+			e.markLocked(d)
+		}
+		return
+	}
 	if f.live == nil || f.live.state[e.i] != liveTaken {
 		return // not this endpoint's to hand back
 	}
@@ -431,26 +453,30 @@ func (f *Fanout) finishLocked() {
 		return
 	}
 	for i, st := range l.state {
-		if st != liveDone {
-			continue
-		}
-		e := f.eps[i]
-		if e.marks == nil {
-			e.marks = map[uint32]mark{}
-		}
-		for _, s := range l.given[i].Series {
-			n := len(s.T)
-			if n == 0 {
-				continue
-			}
-			m, ok := e.marks[s.Ref]
-			if !ok {
-				m = mark{lo: s.T[0], hi: s.T[n-1]}
-			}
-			e.marks[s.Ref] = mark{lo: min(m.lo, s.T[0]), hi: max(m.hi, s.T[n-1])}
+		if st == liveDone {
+			f.eps[i].markLocked(l.given[i])
 		}
 	}
 	f.src.LiveFailed()
+}
+
+// markLocked notes that the endpoint has blk's samples, delivered live and
+// back in the buffer. The caller holds f.mu.
+func (e *Endpoint) markLocked(blk buffer.Block) {
+	if e.marks == nil {
+		e.marks = map[uint32]mark{}
+	}
+	for _, s := range blk.Series {
+		n := len(s.T)
+		if n == 0 {
+			continue
+		}
+		m, ok := e.marks[s.Ref]
+		if !ok {
+			m = mark{lo: s.T[0], hi: s.T[n-1]}
+		}
+		e.marks[s.Ref] = mark{lo: min(m.lo, s.T[0]), hi: max(m.hi, s.T[n-1])}
+	}
 }
 
 // unmarkedLocked returns blk without the samples this endpoint delivered

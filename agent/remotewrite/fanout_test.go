@@ -140,6 +140,7 @@ func fanoutRun(t *testing.T, seed uint64) {
 	}
 	defer buf.Close()
 	f = NewFanout(buf, make([]EndpointConfig, n))
+	defer f.Close()
 	fes := make([]*fakeEndpoint, n)
 	for i := range fes {
 		// Endpoints with small and large requests: a live block
@@ -293,6 +294,7 @@ func TestFanoutLiveEndpointKeepsTakingWhileAnotherIsDown(t *testing.T) {
 	}
 	defer buf.Close()
 	f := NewFanout(buf, make([]EndpointConfig, 2))
+	defer f.Close() // a live block in flight goes back before the buffer's Close commits
 	// Requests of 25 samples, collections of 30: what the one that is
 	// down lacks piles up in the head, and the live one must still get
 	// each new collection, not the pile again.
@@ -308,8 +310,18 @@ func TestFanoutLiveEndpointKeepsTakingWhileAnotherIsDown(t *testing.T) {
 		buf.Collected()
 		up.committedStep(t, 1000)
 		down.committedStep(t, 1000)
-		down.take()
-		down.handBack()
+		// The one that is down tries (its retry) and holds its request
+		// over the next round, as an unreachable receiver holds it for
+		// its timeout: the live one must not wait for it.
+		switch {
+		case round == 0: // its first failure: until then it is waited for
+			down.take()
+			down.handBack()
+		case round%2 == 1:
+			down.take()
+		default:
+			down.handBack()
+		}
 		for range 10 { // the sender asks until there is nothing left for it
 			up.take()
 			up.handBack()
@@ -332,6 +344,7 @@ func TestFanoutLiveEndpointKeepsTakingWhileAnotherIsDown(t *testing.T) {
 	if st := buf.Stats(); st.Samples != rounds*series {
 		t.Fatalf("%d samples committed; want all %d, for the endpoint that is down", st.Samples, rounds*series)
 	}
+	down.handBack()
 	down.dead = false
 	for range 20 {
 		up.committedStep(t, 1000)
