@@ -37,7 +37,10 @@ import (
 // samples they have (marks), and those are left out of what they are given
 // later, live or committed: no endpoint gets a collection twice, none
 // loses one. While an endpoint is down, what it lacks stays in the head
-// (journaled, as with one endpoint) until the next commit writes it.
+// (journaled, as with one endpoint) until the next commit writes it. Its
+// retries take their share of the head without holding the block: from
+// its first failure on, the others never wait for its requests (until
+// then, one request, at most its timeout, is waited for).
 //
 // Per endpoint also: write relabeling (Prometheus applies
 // write_relabel_configs per remote_write entry; with several endpoints it
