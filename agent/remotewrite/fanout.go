@@ -118,7 +118,10 @@ func (f *Fanout) Endpoint(i int) *Endpoint { return f.eps[i] }
 func (f *Fanout) Dropped(i int) uint64 { return f.eps[i].dropped.Load() }
 
 // Evicted counts a block deleted whole to make room (buffer.Options'
-// Evicted) against each endpoint that had not delivered it. It takes no
+// Evicted) against each endpoint that had not delivered it. The count is
+// never less than what an endpoint lost; it may be more: samples it had
+// from a live block before they were committed for another endpoint are
+// counted too, as the block's contents are not known here. It takes no
 // lock of the fan-out's: the buffer calls it with its own held, while the
 // fan-out may be waiting for that one.
 func (f *Fanout) Evicted(seq uint64, samples int) {
