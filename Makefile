@@ -48,7 +48,7 @@ help:
 	@echo "make bench-compare  ferry vs vmagent and Prometheus 3 agent mode, side by side, two workloads (~20 min; bench/RESULTS-compare.md)"
 	@echo "make peers       build the pinned vmagent and Prometheus that bench-compare runs into .tools/peers/ (once)"
 	@echo "make fuzz        every fuzz target for FUZZTIME each (default 1m)"
-	@echo "make powercut    20 power cuts under ferry in a VM per sync policy, 1m and FLASH_SYNC (~13 min; not in make test)"
+	@echo "make powercut    20 power cuts under ferry in a VM per sync policy, 30s and FLASH_SYNC (~13 min; not in make test)"
 
 build:
 	CGO_ENABLED=0 $(GO) build $(GCFLAGS) -tags $(TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ferry ./cmd/ferry
@@ -166,7 +166,7 @@ bench-compare: build peers
 # files; scrape bodies; the config file.
 FUZZTIME ?= 1m
 FUZZ_TARGETS := ./buffer:FuzzDecodeBlock ./buffer:FuzzDecodeLabels ./buffer:FuzzCheckFile ./buffer:FuzzReplayJournal \
-	./collectors/scrape:FuzzParse ./collectors/scrape:FuzzParseLimits ./agent/config:FuzzConfigFile \
+	./collectors/scrape:FuzzParse ./collectors/scrape:FuzzParseLimits ./collectors/exposition:FuzzSameAsPrometheus ./agent/config:FuzzConfigFile \
 	./agent/remotewrite/carry:FuzzReader ./agent/remotewrite/codec:FuzzDecodeRequest
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
@@ -176,7 +176,7 @@ fuzz:
 
 # Real power cuts (bench/powercut/README.md): ferry in a qemu VM whose disk
 # loses what the guest did not flush; SIGKILL at random moments, boot, check.
-# Once with the default sync interval (1m), once with the flash-friendly
+# Once with the default sync interval (30s), once with the flash-friendly
 # FLASH_SYNC; both tables go to $(BIN)/powercut/results.md. ~13 min on 2
 # cores under software emulation.
 POWERCUT_CUTS ?= 20
@@ -187,7 +187,7 @@ powercut: build
 	rm -f $(BIN)/powercut/results.md
 	rc=0; \
 	$(BIN)/powercut-rig -ferry $(BIN)/ferry -kernel $(BIN)/powercut/kernel -work $(BIN)/powercut/default -cuts $(POWERCUT_CUTS) \
-		-sync-interval 1m -min-delay 20s -max-delay 4m -report $(BIN)/powercut/results.md || rc=1; \
+		-sync-interval 30s -min-delay 20s -max-delay 4m -report $(BIN)/powercut/results.md || rc=1; \
 	$(BIN)/powercut-rig -ferry $(BIN)/ferry -kernel $(BIN)/powercut/kernel -work $(BIN)/powercut/flash -cuts $(POWERCUT_CUTS) \
 		-sync-interval $(FLASH_SYNC) -min-delay 30s -max-delay 12m -report $(BIN)/powercut/results.md || rc=1; \
 	exit $$rc

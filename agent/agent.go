@@ -52,6 +52,8 @@ type Agent struct {
 	fan atomic.Pointer[remotewrite.Fanout]
 
 	disc *discovery // the jobs with file_sd_configs, or nil; the agent's loop's alone
+
+	history web.History // the status page's last hour, fed by gather
 }
 
 // Run starts ferry with cfg and returns when ctx ends, after committing what
@@ -326,6 +328,9 @@ func (a *Agent) commitLoop(ctx context.Context, syncInterval time.Duration) {
 		case <-sync.C:
 			if err := a.buf.Sync(); err != nil {
 				fail("syncing the buffer's journal", err)
+			} else if a.log.Enabled(ctx, slog.LevelDebug) {
+				st := a.buf.Stats()
+				a.log.Debug("synced", "buffered_samples", st.Samples+st.JournalSynced, "newest_ms", max(st.NewestT, st.JournalSyncedNewestT))
 			}
 		case <-commit.C:
 			a.commit(ctx, fail)
@@ -339,7 +344,8 @@ func (a *Agent) commit(ctx context.Context, fail func(string, error)) {
 	if err := a.buf.Commit(); err != nil {
 		fail("committing to the buffer", err)
 	} else if a.log.Enabled(ctx, slog.LevelDebug) {
-		// What is on disk now: the claim bench/powercut checks after a power cut.
+		// What is on disk now: the claim bench/powercut checks after a
+		// power cut (as the "synced" line after each journal sync).
 		st := a.buf.Stats()
 		a.log.Debug("committed", "buffered_samples", st.Samples, "newest_ms", st.NewestT)
 	}
@@ -353,10 +359,7 @@ func (a *Agent) buildSources(cfg config.Config) ([]*source, error) {
 }
 
 func (a *Agent) sourcesFor(cfg config.Config, disc *discovery) ([]*source, error) {
-	hostname, err := os.Hostname()
-	if err != nil {
-		hostname = "localhost"
-	}
+	hostname := instanceOf(cfg)
 	defaultTimeout := min(cfg.ScrapeInterval, config.MaxScrapeTimeout)
 	var sources []*source
 	if hs := host.NewSet(cfg.Collectors, cfg.Paths); hs != nil {
@@ -401,4 +404,19 @@ func (a *Agent) targetSources(cfg config.Config, targets []config.ScrapeTarget, 
 		sources = append(sources, s)
 	}
 	return sources, nil
+}
+
+// instanceOf is the instance label of the host's and ferry's own series:
+// the configured one (--instance, --instance-from, ferry.instance), else
+// the hostname, as for node_exporter scraped by Prometheus less the port.
+// README.md, "Fleet identity", documents the rule.
+func instanceOf(cfg config.Config) string {
+	if cfg.Instance != "" {
+		return cfg.Instance
+	}
+	hostname, err := os.Hostname()
+	if err != nil || hostname == "" {
+		return "localhost"
+	}
+	return hostname
 }

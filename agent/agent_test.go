@@ -119,3 +119,30 @@ func TestMetricsEndpointShowsTheBuffer(t *testing.T) {
 		t.Errorf("/-/ready before start: %d, want 503", rec.Code)
 	}
 }
+
+// TestInstanceIdentity: the host's series (job node) and ferry's own (job
+// ferry) carry the configured instance, else the hostname; scrape targets
+// keep their own.
+func TestInstanceIdentity(t *testing.T) {
+	hostname, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ configured, want string }{{"", hostname}, {"SN-00042", "SN-00042"}} {
+		cfg := config.DefaultConfig()
+		cfg.Instance = tc.configured
+		cfg.Collectors = map[string]bool{"loadavg": true}
+		a := &Agent{cfg: cfg, log: slog.New(slog.DiscardHandler), started: time.Now()}
+		sources, err := a.sourcesFor(cfg, &discovery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs := map[string]string{}
+		for _, s := range sources {
+			jobs[s.target.Get("job")] = s.target.Get("instance")
+		}
+		if jobs["node"] != tc.want || jobs["ferry"] != tc.want {
+			t.Errorf("instance %q configured: node %q, ferry %q; want %q", tc.configured, jobs["node"], jobs["ferry"], tc.want)
+		}
+	}
+}

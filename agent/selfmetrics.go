@@ -148,6 +148,7 @@ func (a *Agent) gather(c *collectors.Collection, snap *web.Snapshot, now time.Ti
 	// One set of sender figures per endpoint; without any, one set of
 	// zeros without the label, so that rates and alerts work from the start.
 	eps, n := cfg.Endpoints(), 1
+	var sentAll uint64 // over every endpoint, for the plot of the send rate
 	if sender != nil {
 		n = len(sender.all)
 	}
@@ -160,6 +161,7 @@ func (a *Agent) gather(c *collectors.Collection, snap *web.Snapshot, now time.Ti
 		} else if len(eps) > 0 {
 			ep = eps[0]
 		}
+		sentAll += rw.SamplesSent
 		label := ""
 		if sender != nil {
 			label = ep.Label()
@@ -201,6 +203,11 @@ func (a *Agent) gather(c *collectors.Collection, snap *web.Snapshot, now time.Ti
 		s.Clock.Jumps = append(s.Clock.Jumps, web.Jump{Direction: d, Count: fig(clockJumpsDesc, float64(cs.Jumps[d]), d)})
 	}
 
+	// Each look also feeds the status page's plots: the source "ferry"
+	// looks every interval, so the hour has its points without a visitor.
+	a.history.Observe(now, web.Point{Unix: float64(now.UnixMilli()) / 1000,
+		Waiting: float64(st.Samples + st.HeadSamples), Age: age, Sent: float64(sentAll)})
+
 	c.Add(startTimeDesc, float64(a.started.UnixMilli())/1000)
 	if rss, cpu, ok := readProcSelf(cfg.Paths.ProcFS); ok {
 		c.Add(residentDesc, rss)
@@ -211,7 +218,8 @@ func (a *Agent) gather(c *collectors.Collection, snap *web.Snapshot, now time.Ti
 		return
 	}
 	s.Version, s.Taken, s.Started, s.SyncInterval = cfg.Version, now, a.started, cfg.SyncInterval
-	s.Host, _ = os.Hostname()
+	s.Host = instanceOf(cfg)
+	s.History = a.history.Points(now)
 	for i, src := range sources {
 		src.mu.Lock()
 		s.Sources[i].LastRun, s.Sources[i].LastErr = src.lastRun, src.lastErr

@@ -6,6 +6,7 @@ import (
 	"html"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/ferry-agent/ferry/agent/config"
 	"github.com/ferry-agent/ferry/agent/remotewrite"
+	"github.com/ferry-agent/ferry/agent/web"
 	"github.com/ferry-agent/ferry/buffer"
 	"github.com/ferry-agent/ferry/collectors"
 )
@@ -41,7 +43,11 @@ func (failingCollector) Collect(context.Context, *collectors.Collection) error {
 // request and then took the next, a host collector and a target failing.
 // Nothing runs in the background, so every figure but the backlog age stays
 // put while the test compares.
-func statusFixture(t *testing.T) *httptest.Server {
+//
+// It also returns the history fed to the status page's plots: the last
+// hour of an outage, a backlog growing and its age with it, then sending
+// as the link comes back.
+func statusFixture(t *testing.T) (*httptest.Server, []web.Point) {
 	t.Helper()
 	var requests atomic.Int32
 	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -76,6 +82,16 @@ func statusFixture(t *testing.T) *httptest.Server {
 	}
 	// Two blocks: the receiver rejects the first and takes the second.
 	now := time.Now()
+	var fed []web.Point
+	for i := range 50 {
+		at := now.Add(time.Duration(i-55) * time.Minute)
+		p := web.Point{Unix: float64(at.UnixMilli()) / 1000, Waiting: float64(200 * i), Age: float64(60 * i)}
+		if i >= 40 { // the link is back: draining at 20 samples/s
+			p.Waiting, p.Age, p.Sent = float64(200*40-1000*(i-40)), float64(60*(40-(i-40))), float64(1200*(i-40))
+		}
+		a.history.Observe(at, p)
+		fed = append(fed, p)
+	}
 	m := labels.FromStrings("__name__", "m")
 	for i := range 2 {
 		buf.Append(m, now.Add(-3*time.Hour).UnixMilli()+int64(i), 1)
@@ -121,7 +137,51 @@ func statusFixture(t *testing.T) *httptest.Server {
 
 	srv := httptest.NewServer(a.handler())
 	t.Cleanup(srv.Close)
-	return srv
+	return srv, fed
+}
+
+// plotLine is a plot's polyline, as the server writes it and as Chromium
+// serializes it.
+var plotLine = regexp.MustCompile(`<svg id="(plot-[a-z]+)"[^>]* data-top="([^"]*)"[^>]*>[\s\S]*?<polyline [^>]*points="([^"]*)" data-times="([^"]*)" data-values="([^"]*)"`)
+
+// checkPlots: the page plots the history fed to it, each point where its
+// value puts it; the send rate is that between the points.
+func checkPlots(t *testing.T, page string, fed []web.Point) {
+	t.Helper()
+	want := map[string][]float64{}
+	for i, p := range fed {
+		want["plot-waiting"] = append(want["plot-waiting"], p.Waiting)
+		want["plot-age"] = append(want["plot-age"], p.Age)
+		if i > 0 {
+			want["plot-rate"] = append(want["plot-rate"], (p.Sent-fed[i-1].Sent)/(p.Unix-fed[i-1].Unix))
+		}
+	}
+	found := 0
+	for _, m := range plotLine.FindAllStringSubmatch(page, -1) {
+		found++
+		top, _ := strconv.ParseFloat(m[2], 64)
+		values, pts := strings.Fields(m[5]), strings.Fields(m[3])
+		w := want[m[1]]
+		if len(values) < len(w) || len(pts) != len(values) || top <= 0 {
+			t.Errorf("%s: %d values, %d points, top %v; want at least the %d fed", m[1], len(values), len(pts), top, len(w))
+			continue
+		}
+		for i, v := range w {
+			got, err := strconv.ParseFloat(values[i], 64)
+			if err != nil || math.Abs(got-v) > 1e-9 {
+				t.Errorf("%s point %d: value %s, want %v", m[1], i, values[i], v)
+				continue
+			}
+			_, ys, _ := strings.Cut(pts[i], ",")
+			y, _ := strconv.ParseFloat(ys, 64)
+			if wantY := 86 - v/top*72; math.Abs(y-wantY) > 0.06 {
+				t.Errorf("%s point %d: drawn at y %v, want %v for %v of %v", m[1], i, y, wantY, v, top)
+			}
+		}
+	}
+	if found != 3 {
+		t.Errorf("%d plots on the page, want samples waiting, backlog age and send rate", found)
+	}
 }
 
 func get(t *testing.T, url string) string {
@@ -270,7 +330,7 @@ func checkFigureText(t *testing.T, series string, v float64, text string) {
 // TestStatusPage: "/" shows the figures of /metrics, each in words that
 // match its value, with what went wrong and where.
 func TestStatusPage(t *testing.T) {
-	srv := statusFixture(t)
+	srv, fed := statusFixture(t)
 	before := metricValues(t, get(t, srv.URL+"/metrics"))
 	resp, err := http.Get(srv.URL + "/")
 	if err != nil {
@@ -286,6 +346,7 @@ func TestStatusPage(t *testing.T) {
 		t.Errorf("Content-Security-Policy %q does not keep outside assets out", csp)
 	}
 	checkStatusPage(t, string(page), before, after)
+	checkPlots(t, string(page), fed)
 
 	// Only "/" is the page; other paths are not found.
 	if resp, err := http.Get(srv.URL + "/nothing"); err != nil || resp.StatusCode != http.StatusNotFound {
@@ -307,7 +368,7 @@ func TestStatusPageInChromium(t *testing.T) {
 		}
 		t.Skip("chromium is not installed; run scripts/test-deps.sh")
 	}
-	srv := statusFixture(t)
+	srv, fed := statusFixture(t)
 	browse := func(args ...string) []byte {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -329,6 +390,7 @@ func TestStatusPageInChromium(t *testing.T) {
 	dom := browse("--dump-dom")
 	after := metricValues(t, get(t, srv.URL+"/metrics"))
 	checkStatusPage(t, string(dom), before, after)
+	checkPlots(t, string(dom), fed)
 
 	shot := filepath.Join(t.TempDir(), "status.png")
 	if keep := os.Getenv("STATUS_SCREENSHOT"); keep != "" {

@@ -61,9 +61,11 @@ type Options struct {
 	Dir     string // made (0750) if missing, unless ReadOnly
 	MaxSize int64  // bytes the buffer may take on disk: the file (series dictionary included) and its journal
 	// ReadOnly is for inspection while no agent has the buffer open: Open
-	// fails with ErrInUse while one has. Commit fails, Close drops the
-	// head, Ack and Delete do nothing and return nil, damaged blocks are
-	// skipped but not deleted, a corrupt file is reported, not moved aside.
+	// fails with ErrInUse while one has. The journal a process that died
+	// left is replayed into the head, in memory only (ForEach ends with
+	// it). Commit fails, Close drops the head, Ack and Delete do nothing
+	// and return nil, damaged blocks are skipped but not deleted, a
+	// corrupt file is reported, not moved aside.
 	ReadOnly bool
 	Thin     bool // when full, thin old data instead of evicting it whole (thin.go)
 	// MaxHeadBytes bounds the memory of samples appended and not yet
@@ -128,7 +130,12 @@ type Stats struct {
 	UsedBytes    int64 // of it, the pages in use (not free for reuse)
 	SeriesBytes  int64 // of it, the series dictionary (estimated)
 	JournalBytes int64 // size of the journal; FileBytes + JournalBytes <= MaxBytes
-	MaxBytes     int64 // the configured cap
+	// JournalSynced is how many samples the journal held at its last Sync,
+	// the newest at JournalSyncedNewestT (ms): with the committed ones,
+	// what a power cut leaves.
+	JournalSynced        int
+	JournalSyncedNewestT int64
+	MaxBytes             int64 // the configured cap
 	// NeededBytes, when not 0, is the cap a commit needed whole but did
 	// not have (its label sets and samples; counted as cap_too_small):
 	// the largest since Open.
@@ -203,7 +210,11 @@ type Buffer struct {
 	forgotten   map[uint64]int64       // lastT of series forgotten while open, by label hash
 	readAs      map[uint64]blockHeader // blocks as Read last returned them, for Delete
 	delivered   uint64                 // the receiver has every block up to it (Delivered)
-	blocks      []blockInfo            // committed, ascending seq
+	split       uint64                 // SplitAt's seq: blocks from it on go ahead of older ones
+	// evictedRead: samples of blocks evicted while the sender had them
+	// read, by seq, counted full unless it delivers them (resolveEvicted).
+	evictedRead map[uint64]int
+	blocks      []blockInfo // committed, ascending seq
 	nextSeq     uint64
 	dropped     map[string]uint64
 	liveSeries  int   // series in use when unused ones were last removed
@@ -271,6 +282,9 @@ func Open(opts Options) (*Buffer, error) {
 	if opts.ReadOnly {
 		if err := b.openAndLoad(true); err != nil {
 			return nil, err
+		}
+		if err := b.readJournal(); err != nil {
+			return nil, errors.Join(err, b.db.Close())
 		}
 		return b, nil
 	}
@@ -388,6 +402,7 @@ func (b *Buffer) openAndLoad(readOnly bool) (err error) {
 	b.state = map[uint32]*seriesState{}
 	b.forgotten = map[uint64]int64{}
 	b.readAs = map[uint64]blockHeader{}
+	b.evictedRead = map[uint64]int{}
 	b.liveEnded = sync.NewCond(&b.mu)
 	b.blocks, b.nextSeq = nil, 1
 
@@ -747,6 +762,8 @@ func (b *Buffer) read(from uint64, maxSamples int) ([]Block, uint64, error) {
 
 // ForEach calls fn with every committed block, oldest first, in one read
 // transaction: a consistent view for tools that read the whole backlog.
+// Opened ReadOnly, it ends with the samples of the journal that no commit
+// holds (a process that died left them), as a block with the next Seq.
 // The caller owns the Blocks (see Block). fn's error ends the walk and is
 // returned. fn may call Append, Committed and LastSeq only: the other
 // methods open transactions of their own, which from the goroutine holding
@@ -755,7 +772,7 @@ func (b *Buffer) read(from uint64, maxSamples int) ([]Block, uint64, error) {
 // to decode are skipped, not deleted, and counted as corrupt each time a
 // ForEach passes them.
 func (b *Buffer) ForEach(fn func(Block) error) error {
-	return b.db.View(func(tx *bolt.Tx) error {
+	err := b.db.View(func(tx *bolt.Tx) error {
 		bb := tx.Bucket(bucketBlocks)
 		if bb == nil {
 			return nil
@@ -770,6 +787,21 @@ func (b *Buffer) ForEach(fn func(Block) error) error {
 			return fn(b.resolve(seq, data))
 		})
 	})
+	if err != nil || !b.db.IsReadOnly() {
+		return err
+	}
+	b.mu.Lock()
+	refs := slices.Sorted(maps.Keys(b.head))
+	journaled := Block{Seq: b.nextSeq, Series: make([]Series, 0, len(refs))}
+	for _, r := range refs {
+		s := b.head[r]
+		journaled.Series = append(journaled.Series, Series{Ref: r, Labels: b.series.byRef[r], T: s.ts, V: s.vs})
+	}
+	b.mu.Unlock()
+	if len(refs) == 0 {
+		return nil
+	}
+	return fn(journaled)
 }
 
 // resolve turns series refs into label sets.
@@ -812,7 +844,21 @@ func (b *Buffer) Ack(seq uint64) error {
 func (b *Buffer) Delivered(seq uint64) {
 	b.mu.Lock()
 	b.delivered = max(b.delivered, seq)
+	b.resolveEvictedLocked(func(s uint64) bool { return s <= seq && (b.split == 0 || s < b.split) }, false)
 	b.mu.Unlock()
+}
+
+// resolveEvictedLocked settles the blocks evicted while the sender had them
+// read that match: delivered, or (lost) counted full. The caller holds mu.
+func (b *Buffer) resolveEvictedLocked(match func(seq uint64) bool, lost bool) {
+	for seq, n := range b.evictedRead {
+		if match(seq) {
+			if lost {
+				b.dropped[ReasonFull] += uint64(n)
+			}
+			delete(b.evictedRead, seq)
+		}
+	}
 }
 
 // Delete deletes the given blocks, delivered out of order (the sender's
@@ -825,6 +871,7 @@ func (b *Buffer) Delete(seqs []uint64) error {
 	b.mu.Lock()
 	keep := make([]uint64, 0, len(seqs))
 	for _, seq := range seqs {
+		delete(b.evictedRead, seq) // evicted while in flight: delivered
 		i, found := slices.BinarySearchFunc(b.blocks, seq, func(bi blockInfo, s uint64) int { return cmp.Compare(bi.seq, s) })
 		if read, ok := b.readAs[seq]; ok && found && b.blocks[i].blockHeader != read {
 			continue // merged since it was read
@@ -833,6 +880,23 @@ func (b *Buffer) Delete(seqs []uint64) error {
 	}
 	b.mu.Unlock()
 	return b.deleteBlocks(keep, "")
+}
+
+// SplitAt tells the buffer that the sender sends the blocks from seq on
+// ahead of the older ones (fresh data first; 0: oldest first again).
+// Thinning then never merges a block below seq with one at or above it:
+// the merged block would carry backlog samples into the part sent first,
+// after newer ones. The split lasts until the next SplitAt or Close. Safe
+// for concurrent use; it never waits for the disk.
+func (b *Buffer) SplitAt(seq uint64) {
+	b.mu.Lock()
+	if old := b.split; seq == 0 && old != 0 {
+		// The fresh part is done: fresh blocks read with the backlog and
+		// evicted before the fresh part reached them were not delivered.
+		b.resolveEvictedLocked(func(s uint64) bool { return s >= old }, true)
+	}
+	b.split = seq
+	b.mu.Unlock()
 }
 
 // LastSeq is the seq of the newest committed block, 0 if there is none
@@ -908,6 +972,9 @@ func (b *Buffer) Stats() Stats {
 		FilesDeleted:    b.filesDeleted,
 		AsideBytes:      b.asideBytes,
 	}
+	if b.jf != nil {
+		st.JournalSynced, st.JournalSyncedNewestT = b.jf.synced.n, b.jf.synced.newest
+	}
 	for i, bi := range b.blocks {
 		st.Samples += bi.samples
 		if i == 0 || bi.minT < st.OldestT {
@@ -925,6 +992,9 @@ func (b *Buffer) Stats() Stats {
 // the file once open read transactions end, and releases its lock. The
 // file is closed even if the commit fails; the error joins both.
 func (b *Buffer) Close() error {
+	b.mu.Lock()
+	b.resolveEvictedLocked(func(uint64) bool { return true }, true) // never delivered
+	b.mu.Unlock()
 	var err error
 	if !b.db.IsReadOnly() {
 		err = b.Commit()

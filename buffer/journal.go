@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"os"
 	"slices"
 
@@ -67,6 +68,15 @@ type journal struct {
 	f        *os.File
 	size     int64
 	unsynced bool
+
+	// Samples written since the journal was emptied, and as of the last
+	// Sync: those survive a power cut.
+	written, synced journaledSamples
+}
+
+type journaledSamples struct {
+	n      int
+	newest int64 // ms
 }
 
 // Journal appends to the journal the samples that were already in the head
@@ -79,7 +89,7 @@ func (b *Buffer) Journal() error {
 	b.writeMu.Lock()
 	defer b.writeMu.Unlock()
 	b.mu.Lock()
-	rec := b.journalRecordLocked()
+	rec, due := b.journalRecordLocked()
 	b.mu.Unlock()
 	if rec == nil {
 		return nil
@@ -98,6 +108,8 @@ func (b *Buffer) Journal() error {
 	if err := b.jf.append(rec); err != nil {
 		return fmt.Errorf("buffer journal: %w", err)
 	}
+	b.jf.written.n += due.n
+	b.jf.written.newest = max(b.jf.written.newest, due.newest)
 	if b.jf.size >= journalShare(b.maxSize) {
 		signal(b.headFull)
 	}
@@ -119,12 +131,15 @@ func (b *Buffer) Sync() error {
 		return fmt.Errorf("buffer journal sync: %w", err)
 	}
 	b.jf.unsynced = false
+	b.mu.Lock() // Stats reads synced under mu
+	b.jf.synced = b.jf.written
+	b.mu.Unlock()
 	return nil
 }
 
 // journalRecordLocked encodes the samples due for the journal, nil if none,
 // and marks what is in the head now for the next call. The caller holds mu.
-func (b *Buffer) journalRecordLocked() []byte {
+func (b *Buffer) journalRecordLocked() ([]byte, journaledSamples) {
 	type sample struct {
 		ref uint32
 		t   int64
@@ -155,7 +170,7 @@ func (b *Buffer) journalRecordLocked() []byte {
 		st.markT = max(st.markT, s.ts[len(s.ts)-1])
 	}
 	if len(due) == 0 {
-		return nil
+		return nil, journaledSamples{}
 	}
 	// Samples of one collection share their timestamp: grouped by it, a
 	// sample costs its series' ref delta and its value.
@@ -203,7 +218,7 @@ func (b *Buffer) journalRecordLocked() []byte {
 	payload := binary.AppendUvarint(nil, uint64(nDefs))
 	payload = append(payload, defs...)
 	payload = binary.AppendUvarint(payload, uint64(nGroups))
-	return append(payload, groups...)
+	return append(payload, groups...), journaledSamples{len(due), due[len(due)-1].t}
 }
 
 // journalRecordBound is the most bytes append writes for a payload of n
@@ -243,6 +258,7 @@ func (b *Buffer) emptyJournalLocked() error {
 	}
 	b.jf.size, b.jf.unsynced = 0, false
 	b.mu.Lock()
+	b.jf.written, b.jf.synced = journaledSamples{}, journaledSamples{}
 	for _, st := range b.state {
 		st.jT, st.jV, st.jDefined, st.journaled = 0, 0, false, false
 	}
@@ -269,6 +285,25 @@ func (b *Buffer) openJournal() (samples int, err error) {
 	}
 	b.jf.size = fi.Size()
 	return samples, nil
+}
+
+// readJournal replays the journal a process that died left into the head
+// of a buffer opened ReadOnly, in memory only: nothing is written, and the
+// next writable Open replays and commits it as always.
+func (b *Buffer) readJournal() error {
+	f, err := os.Open(b.path + JournalSuffix)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("buffer journal: %w", err)
+	}
+	defer f.Close()
+	samples, rerr := replayJournal(bufio.NewReader(f), b.Append)
+	if rerr != nil {
+		b.log.Warn("buffer journal damaged; read what came before the damage", "file", b.path+JournalSuffix, "samples", samples, "err", rerr)
+	}
+	return nil
 }
 
 var errJournal = errors.New("damaged journal record")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -175,4 +176,65 @@ func FuzzReplayJournal(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = replayJournal(bufio.NewReader(bytes.NewReader(data)), func(labels.Labels, int64, float64) {})
 	})
+}
+
+// "ferry buffer export" and "stat" open the buffer read-only: after a crash
+// they see what the journal holds too, in memory, and leave the journal for
+// the agent's next start to commit.
+func TestReadOnlyOpenReadsTheJournal(t *testing.T) {
+	dir := t.TempDir()
+	b := openTest(t, dir, 4<<20)
+	defer b.Close()
+	const series = 50
+	appendRound(b, series, 1_000_000)
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for round := 1; round <= 3; round++ {
+		appendRound(b, series, int64(1_000_000+round*15_000))
+		if err := b.Journal(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Journal(); err != nil {
+		t.Fatal(err)
+	}
+	crashed := crashCopy(t, dir)
+	journal := journalBytes(t, crashed)
+
+	ro, err := Open(Options{Dir: crashed, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]int64{}
+	blocks := 0
+	err = ro.ForEach(func(blk Block) error {
+		blocks++
+		for _, s := range blk.Series {
+			got[s.Labels.String()] = append(got[s.Labels.String()], s.T...)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ro.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != series || blocks < 2 {
+		t.Fatalf("%d series in %d blocks, want %d in the committed ones and the journal's", len(got), blocks, series)
+	}
+	for k, ts := range got {
+		if want := []int64{1_000_000, 1_015_000, 1_030_000, 1_045_000}; !slices.Equal(ts, want) {
+			t.Fatalf("%s: %v, want the committed round and the three journaled ones, once each", k, ts)
+		}
+	}
+	if n := journalBytes(t, crashed); n != journal {
+		t.Fatalf("journal %d bytes after a read-only open, was %d", n, journal)
+	}
+	after := openTest(t, crashed, 4<<20) // the agent's next start commits it
+	defer after.Close()
+	if n := len(drain(t, after)); n != series {
+		t.Fatalf("the agent recovered %d series after the read-only open, want %d", n, series)
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -32,16 +31,12 @@ import (
 // last one (journalRecordLocked writes what waited a tick). At the end,
 // everything drained: every sample delivered, or dropped with a reason, or
 // lost to a crash as allowed; none delivered twice but where allowed (a
-// block delivered and not yet acknowledged when the process died or
-// thinning merged it into a newer block; a live block delivered while the
-// journal held it, resent after a crash); each series in timestamp order
-// (with FreshFirst, the backlog and the fresh part each in order).
+// block delivered and not yet acknowledged when the process died; a live
+// block delivered while the journal held it, resent after a crash); each
+// series in timestamp order (with FreshFirst and thinning too, the backlog
+// and the fresh part each in order).
 //
-// MODEL_DEFECTS=thinfresh lets thinning run with FreshFirst, which still
-// breaks the order of the fresh part (a merged block takes the newer
-// block's seq, so backlog samples go out with fresh data). MODEL_SEED=n
-// reruns one seed
-// verbosely; MODEL_STEPS (default 1500, 300
+// MODEL_SEED=n reruns one seed verbosely; MODEL_STEPS (default 1500, 300
 // with -short) and MODEL_DURATION (e.g. 5m: new random seeds until it has
 // passed) make long runs (make test-model).
 func TestModelConservesEverySample(t *testing.T) {
@@ -127,7 +122,6 @@ type modelRun struct {
 	maxSize int64
 	thin    bool
 	fresh   bool // the sender's FreshFirst
-	thinOK  bool // thinning may be switched on
 
 	samples  map[sampleKey]*sampleState
 	active   map[sampleKey]*sampleState // in the head or in flight
@@ -183,8 +177,8 @@ func runModel(t *testing.T, seed uint64, steps int, verbose bool) int {
 	m := &modelRun{
 		t: t, seed: seed, rng: rng, verbose: verbose,
 		maxSize:    caps[rng.IntN(len(caps))],
-		thin:       rng.IntN(3) == 0,
-		fresh:      rng.IntN(3) == 0,
+		thin:       rng.IntN(2) == 0,
+		fresh:      rng.IntN(2) == 0,
 		samples:    map[sampleKey]*sampleState{},
 		active:     map[sampleKey]*sampleState{},
 		jflagged:   map[sampleKey]*sampleState{},
@@ -198,11 +192,6 @@ func runModel(t *testing.T, seed uint64, steps int, verbose bool) int {
 		heavyChurn: rng.IntN(3) == 0,
 	}
 	m.floor = m.clock
-	// Thinning with FreshFirst moves backlog samples into fresh blocks
-	// (a merged block takes the newer seq), which then go out in the fresh
-	// part, after newer samples: only with MODEL_DEFECTS=thinfresh until fixed.
-	m.thinOK = !m.fresh || strings.Contains(os.Getenv("MODEL_DEFECTS"), "thinfresh")
-	m.thin = m.thin && m.thinOK
 	m.dir = t.TempDir()
 	m.open()
 	defer func() { _ = m.b.Close() }()
@@ -558,6 +547,7 @@ func (m *modelRun) sendBlocks() {
 			m.op = "backlog drained"
 			m.ack()
 			m.next, m.split, m.liveFrom = max(m.next, m.liveNext), false, 0
+			m.b.SplitAt(0)
 			return
 		}
 	}
@@ -638,10 +628,8 @@ func (m *modelRun) ack() {
 			m.fatalf("%v still in block %d after Ack(%d)", k, s, seq)
 		}
 		if st := m.samples[k]; st.delivered > 0 && !st.repeatOK {
-			if !m.thin {
-				m.fatalf("%v delivered and still in the file (block %d) after Ack(%d)", k, s, seq)
-			}
-			st.repeatOK = true // thinning merged its block into a newer one
+			// Thinning merges no block the sender has read.
+			m.fatalf("%v delivered and still in the file (block %d) after Ack(%d)", k, s, seq)
 		}
 	}
 }
@@ -656,6 +644,7 @@ func (m *modelRun) startSplit() {
 	m.split = true
 	m.liveFrom = m.b.LastSeq() + 1
 	m.liveNext = m.liveFrom
+	m.b.SplitAt(m.liveFrom)
 	m.logf("fresh from %d", m.liveFrom)
 }
 
@@ -730,13 +719,9 @@ func (m *modelRun) reconcile(committed bool, deleted map[uint64]bool, byDelete b
 	m.file = now
 	if byDelete {
 		for k, seq := range m.file {
-			// A sample of a block just delivered and deleted that is
-			// still there: merged into a newer block since the read.
+			// Thinning merges no block the sender has read.
 			if st := m.samples[k]; st.delivered > 0 && !st.repeatOK && seq >= m.liveFrom {
-				if !m.thin {
-					m.fatalf("%v delivered and still in the file after Delete", k)
-				}
-				st.repeatOK = true // thinning merged its block into a newer one
+				m.fatalf("%v delivered and still in the file after Delete", k)
 			}
 		}
 	}
@@ -838,7 +823,7 @@ func (m *modelRun) reopen() {
 	m.closeCommitted()
 	m.closing()
 	if m.rng.IntN(3) == 0 {
-		m.thin = !m.thin && m.thinOK
+		m.thin = !m.thin
 	}
 	m.open()
 	m.reconcileOpen(nil)
@@ -939,7 +924,7 @@ func (m *modelRun) crash() {
 	m.floor = m.clock
 	m.next, m.unacked, m.split, m.liveFrom, m.liveNext = 0, 0, false, 0, 0
 	if m.rng.IntN(3) == 0 {
-		m.thin = !m.thin && m.thinOK
+		m.thin = !m.thin
 	}
 	m.open()
 	m.reconcileOpen(mayLose)

@@ -27,11 +27,12 @@ import (
 // holds its series and each series stays in time order. With thinning on,
 // a commit starts its blocks at the series where the commit before did
 // (packBlocksAt), so that such partners hold nearly the same series: two
-// blocks of different series would not fit one page even thinned. The merged block
-// takes the newer block's seq, so the sender's order holds; if the sender
-// had already delivered the older block and not yet acknowledged it, its
-// thinned samples are sent again (same values and timestamps, which
-// receivers take as duplicates).
+// blocks of different series would not fit one page even thinned. The
+// merged block takes the newer block's seq, so the sender's order holds.
+// Blocks the sender has read and not yet deleted are never merged: it may
+// be delivering them, and their samples sent again after newer ones would
+// be out of order at the receiver (which refuses the whole request). Nor
+// are blocks on both sides of the sender's fresh-first split (SplitAt).
 
 // maxThinLevel keeps one sample in 2^maxThinLevel of the oldest data: with
 // an equal share per level the buffer covers up to
@@ -46,10 +47,13 @@ var keyThinLevel = []byte("t")
 // its transaction has committed.
 type roomChange struct {
 	blocks  []blockInfo // the index afterwards
-	evicted int         // samples of blocks deleted whole, not delivered
-	gone    []blockInfo // the blocks deleted whole, delivered or not
-	thinned int         // samples thinned out of merged blocks
-	freed   int64
+	evicted int         // samples of blocks deleted whole
+	// evictedRead holds, by seq, the samples of evicted blocks that the
+	// sender had read: counted full only if it does not deliver them.
+	evictedRead map[uint64]int
+	gone        []blockInfo // the blocks deleted whole, delivered or not (Options.Evicted)
+	thinned     int         // samples thinned out of merged blocks
+	freed       int64
 
 	forgotten []uint32          // label sets deleted
 	held      map[uint32]uint64 // series now held by a merged block up to this seq
@@ -69,6 +73,10 @@ func (b *Buffer) makeRoom(tx *bolt.Tx, n, allowance int64, keep map[uint32]bool)
 	b.mu.Lock()
 	ch := roomChange{blocks: slices.Clone(b.blocks)}
 	delivered := b.delivered
+	fence := mergeFence{split: b.split, read: make(map[uint64]bool, len(b.readAs))}
+	for seq := range b.readAs {
+		fence.read[seq] = true
+	}
 	cands := b.candidateSeriesLocked(keep)
 	leaves := leafPagesBound(b.series.diskBytes)
 	b.mu.Unlock()
@@ -131,7 +139,7 @@ func (b *Buffer) makeRoom(tx *bolt.Tx, n, allowance int64, keep map[uint32]bool)
 			if allowance < pageSize && ch.freed > 0 {
 				break // no page left for a merged block: the next transaction has the freed ones
 			}
-			merged, err := b.thinOldestPair(bb, &ch, &allowance)
+			merged, err := b.thinOldestPair(bb, &ch, &allowance, fence)
 			if err != nil {
 				return ch, err
 			}
@@ -146,7 +154,14 @@ func (b *Buffer) makeRoom(tx *bolt.Tx, n, allowance int64, keep map[uint32]bool)
 		if err := deleteBlock(bb, oldest.seq); err != nil {
 			return ch, err
 		}
-		if oldest.seq > delivered { // a delivered block, not yet acknowledged, is no loss
+		switch {
+		case oldest.seq <= delivered: // delivered, not yet acknowledged: no loss
+		case fence.read[oldest.seq]: // its request may be on its way
+			if ch.evictedRead == nil {
+				ch.evictedRead = map[uint64]int{}
+			}
+			ch.evictedRead[oldest.seq] = oldest.samples
+		default:
 			ch.evicted += oldest.samples
 		}
 		ch.gone = append(ch.gone, oldest)
@@ -168,6 +183,11 @@ func (b *Buffer) applyRoomLocked(ch roomChange) {
 		}
 	}
 	b.dropped[ReasonFull] += uint64(ch.evicted)
+	for seq, n := range ch.evictedRead {
+		if seq > b.delivered { // else Delivered came during the transaction
+			b.evictedRead[seq] = n
+		}
+	}
 	if b.onEvict != nil {
 		for _, bi := range ch.gone {
 			b.onEvict(bi.seq, bi.samples)
@@ -182,9 +202,21 @@ func (b *Buffer) applyRoomLocked(ch roomChange) {
 	}
 }
 
-// thinOldestPair merges a pair of the coarsest level over its share;
-// false if there is none or it does not fit one page.
-func (b *Buffer) thinOldestPair(bb *bolt.Bucket, ch *roomChange, allowance *int64) (bool, error) {
+// mergeFence is what thinning must not merge: blocks the sender has read
+// (it may be delivering them), and pairs across its fresh-first split.
+type mergeFence struct {
+	split uint64
+	read  map[uint64]bool
+}
+
+func (f mergeFence) allows(older, newer uint64) bool {
+	across := f.split != 0 && older < f.split && newer >= f.split
+	return !across && !f.read[older] && !f.read[newer]
+}
+
+// thinOldestPair merges a pair of the coarsest level over its share that
+// fence allows; false if there is none or it does not fit one page.
+func (b *Buffer) thinOldestPair(bb *bolt.Bucket, ch *roomChange, allowance *int64, fence mergeFence) (bool, error) {
 	var count [maxThinLevel + 1]int
 	for _, bi := range ch.blocks {
 		count[min(bi.level, maxThinLevel)]++
@@ -193,7 +225,7 @@ func (b *Buffer) thinOldestPair(bb *bolt.Bucket, ch *roomChange, allowance *int6
 	i, j := -1, -1
 	for level := maxThinLevel - 1; level >= 0 && i < 0; level-- {
 		if count[level] > share {
-			i, j = partners(ch.blocks, uint8(level))
+			i, j = partners(ch.blocks, uint8(level), fence)
 		}
 	}
 	if i < 0 {
@@ -254,15 +286,15 @@ func (b *Buffer) thinOldestPair(bb *bolt.Bucket, ch *roomChange, allowance *int6
 }
 
 // partners finds the oldest block of level whose next block holding any
-// of its series is of the same level.
-func partners(blocks []blockInfo, level uint8) (int, int) {
+// of its series is of the same level, and that fence lets them merge.
+func partners(blocks []blockInfo, level uint8, fence mergeFence) (int, int) {
 	for i, x := range blocks {
 		if x.level != level {
 			continue
 		}
 		for j := i + 1; j < len(blocks); j++ {
 			if y := blocks[j]; y.refs.overlaps(x.refs) {
-				if y.level == level {
+				if y.level == level && fence.allows(x.seq, y.seq) {
 					return i, j
 				}
 				break

@@ -151,3 +151,109 @@ func TestThinningKeepsTheWholeOutageCoarsely(t *testing.T) {
 		t.Errorf("after reopening, the highest thinning level is %d, want the persisted ones", levels)
 	}
 }
+
+// Thinning merges a block with a newer one under the newer seq. Merging
+// across the sender's fresh-first split would carry backlog samples into
+// the part sent first, after newer ones; merging a block the sender has
+// read would send its samples again after newer ones. Receivers without an
+// out-of-order window refuse either whole request.
+func TestThinningMergesNeitherAcrossTheSplitNorBlocksInFlight(t *testing.T) {
+	cases := []struct {
+		name  string
+		split bool    // fresh-first: blocks from the split on are read first
+		at    float64 // else: where in the backlog the request in flight starts
+	}{{name: "fresh-first split", split: true}}
+	positions := []float64{0, 0.25, 0.5, 0.75, 0.95}
+	if testing.Short() {
+		positions = []float64{0.5}
+	}
+	for _, at := range positions {
+		cases = append(cases, struct {
+			name  string
+			split bool
+			at    float64
+		}{fmt.Sprintf("in flight at %.0f%%", 100*at), false, at})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b, err := Open(Options{Dir: t.TempDir(), MaxSize: 256 << 10, Thin: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			lsets := make([]labels.Labels, 40)
+			for i := range lsets {
+				lsets[i] = labels.FromStrings("__name__", "m", "i", fmt.Sprint(i))
+			}
+			ts := int64(1_700_000_000_000)
+			rng := rand.New(rand.NewPCG(1, 2))
+			commits := func(n int) {
+				for range n {
+					for range 20 {
+						ts += 15_000
+						for _, lset := range lsets {
+							b.Append(lset, ts, rng.Float64())
+						}
+					}
+					if err := b.Commit(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			commits(61) // full, thinning
+			if b.Stats().Dropped[ReasonThinned] == 0 {
+				t.Fatalf("the setup does not thin: %+v", b.Stats())
+			}
+			// sentUpTo is what the receiver will have of each series when
+			// the sender reads on from from.
+			sentUpTo := map[string]int64{}
+			var from uint64
+			if tc.split {
+				from = b.LastSeq() + 1
+				b.SplitAt(from)
+				for _, lset := range lsets {
+					sentUpTo[lset.String()] = ts // the backlog, sent after the fresh part
+				}
+			} else {
+				// The sender is in the middle of the backlog; its request
+				// is in flight while the agent commits.
+				var seqs []uint64
+				if err := b.ForEach(func(blk Block) error { seqs = append(seqs, blk.Seq); return nil }); err != nil {
+					t.Fatal(err)
+				}
+				inFlight, err := b.Read(seqs[int(tc.at*float64(len(seqs)-1))], 2000)
+				if err != nil || len(inFlight) == 0 {
+					t.Fatalf("read: %d blocks, %v", len(inFlight), err)
+				}
+				for _, blk := range inFlight {
+					for _, s := range blk.Series {
+						sentUpTo[s.Labels.String()] = max(sentUpTo[s.Labels.String()], s.T[len(s.T)-1])
+					}
+				}
+				from = inFlight[len(inFlight)-1].Seq + 1
+			}
+			thinned := b.Stats().Dropped[ReasonThinned]
+			for range 40 {
+				commits(1)
+				err := b.ForEach(func(blk Block) error {
+					if blk.Seq < from {
+						return nil
+					}
+					for _, s := range blk.Series {
+						if s.T[0] <= sentUpTo[s.Labels.String()] {
+							t.Fatalf("block %d (read after %d) holds %s at %d, which the receiver has up to %d", blk.Seq, from, s.Labels, s.T[0], sentUpTo[s.Labels.String()])
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if b.Stats().Dropped[ReasonThinned] == thinned {
+				t.Fatal("no thinning meanwhile")
+			}
+		})
+	}
+}

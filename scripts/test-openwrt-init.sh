@@ -191,7 +191,7 @@ set reload_signal HUP'
 EXPECT_STDERR='' run_case "defaults (shipped config)" "$SHIPPED_CONFIG" router-01 ignored start "config_load ferry
 open_instance 
 $TAIL
-command /usr/bin/ferry --storage.path=/srv/ferry --storage.max-size=8MiB --scrape.interval=15s --external-label=device=router-01 --web.listen-address=127.0.0.1:9391
+command /usr/bin/ferry --storage.path=/srv/ferry --storage.max-size=8MiB --scrape.interval=15s --external-label=device=router-01 --instance=router-01 --web.listen-address=127.0.0.1:9391
 close_instance
 reload_trigger ferry"
 
@@ -199,7 +199,7 @@ reload_trigger ferry"
 EXPECT_STDERR='' run_case "defaults, hostname from /proc/sys/kernel/hostname" "$SHIPPED_CONFIG" "" gw-7 start "config_load ferry
 open_instance 
 $TAIL
-command /usr/bin/ferry --storage.path=/srv/ferry --storage.max-size=8MiB --scrape.interval=15s --external-label=device=gw-7 --web.listen-address=127.0.0.1:9391
+command /usr/bin/ferry --storage.path=/srv/ferry --storage.max-size=8MiB --scrape.interval=15s --external-label=device=gw-7 --instance=gw-7 --web.listen-address=127.0.0.1:9391
 close_instance
 reload_trigger ferry"
 
@@ -210,7 +210,7 @@ EOF
 )" router-01 ignored start "config_load ferry
 open_instance 
 $TAIL
-command /usr/bin/ferry --storage.path=/srv/ferry --external-label=device=router-01
+command /usr/bin/ferry --storage.path=/srv/ferry --external-label=device=router-01 --instance=router-01
 close_instance
 reload_trigger ferry"
 
@@ -235,7 +235,7 @@ EOF
 )" router-01 ignored start "config_load ferry
 open_instance 
 $TAIL
-command /usr/bin/ferry --storage.path=/srv/ferry --remote-write.url=http://10.0.0.5:9090/api/v1/write --remote-write.basic-auth.username=truck-12 --remote-write.basic-auth.password-file=/etc/ferry/password --remote-write.tls.ca-file=/etc/ferry/ca.pem --scrape.interval=30s --external-label=device=truck-12 '--external-label=site=Main Street' --external-label=fleet=north --scrape.target=myapp=127.0.0.1:9101 --scrape.target=127.0.0.1:9100
+command /usr/bin/ferry --storage.path=/srv/ferry --remote-write.url=http://10.0.0.5:9090/api/v1/write --remote-write.basic-auth.username=truck-12 --remote-write.basic-auth.password-file=/etc/ferry/password --remote-write.tls.ca-file=/etc/ferry/ca.pem --scrape.interval=30s --external-label=device=truck-12 --instance=truck-12 '--external-label=site=Main Street' --external-label=fleet=north --scrape.target=myapp=127.0.0.1:9101 --scrape.target=127.0.0.1:9100
 close_instance
 reload_trigger ferry"
 
@@ -251,7 +251,7 @@ EOF
 )" router-01 ignored start "config_load ferry
 open_instance 
 $TAIL
-command /usr/bin/ferry --storage.path=/srv/ferry --external-label=device=router-01 --collector.meminfo --no-collector.cpu --no-collector.loadavg
+command /usr/bin/ferry --storage.path=/srv/ferry --external-label=device=router-01 --instance=router-01 --collector.meminfo --no-collector.cpu --no-collector.loadavg
 close_instance
 reload_trigger ferry"
 
@@ -270,11 +270,77 @@ EOF
 )" router-01 ignored start "config_load ferry
 open_instance 
 $TAIL
-command /usr/bin/ferry --storage.path=/mnt/sda1/ferry --storage.max-size=256MiB --storage.sync-interval=5m --external-label=device=router-01 --web.listen-address= --log.level=debug --config.file=/etc/ferry/ferry.yml
+command /usr/bin/ferry --storage.path=/mnt/sda1/ferry --storage.max-size=256MiB --storage.sync-interval=5m --external-label=device=router-01 --instance=router-01 --web.listen-address= --log.level=debug --config.file=/etc/ferry/ferry.yml
 close_instance
 reload_trigger ferry"
 
-# 7. Disabled: no instance, the trigger stays (enabling it later works).
+# 7. Every option of the shipped file (commented out there), set: each
+#    reaches ferry as its flag. The check after the cases makes sure this
+#    case names every option the shipped file documents; a header without
+#    '=' is ignored and said so.
+EXPECT_STDERR="ignoring remote_write_header 'broken'" run_case "every option" "$(uci_file every <<'EOF'
+config ferry 'main'
+	option enabled '1'
+	option storage_path '/mnt/sda1/ferry'
+	option storage_max_size '512MB'
+	option storage_sync_interval '5m'
+	option storage_thin '1'
+	option remote_write_url 'https://mimir.example/api/v1/push'
+	option remote_write_bearer_token_file '/etc/ferry/token'
+	option remote_write_username 'router-01'
+	option remote_write_password_file '/etc/ferry/password'
+	option remote_write_ca_file '/etc/ferry/ca.pem'
+	option remote_write_cert_file '/etc/ferry/client.pem'
+	option remote_write_key_file '/etc/ferry/client.key'
+	option remote_write_server_name 'mimir.internal'
+	option remote_write_insecure_skip_verify 'no'
+	option remote_write_proxy_url 'http://proxy.lan:3128'
+	list remote_write_header 'X-Scope-OrgID=fleet'
+	list remote_write_header 'broken'
+	option remote_write_timeout '20s'
+	option remote_write_min_backoff '2s'
+	option remote_write_max_backoff '1m'
+	option remote_write_max_samples_per_send '2000'
+	option remote_write_max_sample_age '1h'
+	option remote_write_max_bytes_per_second '8KiB'
+	option remote_write_max_bytes_per_day '20MiB'
+	option remote_write_fresh_first 'yes'
+	option remote_write_protocol '2'
+	option scrape_interval '30s'
+	option device 'truck-12'
+	option instance_from 'mac:eth0'
+	list external_label 'site=berlin'
+	list external_label_from 'serial=serial'
+	option external_label_file '/etc/ferry/labels'
+	option clock_require_sync '1'
+	list scrape_target 'myapp=127.0.0.1:9101'
+	list collector_disable 'loadavg'
+	list collector_enable 'wifi'
+	option listen_address '0.0.0.0:9391'
+	option log_level 'warn'
+	option config_file '/etc/ferry/ferry.yml'
+EOF
+)" router-01 ignored start "config_load ferry
+open_instance 
+$TAIL
+command /usr/bin/ferry --storage.path=/mnt/sda1/ferry --storage.max-size=512MB --storage.sync-interval=5m --storage.thin --remote-write.url=https://mimir.example/api/v1/push --remote-write.bearer-token-file=/etc/ferry/token --remote-write.basic-auth.username=router-01 --remote-write.basic-auth.password-file=/etc/ferry/password --remote-write.tls.ca-file=/etc/ferry/ca.pem --remote-write.tls.cert-file=/etc/ferry/client.pem --remote-write.tls.key-file=/etc/ferry/client.key --remote-write.tls.server-name=mimir.internal --remote-write.tls.insecure-skip-verify=false --remote-write.proxy-url=http://proxy.lan:3128 --remote-write.header=X-Scope-OrgID=fleet --remote-write.timeout=20s --remote-write.min-backoff=2s --remote-write.max-backoff=1m --remote-write.max-samples-per-send=2000 --remote-write.max-sample-age=1h --remote-write.max-bytes-per-second=8KiB --remote-write.max-bytes-per-day=20MiB --remote-write.fresh-first --remote-write.protocol=2 --scrape.interval=30s --external-label=device=truck-12 --instance-from=mac:eth0 --external-label=site=berlin --external-label-from=serial=serial --external-label-file=/etc/ferry/labels --clock.require-sync --scrape.target=myapp=127.0.0.1:9101 --collector.wifi --no-collector.loadavg --web.listen-address=0.0.0.0:9391 --log.level=warn --config.file=/etc/ferry/ferry.yml
+close_instance
+reload_trigger ferry"
+
+# 8. The instance option wins over instance_from.
+EXPECT_STDERR='' run_case "instance option" "$(uci_file inst <<'EOF'
+config ferry 'main'
+	option instance 'SN-00042'
+	option instance_from 'serial'
+EOF
+)" router-01 ignored start "config_load ferry
+open_instance 
+$TAIL
+command /usr/bin/ferry --storage.path=/srv/ferry --external-label=device=router-01 --instance=SN-00042
+close_instance
+reload_trigger ferry"
+
+# 9. Disabled: no instance, the trigger stays (enabling it later works).
 EXPECT_STDERR="disabled in /etc/config/ferry" run_case "disabled" "$(uci_file off <<'EOF'
 config ferry 'main'
 	option enabled '0'
@@ -283,13 +349,28 @@ EOF
 )" router-01 ignored start "config_load ferry
 reload_trigger ferry"
 
-# 8. Reload hands procd the same instance again: procd restarts ferry if
+# 10. Reload hands procd the same instance again: procd restarts ferry if
 # the command line changed, and otherwise sends the reload signal, SIGHUP.
 EXPECT_STDERR='' run_case "reload: the instance again, with SIGHUP as reload signal" "$SHIPPED_CONFIG" router-01 ignored reload "config_load ferry
 open_instance 
 $TAIL
-command /usr/bin/ferry --storage.path=/srv/ferry --storage.max-size=8MiB --scrape.interval=15s --external-label=device=router-01 --web.listen-address=127.0.0.1:9391
+command /usr/bin/ferry --storage.path=/srv/ferry --storage.max-size=8MiB --scrape.interval=15s --external-label=device=router-01 --instance=router-01 --web.listen-address=127.0.0.1:9391
 close_instance"
+
+# Every option the shipped file documents (set or commented out) is set in
+# a case ("every option", and "instance option" for the one excluding
+# instance_from), so each is checked to reach ferry above.
+untested=""
+for opt in $(sed -n 's/^[[:space:]]*#\{0,1\}[[:space:]]*\(option\|list\)[[:space:]]\{1,\}\([a-z_]*\).*/\2/p' "$SHIPPED_CONFIG" | sort -u); do
+	cat "$WORK"/*.uci | grep -qE "^[[:space:]]*(option|list)[[:space:]]+$opt[[:space:]]" || untested="$untested $opt"
+done
+if [ -z "$untested" ]; then
+	echo "ok   every option of the shipped /etc/config/ferry is checked"
+	passed=$((passed + 1))
+else
+	echo "FAIL options of the shipped /etc/config/ferry no case sets:$untested"
+	failed=$((failed + 1))
+fi
 
 # Every flag the script emitted exists in ferry (when a binary is given).
 if [ -n "${FERRY:-}" ]; then
@@ -300,6 +381,8 @@ if [ -n "${FERRY:-}" ]; then
 		--no-collector.* | --collector.*) f="$flag" ;;
 		*) f="$flag " ;;
 		esac
+		# A boolean flag is listed as --NAME[=true|false].
+		printf '%s\n' "$help" | grep -qF -- "$flag[=true|false]" && continue
 		printf '%s\n' "$help" | grep -qF -- "$f" || missing="$missing $flag"
 	done
 	if [ -z "$missing" ]; then
@@ -307,6 +390,28 @@ if [ -n "${FERRY:-}" ]; then
 		passed=$((passed + 1))
 	else
 		echo "FAIL flags not in \`ferry --help\`:$missing"
+		failed=$((failed + 1))
+	fi
+fi
+
+# Every flag of ferry has a UCI option (when a binary is given), but these:
+#   --path.*: OpenWrt mounts /proc, /sys and / where ferry looks for them;
+#   --collector.*, --no-collector.*: the lists collector_enable and
+#   collector_disable, which take any collector's name.
+if [ -n "${FERRY:-}" ]; then
+	emitted="$(grep '^command ' "$ALL_OUTPUT" | tr ' ' '\n' | tr -d "'" | sed -n 's/^--\([a-z.-]*\).*/\1/p' | sort -u)"
+	unmapped=""
+	for flag in $("$FERRY" --help 2>&1 | sed -n 's/^ *--\([a-z][a-z.-]*\).*/\1/p' | sort -u); do
+		case "$flag" in
+		path.* | collector.* | no-collector.* | help) continue ;;
+		esac
+		printf '%s\n' "$emitted" | grep -qxF -- "$flag" || unmapped="$unmapped --$flag"
+	done
+	if [ -z "$unmapped" ]; then
+		echo "ok   every flag of \`ferry --help\` has a UCI option"
+		passed=$((passed + 1))
+	else
+		echo "FAIL flags without a UCI option:$unmapped"
 		failed=$((failed + 1))
 	fi
 fi

@@ -164,7 +164,9 @@ while read -r name goarch goarm pkgarch rpmarch machine qemu <&3; do
 		eq "$name: deb Architecture" "$(dpkg-deb -f "$deb" Architecture)" "$debarch"
 		eq "$name: deb Depends" "$(dpkg-deb -f "$deb" Depends)" passwd
 		eq "$name: deb files" "$(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ || $6 == "./var/lib/ferry/" {print $6}' | sort | tr '\n' ' ')" \
-			"$(echo "$PKG_FILES" | sort | tr '\n' ' ')"
+			"$(printf '%s\n./etc/default/ferry\n' "$PKG_FILES" | sort | tr '\n' ' ')"
+		dpkg-deb --fsys-tarfile "$deb" | tar -xOf - ./etc/default/ferry | cmp -s - packaging/systemd/ferry.default &&
+			ok "$name: deb's /etc/default/ferry is packaging/systemd/ferry.default" || bad "$name: deb's /etc/default/ferry differs"
 		eq "$name: deb /usr/bin/ferry mode" "$(dpkg-deb -c "$deb" | awk '$6 == "./usr/bin/ferry" {print $1}')" "-rwxr-xr-x"
 		dpkg-deb --fsys-tarfile "$deb" | tar -xOf - ./usr/bin/ferry | cmp -s - "$bin" &&
 			ok "$name: deb has this binary" || bad "$name: deb's binary differs"
@@ -173,7 +175,7 @@ while read -r name goarch goarm pkgarch rpmarch machine qemu <&3; do
 			bad "$name: deb's unit differs from packaging/systemd/ferry.service"
 		ctl="$WORK/deb-$name"
 		dpkg-deb -e "$deb" "$ctl"
-		eq "$name: deb conffiles" "$(cat "$ctl/conffiles")" /etc/ferry/ferry.yml
+		eq "$name: deb conffiles" "$(sort "$ctl/conffiles" | tr '\n' ' ')" "/etc/default/ferry /etc/ferry/ferry.yml "
 		cmp -s "$ctl/postinst" packaging/scripts/postinstall.sh && ok "$name: deb postinst" || bad "$name: deb postinst differs"
 		cmp -s "$ctl/prerm" packaging/scripts/preremove.sh && ok "$name: deb prerm" || bad "$name: deb prerm differs"
 	fi
@@ -184,7 +186,7 @@ while read -r name goarch goarm pkgarch rpmarch machine qemu <&3; do
 		eq "$name: rpm arch" "$(rpm -qp --qf '%{NAME} %{ARCH} %{LICENSE}' "$rpmf" 2>/dev/null)" "ferry $rpmarch Apache-2.0"
 		# FILEFLAGS: c = %config, n = noreplace (the operator's edits stay).
 		eq "$name: rpm files" "$(rpm -qp --qf '[%{FILENAMES} %{FILEMODES:perms} %{FILEFLAGS:fflags}\n]' "$rpmf" 2>/dev/null | sort | tr '\n' ' ')" \
-			"/etc/ferry/ferry.yml -rw-r--r-- cn /usr/bin/ferry -rwxr-xr-x  /usr/lib/systemd/system/ferry.service -rw-r--r--  /var/lib/ferry drwxr-x---  "
+			"/etc/default/ferry -rw-r--r-- cn /etc/ferry/ferry.yml -rw-r--r-- cn /usr/bin/ferry -rwxr-xr-x  /usr/lib/systemd/system/ferry.service -rw-r--r--  /var/lib/ferry drwxr-x---  "
 		scripts="$(rpm -qp --scripts "$rpmf" 2>/dev/null)"
 		grep -q '^postinstall scriptlet' <<<"$scripts" && grep -q 'useradd --system' <<<"$scripts" &&
 			ok "$name: rpm postinstall creates the user" || bad "$name: rpm has no postinstall with useradd"

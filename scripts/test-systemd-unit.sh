@@ -11,7 +11,11 @@
 #    verify insists that ExecStart's binary exists, so it checks a copy of
 #    the unit whose ExecStart points at $FERRY (or /usr/bin/ferry, or true)
 #    when /usr/bin/ferry is missing.
-# FERRY=path/to/ferry also checks that ExecStart's flags exist in ferry.
+# 3. /etc/default/ferry (packaging/systemd/ferry.default): the unit reads
+#    it (EnvironmentFile=-, ExecStart ending in $ARGS), and the shipped file
+#    is one EnvironmentFile= reads, with ARGS empty.
+# FERRY=path/to/ferry also checks that ExecStart's flags, and those of the
+# default file's example, exist in ferry.
 set -eu
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -64,8 +68,37 @@ case " $exec_line " in
 *) fail "ExecStart's --storage.path is not /var/lib/ferry: $exec_line" ;;
 esac
 
+# Flags from /etc/default/ferry, as Debian's prometheus units take them:
+# the file is optional (- prefix), its ARGS come last on the command line.
+DEFAULT="${FERRY_DEFAULT:-$ROOT/packaging/systemd/ferry.default}"
+has "EnvironmentFile=-/etc/default/ferry"
+case "$exec_line" in
+*' $ARGS') ok "ExecStart ends with \$ARGS" ;;
+*) fail "ExecStart does not end with \$ARGS: $exec_line" ;;
+esac
+# The shipped file is what EnvironmentFile= reads: comments and KEY="VALUE"
+# lines only, and it sets ARGS, empty (ferry runs as without it).
+if grep -vE '^(#.*|[A-Z_]+="[^"]*"|)$' "$DEFAULT" >/dev/null; then
+	fail "$(basename "$DEFAULT"): lines EnvironmentFile= would not read: $(grep -vE '^(#.*|[A-Z_]+="[^"]*"|)$' "$DEFAULT" | head -1)"
+else
+	ok "$(basename "$DEFAULT"): comments and KEY=\"VALUE\" lines only"
+fi
+eq_args="$(grep -E '^ARGS=' "$DEFAULT" || true)"
+if [ "$eq_args" = 'ARGS=""' ]; then ok "$(basename "$DEFAULT") sets ARGS, empty"; else fail "$(basename "$DEFAULT"): ARGS line is '$eq_args', want ARGS=\"\""; fi
+
 if [ -n "${FERRY:-}" ]; then
 	help="$("$FERRY" --help 2>&1 || true)"
+	# The example in the default file's comments uses flags ferry has.
+	bad=""
+	for arg in $(sed -n 's/^#[[:space:]]*ARGS="\(.*\)"$/\1/p' "$DEFAULT"); do
+		flag="${arg%%=*}"
+		printf '%s\n' "$help" | grep -qE -- "^ +$flag( |\[)" || bad="$bad $flag"
+	done
+	if [ -z "$bad" ] && grep -qE '^#[[:space:]]*ARGS="--' "$DEFAULT"; then
+		ok "the example ARGS in $(basename "$DEFAULT") are flags of ferry"
+	else
+		fail "no example ARGS, or flags not in ferry:$bad"
+	fi
 	bad=""
 	for arg in $exec_line; do
 		case "$arg" in

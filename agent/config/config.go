@@ -54,6 +54,10 @@ type Config struct {
 
 	ClockRequireSync bool // hold samples until the kernel calls the clock synchronised
 
+	// Instance is the instance label of the host's and ferry's own series:
+	// --instance, or read from --instance-from; empty: the hostname.
+	Instance string
+
 	ListenAddress string
 	LogLevel      slog.Level
 	Version       string
@@ -136,9 +140,9 @@ func (c *Config) Validate() error {
 		for _, ep := range c.Endpoints() {
 			switch {
 			case ep.FreshFirst:
-				return fmt.Errorf("--remote-write.fresh-first: works with one remote_write endpoint only (the config file has %d)", len(c.MoreRemoteWrite)+1)
+				return fmt.Errorf("fresh-first (--remote-write.fresh-first, ferry.remote_write.fresh_first) works with one remote_write endpoint only; the config file has %d", len(c.MoreRemoteWrite)+1)
 			case ep.MaxBytesPerDay > 0:
-				return fmt.Errorf("--remote-write.max-bytes-per-day: works with one remote_write endpoint only (the config file has %d)", len(c.MoreRemoteWrite)+1)
+				return fmt.Errorf("a daily byte budget (--remote-write.max-bytes-per-day, ferry.remote_write.max_bytes_per_day) works with one remote_write endpoint only; the config file has %d", len(c.MoreRemoteWrite)+1)
 			}
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/ferry-agent/ferry/agent/remotewrite"
+	"github.com/ferry-agent/ferry/collectors"
 	"github.com/ferry-agent/ferry/internal/httpclient"
 )
 
@@ -31,6 +32,7 @@ type fileConfig struct {
 	Global        globalConfig        `yaml:"global"`
 	ScrapeConfigs []scrapeConfig      `yaml:"scrape_configs"`
 	RemoteWrite   []remoteWriteConfig `yaml:"remote_write"`
+	Ferry         ferrySection        `yaml:"ferry"` // ferry's own settings: ferryfile.go
 
 	// Sections of a Prometheus server: accepted, each with a warning
 	// (serverOnly says why).
@@ -180,29 +182,30 @@ type remoteWriteConfig struct {
 const maxFileSize = 1 << 20
 
 // applyFile reads the YAML file at path into cfg, leaving alone every
-// setting whose flag was given (changed reports that by flag name). Errors
-// name the file and, where there is one, the line.
-func applyFile(path string, cfg *Config, changed func(flag string) bool) error {
+// setting whose flag was given (changed reports that by flag name), and
+// returns what Finish resolves of its ferry section. Errors name the file
+// and, where there is one, the line.
+func applyFile(path string, cfg *Config, changed func(flag string) bool) (fileIdentity, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return fileIdentity{}, err
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
-		return err
+		return fileIdentity{}, err
 	}
 	if len(data) > maxFileSize {
-		return fmt.Errorf("%s: larger than %d bytes", path, maxFileSize)
+		return fileIdentity{}, fmt.Errorf("%s: larger than %d bytes", path, maxFileSize)
 	}
 	// The document as nodes first, for the lines of what it holds; then
 	// strictly into fileConfig.
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("%s: %w", path, readableYAMLError(err))
+		return fileIdentity{}, fmt.Errorf("%s: %w", path, readableYAMLError(err))
 	}
 	if err := checkDiscovery(&doc); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return fileIdentity{}, fmt.Errorf("%s: %w", path, err)
 	}
 	var fc fileConfig
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -212,16 +215,20 @@ func applyFile(path string, cfg *Config, changed func(flag string) bool) error {
 		if line := locate(&doc, err); line > 0 && !errors.As(err, &te) {
 			err = &lineError{line: line, err: err}
 		}
-		return fmt.Errorf("%s: %w", path, readableYAMLError(err))
+		return fileIdentity{}, fmt.Errorf("%s: %w", path, readableYAMLError(err))
+	}
+	id, err := fc.Ferry.apply(cfg, changed, &doc)
+	if err != nil {
+		return id, fmt.Errorf("%s: %w", path, err)
 	}
 	warnings, err := fc.apply(cfg, changed, &doc, filepath.Dir(path))
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return id, fmt.Errorf("%s: %w", path, err)
 	}
 	for _, w := range warnings {
 		cfg.Warnings = append(cfg.Warnings, path+": "+w)
 	}
-	return nil
+	return id, nil
 }
 
 // checkDiscovery refuses a service discovery ferry does not have, naming
@@ -625,11 +632,19 @@ func readableYAMLError(err error) error {
 // result, for "ferry check-config". It reads only the file: flags, label
 // files and device identities are not involved. The error names the file,
 // and the line where there is one; what the file has that ferry ignores is
-// in the Config's Warnings.
-func CheckFile(path string) (Config, error) {
+// in the Config's Warnings. With hostCollectors, the names the file's
+// ferry.collectors gives are checked against theirs.
+func CheckFile(path string, hostCollectors ...collectors.Entry) (Config, error) {
 	cfg := DefaultConfig()
-	if err := applyFile(path, &cfg, func(string) bool { return false }); err != nil {
+	id, err := applyFile(path, &cfg, func(string) bool { return false })
+	if err != nil {
 		return cfg, err
 	}
+	if hostCollectors != nil {
+		if err := checkCollectorNames(id.collectors, hostCollectors); err != nil {
+			return cfg, fmt.Errorf("%s: ferry.collectors: %w", path, err)
+		}
+	}
+	cfg.Instance = id.instance
 	return cfg, cfg.Validate()
 }

@@ -272,6 +272,11 @@ func TestSeveralRemoteWritesRefused(t *testing.T) {
 			t.Errorf("%s with two endpoints: %v", flag, err)
 		}
 	}
+	// The same from the file's ferry section.
+	_, err := CheckFile(writeConfigFile(t, "ferry:\n  remote_write: {fresh_first: true}\nremote_write:\n  - url: http://a/write\n  - url: http://b/write\n"))
+	if err == nil || !strings.Contains(err.Error(), "ferry.remote_write.fresh_first") {
+		t.Errorf("fresh_first in the file with two endpoints: %v", err)
+	}
 }
 
 // TestFileErrorsNameNoFlagOrRepositoryPath: what check-config says of a

@@ -28,6 +28,11 @@ type Flags struct {
 	external   labelsValue
 	labelFile  string
 	labelFrom  identityValue
+	instance   string
+	instFrom   string
+	// fromFile names the settings above that came from the config file's
+	// ferry section, for errors that name where a value came from.
+	fromFile   map[string]bool
 	rwHeaders  headersValue
 	rwUsername string
 	rwPassword string // a file's path
@@ -73,6 +78,8 @@ func NewFlags(fs *pflag.FlagSet, cfg *Config, hostCollectors []collectors.Entry)
 	fs.Var(&f.external, "external-label", "Label NAME=VALUE added to every sample unless it has that label; repeatable.")
 	fs.Var(&f.labelFrom, "external-label-from", "External label NAME=SOURCE read on the device, SOURCE one of "+identitySources+": one image, a label per device; repeatable.")
 	fs.StringVar(&f.labelFile, "external-label-file", "", "File of external labels, NAME=VALUE per line (# comments).")
+	fs.StringVar(&f.instance, "instance", "", "The instance label of the host's series (job node) and ferry's own (job ferry), which tell devices apart; default: the hostname.")
+	fs.StringVar(&f.instFrom, "instance-from", "", "Read the instance label on the device, from one of "+identitySources+", for an image run on many devices; --instance wins.")
 	fs.BoolVar(&cfg.ClockRequireSync, "clock.require-sync", cfg.ClockRequireSync, "Hold samples (in memory, bounded) until the kernel reports the clock synchronised by NTP, not only later than ferry's build: for boards that boot with a saved, stale time. Off: containers often report an unsynchronised clock that is right.")
 	fs.StringVar(&cfg.ListenAddress, "web.listen-address", cfg.ListenAddress, "Address of ferry's own /metrics, /-/healthy and /-/ready; empty to turn them off.")
 	fs.StringVar(&f.configFile, "config.file", "", "Optional YAML configuration file (a subset of prometheus.yml). Flags given on the command line win.")
@@ -92,15 +99,32 @@ func NewFlags(fs *pflag.FlagSet, cfg *Config, hostCollectors []collectors.Entry)
 // Call it after fs.Parse. Its error names the flag or file at fault; cfg is
 // then partly filled in and must not be run.
 func (f *Flags) Finish() error {
+	var file fileIdentity
 	if f.configFile != "" {
-		if err := applyFile(f.configFile, f.cfg, f.fs.Changed); err != nil {
+		var err error
+		if file, err = applyFile(f.configFile, f.cfg, f.fs.Changed); err != nil {
 			return fmt.Errorf("--config.file: %w", err)
 		}
 	}
+	if err := f.resolveFile(file); err != nil {
+		return fmt.Errorf("--config.file: %s: %w", f.configFile, err)
+	}
 	f.cfg.Targets = append(f.cfg.Targets, f.targets...)
 	rw := &f.cfg.RemoteWrite.HTTP
+	// Each auth flag given replaces its own field of the file's basic_auth,
+	// not the others.
 	if f.rwUsername != "" || f.rwPassword != "" {
-		rw.BasicAuth = &httpclient.BasicAuth{Username: f.rwUsername, PasswordFile: f.rwPassword}
+		var ba httpclient.BasicAuth
+		if rw.BasicAuth != nil {
+			ba = *rw.BasicAuth
+		}
+		if f.rwUsername != "" {
+			ba.Username = f.rwUsername
+		}
+		if f.rwPassword != "" {
+			ba.Password, ba.PasswordFile = "", f.rwPassword
+		}
+		rw.BasicAuth = &ba
 	}
 	if f.rwToken != "" {
 		rw.BearerTokenFile = f.rwToken
@@ -116,23 +140,101 @@ func (f *Flags) Finish() error {
 	if f.labelFile != "" {
 		fromFile, err := readLabelFile(f.labelFile)
 		if err != nil {
-			return fmt.Errorf("--external-label-file: %w", err)
+			return fmt.Errorf("%s: %w", f.origin("external-label-file", "external_label_file"), err)
 		}
 		f.cfg.ExternalLabels = mergeLabels(f.cfg.ExternalLabels, fromFile)
 	}
 	for _, name := range slices.Sorted(maps.Keys(f.labelFrom)) {
 		value, err := readIdentity(f.labelFrom[name], f.cfg.Paths)
 		if err != nil {
-			return fmt.Errorf("--external-label-from %s=%s: %w", name, f.labelFrom[name], err)
+			return fmt.Errorf("%s %s=%s: %w", f.origin("external-label-from "+name, "external_labels_from"), name, f.labelFrom[name], err)
 		}
 		f.cfg.ExternalLabels = mergeLabels(f.cfg.ExternalLabels, map[string]string{name: value})
 	}
 	f.cfg.ExternalLabels = mergeLabels(f.cfg.ExternalLabels, f.external)
+	// The instance: given, else read from its source, else (empty) the
+	// agent's hostname.
+	f.cfg.Instance = f.instance
+	if f.cfg.Instance == "" && f.instFrom != "" {
+		v, err := readIdentity(f.instFrom, f.cfg.Paths)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", f.origin("instance-from", "instance_from"), f.instFrom, err)
+		}
+		f.cfg.Instance = v
+	}
+	if f.cfg.Instance != "" {
+		if err := checkLabel(model.InstanceLabel, f.cfg.Instance); err != nil {
+			return fmt.Errorf("%s: %w", f.origin("instance", "instance"), err)
+		}
+	}
 	f.cfg.Collectors = map[string]bool{}
 	for _, e := range f.collectors {
-		f.cfg.Collectors[e.Name] = *f.enable[e.Name] && !*f.disable[e.Name]
+		on := e.DefaultEnabled
+		if v, ok := file.collectors[e.Name]; ok {
+			on = v
+		}
+		// A flag given wins over the file; both given: --no-collector wins.
+		if f.fs.Changed("collector."+e.Name) || f.fs.Changed("no-collector."+e.Name) {
+			on = *f.enable[e.Name] && !*f.disable[e.Name]
+		}
+		f.cfg.Collectors[e.Name] = on
 	}
 	return f.cfg.Validate()
+}
+
+// resolveFile applies the file's identity settings and collectors under
+// the flags that were given: a file's instance or source is used when
+// neither --instance nor --instance-from is given; its label file when
+// --external-label-file is not; its labels from the device under those of
+// --external-label-from.
+func (f *Flags) resolveFile(file fileIdentity) error {
+	if err := checkCollectorNames(file.collectors, f.collectors); err != nil {
+		return fmt.Errorf("ferry.collectors: %w", err)
+	}
+	f.fromFile = map[string]bool{}
+	if !f.fs.Changed("instance") && !f.fs.Changed("instance-from") {
+		f.instance, f.instFrom = file.instance, file.instanceFrom
+		f.fromFile["instance"], f.fromFile["instance-from"] = true, true
+	}
+	if !f.fs.Changed("external-label-file") && file.labelFile != "" {
+		f.labelFile = file.labelFile
+		f.fromFile["external-label-file"] = true
+	}
+	for name, source := range file.labelsFrom {
+		if _, ok := f.labelFrom[name]; !ok {
+			if f.labelFrom == nil {
+				f.labelFrom = identityValue{}
+			}
+			f.labelFrom[name] = source
+			f.fromFile["external-label-from "+name] = true
+		}
+	}
+	return nil
+}
+
+// origin names where a setting came from in an error: its flag, or the
+// config file's field, so that an error never names a flag not given.
+func (f *Flags) origin(flag, field string) string {
+	if f.fromFile[flag] {
+		return "--config.file: " + f.configFile + ": ferry." + field
+	}
+	name, _, _ := strings.Cut(flag, " ")
+	return "--" + name
+}
+
+// checkCollectorNames refuses a name in the file that is no host
+// collector's.
+func checkCollectorNames(names map[string]bool, known []collectors.Entry) error {
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		if !slices.ContainsFunc(known, func(e collectors.Entry) bool { return e.Name == name }) {
+			var all []string
+			for _, e := range known {
+				all = append(all, e.Name)
+			}
+			return fmt.Errorf("%q is not a host collector; they are: %s", name, strings.Join(all, ", "))
+		}
+	}
+	return nil
 }
 
 // mergeLabels returns base with over's labels set on top.

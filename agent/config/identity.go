@@ -27,27 +27,9 @@ const maxIdentityValue = 256
 // readIdentity returns the value of source on the device whose roots are
 // paths.
 func readIdentity(source string, paths collectors.Paths) (string, error) {
-	kind, arg, _ := strings.Cut(source, ":")
-	var candidates []string
-	switch kind {
-	case "machine-id": // systemd's, or D-Bus's on systems without systemd
-		candidates = []string{filepath.Join(paths.RootFS, "etc/machine-id"), filepath.Join(paths.RootFS, "var/lib/dbus/machine-id")}
-	case "serial": // the board's (device tree: Raspberry Pi, most ARM boards), else the DMI product's
-		candidates = []string{filepath.Join(paths.SysFS, "firmware/devicetree/base/serial-number"), filepath.Join(paths.SysFS, "class/dmi/id/product_serial")}
-	case "hostname":
-		candidates = []string{filepath.Join(paths.ProcFS, "sys/kernel/hostname")}
-	case "mac":
-		if arg == "" || strings.ContainsAny(arg, "/.") {
-			return "", fmt.Errorf("mac:IFACE needs an interface name, e.g. mac:eth0")
-		}
-		candidates = []string{filepath.Join(paths.SysFS, "class/net", arg, "address")}
-	case "file":
-		if arg == "" {
-			return "", fmt.Errorf("file:PATH needs a path")
-		}
-		candidates = []string{arg}
-	default:
-		return "", fmt.Errorf("unknown source %q: want %s", source, identitySources)
+	candidates, err := sourceFiles(source, paths)
+	if err != nil {
+		return "", err
 	}
 	var errs []error
 	for _, path := range candidates {
@@ -61,6 +43,41 @@ func readIdentity(source string, paths collectors.Paths) (string, error) {
 		errs = append(errs, err)
 	}
 	return "", errors.Join(errs...)
+}
+
+// checkSource reports whether source names an identity source, without
+// reading it: for check-config, which runs away from the device.
+func checkSource(source string) error {
+	_, err := sourceFiles(source, collectors.Paths{})
+	return err
+}
+
+// sourceFiles are the files source is read from, the first that holds a
+// value winning.
+func sourceFiles(source string, paths collectors.Paths) ([]string, error) {
+	kind, arg, _ := strings.Cut(source, ":")
+	var candidates []string
+	switch kind {
+	case "machine-id": // systemd's, or D-Bus's on systems without systemd
+		candidates = []string{filepath.Join(paths.RootFS, "etc/machine-id"), filepath.Join(paths.RootFS, "var/lib/dbus/machine-id")}
+	case "serial": // the board's (device tree: Raspberry Pi, most ARM boards), else the DMI product's
+		candidates = []string{filepath.Join(paths.SysFS, "firmware/devicetree/base/serial-number"), filepath.Join(paths.SysFS, "class/dmi/id/product_serial")}
+	case "hostname":
+		candidates = []string{filepath.Join(paths.ProcFS, "sys/kernel/hostname")}
+	case "mac":
+		if arg == "" || strings.ContainsAny(arg, "/.") {
+			return nil, fmt.Errorf("mac:IFACE needs an interface name, e.g. mac:eth0")
+		}
+		candidates = []string{filepath.Join(paths.SysFS, "class/net", arg, "address")}
+	case "file":
+		if arg == "" {
+			return nil, fmt.Errorf("file:PATH needs a path")
+		}
+		candidates = []string{arg}
+	default:
+		return nil, fmt.Errorf("unknown source %q: want %s", source, identitySources)
+	}
+	return candidates, nil
 }
 
 // firstLine reads a file's first line, without the NUL that device-tree

@@ -294,6 +294,9 @@ var errNoDelete = errors.New("deleting blocks out of order is not supported with
 
 func (e *Endpoint) Delete([]uint64) error { return errNoDelete }
 
+// SplitAt comes with fresh data sent ahead of the backlog only, as Delete.
+func (e *Endpoint) SplitAt(uint64) {}
+
 func (e *Endpoint) LastSeq() uint64              { return e.f.src.LastSeq() }
 func (e *Endpoint) Committed() <-chan struct{}   { return e.committed }
 func (e *Endpoint) LiveReady() <-chan struct{}   { return e.liveReady }

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math"
 	"slices"
 	"sync"
 	"time"
@@ -169,6 +168,12 @@ type Source interface {
 	// sender splits fresh data from the backlog (Config.FreshFirst, or a
 	// daily budget holding the backlog back). It cannot fail.
 	LastSeq() uint64
+
+	// SplitAt tells the source that blocks from seq on are sent ahead of
+	// the older ones, until SplitAt(0): it must keep each side's samples
+	// on their side (no merging across). Called with LastSeq's successor
+	// when the split starts, 0 when the backlog is drained. It cannot fail.
+	SplitAt(seq uint64)
 }
 
 // Stats are the sender's counters since start.
@@ -210,9 +215,16 @@ type Sender struct {
 	// answered 413 (0: no limit learned); kept for the sender's life.
 	fit int
 	// sentBefore (ms): samples up to this time may be at the receiver
-	// already: Config.SentBefore, raised by every attempt that failed
-	// without a clear answer about the payload (it may have been written).
+	// already (Config.SentBefore: an earlier run may have sent them).
 	sentBefore int64
+	// mayHave (ms, by label hash): per series, the newest sample of an
+	// attempt that failed without a clear answer about the payload (it may
+	// have been written: a lost answer, a proxy's 502). Per series, so
+	// that a refusal of such samples sent again does not take for
+	// duplicates the samples of other series, or newer ones, that the
+	// receiver never had. Cleared past maxMayHave series: the samples then
+	// count as rejected, not as duplicates: counted either way.
+	mayHave map[uint64]int64
 
 	mu         sync.Mutex
 	stats      Stats
@@ -251,6 +263,7 @@ func New(cfg Config, src Source, log *slog.Logger) (*Sender, error) {
 	return &Sender{
 		cfg:        cfg,
 		sentBefore: sentBefore,
+		mayHave:    map[uint64]int64{},
 		src:        src,
 		client:     c,
 		backoff:    client.Backoff{Min: cfg.MinBackoff, Max: cfg.MaxBackoff},
@@ -343,6 +356,7 @@ func (s *Sender) Run(ctx context.Context) {
 				ack()
 				s.drainLog.Log(s.log, slog.LevelInfo, "backlog drained behind the fresh data; oldest first again")
 				next, liveFrom = max(next, liveNext), 0
+				s.src.SplitAt(0)
 				continue
 			}
 		} else if len(blocks) > 0 && !s.cfg.AllBacklog && newestIn(blocks) < time.Now().Add(-backlogAge).UnixMilli() {
@@ -358,6 +372,7 @@ func (s *Sender) Run(ctx context.Context) {
 			if why != "" {
 				liveFrom = s.src.LastSeq() + 1
 				liveNext = liveFrom
+				s.src.SplitAt(liveFrom)
 				s.orderLog.Log(s.log, slog.LevelInfo, "sending fresh data first; the backlog drains behind it", "why", why, "backlog_blocks_from", blocks[0].Seq, "fresh_from", liveFrom)
 			}
 		}
@@ -526,7 +541,7 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry, inOr
 			s.fit = max(n/2, 1)
 			s.fitLog.Log(s.log, slog.LevelWarn, "the receiver refused a request as too large (413); sending fewer samples per request from now on", "samples", n, "now", s.fit)
 		case mixed:
-			old, young := splitAt(send, s.sentBefore)
+			old, young := s.splitMayHave(send)
 			parts = append([][]*codec.Series{old, young, rest}, parts[1:]...)
 		case failed:
 			if !retry || !client.Sleep(ctx, time.Until(s.link.nextTry)) {
@@ -567,48 +582,75 @@ func firstSamples(series []*codec.Series, n int) (head, rest []*codec.Series) {
 	return head, nil
 }
 
-// splitAt splits series into their samples at or before t and the others,
-// each series' order kept. The parts are new; labels are shared.
-func splitAt(series []*codec.Series, t int64) (old, young []*codec.Series) {
-	for _, s := range series {
-		var o, y codec.Series
-		for i, ts := range s.T {
+// maxMayHave bounds the series mayHave remembers.
+const maxMayHave = 100_000
+
+// noteMayHave records that the receiver may have written series.
+func (s *Sender) noteMayHave(series []*codec.Series) {
+	if len(s.mayHave)+len(series) > maxMayHave {
+		clear(s.mayHave)
+	}
+	for _, cs := range series {
+		if n := len(cs.T); n > 0 {
+			h := cs.Labels.Hash()
+			s.mayHave[h] = max(s.mayHave[h], cs.T[n-1])
+		}
+	}
+}
+
+// mayHaveBefore returns, for one series, the time up to which its samples
+// may be at the receiver already.
+func (s *Sender) mayHaveBefore(cs *codec.Series) int64 {
+	t := s.sentBefore
+	if len(s.mayHave) > 0 {
+		t = max(t, s.mayHave[cs.Labels.Hash()])
+	}
+	return t
+}
+
+// countMayHave counts the samples of series that may be at the receiver.
+func (s *Sender) countMayHave(series []*codec.Series) int {
+	n := 0
+	for _, cs := range series {
+		t := s.mayHaveBefore(cs)
+		for _, ts := range cs.T {
 			if ts <= t {
-				o.T, o.V = append(o.T, ts), append(o.V, s.V[i])
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// splitMayHave splits series into the samples that may be at the receiver
+// and the others, each series' order kept. The parts are new; labels are
+// shared.
+func (s *Sender) splitMayHave(series []*codec.Series) (old, young []*codec.Series) {
+	for _, cs := range series {
+		t := s.mayHaveBefore(cs)
+		var o, y codec.Series
+		for i, ts := range cs.T {
+			if ts <= t {
+				o.T, o.V = append(o.T, ts), append(o.V, cs.V[i])
 			} else {
-				y.T, y.V = append(y.T, ts), append(y.V, s.V[i])
+				y.T, y.V = append(y.T, ts), append(y.V, cs.V[i])
 			}
 		}
 		if len(o.T) > 0 {
-			o.Labels = s.Labels
+			o.Labels = cs.Labels
 			old = append(old, &o)
 		}
 		if len(y.T) > 0 {
-			y.Labels = s.Labels
+			y.Labels = cs.Labels
 			young = append(young, &y)
 		}
 	}
 	return old, young
 }
 
-// atOrBefore counts the samples of series at or before t, and returns the
-// newest sample's time.
-func atOrBefore(series []*codec.Series, t int64) (n int, newest int64) {
-	newest = math.MinInt64
-	for _, s := range series {
-		for _, ts := range s.T {
-			if ts <= t {
-				n++
-			}
-			newest = max(newest, ts)
-		}
-	}
-	return n, newest
-}
-
 // attempt posts series (samples of them) once, in the protocol in force,
 // falling back to 1.0 at once where the spec says so, and keeps the
-// counters, s.link and s.sentBefore.
+// counters, s.link and s.mayHave.
 func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples int, inOrder bool) outcome {
 	proto := s.Stats().Protocol
 	body := codec.Encode(series, proto)
@@ -638,10 +680,11 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 		return stopped
 	}
 	if errors.As(err, &e) && e.Retry {
-		// The receiver may have written them all the same (a lost answer,
-		// a proxy's 502): sent again, they may be refused as duplicates.
-		_, newest := atOrBefore(series, 0)
-		s.sentBefore = max(s.sentBefore, newest)
+		if e.MayHaveWritten() {
+			// A lost answer, a proxy's 502: sent again, they may be
+			// refused as duplicates.
+			s.noteMayHave(series)
+		}
 		wait := s.backoff.Failed(e.RetryAfter)
 		if !s.link.failing {
 			s.mu.Lock()
@@ -694,7 +737,7 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 		// receiver holds them, or newer ones of their series: ferry's own,
 		// if it may have sent them before; if not, someone else's (two
 		// devices with one identity?) or a clock that went back.
-		switch old, _ := atOrBefore(series, s.sentBefore); {
+		switch old := s.countMayHave(series); {
 		case old == samples:
 			reason = ReasonDuplicate
 		case old > 0 && kept == 0:

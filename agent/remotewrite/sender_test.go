@@ -73,10 +73,12 @@ func (f *fakeSource) LiveDone()                               { panic("LiveDone 
 func (f *fakeSource) LiveFailed()                             { panic("LiveFailed without TakeLive") }
 func (f *fakeSource) LiveReady() <-chan struct{}              { return nil }
 
-// Delete and LastSeq hold the sender to its contract: without FreshFirst (or a budget)
-// it never calls them. (The tests of FreshFirst use a real buffer.)
+// Delete, LastSeq and SplitAt hold the sender to its contract: without
+// FreshFirst (or a budget) it never calls them. (The tests of FreshFirst
+// use a real buffer.)
 func (f *fakeSource) Delete([]uint64) error { panic("Delete called without FreshFirst") }
 func (f *fakeSource) LastSeq() uint64       { panic("LastSeq called without FreshFirst") }
+func (f *fakeSource) SplitAt(uint64)        { panic("SplitAt called without FreshFirst") }
 
 // state returns the acknowledged seqs and the seqs still buffered.
 func (f *fakeSource) state() (acks, left []uint64) {

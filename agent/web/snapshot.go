@@ -20,6 +20,7 @@ type Snapshot struct {
 	Drops       []Drop      // every place and reason, zero or not
 	Sources     []Source    // in the order they were configured
 	Collectors  []Collector // the host collectors of the source "node", in the order they run
+	History     []Point     // the last hour, oldest first, for the plots
 }
 
 // Figure is one number of /metrics: its series as /metrics writes it, e.g.

@@ -47,6 +47,8 @@ type statusView struct {
 	Drops                                  []dropView
 	Sources                                []sourceView
 	Collectors                             []collectorView
+	Plots                                  []plotView
+	NowUnix                                float64
 }
 
 // senderLine is a remote_write endpoint after the first, on one line.
@@ -183,6 +185,8 @@ func (p *statusPage) view(s Snapshot) statusView {
 			v.Verdict += " The last request failed: see the receiver's answer below."
 		}
 	}
+
+	v.Plots, v.NowUnix = plots(s.History, s.Sender != nil), float64(now.UnixMilli())/1000
 
 	for _, src := range s.Sources {
 		sv := sourceView{

@@ -16,6 +16,8 @@ th,td{text-align:left;padding:.25em .6em;border-bottom:1px solid #ddd;vertical-a
 th{font-weight:600;width:12em}thead th{width:auto;background:#f5f5f5}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 .ok{color:#137333}.bad{color:#b3261e}
+figure.plot{margin:.4em 0 .8em}figure.plot figcaption{color:#444;font-size:.92em}
+#plots svg{display:block}
 code,.err{font-family:ui-monospace,monospace;font-size:.92em;word-break:break-word}`
 
 // statusRefresh is how often the page reloads itself, in seconds.
@@ -74,6 +76,12 @@ func renderStatus(v statusView) []byte {
 		verdictClass += " behind"
 	}
 	w.put(`<p class="`, verdictClass, `" id="verdict">`, esc(v.Verdict), "</p>\n")
+
+	w.put("<h2>The last hour</h2>\n<div id=\"plots\">\n")
+	for _, p := range v.Plots {
+		w.renderPlot(p, v.NowUnix)
+	}
+	w.put("</div>\n")
 
 	w.put("<h2>Buffer</h2>\n<table id=\"buffer\">\n")
 	w.row("in use", v.BufferUsed, " of ", v.BufferMax, " (file: ", v.BufferFile, ")")

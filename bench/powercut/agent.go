@@ -86,13 +86,15 @@ func (f ferryAgent) InspectCommand() string {
 	return `ls -l /data/ferry
 [ -e /data/ferry/ferry.db ] || exit 0
 ferry buffer stat --storage.path=/data/ferry || exit 1
-cp /data/ferry/ferry.db /out/ferry.db`
+cp /data/ferry/ferry.db /out/ferry.db
+[ ! -e /data/ferry/ferry.db.journal ] || cp /data/ferry/ferry.db.journal /out/`
 }
 
-// The debug line agent/agent.go logs after each commit, and lines that say
-// the buffer was not found as it was left.
+// The debug lines agent/agent.go logs after each commit and each sync of
+// the journal (what a power cut must leave), and lines that say the buffer
+// was not found as it was left.
 var (
-	ferryCommitted = regexp.MustCompile(`msg=committed buffered_samples=(\d+) newest_ms=(\d+)`)
+	ferryCommitted = regexp.MustCompile(`msg=(?:committed|synced) buffered_samples=(\d+) newest_ms=(\d+)`)
 	ferryTrouble   = regexp.MustCompile(`moving it aside|buffer block unreadable|cannot open the buffer|committing to the buffer|panic:`)
 )
 

@@ -17,7 +17,7 @@ command -v file >/dev/null 2>&1 || missing="$missing file"
 if [ -n "$missing" ]; then
 	$SUDO apt-get update -qq
 	# shellcheck disable=SC2086
-	$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
 fi
 
 if [ ! -s "$out/modules.list" ]; then

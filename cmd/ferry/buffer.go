@@ -44,6 +44,10 @@ func runBuffer(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "file:            %s/%s (%d bytes)\n", *path, buffer.FileName, st.FileBytes)
 	fmt.Fprintf(stdout, "blocks:          %d (first seq %d)\n", st.Blocks, st.FirstSeq)
 	fmt.Fprintf(stdout, "samples:         %d\n", st.Samples)
+	if st.HeadSamples > 0 {
+		// A process that died left them; its next start commits them.
+		fmt.Fprintf(stdout, "journaled:       %d samples not committed yet (the agent commits them at its next start)\n", st.HeadSamples)
+	}
 	fmt.Fprintf(stdout, "series:          %d\n", st.Series)
 	fmt.Fprintf(stdout, "oldest sample:   %s\n", formatMillis(st.OldestT))
 	fmt.Fprintf(stdout, "newest sample:   %s\n", formatMillis(st.NewestT))

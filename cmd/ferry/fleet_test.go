@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // The fleet's side of ferry: the alert rules and the Grafana dashboard in
@@ -19,6 +21,8 @@ import (
 const (
 	alertRules     = "../../packaging/prometheus/ferry-alerts.yml"
 	alertRuleTests = "../../packaging/prometheus/ferry-alerts_test.yml"
+	runbookDoc     = "../../docs/RUNBOOK.md"
+	runbookURL     = "https://github.com/ferry-agent/ferry/blob/main/docs/RUNBOOK.md"
 )
 
 // TestAlertRules: the alert rules load in Prometheus (`promtool check
@@ -41,17 +45,53 @@ func TestAlertRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alerts := strings.Split(string(rules), "- alert: ")[1:]
-	if len(alerts) < 5 {
-		t.Fatalf("%s has %d alerts, want at least the 5 a fleet needs", alertRules, len(alerts))
+	// node_exporter's mixin style: a for, a severity, a one-line summary,
+	// a description naming the device by instance (its identity, not its
+	// hostname), and a runbook_url to a section of docs/RUNBOOK.md.
+	var file struct {
+		Groups []struct {
+			Rules []struct {
+				Alert       string            `yaml:"alert"`
+				For         string            `yaml:"for"`
+				Labels      map[string]string `yaml:"labels"`
+				Annotations map[string]string `yaml:"annotations"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
 	}
-	for _, rule := range alerts {
-		name, _, _ := strings.Cut(rule, "\n")
-		if !strings.Contains(rule, "runbook: ") {
-			t.Errorf("alert %s has no runbook annotation", name)
+	if err := yaml.Unmarshal(rules, &file); err != nil {
+		t.Fatal(err)
+	}
+	runbook, err := os.ReadFile(runbookDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, g := range file.Groups {
+		for _, r := range g.Rules {
+			names = append(names, r.Alert)
+			a := r.Annotations
+			if r.For == "" || r.Labels["severity"] == "" {
+				t.Errorf("alert %s: for %q, severity %q; want both", r.Alert, r.For, r.Labels["severity"])
+			}
+			if a["summary"] == "" || strings.Contains(a["summary"], "\n") || len(a) != 3 {
+				t.Errorf("alert %s: annotations %v; want summary (one line), description, runbook_url", r.Alert, a)
+			}
+			if !strings.Contains(a["description"], "{{ $labels.instance }}") {
+				t.Errorf("alert %s: the description does not name the device by instance: %q", r.Alert, a["description"])
+			}
+			anchor := strings.ToLower(r.Alert)
+			if a["runbook_url"] != runbookURL+"#"+anchor || !strings.Contains(string(runbook), "\n## "+r.Alert+"\n") {
+				t.Errorf("alert %s: runbook_url %q; want %s#%s, a section of %s", r.Alert, a["runbook_url"], runbookURL, anchor, runbookDoc)
+			}
+			if !strings.Contains(string(tests), "alertname: "+r.Alert+"\n") {
+				t.Errorf("alert %s has no unit test in %s", r.Alert, alertRuleTests)
+			}
 		}
-		if !strings.Contains(string(tests), "alertname: "+name+"\n") {
-			t.Errorf("alert %s has no unit test in %s", name, alertRuleTests)
+	}
+	for _, want := range []string{"FerryDeviceSilent", "FerryBacklogOld", "FerryBufferNearlyFull", "FerrySamplesDropped",
+		"FerryReceiverRejecting", "FerryBufferFileMovedAside", "FerryClockDroppedSamples"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("no alert %s in %s", want, alertRules)
 		}
 	}
 	out, err = exec.Command(promtool, "test", "rules", alertRuleTests).CombinedOutput()
@@ -62,6 +102,9 @@ func TestAlertRules(t *testing.T) {
 }
 
 const fleetDashboard = "../../packaging/grafana/ferry-fleet.json"
+
+// fleetIdentity is the instance the dashboard test's ferry runs with.
+const fleetIdentity = "SN-FLEET-0042"
 
 // dashboard is the part of Grafana's dashboard JSON model that the test reads.
 type dashboard struct {
@@ -165,6 +208,9 @@ func TestFleetDashboard(t *testing.T) {
 		// within seconds; the rest are ferry's defaults.
 		"--scrape.interval=1s",
 		"--web.listen-address="+ferryAddr,
+		// The device's identity, as one image on many devices sets it:
+		// the dashboard lists devices by it, not by the hostname.
+		"--instance="+fleetIdentity,
 	)
 
 	// A device variable lists the devices from a label of ferry's metrics.
@@ -209,6 +255,27 @@ func TestFleetDashboard(t *testing.T) {
 	for _, q := range pending {
 		what, expr, _ := strings.Cut(q, "\x00")
 		t.Errorf("%s returns no data: %s", what, grafanaVariables.Replace(expr))
+	}
+	// Every per-device query groups by instance, and the device variable
+	// lists the configured identity, for ferry's series and the host's.
+	for _, q := range queries {
+		what, expr, _ := strings.Cut(q, "\x00")
+		if m := regexp.MustCompile(`\b(?:by|without) \(([^)]*)\)`).FindAllStringSubmatch(expr, -1); m != nil {
+			for _, g := range m {
+				if !strings.Contains(g[0], "by (") || !strings.HasPrefix(g[1], "instance") {
+					t.Errorf("%s: %q does not group by the device's identity, instance", what, g[0])
+				}
+			}
+		}
+	}
+	for _, q := range []string{`count by (instance) (ferry_build_info{job="ferry"})`, `count by (instance) (node_load1{job="node"})`} {
+		var got []string
+		for _, s := range query(t, promAddr, q) {
+			got = append(got, s.Metric["instance"])
+		}
+		if !slices.Equal(got, []string{fleetIdentity}) {
+			t.Errorf("%s: instances %q, want the configured identity %q", q, got, fleetIdentity)
+		}
 	}
 	t.Logf("%d queries of the dashboard, its variable and the alert rules return data", len(queries)-len(pending))
 }

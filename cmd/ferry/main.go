@@ -180,7 +180,7 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ferry: usage: ferry check-config FILE")
 		return 2
 	}
-	cfg, err := config.CheckFile(args[0])
+	cfg, err := config.CheckFile(args[0], host.Collectors()...)
 	if err != nil {
 		fmt.Fprintf(stderr, "ferry: %v\n", err)
 		return 1

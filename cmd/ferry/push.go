@@ -311,9 +311,10 @@ func (c *carrySource) LiveDone()                               {}
 func (c *carrySource) LiveFailed()                             {}
 func (c *carrySource) LiveReady() <-chan struct{}              { return nil }
 
-// Delete and LastSeq serve FreshFirst, which push turns off.
+// Delete, LastSeq and SplitAt serve FreshFirst, which push turns off.
 func (c *carrySource) Delete([]uint64) error { return nil }
 func (c *carrySource) LastSeq() uint64       { return c.seq }
+func (c *carrySource) SplitAt(uint64)        {}
 
 func (c *carrySource) isFinished() bool {
 	select {

@@ -190,7 +190,8 @@ func TestCollectorNames(t *testing.T) {
 			t.Errorf("collector %s: want help text and a constructor", e.Name)
 		}
 	}
-	for _, name := range []string{"cpu", "loadavg", "meminfo", "filesystem", "netdev", "diskstats", "stat", "time", "uname", "os", "thermal_zone", "hwmon", "pressure", "wifi"} {
+	for _, name := range []string{"cpu", "loadavg", "meminfo", "filesystem", "netdev", "diskstats", "stat", "time", "uname", "os", "thermal_zone", "hwmon", "pressure", "wifi",
+		"conntrack", "entropy", "filefd", "sockstat", "vmstat", "netstat", "openwrt", "nat_traffic", "wifi_stations"} {
 		if !seen[name] {
 			t.Errorf("collector %s not registered", name)
 		}
@@ -253,6 +254,27 @@ func TestMalformed(t *testing.T) {
 		{"os-release open quote", "os", "etc/os-release", "NAME=\"Debian\n"},
 		{"thermal temp not a number", "thermal_zone", "class/thermal/thermal_zone0/temp", "hot\n"},
 		{"hwmon temp not a number", "hwmon", "class/hwmon/hwmon0/temp1_input", "48.3\n"},
+		{"conntrack count not a number", "conntrack", "sys/net/netfilter/nf_conntrack_count", "many\n"},
+		{"conntrack count negative", "conntrack", "sys/net/netfilter/nf_conntrack_count", "-1\n"},
+		{"conntrack count empty", "conntrack", "sys/net/netfilter/nf_conntrack_count", ""},
+		{"entropy past 2^64", "entropy", "sys/kernel/random/entropy_avail", "18446744073709551616\n"},
+		{"filefd two fields", "filefd", "sys/fs/file-nr", "1088\t0\n"},
+		{"filefd not numbers", "filefd", "sys/fs/file-nr", "1088\t0\tlots\n"},
+		{"sockstat odd pairs", "sockstat", "net/sockstat", "sockets: used 12\nTCP: inuse 9 orphan\n"},
+		{"sockstat no colon", "sockstat", "net/sockstat", "TCP inuse 9\n"},
+		{"sockstat name not a metric name", "sockstat", "net/sockstat", "TCP{x=\"1\"}: inuse 9\n"},
+		{"sockstat value not a number", "sockstat", "net/sockstat", "TCP: inuse 9.5\n"},
+		{"vmstat one field", "vmstat", "vmstat", "pgfault\n"},
+		{"vmstat not a number", "vmstat", "vmstat", "pgfault 1e9\n"},
+		{"vmstat name not a metric name", "vmstat", "vmstat", "pg-fault 12\n"},
+		{"netstat names without values", "netstat", "net/netstat", "TcpExt: ListenDrops ListenOverflows\n"},
+		{"netstat truncated values", "netstat", "net/netstat", "TcpExt: ListenDrops ListenOverflows\nTcpExt: 1\n"},
+		{"netstat protocols differ", "netstat", "net/netstat", "TcpExt: ListenDrops\nIpExt: 1\n"},
+		{"netstat value not a number", "netstat", "net/netstat", "TcpExt: ListenDrops\nTcpExt: x\n"},
+		{"openwrt_release not key=value", "openwrt", "etc/openwrt_release", "DISTRIB_ID OpenWrt\n"},
+		{"nf_conntrack line too long", "nat_traffic", "net/nf_conntrack", "ipv4 2 tcp 6 src=1.2.3.4 dst=5.6.7.8 " + strings.Repeat("x", 5000) + "\n"},
+		{"nf_conntrack no addresses", "nat_traffic", "net/nf_conntrack", "ipv4 2 tcp 6 7431 ESTABLISHED bytes=12\n"},
+		{"nf_conntrack bytes not a number", "nat_traffic", "net/nf_conntrack", "ipv4 2 udp 17 28 src=1.2.3.4 dst=5.6.7.8 bytes=-3\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -279,6 +301,9 @@ func TestMalformed(t *testing.T) {
 			}
 			if !strings.HasPrefix(err.Error(), tc.collector+":") {
 				t.Errorf("error %q does not start with the collector's name", err)
+			}
+			if !strings.Contains(err.Error(), filepath.Base(tc.file)) {
+				t.Errorf("error %q does not name the file", err)
 			}
 		})
 	}

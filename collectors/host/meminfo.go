@@ -16,11 +16,11 @@ import (
 // node_exporter emits every field of the file, gopsutil only a subset.
 type meminfoCollector struct {
 	path  string
-	descs map[string]*collectors.Desc // by metric name, built once
+	descs descCache
 }
 
 func newMeminfo(p collectors.Paths) collectors.Collector {
-	return &meminfoCollector{path: filepath.Join(p.ProcFS, "meminfo"), descs: map[string]*collectors.Desc{}}
+	return &meminfoCollector{path: filepath.Join(p.ProcFS, "meminfo"), descs: descCache{}}
 }
 
 func (c *meminfoCollector) Collect(_ context.Context, out *collectors.Collection) error {
@@ -29,13 +29,8 @@ func (c *meminfoCollector) Collect(_ context.Context, out *collectors.Collection
 		return err
 	}
 	for _, fv := range fields {
-		d := c.descs[fv.name]
-		if d == nil {
-			help := "Memory information field " + strings.TrimPrefix(fv.name, "node_memory_") + "."
-			d = collectors.NewDesc(fv.name, help, collectors.Gauge)
-			c.descs[fv.name] = d
-		}
-		out.Add(d, fv.value)
+		help := "Memory information field " + strings.TrimPrefix(fv.name, "node_memory_") + "."
+		out.Add(c.descs.get(fv.name, help, collectors.Gauge), fv.value)
 	}
 	return nil
 }

@@ -14,6 +14,9 @@ import (
 // 23.05: squashfs root in /rom, jffs2 on /overlay, both joined by overlayfs
 // on /, a USB stick on /mnt/sda1. Two radios: 2.4 GHz access point with
 // two stations, 5 GHz access point with one and a client link upstream.
+// /tmp/sysinfo names the board a GL.iNet GL-B1300 (IPQ4028, the same SoC
+// family); the connection table holds 22 connections of four LAN clients,
+// the router itself and IPv6 hosts, NATed to 203.0.113.45.
 var openwrtFixture = &fixture{
 	paths:  collectors.Paths{ProcFS: "testdata/openwrt-ipq40xx/proc", SysFS: "testdata/openwrt-ipq40xx/sys", RootFS: "testdata/openwrt-ipq40xx/root"},
 	golden: "openwrt-ipq40xx.golden",
@@ -31,9 +34,11 @@ var openwrtFixture = &fixture{
 		{index: 9, name: "phy0-ap0", freqMHz: 2437,
 			stations: []fakeStation{
 				{mac: []byte{0x3c, 0x22, 0xfb, 0x10, 0x20, 0x30}, connectedS: 5231, inactiveMs: 1250, rxBytes64: 41203384, txBytes64: 170011222,
-					signal: -61, rxRate16: 650, txRate16: 722, txRetries: 1842, txFailed: 12, beaconLoss: 0},
+					signal: -61, rxRate16: 650, txRate16: 722, txRetries: 1842, txFailed: 12, beaconLoss: 0,
+					rxPackets: 301877, txPackets: 412022, expectedKbps: 51200},
 				{mac: []byte{0x84, 0xf3, 0xeb, 0xaa, 0xbb, 0xcc}, connectedS: 86011, inactiveMs: 30120, rxBytes64: 812334, txBytes64: 401223,
-					signal: -78, rxRate16: 10, txRate16: 65, txRetries: 3311, txFailed: 87, beaconLoss: 2},
+					signal: -78, rxRate16: 10, txRate16: 65, txRetries: 3311, txFailed: 87, beaconLoss: 2,
+					rxPackets: 9120, txPackets: 7733},
 			},
 			// A neighbour seen by the automatic channel selection: not joined.
 			scan: []fakeBSS{{bssid: []byte{0x00, 0x1a, 0x2b, 0x3c, 0x4d, 0x5e}, ies: ssidIE("neighbour"), status: -1}},
@@ -42,14 +47,16 @@ var openwrtFixture = &fixture{
 			stations: []fakeStation{
 				// Past 4 GiB: the 32-bit counters have wrapped.
 				{mac: []byte{0xa4, 0x83, 0xe7, 0x01, 0x02, 0x03}, connectedS: 3602, inactiveMs: 40, rxBytes64: 6012345678901, txBytes64: 912384120,
-					signal: -52, rxRate16: 7800, txRate16: 8667, rxRate32: 7800, txRate32: 8667, txRetries: 9123, txFailed: 4},
+					signal: -52, rxRate16: 7800, txRate16: 8667, rxRate32: 7800, txRate32: 8667, txRetries: 9123, txFailed: 4,
+					rxPackets: 4120877, txPackets: 1012334, expectedKbps: 612000},
 			},
 		},
 		{index: 11, name: "phy1-sta0", freqMHz: 5180,
 			// In client mode the one station is the access point upstream.
 			stations: []fakeStation{
 				{mac: []byte{0x74, 0xac, 0xb9, 0x5a, 0x6b, 0x7c}, connectedS: 172800, inactiveMs: 10, rxBytes64: 24187201, txBytes64: 8812340,
-					signal: -67, rxRate16: 5850, txRate16: 4333, txRetries: 120, txFailed: 1, beaconLoss: 3},
+					signal: -67, rxRate16: 5850, txRate16: 4333, txRetries: 120, txFailed: 1, beaconLoss: 3,
+					rxPackets: 88123, txPackets: 51233, expectedKbps: 301000},
 			},
 			scan: []fakeBSS{
 				{bssid: []byte{0x74, 0xac, 0xb9, 0x5a, 0x6b, 0x7c}, ies: ssidIE("Upstream café"), status: 1},

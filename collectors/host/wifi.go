@@ -49,6 +49,28 @@ var (
 		"The total number of times a station has detected a beacon loss.", collectors.Counter)
 )
 
+// The wifi_stations families of prometheus-node-exporter-lua, which OpenWrt
+// router dashboards read: its names, labels (ifname, mac in upper case, as
+// iwinfo writes it) and units (kbit/s, ms). As it does, signal, bitrates and
+// expected throughput are left out while the driver reports 0 (unknown).
+var (
+	luaStationsDesc = collectors.NewDesc("wifi_stations",
+		"Stations associated with a WiFi interface.", collectors.Gauge, "ifname")
+	luaSignalDesc        = luaStationDesc("signal_dbm", "Signal strength of a station, in dBm.", collectors.Gauge)
+	luaInactiveDesc      = luaStationDesc("inactive_milliseconds", "Time since a station was last active, in milliseconds.", collectors.Gauge)
+	luaExpThroughputDesc = luaStationDesc("expected_throughput_kilobits_per_second", "Throughput the driver expects to a station, in kbit/s.", collectors.Gauge)
+	luaTxBitrateDesc     = luaStationDesc("transmit_kilobits_per_second", "Transmit bitrate to a station, in kbit/s.", collectors.Gauge)
+	luaRxBitrateDesc     = luaStationDesc("receive_kilobits_per_second", "Receive bitrate from a station, in kbit/s.", collectors.Gauge)
+	luaTxPacketsDesc     = luaStationDesc("transmit_packets_total", "Packets transmitted to a station.", collectors.Counter)
+	luaRxPacketsDesc     = luaStationDesc("receive_packets_total", "Packets received from a station.", collectors.Counter)
+	luaTxBytesDesc       = luaStationDesc("transmit_bytes_total", "Bytes transmitted to a station.", collectors.Counter)
+	luaRxBytesDesc       = luaStationDesc("receive_bytes_total", "Bytes received from a station.", collectors.Counter)
+)
+
+func luaStationDesc(name, help string, typ collectors.Type) *collectors.Desc {
+	return collectors.NewDesc("wifi_station_"+name, help, typ, "ifname", "mac")
+}
+
 func stationDesc(name, help string, typ collectors.Type) *collectors.Desc {
 	return collectors.NewDesc("node_wifi_"+name, help, typ, "device", "mac_address")
 }
@@ -73,6 +95,8 @@ const (
 	staInfoTxBytes      = 3  // u32
 	staInfoSignal       = 7  // s8, dBm
 	staInfoTxBitrate    = 8  // nested rate info
+	staInfoRxPackets    = 9  // u32
+	staInfoTxPackets    = 10 // u32
 	staInfoTxRetries    = 11 // u32
 	staInfoTxFailed     = 12 // u32
 	staInfoRxBitrate    = 14 // nested rate info
@@ -80,8 +104,9 @@ const (
 	staInfoBeaconLoss   = 18 // u32
 	staInfoRxBytes64    = 23
 	staInfoTxBytes64    = 24
-	rateInfoBitrate     = 1 // u16, 100 kbit/s
-	rateInfoBitrate32   = 5 // u32, 100 kbit/s
+	staInfoExpectedTput = 27 // u32, kbit/s
+	rateInfoBitrate     = 1  // u16, 100 kbit/s
+	rateInfoBitrate32   = 5  // u32, 100 kbit/s
 	bssAttrBSSID        = 1
 	bssAttrIEs          = 6
 	bssAttrStatus       = 9 // present only on the BSS the interface is in
@@ -99,10 +124,25 @@ type netlinkSocket interface {
 
 type wifiCollector struct {
 	open func() (netlinkSocket, error)
+	// routerNames: prometheus-node-exporter-lua's wifi_stations families
+	// instead of node_exporter's.
+	routerNames bool
 }
 
 func newWifi(collectors.Paths) collectors.Collector {
 	return &wifiCollector{open: openGenericNetlink}
+}
+
+// name is the collector's, for its errors.
+func (c *wifiCollector) name() string {
+	if c.routerNames {
+		return "wifi_stations"
+	}
+	return "wifi"
+}
+
+func newWifiStations(collectors.Paths) collectors.Collector {
+	return &wifiCollector{open: openGenericNetlink, routerNames: true}
 }
 
 func (c *wifiCollector) Collect(_ context.Context, out *collectors.Collection) error {
@@ -112,7 +152,7 @@ func (c *wifiCollector) Collect(_ context.Context, out *collectors.Collection) e
 			errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
 			return nil // no netlink for us here (a sandbox): no wifi to report
 		}
-		return fmt.Errorf("wifi: %w", err)
+		return fmt.Errorf("%s: %w", c.name(), err)
 	}
 	defer sock.Close()
 	nl := &genlClient{sock: sock}
@@ -121,11 +161,11 @@ func (c *wifiCollector) Collect(_ context.Context, out *collectors.Collection) e
 		return nil // no cfg80211 in this kernel: no wifi hardware
 	}
 	if err != nil {
-		return fmt.Errorf("wifi: nl80211 family: %w", err)
+		return fmt.Errorf("%s: nl80211 family: %w", c.name(), err)
 	}
 	ifaces, err := nl.dump(family, nl80211CmdGetIface, nil)
 	if err != nil {
-		return fmt.Errorf("wifi: interfaces: %w", err)
+		return fmt.Errorf("%s: interfaces: %w", c.name(), err)
 	}
 	type station struct {
 		device string
@@ -139,30 +179,60 @@ func (c *wifiCollector) Collect(_ context.Context, out *collectors.Collection) e
 		if name == "" || len(attrs[nl80211AttrIfindex]) < 4 {
 			continue // a P2P device has no netdev
 		}
-		out.Add(wifiFrequencyDesc, float64(attrU32(attrs[nl80211AttrFreq]))*1e6, name)
 		byIndex := attr(nl80211AttrIfindex, attrs[nl80211AttrIfindex])
-
-		scan, err := nl.dump(family, nl80211CmdGetScan, byIndex)
-		if ignorableWifiError(err) {
-			scan = nil
-		} else if err != nil {
-			errs = append(errs, fmt.Errorf("wifi: %s: scan results: %w", name, err))
-		}
-		if bss, ok := currentBSS(scan); ok {
-			out.Add(wifiStationInfoDesc, 1, name, bss.bssid, bss.ssid, bss.mode)
+		if !c.routerNames {
+			out.Add(wifiFrequencyDesc, float64(attrU32(attrs[nl80211AttrFreq]))*1e6, name)
+			scan, err := nl.dump(family, nl80211CmdGetScan, byIndex)
+			if ignorableWifiError(err) {
+				scan = nil
+			} else if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %s: scan results: %w", c.name(), name, err))
+			}
+			if bss, ok := currentBSS(scan); ok {
+				out.Add(wifiStationInfoDesc, 1, name, bss.bssid, bss.ssid, bss.mode)
+			}
 		}
 
 		stas, err := nl.dump(family, nl80211CmdGetSta, byIndex)
 		if ignorableWifiError(err) {
 			stas = nil
 		} else if err != nil {
-			errs = append(errs, fmt.Errorf("wifi: %s: stations: %w", name, err))
+			errs = append(errs, fmt.Errorf("%s: %s: stations: %w", c.name(), name, err))
 		}
+		n := 0
 		for _, m := range stas {
 			if si, ok := parseStation(m); ok {
 				stations = append(stations, station{name, si})
+				n++
 			}
 		}
+		if c.routerNames {
+			out.Add(luaStationsDesc, float64(n), name)
+		}
+	}
+	if c.routerNames {
+		for _, f := range []struct {
+			desc     *collectors.Desc
+			value    func(stationInfo) float64
+			omitZero bool
+		}{
+			{luaSignalDesc, func(s stationInfo) float64 { return s.signal }, true},
+			{luaInactiveDesc, func(s stationInfo) float64 { return s.inactiveSeconds * 1000 }, false},
+			{luaExpThroughputDesc, func(s stationInfo) float64 { return s.expectedKbps }, true},
+			{luaTxBitrateDesc, func(s stationInfo) float64 { return s.txBitrate / 1000 }, true},
+			{luaRxBitrateDesc, func(s stationInfo) float64 { return s.rxBitrate / 1000 }, true},
+			{luaTxPacketsDesc, func(s stationInfo) float64 { return s.txPackets }, false},
+			{luaRxPacketsDesc, func(s stationInfo) float64 { return s.rxPackets }, false},
+			{luaTxBytesDesc, func(s stationInfo) float64 { return s.txBytes }, false},
+			{luaRxBytesDesc, func(s stationInfo) float64 { return s.rxBytes }, false},
+		} {
+			for _, s := range stations {
+				if v := f.value(s.info); v != 0 || !f.omitZero {
+					out.Add(f.desc, v, s.device, strings.ToUpper(s.info.mac))
+				}
+			}
+		}
+		return errors.Join(errs...)
 	}
 	for _, f := range []struct {
 		desc  *collectors.Desc
@@ -200,6 +270,8 @@ type stationInfo struct {
 	rxBytes, txBytes                  float64
 	signal                            float64 // dBm
 	txRetries, txFailed, beaconLoss   float64
+	rxPackets, txPackets              float64
+	expectedKbps                      float64
 }
 
 // parseStation reads one NL80211_CMD_NEW_STATION message of a station dump.
@@ -230,6 +302,9 @@ func parseStation(msg []byte) (stationInfo, bool) {
 	si.txRetries = float64(attrU32(info[staInfoTxRetries]))
 	si.txFailed = float64(attrU32(info[staInfoTxFailed]))
 	si.beaconLoss = float64(attrU32(info[staInfoBeaconLoss]))
+	si.rxPackets = float64(attrU32(info[staInfoRxPackets]))
+	si.txPackets = float64(attrU32(info[staInfoTxPackets]))
+	si.expectedKbps = float64(attrU32(info[staInfoExpectedTput]))
 	return si, true
 }
 

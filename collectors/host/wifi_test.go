@@ -33,6 +33,8 @@ type fakeStation struct {
 	rxRate16, txRate16              uint16 // 100 kbit/s
 	rxRate32, txRate32              uint32 // 100 kbit/s; 0: not sent
 	txRetries, txFailed, beaconLoss uint32
+	rxPackets, txPackets            uint32
+	expectedKbps                    uint32 // 0: not sent, as drivers without rate control estimates do
 }
 
 type fakeBSS struct {
@@ -145,7 +147,12 @@ func (st fakeStation) encode(ifindex uint32) []byte {
 		attr(staInfoTxFailed, u32(st.txFailed)),
 		attr(staInfoConnected, u32(st.connectedS)),
 		attr(staInfoBeaconLoss, u32(st.beaconLoss)),
+		attr(staInfoRxPackets, u32(st.rxPackets)),
+		attr(staInfoTxPackets, u32(st.txPackets)),
 	)
+	if st.expectedKbps != 0 {
+		info = append(info, attr(staInfoExpectedTput, u32(st.expectedKbps))...)
+	}
 	return concat(attr(nl80211AttrIfindex, u32(ifindex)), attr(nl80211AttrMAC, st.mac), attr(nl80211AttrStaInfo|syscall.NLA_F_NESTED, info))
 }
 

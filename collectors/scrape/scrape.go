@@ -1,6 +1,7 @@
 // Package scrape is ferry's minimal scraper of local exporters: one HTTP GET
-// per target and interval, parsed with Prometheus' own textparse, within
-// limits that keep a hostile target from exhausting a small device.
+// per target and interval, parsed with ferry's own parser of the text
+// formats (collectors/exposition), within limits that keep a hostile target
+// from exhausting a small device.
 package scrape
 
 import (
@@ -18,9 +19,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/model/textparse"
 
 	"github.com/ferry-agent/ferry/collectors"
+	"github.com/ferry-agent/ferry/collectors/exposition"
 	"github.com/ferry-agent/ferry/internal/httpclient"
 )
 
@@ -70,15 +71,16 @@ type Scraper struct {
 	client     *http.Client
 	duplicates atomic.Uint64
 
-	mu     sync.Mutex // held by Collect: guards what follows
+	mu     sync.Mutex        // held by Collect: guards what follows
+	parser exposition.Parser // keeps the target's families' Descs from one scrape to the next
 	cache  seriesCache
 	hashes []uint64       // of the samples of the scrape being parsed, by index
 	first  map[uint64]int // dropDuplicates': label hash -> index in kept
 }
 
 // seriesCache remembers, per target, the label set that each series of the
-// exposition parsed to, keyed by the series' text (textparse's Series():
-// the name and the labels as the target wrote them), as Prometheus' scrape
+// exposition parsed to, keyed by the series' text (exposition.Parser's
+// Series: the name and the labels as the target wrote them), as Prometheus' scrape
 // loop does: a series the target exposes again costs a map lookup, neither
 // parsing its labels nor checking them against the limits, and allocates
 // nothing. A series' text alone gives its labels (ferry parses without
@@ -208,7 +210,7 @@ func (s *Scraper) scrape(ctx context.Context, out *collectors.Collection) error 
 		return err
 	}
 	s.hashes = s.hashes[:0]
-	return parse(body, resp.Header.Get("Content-Type"), s.target.Limits, out, len(out.Samples), &s.cache, &s.hashes)
+	return parse(&s.parser, body, resp.Header.Get("Content-Type"), s.target.Limits, out, len(out.Samples), &s.cache, &s.hashes)
 }
 
 // readBody reads a body of size bytes (-1: unknown, as when the transport
@@ -268,50 +270,48 @@ func transportError(err error) error {
 	return &Error{ReasonNetwork, err}
 }
 
-// Parse adds the float samples of an exposition body to out: OpenMetrics
-// when the content type says so, the Prometheus text format otherwise.
-// ferry asks for neither protobuf nor native histograms, and leaves their
-// parser out of the binary (textparse.New would link it).
+// Parse adds the samples of an exposition body to out: OpenMetrics when
+// the content type says so, the Prometheus text format otherwise. Each
+// sample points to its family's Desc (nil when the body has no HELP, TYPE
+// or UNIT line for it) and, in OpenMetrics, carries the start time of its
+// series from the family's "_created" lines; the "_created" samples are
+// added too (exposition.IsCreated tells them apart). ferry asks for
+// neither protobuf nor native histograms: a target that has native
+// histograms sends their classic buckets in the text formats.
 func Parse(body []byte, contentType string, lim Limits, out *collectors.Collection) error {
-	return parse(body, contentType, lim, out, 0, nil, nil)
+	var p exposition.Parser
+	return parse(&p, body, contentType, lim, out, 0, nil, nil)
 }
 
-// parse is Parse with the sample limit counting the samples of out from
-// index base on, a target's cache of series, and the label hash of each
-// sample added to out appended to hashes; cache and hashes nil for neither.
-func parse(body []byte, contentType string, lim Limits, out *collectors.Collection, base int, cache *seriesCache, hashes *[]uint64) error {
-	var p textparse.Parser
-	openMetrics := false
+// parse is Parse with p's Descs of the target's families, the sample limit
+// counting the samples of out from index base on, a target's cache of
+// series, and the label hash of each sample added to out appended to
+// hashes; cache and hashes nil for neither.
+func parse(p *exposition.Parser, body []byte, contentType string, lim Limits, out *collectors.Collection, base int, cache *seriesCache, hashes *[]uint64) error {
+	format := exposition.Text
 	if mediaType, _, _ := mime.ParseMediaType(contentType); mediaType == "application/openmetrics-text" {
-		p = textparse.NewOpenMetricsParser(body, labels.NewSymbolTable())
-		openMetrics = true
-	} else {
-		p = textparse.NewPromParser(body, labels.NewSymbolTable(), false)
+		format = exposition.OpenMetrics
 	}
-	seen := 0 // cached series in this parse
+	p.Reset(body, format)
+	first := len(out.Samples) // where this body's samples start
+	seen := 0                 // cached series in this parse
 	if cache != nil {
-		cache.start(openMetrics)
+		cache.start(format == exposition.OpenMetrics)
 		defer func() { cache.finish(seen) }()
 	}
-	var lset labels.Labels
-	for {
-		entry, err := p.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return &Error{ReasonParse, fmt.Errorf("parsing: %w", err)}
-		}
-		if entry != textparse.EntrySeries {
-			continue
-		}
-		series, ts, v := p.Series()
+	var (
+		builder  labels.ScratchBuilder
+		lset     labels.Labels
+		lastDesc *collectors.Desc
+	)
+	for p.Next() {
+		series := p.Series()
 		var cached *cachedSeries
 		if cache != nil {
 			cached = cache.entries[string(series)] // no allocation for the lookup
 		}
 		if cached == nil {
-			p.Labels(&lset)
+			lset = p.Labels(&builder) // a new label set each time: lset is not reused
 			if err := checkLabels(lset, lim); err != nil {
 				return err
 			}
@@ -319,22 +319,26 @@ func parse(body []byte, contentType string, lim Limits, out *collectors.Collecti
 		if len(out.Samples)-base >= lim.Samples {
 			return &Error{ReasonSampleLimit, fmt.Errorf("more than the limit of %d samples", lim.Samples)}
 		}
-		s := collectors.Sample{V: v}
-		if ts != nil {
-			s.T = *ts
-		}
-		if cached == nil {
-			// p.Labels builds a new label set each time: lset is not reused.
+		s := collectors.Sample{V: p.Value()}
+		s.T, _ = p.Timestamp()
+		d := p.Desc()
+		switch {
+		case cached == nil:
 			s.Labels = lset
-			out.AddSample(nil, s)
+			out.AddSample(d, s)
+			lastDesc = d
 			if cache == nil {
 				continue
 			}
 			lset = out.Samples[len(out.Samples)-1].Labels // without empty values
 			cached = &cachedSeries{lset: lset, hash: lset.Hash()}
 			cache.entries[string(series)] = cached
-		} else {
+		case d != lastDesc:
 			s.Labels = cached.lset
+			out.AddSample(d, s) // notes the family in out.Families
+			lastDesc = d
+		default:
+			s.Labels, s.Desc = cached.lset, d
 			out.Samples = append(out.Samples, s)
 		}
 		if cached.scrape != cache.scrape {
@@ -343,6 +347,13 @@ func parse(body []byte, contentType string, lim Limits, out *collectors.Collecti
 		}
 		*hashes = append(*hashes, cached.hash)
 	}
+	if err := p.Err(); err != nil {
+		return &Error{ReasonParse, fmt.Errorf("parsing: %w", err)}
+	}
+	for _, st := range p.Starts() {
+		out.Samples[first+st.Index].Start = st.T
+	}
+	return nil
 }
 
 // checkLabels refuses what a receiver would refuse for the whole request

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/ferry-agent/ferry/collectors"
+	"github.com/ferry-agent/ferry/collectors/exposition"
 )
 
 const (
@@ -62,9 +63,21 @@ func TestParse(t *testing.T) {
 	for _, tc := range []struct {
 		file, contentType string
 		want              []collectors.Sample
+		families          []string // of each sample ("" for none): the Desc's name, type and help
 	}{
 		{
 			file: "prometheus.txt", contentType: promContentType,
+			families: []string{
+				"http_requests_total counter Requests handled.", "http_requests_total counter Requests handled.",
+				"board_temperature_celsius gauge Board temperature.", "board_temperature_celsius gauge Board temperature.",
+				"rpc_duration_seconds summary RPC latency.", "rpc_duration_seconds summary RPC latency.",
+				"rpc_duration_seconds summary RPC latency.", "rpc_duration_seconds summary RPC latency.",
+				"request_size_bytes histogram Request sizes.", "request_size_bytes histogram Request sizes.",
+				"request_size_bytes histogram Request sizes.", "request_size_bytes histogram Request sizes.",
+				"request_size_bytes histogram Request sizes.",
+				// After another family's lines, samples of no HELP or TYPE of their own have none.
+				"", "",
+			},
 			want: []collectors.Sample{
 				sample(1395066363000, 1027, "__name__", "http_requests_total", "method", "get", "code", "200"),
 				sample(1395066363000, 3, "__name__", "http_requests_total", "method", "post", "code", "400"),
@@ -86,6 +99,13 @@ func TestParse(t *testing.T) {
 		},
 		{
 			file: "openmetrics.txt", contentType: omContentType,
+			families: []string{
+				"http_requests counter Requests handled.", "http_requests counter Requests handled.",
+				"board_temperature_celsius gauge Board temperature. celsius",
+				"rpc_duration_seconds summary ", "rpc_duration_seconds summary ", "rpc_duration_seconds summary ",
+				"request_size_bytes histogram ", "request_size_bytes histogram ", "request_size_bytes histogram ", "request_size_bytes histogram ",
+				"build info ",
+			},
 			want: []collectors.Sample{
 				// OpenMetrics timestamps are seconds; samples carry milliseconds.
 				sample(1520879607789, 1027, "__name__", "http_requests_total", "method", "get", "code", "200"),
@@ -108,8 +128,22 @@ func TestParse(t *testing.T) {
 				t.Fatalf("Parse: %v", err)
 			}
 			sameSamples(t, c.Samples, tc.want)
-			if len(c.Families) != 0 {
-				t.Errorf("Families = %v, want none: scraped samples carry no descriptors", c.Families)
+			var families []*collectors.Desc
+			for i, s := range c.Samples {
+				got := ""
+				if d := s.Desc; d != nil {
+					got = strings.TrimRight(d.Name+" "+string(d.Type)+" "+d.Help+" "+d.Unit, " ")
+					if len(families) == 0 || families[len(families)-1] != d {
+						families = append(families, d)
+					}
+				}
+				if i < len(tc.families) && got != strings.TrimRight(tc.families[i], " ") {
+					t.Errorf("sample %d %s: family %q, want %q", i, s.Labels, got, tc.families[i])
+				}
+			}
+			// Collection.Families lists each family once, in order.
+			if fmt.Sprint(c.Families) != fmt.Sprint(families) {
+				t.Errorf("Families = %v, want %v", c.Families, families)
 			}
 		})
 	}
@@ -481,4 +515,87 @@ func TestCollectCachedSeries(t *testing.T) {
 	if wantDups == 0 {
 		t.Error("no duplicates in the bodies: the test does not test them")
 	}
+}
+
+// TestCollectMetadataAndStartTimes scrapes an OpenMetrics target twice and
+// a text-format one: samples point to their family's Desc, the same *Desc
+// while the family does not change; OpenMetrics' _created lines give the
+// start time of their series (le and quantile aside) and stay samples that
+// exposition.IsCreated tells apart; the text format has no such lines.
+func TestCollectMetadataAndStartTimes(t *testing.T) {
+	om := func(help string) string {
+		return "# TYPE req counter\n# HELP req " + help + "\n" +
+			"req_total{code=\"200\"} 10\nreq_created{code=\"200\"} 1700000000.5\n" +
+			"req_total{code=\"500\"} 1\nreq_created{code=\"500\"} 1700000100\n" +
+			"# TYPE lat_seconds histogram\n# UNIT lat_seconds seconds\n" +
+			"lat_seconds_bucket{le=\"1\"} 1\nlat_seconds_bucket{le=\"+Inf\"} 2\nlat_seconds_count 2\nlat_seconds_sum 1.5\nlat_seconds_created 1700000200\n" +
+			"# TYPE temp gauge\ntemp 21.5\n# EOF\n"
+	}
+	body := om("Requests.")
+	tg := newTarget(t, func(w http.ResponseWriter, r *http.Request) {
+		ct := omContentType
+		if !strings.HasPrefix(body, "# TYPE req counter") {
+			ct = promContentType
+		}
+		serveBody(ct, []byte(body))(w, r)
+	})
+	s := tg.scraper(t, DefaultLimits)
+	collect := func() []collectors.Sample {
+		t.Helper()
+		var c collectors.Collection
+		if err := s.Collect(context.Background(), &c); err != nil {
+			t.Fatal(err)
+		}
+		return c.Samples
+	}
+	type want struct {
+		name, family string
+		start        int64
+		created      bool
+	}
+	wants := []want{
+		{"req_total", "req", 1700000000500, false}, {"req_created", "req", 0, true},
+		{"req_total", "req", 1700000100000, false}, {"req_created", "req", 0, true},
+		{"lat_seconds_bucket", "lat_seconds", 1700000200000, false}, {"lat_seconds_bucket", "lat_seconds", 1700000200000, false},
+		{"lat_seconds_count", "lat_seconds", 1700000200000, false}, {"lat_seconds_sum", "lat_seconds", 1700000200000, false},
+		{"lat_seconds_created", "lat_seconds", 0, true},
+		{"temp", "temp", 0, false},
+	}
+	check := func(samples []collectors.Sample, wants []want) {
+		t.Helper()
+		if len(samples) != len(wants) {
+			t.Fatalf("%d samples, want %d", len(samples), len(wants))
+		}
+		for i, w := range wants {
+			s := samples[i]
+			name := s.Labels.Get(labels.MetricName)
+			family := ""
+			if s.Desc != nil {
+				family = s.Desc.Name
+			}
+			if name != w.name || family != w.family || s.Start != w.start || exposition.IsCreated(name, s.Desc) != w.created {
+				t.Errorf("sample %d %s: family %q, start %d, created %v; want %s, %q, %d, %v", i, s.Labels, family, s.Start, exposition.IsCreated(name, s.Desc), w.name, w.family, w.start, w.created)
+			}
+		}
+	}
+	first := collect()
+	check(first, wants)
+	if d := first[4].Desc; d.Type != collectors.Histogram || d.Unit != "seconds" || first[0].Desc.Help != "Requests." {
+		t.Errorf("families %+v, %+v", first[0].Desc, d)
+	}
+	second := collect()
+	check(second, wants)
+	for i := range first {
+		if first[i].Desc != second[i].Desc {
+			t.Errorf("sample %d: a new Desc %p for an unchanged family (was %p)", i, second[i].Desc, first[i].Desc)
+		}
+	}
+	body = om("Requests served.")
+	third := collect()
+	if third[0].Desc == first[0].Desc || third[0].Desc.Help != "Requests served." || third[4].Desc != first[4].Desc {
+		t.Errorf("after a change of help: %+v (was %p), %p (was %p)", third[0].Desc, first[0].Desc, third[4].Desc, first[4].Desc)
+	}
+	// The text format: a counter's foo_created is a series of its own.
+	body = "# TYPE req_total counter\nreq_total 10\nreq_created 1700000000\n"
+	check(collect(), []want{{"req_total", "req_total", 0, false}, {"req_created", "", 0, false}})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -183,4 +184,24 @@ func (e *Error) Duplicate() bool {
 		}
 	}
 	return false
+}
+
+// MayHaveWritten reports whether the receiver may have written the
+// request's samples although it did not say so: no answer after the
+// request went out (a timeout, a reset), or an answer that a proxy or a
+// failing receiver gives after the fact (500, 502, 504). Not for answers
+// that say the request was not taken (408, 429, 503, the 4xx a device or
+// its network causes), nor when no connection was made. Sent again, such
+// samples may be refused as duplicates.
+func (e *Error) MayHaveWritten() bool {
+	if e.StatusCode == 0 {
+		var op *net.OpError
+		return !(errors.As(e.err, &op) && op.Op == "dial")
+	}
+	switch e.StatusCode {
+	case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusServiceUnavailable,
+		http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusProxyAuthRequired:
+		return false
+	}
+	return e.StatusCode >= 500
 }

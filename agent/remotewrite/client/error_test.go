@@ -167,3 +167,43 @@ func TestDuplicate(t *testing.T) {
 		}
 	}
 }
+
+// TestMayHaveWritten: a refused connection or an answer that says the
+// request was not taken leaves nothing at the receiver; a gateway error
+// or a connection dropped after the request went out may have.
+func TestMayHaveWritten(t *testing.T) {
+	post := func(url string) *Error {
+		t.Helper()
+		c, err := New(Config{URL: url, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Post(context.Background(), []byte("x"), "application/x-protobuf", "0.1.0")
+		var e *Error
+		if !errors.As(err, &e) {
+			t.Fatalf("err %v (%T), want an *Error", err, err)
+		}
+		return e
+	}
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	if post(closed.URL).MayHaveWritten() {
+		t.Error("connection refused: may have written, want not")
+	}
+	dropped := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		conn, _, _ := http.NewResponseController(w).Hijack()
+		conn.Close()
+	}))
+	defer dropped.Close()
+	if !post(dropped.URL).MayHaveWritten() {
+		t.Error("connection closed after the request was read: may not have written, want may")
+	}
+	for code, want := range map[int]bool{500: true, 502: true, 504: true, 503: false, 429: false, 408: false, 401: false, 404: false, 407: false} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(code) }))
+		if got := post(srv.URL).MayHaveWritten(); got != want {
+			t.Errorf("%d: may have written %v, want %v", code, got, want)
+		}
+		srv.Close()
+	}
+}
