@@ -155,9 +155,9 @@ func (a *Agent) gather(c *collectors.Collection, snap *web.Snapshot, now time.Ti
 	for i := range n {
 		var rw remotewrite.Stats
 		var ep config.RemoteWrite
-		var evicted uint64
+		evicted := sender.evicted(i, st)
 		if sender != nil {
-			rw, ep, evicted = sender.all[i].Stats(), sender.eps[i], sender.evicted(i, st)
+			rw, ep = sender.all[i].Stats(), sender.eps[i]
 		} else if len(eps) > 0 {
 			ep = eps[0]
 		}

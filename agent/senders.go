@@ -89,9 +89,11 @@ func (g *senders) failing() bool {
 }
 
 // evicted returns the samples the buffer evicted at its cap before
-// endpoint i had them: with one endpoint, the buffer's own count.
+// endpoint i had them: with one endpoint, or none (g nil: nothing was sent
+// of them either), the buffer's own count. With several, the buffer's own
+// count is not this: it cannot tell which endpoint had a block.
 func (g *senders) evicted(i int, st buffer.Stats) uint64 {
-	if g.fan == nil {
+	if g == nil || g.fan == nil {
 		return st.Dropped[buffer.ReasonFull]
 	}
 	return g.fan.Dropped(i)
