@@ -28,7 +28,6 @@ import (
 	"github.com/ferry-agent/ferry/buffer"
 	"github.com/ferry-agent/ferry/collectors/host"
 	"github.com/ferry-agent/ferry/collectors/scrape"
-	"github.com/ferry-agent/ferry/internal/httpclient"
 	"github.com/ferry-agent/ferry/internal/lograte"
 	"github.com/ferry-agent/ferry/internal/units"
 )
@@ -45,8 +44,12 @@ type Agent struct {
 
 	mu      sync.RWMutex // guards what a reload replaces
 	cfg     config.Config
-	sender  *remotewrite.Sender // nil without a remote-write URL
+	sender  *senders // nil without a remote-write URL
 	sources []*source
+
+	// fan is the running senders' fan-out, nil with one endpoint: the
+	// buffer's evictions are counted against its endpoints.
+	fan atomic.Pointer[remotewrite.Fanout]
 
 	disc *discovery // the jobs with file_sd_configs, or nil; the agent's loop's alone
 
@@ -58,15 +61,16 @@ type Agent struct {
 // reloads replaces the running one without touching the buffer; one that
 // cannot work is refused with a log line and the running one stays.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger, reloads <-chan config.Config) error {
-	buf, err := openBuffer(ctx, cfg, log, bufferRetryInterval)
+	a := &Agent{cfg: cfg, log: log, started: time.Now(),
+		clock: clock.New(clock.System(), clock.BuildTime(), cfg.ClockRequireSync, log)}
+	buf, err := openBuffer(ctx, cfg, log, bufferRetryInterval, a.evicted)
 	if err != nil {
 		return err
 	}
-	a := &Agent{cfg: cfg, log: log, buf: buf, started: time.Now(),
-		clock: clock.New(clock.System(), clock.BuildTime(), cfg.ClockRequireSync, log)}
+	a.buf = buf
 	a.disc = startDiscovery(ctx, cfg.FileSD, log)
 	if a.sources, err = a.buildSources(cfg); err == nil {
-		a.sender, err = newSender(cfg, buf, log)
+		a.sender, err = newSenders(cfg, buf, log)
 	}
 	if err != nil {
 		a.disc.close()
@@ -93,7 +97,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, reloads <-cha
 	if a.sender == nil {
 		log.Warn("no --remote-write.url given: collecting and buffering only; the buffer keeps the newest data up to its cap")
 	} else {
-		log.Info("sending to remote write", "url", httpclient.RedactURL(cfg.RemoteWrite.URL))
+		a.sender.logStart(log)
 	}
 	stopSender := a.runSender(a.sender)
 	st := buf.Stats()
@@ -150,8 +154,8 @@ func (a *Agent) awaitDelivery(grace time.Duration) {
 	}
 	a.buf.Collected()
 	for deadline := time.Now().Add(grace); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		st, ss := a.buf.Stats(), sender.Stats()
-		if st.HeadSamples+st.LiveSamples == 0 || st.Blocks > 0 || ss.LastErrorUnix > ss.LastSuccessUnix {
+		st := a.buf.Stats()
+		if st.HeadSamples+st.LiveSamples == 0 || st.Blocks > 0 || sender.failing() {
 			return
 		}
 	}
@@ -222,53 +226,43 @@ func (a *Agent) replaceSources(ctx context.Context, next []*source) (started, st
 	return len(start), len(byName)
 }
 
-// runSender runs s, if any, until the returned stop is called; stop waits
-// until the sender has recorded what it delivered.
-func (a *Agent) runSender(s *remotewrite.Sender) (stop func()) {
-	if s == nil {
+// runSender runs g, if any, until the returned stop is called; stop waits
+// until the senders have recorded what they delivered.
+func (a *Agent) runSender(g *senders) (stop func()) {
+	if g == nil {
 		return func() {}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { s.Run(ctx) })
-	return func() { cancel(); wg.Wait() }
+	return g.run(func(f *remotewrite.Fanout) { a.fan.Store(f) })
 }
 
-// newSender returns the sender cfg asks for; nil without a URL.
-func newSender(cfg config.Config, buf *buffer.Buffer, log *slog.Logger) (*remotewrite.Sender, error) {
-	if cfg.RemoteWrite.URL == "" {
-		return nil, nil
+// evicted is the buffer's Options.Evicted: the running fan-out counts the
+// block against the endpoints that had not delivered it. (With one
+// endpoint, the buffer's own count of full is that endpoint's.)
+func (a *Agent) evicted(seq uint64, samples int) {
+	if f := a.fan.Load(); f != nil {
+		f.Evicted(seq, samples)
 	}
-	rw := cfg.RemoteWrite
-	rw.UserAgent = "ferry/" + cfg.Version
-	// What an earlier run delivered and did not live to delete from the
-	// buffer is sent again: a receiver that refuses it as duplicate or out
-	// of order most likely has it. (Fresh-first is what the flag says: a
-	// daily budget puts fresh data ahead of the backlog only once it holds
-	// the backlog back, and the sender says so.)
-	rw.SentBefore = time.Now()
-	s, err := remotewrite.New(rw, buf, log.With("component", "remote-write"))
-	if err != nil {
-		return nil, fmt.Errorf("remote write: %w", err)
-	}
-	return s, nil
 }
 
 // handler serves the agent's web endpoints.
 func (a *Agent) handler() http.Handler { return web.Handler(webBackend{selfCollector{a}}) }
 
 // running returns the configuration, sender and sources in use.
-func (a *Agent) running() (config.Config, *remotewrite.Sender, []*source) {
+func (a *Agent) running() (config.Config, *senders, []*source) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	return a.cfg, a.sender, a.sources
 }
 
-// sendLabels are the running configuration's external labels and
-// write_relabel_configs.
+// sendLabels are the running configuration's external labels and, with one
+// remote_write endpoint, its write_relabel_configs (with several, each
+// endpoint's sender applies its own).
 func (a *Agent) sendLabels() (labels.Labels, []*relabel.Config) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
+	if len(a.cfg.MoreRemoteWrite) > 0 {
+		return a.cfg.ExternalLabels, nil
+	}
 	return a.cfg.ExternalLabels, a.cfg.WriteRelabel
 }
 
@@ -280,9 +274,9 @@ const bufferRetryInterval = 30 * time.Second
 // device whose flash came up read-only must not make ferry exit and its
 // supervisor give up on it. Another ferry holding the buffer, a cap this
 // system cannot map, or ctx ending are final.
-func openBuffer(ctx context.Context, cfg config.Config, log *slog.Logger, retry time.Duration) (*buffer.Buffer, error) {
+func openBuffer(ctx context.Context, cfg config.Config, log *slog.Logger, retry time.Duration, evicted func(uint64, int)) (*buffer.Buffer, error) {
 	for {
-		buf, err := buffer.Open(buffer.Options{Dir: cfg.StoragePath, MaxSize: cfg.StorageMaxSize, Thin: cfg.StorageThin, Logger: log})
+		buf, err := buffer.Open(buffer.Options{Dir: cfg.StoragePath, MaxSize: cfg.StorageMaxSize, Thin: cfg.StorageThin, Logger: log, Evicted: evicted})
 		if err == nil {
 			return buf, nil
 		}

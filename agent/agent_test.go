@@ -37,7 +37,7 @@ func TestOpenBufferWaitsForTheFilesystem(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	buf, err := openBuffer(ctx, cfg, slog.New(slog.DiscardHandler), 20*time.Millisecond)
+	buf, err := openBuffer(ctx, cfg, slog.New(slog.DiscardHandler), 20*time.Millisecond, nil)
 	if err != nil {
 		t.Fatalf("openBuffer gave up: %v", err)
 	}
@@ -52,7 +52,7 @@ func TestOpenBufferGivesUpOnlyOnFinalErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	if _, err := openBuffer(context.Background(), cfg, slog.New(slog.DiscardHandler), time.Millisecond); !errors.Is(err, buffer.ErrInUse) {
+	if _, err := openBuffer(context.Background(), cfg, slog.New(slog.DiscardHandler), time.Millisecond, nil); !errors.Is(err, buffer.ErrInUse) {
 		t.Fatalf("a buffer held by another ferry: %v, want ErrInUse at once", err)
 	}
 
@@ -64,7 +64,7 @@ func TestOpenBufferGivesUpOnlyOnFinalErrors(t *testing.T) {
 	cfg.StoragePath = filepath.Join(blocked, "data")
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if _, err := openBuffer(ctx, cfg, slog.New(slog.DiscardHandler), time.Hour); err == nil {
+	if _, err := openBuffer(ctx, cfg, slog.New(slog.DiscardHandler), time.Hour, nil); err == nil {
 		t.Fatal("openBuffer returned no error although it was stopped before the buffer opened")
 	}
 }

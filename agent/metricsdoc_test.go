@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ferry-agent/ferry/agent/config"
-	"github.com/ferry-agent/ferry/agent/remotewrite"
 	"github.com/ferry-agent/ferry/buffer"
 	"github.com/ferry-agent/ferry/collectors"
 )
@@ -80,7 +79,7 @@ func TestMetricsReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := &Agent{cfg: cfg, log: slog.New(slog.DiscardHandler), buf: buf, started: time.Now()}
-	if a.sender, err = remotewrite.New(cfg.RemoteWrite, buf, a.log); err != nil {
+	if a.sender, err = newSenders(cfg, buf, a.log); err != nil {
 		t.Fatal(err)
 	}
 	if a.sources, err = a.buildSources(cfg); err != nil {

@@ -44,10 +44,10 @@ func (a *Agent) reload(ctx context.Context, next config.Config, stopSender func(
 		a.log.Error("reload refused; the running configuration stays", "err", err)
 		return stopSender
 	}
-	senderChanged := !reflect.DeepEqual(next.RemoteWrite, cur.RemoteWrite)
+	senderChanged := !reflect.DeepEqual(senderSettings(next), senderSettings(cur))
 	sender := a.sender
 	if senderChanged {
-		if sender, err = newSender(next, a.buf, a.log); err != nil {
+		if sender, err = newSenders(next, a.buf, a.log); err != nil {
 			disc.close()
 			a.log.Error("reload refused; the running configuration stays", "err", err)
 			return stopSender
@@ -69,4 +69,15 @@ func (a *Agent) reload(ctx context.Context, next config.Config, stopSender func(
 	}
 	a.log.Info("configuration reloaded", "sources", len(sources), "restarted", started, "removed", stopped, "remote_write_restarted", senderChanged)
 	return stopSender
+}
+
+// senderSettings are what the senders run with: each endpoint's settings,
+// and its write relabeling where the sender applies it (with several
+// endpoints; with one, the sources apply it as they append).
+func senderSettings(cfg config.Config) []config.RemoteWrite {
+	eps := cfg.Endpoints()
+	if len(eps) == 1 {
+		eps[0].WriteRelabel = nil
+	}
+	return eps
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ferry-agent/ferry/agent/clock"
+	"github.com/ferry-agent/ferry/agent/config"
 	"github.com/ferry-agent/ferry/agent/remotewrite"
 	"github.com/ferry-agent/ferry/agent/web"
 	"github.com/ferry-agent/ferry/buffer"
@@ -43,13 +44,13 @@ var (
 	bufferAsideDelDesc = collectors.NewDesc("ferry_buffer_aside_files_deleted_total", "Moved-aside buffer files deleted: one is kept, and only while it fits in the cap.", collectors.Counter)
 	commitErrorsDesc   = collectors.NewDesc("ferry_buffer_commit_errors_total", "Commits to the buffer that failed (the block is kept in memory and retried).", collectors.Counter)
 
-	sentDesc        = collectors.NewDesc("ferry_remote_write_samples_sent_total", "Samples the receiver acknowledged.", collectors.Counter)
-	sentBytesDesc   = collectors.NewDesc("ferry_remote_write_bytes_sent_total", "Compressed request bytes the receiver acknowledged.", collectors.Counter)
-	failuresDesc    = collectors.NewDesc("ferry_remote_write_failures_total", "Requests that failed and were retried (network errors, 5xx, 429, 408, 401, 403, 404, 407, redirects, HTML error pages).", collectors.Counter)
-	rwDroppedDesc   = collectors.NewDesc("ferry_remote_write_dropped_samples_total", "Samples the sender dropped, by reason.", collectors.Counter, "reason")
-	budgetDesc      = collectors.NewDesc("ferry_remote_write_budget_bytes", "The daily byte budget (--remote-write.max-bytes-per-day); 0 without one.", collectors.Gauge)
-	budgetUsedDesc  = collectors.NewDesc("ferry_remote_write_budget_used_bytes", "Request bytes sent this UTC day, against the daily budget.", collectors.Gauge)
-	lastSuccessDesc = collectors.NewDesc("ferry_remote_write_last_success_timestamp_seconds", "Time of the last acknowledged request; 0 before the first.", collectors.Gauge)
+	sentDesc        = collectors.NewDesc("ferry_remote_write_samples_sent_total", "Samples the receiver acknowledged.", collectors.Counter, "endpoint")
+	sentBytesDesc   = collectors.NewDesc("ferry_remote_write_bytes_sent_total", "Compressed request bytes the receiver acknowledged.", collectors.Counter, "endpoint")
+	failuresDesc    = collectors.NewDesc("ferry_remote_write_failures_total", "Requests that failed and were retried (network errors, 5xx, 429, 408, 401, 403, 404, 407, redirects, HTML error pages).", collectors.Counter, "endpoint")
+	rwDroppedDesc   = collectors.NewDesc("ferry_remote_write_dropped_samples_total", "Samples the sender dropped, by reason, or the buffer evicted at its cap before this endpoint had them (full).", collectors.Counter, "endpoint", "reason")
+	budgetDesc      = collectors.NewDesc("ferry_remote_write_budget_bytes", "The daily byte budget (--remote-write.max-bytes-per-day); 0 without one.", collectors.Gauge, "endpoint")
+	budgetUsedDesc  = collectors.NewDesc("ferry_remote_write_budget_used_bytes", "Request bytes sent this UTC day, against the daily budget.", collectors.Gauge, "endpoint")
+	lastSuccessDesc = collectors.NewDesc("ferry_remote_write_last_success_timestamp_seconds", "Time of the last acknowledged request; 0 before the first.", collectors.Gauge, "endpoint")
 
 	clockHeldDesc    = collectors.NewDesc("ferry_clock_held_samples", "Samples held in memory until the wall clock is plausible.", collectors.Gauge)
 	clockDroppedDesc = collectors.NewDesc("ferry_clock_dropped_samples_total", "Samples dropped because the wall clock stayed implausible for longer than ferry holds samples.", collectors.Counter)
@@ -144,27 +145,55 @@ func (a *Agent) gather(c *collectors.Collection, snap *web.Snapshot, now time.Ti
 	c.Add(bufferAsideDelDesc, float64(st.FilesDeleted))
 	c.Add(commitErrorsDesc, float64(a.commitErrors.Load()))
 
-	var rw remotewrite.Stats
+	// One set of sender figures per endpoint; without any, one set of
+	// zeros without the label, so that rates and alerts work from the start.
+	eps, n := cfg.Endpoints(), 1
+	var sentAll uint64 // over every endpoint, for the plot of the send rate
 	if sender != nil {
-		rw = sender.Stats()
+		n = len(sender.all)
 	}
-	sent := web.Sender{
-		URL:           httpclient.RedactURL(cfg.RemoteWrite.URL),
-		Sent:          fig(sentDesc, float64(rw.SamplesSent)),
-		BytesSent:     fig(sentBytesDesc, float64(rw.BytesSent)),
-		Failures:      fig(failuresDesc, float64(rw.RequestsFailed)),
-		LastError:     rw.LastError,
-		LastErrorUnix: rw.LastErrorUnix,
-		FailingSince:  rw.FailingSinceUnix,
-	}
-	for _, r := range remotewrite.DropReasons {
-		s.Drops = append(s.Drops, web.Drop{Where: "sender", Reason: r, Count: fig(rwDroppedDesc, float64(rw.Dropped[r]), r)})
-	}
-	sent.LastSuccess = fig(lastSuccessDesc, rw.LastSuccessUnix)
-	c.Add(budgetDesc, float64(cfg.RemoteWrite.MaxBytesPerDay))
-	c.Add(budgetUsedDesc, float64(rw.BudgetUsedBytes))
-	if sender != nil {
-		s.Sender = &sent
+	for i := range n {
+		var rw remotewrite.Stats
+		var ep config.RemoteWrite
+		evicted := sender.evicted(i, st)
+		if sender != nil {
+			rw, ep = sender.all[i].Stats(), sender.eps[i]
+		} else if len(eps) > 0 {
+			ep = eps[0]
+		}
+		sentAll += rw.SamplesSent
+		label := ""
+		if sender != nil {
+			label = ep.Label()
+		}
+		sent := web.Sender{
+			Endpoint:      label,
+			URL:           httpclient.RedactURL(ep.URL),
+			Sent:          fig(sentDesc, float64(rw.SamplesSent), label),
+			BytesSent:     fig(sentBytesDesc, float64(rw.BytesSent), label),
+			Failures:      fig(failuresDesc, float64(rw.RequestsFailed), label),
+			LastError:     rw.LastError,
+			LastErrorUnix: rw.LastErrorUnix,
+			FailingSince:  rw.FailingSinceUnix,
+		}
+		where := "sender"
+		if n > 1 {
+			where = "sender " + label
+		}
+		for _, r := range remotewrite.DropReasons {
+			s.Drops = append(s.Drops, web.Drop{Where: where, Reason: r, Count: fig(rwDroppedDesc, float64(rw.Dropped[r]), label, r)})
+		}
+		s.Drops = append(s.Drops, web.Drop{Where: where, Reason: buffer.ReasonFull, Count: fig(rwDroppedDesc, float64(evicted), label, buffer.ReasonFull)})
+		sent.LastSuccess = fig(lastSuccessDesc, rw.LastSuccessUnix, label)
+		c.Add(budgetDesc, float64(ep.MaxBytesPerDay), label)
+		c.Add(budgetUsedDesc, float64(rw.BudgetUsedBytes), label)
+		switch {
+		case sender == nil:
+		case i == 0:
+			s.Sender = &sent
+		default:
+			s.MoreSenders = append(s.MoreSenders, sent)
+		}
 	}
 
 	cs := a.clock.Stats()
@@ -177,7 +206,7 @@ func (a *Agent) gather(c *collectors.Collection, snap *web.Snapshot, now time.Ti
 	// Each look also feeds the status page's plots: the source "ferry"
 	// looks every interval, so the hour has its points without a visitor.
 	a.history.Observe(now, web.Point{Unix: float64(now.UnixMilli()) / 1000,
-		Waiting: float64(st.Samples + st.HeadSamples), Age: age, Sent: float64(rw.SamplesSent)})
+		Waiting: float64(st.Samples + st.HeadSamples), Age: age, Sent: float64(sentAll)})
 
 	c.Add(startTimeDesc, float64(a.started.UnixMilli())/1000)
 	if rss, cpu, ok := readProcSelf(cfg.Paths.ProcFS); ok {

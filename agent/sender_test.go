@@ -75,10 +75,11 @@ func TestDailyBudgetAloneKeepsOldestFirst(t *testing.T) {
 	cfg.RemoteWrite.Protocol = remotewrite.Protocol1 // the receiver reads 1.0 only
 	cfg.RemoteWrite.MaxSamplesPerSend = 20           // two commits a request
 	cfg.RemoteWrite.MaxBytesPerDay = 1 << 30
-	s, err := newSender(cfg, buf, slog.New(slog.DiscardHandler))
+	g, err := newSenders(cfg, buf, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
+	s := g.all[0]
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()

@@ -70,13 +70,14 @@ func statusFixture(t *testing.T) (*httptest.Server, []web.Point) {
 	cfg.Paths.ProcFS = procfs
 	cfg.RemoteWrite.URL = receiver.URL + "/api/v1/write"
 	cfg.RemoteWrite.MaxSamplesPerSend = 1 // a request per block
+	cfg.RemoteWriteName = "central"       // the endpoint label
 	buf, err := buffer.Open(buffer.Options{Dir: t.TempDir(), MaxSize: cfg.StorageMaxSize})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { buf.Close() })
 	a := &Agent{cfg: cfg, log: slog.New(slog.DiscardHandler), buf: buf, started: time.Now().Add(-time.Hour)}
-	if a.sender, err = remotewrite.New(cfg.RemoteWrite, buf, a.log); err != nil {
+	if a.sender, err = newSenders(cfg, buf, a.log); err != nil {
 		t.Fatal(err)
 	}
 	// Two blocks: the receiver rejects the first and takes the second.
@@ -100,13 +101,13 @@ func statusFixture(t *testing.T) (*httptest.Server, []web.Point) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { a.sender.Run(ctx); close(done) }()
+	go func() { a.sender.all[0].Run(ctx); close(done) }()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if st := a.sender.Stats(); st.SamplesSent > 0 && st.Dropped[remotewrite.ReasonRejected] > 0 {
+		if st := a.sender.all[0].Stats(); st.SamplesSent > 0 && st.Dropped[remotewrite.ReasonRejected] > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the sender did not deliver: %+v", a.sender.Stats())
+			t.Fatalf("the sender did not deliver: %+v", a.sender.all[0].Stats())
 		}
 	}
 	stop()
@@ -247,11 +248,11 @@ func checkStatusPage(t *testing.T, page string, before, after map[string]float64
 		"ferry_buffer_samples", "ferry_buffer_head_samples",
 		"ferry_buffer_oldest_timestamp_seconds", "ferry_buffer_newest_timestamp_seconds",
 		"ferry_buffer_backlog_age_seconds",
-		"ferry_remote_write_samples_sent_total", "ferry_remote_write_bytes_sent_total",
-		"ferry_remote_write_last_success_timestamp_seconds", "ferry_remote_write_failures_total",
+		`ferry_remote_write_samples_sent_total{endpoint="central"}`, `ferry_remote_write_bytes_sent_total{endpoint="central"}`,
+		`ferry_remote_write_last_success_timestamp_seconds{endpoint="central"}`, `ferry_remote_write_failures_total{endpoint="central"}`,
 		`ferry_buffer_dropped_samples_total{reason="full"}`, `ferry_buffer_dropped_samples_total{reason="out_of_order"}`,
-		`ferry_buffer_dropped_samples_total{reason="invalid"}`, `ferry_remote_write_dropped_samples_total{reason="rejected"}`,
-		`ferry_remote_write_dropped_samples_total{reason="too_old"}`,
+		`ferry_buffer_dropped_samples_total{reason="invalid"}`, `ferry_remote_write_dropped_samples_total{endpoint="central",reason="rejected"}`,
+		`ferry_remote_write_dropped_samples_total{endpoint="central",reason="too_old"}`, `ferry_remote_write_dropped_samples_total{endpoint="central",reason="full"}`,
 		`ferry_samples_appended_total{source="node"}`, `ferry_collect_errors_total{source="app/127.0.0.1:9"}`,
 	} {
 		if !shown[want] {
@@ -267,11 +268,11 @@ func checkStatusPage(t *testing.T, page string, before, after map[string]float64
 	}
 	for series, want := range map[string]float64{
 		"ferry_buffer_samples": 10 + collected,
-		`ferry_buffer_dropped_samples_total{reason="out_of_order"}`:   1,
-		`ferry_buffer_dropped_samples_total{reason="invalid"}`:        1,
-		`ferry_remote_write_dropped_samples_total{reason="rejected"}`: 1,
-		"ferry_remote_write_samples_sent_total":                       1,
-		`ferry_collect_errors_total{source="app/127.0.0.1:9"}`:        1,
+		`ferry_buffer_dropped_samples_total{reason="out_of_order"}`:                      1,
+		`ferry_buffer_dropped_samples_total{reason="invalid"}`:                           1,
+		`ferry_remote_write_dropped_samples_total{endpoint="central",reason="rejected"}`: 1,
+		`ferry_remote_write_samples_sent_total{endpoint="central"}`:                      1,
+		`ferry_collect_errors_total{source="app/127.0.0.1:9"}`:                           1,
 	} {
 		if after[series] != want {
 			t.Errorf("/metrics: %s = %v, want %v", series, after[series], want)

@@ -73,6 +73,12 @@ type Options struct {
 	// committed; HeadFull signals when it is reached. 0: DefaultMaxHeadBytes.
 	MaxHeadBytes int64
 	Logger       *slog.Logger // nil: discard
+	// Evicted, if set, is called for each block deleted whole to make room
+	// (delivered or not: see Delivered), once the deletion is durable, for
+	// a caller that counts losses per receiver. It runs with the buffer's
+	// lock held, from whichever goroutine commits: it must return quickly
+	// and must not call the Buffer.
+	Evicted func(seq uint64, samples int)
 }
 
 // Series is the samples of one series in a block, oldest first.
@@ -193,6 +199,7 @@ type Buffer struct {
 	limit   int64      // the cap in force: fileMax, less while the disk is full
 
 	maxHeadBytes int64
+	onEvict      func(seq uint64, samples int) // Options.Evicted
 	headFull     chan struct{}
 	liveReady    chan struct{}
 
@@ -267,6 +274,7 @@ func Open(opts Options) (*Buffer, error) {
 	}
 	b := &Buffer{
 		log:     opts.Logger,
+		onEvict: opts.Evicted,
 		path:    filepath.Join(opts.Dir, FileName),
 		maxSize: opts.MaxSize,
 		fileMax: opts.MaxSize - journalShare(opts.MaxSize),

@@ -52,7 +52,8 @@ type roomChange struct {
 	// evictedRead holds, by seq, the evicted blocks that the sender had
 	// read: counted full only if it does not deliver them.
 	evictedRead map[uint64]readBlock
-	thinned     int // samples thinned out of merged blocks
+	gone        []blockInfo // the blocks deleted whole, delivered or not (Options.Evicted)
+	thinned     int         // samples thinned out of merged blocks
 	freed       int64
 
 	forgotten []uint32          // label sets deleted
@@ -161,6 +162,7 @@ func (b *Buffer) makeRoom(tx *bolt.Tx, n, allowance int64, keep map[uint32]bool)
 		default:
 			ch.evicted += oldest.samples
 		}
+		ch.gone = append(ch.gone, oldest)
 		ch.freed += oldest.size
 		ch.blocks = ch.blocks[1:]
 		if err := unused(); err != nil {
@@ -182,6 +184,11 @@ func (b *Buffer) applyRoomLocked(ch roomChange) {
 	for seq, rb := range ch.evictedRead {
 		if seq > b.delivered { // else Delivered came during the transaction
 			b.evictedRead[seq] = rb
+		}
+	}
+	if b.onEvict != nil {
+		for _, bi := range ch.gone {
+			b.onEvict(bi.seq, bi.samples)
 		}
 	}
 	b.dropped[ReasonThinned] += uint64(ch.thinned)

@@ -4,6 +4,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -25,6 +27,12 @@ import (
 // one rather than changing the running one.
 type Config struct {
 	RemoteWrite remotewrite.Config // an empty URL means: collect and buffer only
+	// RemoteWriteName is the first remote_write entry's name, "" if none.
+	RemoteWriteName string
+	// MoreRemoteWrite are the remote_write entries after the first (the
+	// first is RemoteWrite, with the flags): ferry sends to each from the
+	// one buffer. Endpoints lists them all.
+	MoreRemoteWrite []RemoteWrite
 
 	StoragePath    string
 	StorageMaxSize int64
@@ -35,10 +43,11 @@ type Config struct {
 	Targets        []ScrapeTarget // static: from flags and static_configs
 	FileSD         []FileSD       // jobs whose targets are read from files
 	ExternalLabels labels.Labels
-	// WriteRelabel is remote_write's write_relabel_configs. With one
-	// receiver, the agent applies it as it appends, after the external
-	// labels, as Prometheus does before sending: the buffer keeps what
-	// the receiver is to get.
+	// WriteRelabel is the first remote_write entry's
+	// write_relabel_configs. With one receiver, the agent applies it as it
+	// appends, after the external labels, as Prometheus does before
+	// sending: the buffer keeps what the receiver is to get. With several,
+	// each endpoint's applies as its sender reads the buffer.
 	WriteRelabel []*relabel.Config
 	Collectors   map[string]bool // host collector name: enabled
 	Paths        collectors.Paths
@@ -56,6 +65,33 @@ type Config struct {
 	// Warnings are what the config file has that ferry ignores, one line
 	// each naming the file, line, section and why; for the log.
 	Warnings []string
+}
+
+// RemoteWrite is one remote_write endpoint.
+type RemoteWrite struct {
+	Name string // "" if the entry has none
+	remotewrite.Config
+	WriteRelabel []*relabel.Config
+}
+
+// Label is the endpoint's value of the endpoint label in ferry's metrics:
+// its name, or, as Prometheus names an unnamed queue, a short hash (here:
+// of its URL, so that it stays when other settings change).
+func (rw RemoteWrite) Label() string {
+	if rw.Name != "" {
+		return rw.Name
+	}
+	sum := sha256.Sum256([]byte(rw.URL))
+	return hex.EncodeToString(sum[:3])
+}
+
+// Endpoints returns every remote_write endpoint, the first (RemoteWrite)
+// first; none without a URL. The slice is new; the settings are shared.
+func (c *Config) Endpoints() []RemoteWrite {
+	if c.RemoteWrite.URL == "" {
+		return nil
+	}
+	return append([]RemoteWrite{{Name: c.RemoteWriteName, Config: c.RemoteWrite, WriteRelabel: c.WriteRelabel}}, c.MoreRemoteWrite...)
 }
 
 // The schedule of sources unless configured otherwise; a collection's
@@ -97,6 +133,19 @@ func (c *Config) Validate() error {
 		}
 		if err := c.RemoteWrite.HTTP.Validate(); err != nil {
 			return fmt.Errorf("remote write: %w", err)
+		}
+	}
+	if len(c.MoreRemoteWrite) > 0 {
+		if c.RemoteWrite.URL == "" {
+			return fmt.Errorf("remote_write: the first entry has no url, the others do")
+		}
+		for _, ep := range c.Endpoints() {
+			switch {
+			case ep.FreshFirst:
+				return fmt.Errorf("fresh-first (--remote-write.fresh-first, ferry.remote_write.fresh_first) works with one remote_write endpoint only; the config file has %d", len(c.MoreRemoteWrite)+1)
+			case ep.MaxBytesPerDay > 0:
+				return fmt.Errorf("a daily byte budget (--remote-write.max-bytes-per-day, ferry.remote_write.max_bytes_per_day) works with one remote_write endpoint only; the config file has %d", len(c.MoreRemoteWrite)+1)
+			}
 		}
 	}
 	switch {

@@ -145,7 +145,7 @@ type scrapeConfig struct {
 
 type remoteWriteConfig struct {
 	URL                 string            `yaml:"url"`
-	Name                string            `yaml:"name"` // accepted for Prometheus' sake; ferry has one receiver
+	Name                string            `yaml:"name"` // the endpoint label of ferry's sender metrics
 	RemoteTimeout       model.Duration    `yaml:"remote_timeout"`
 	WriteRelabelConfigs []*relabel.Config `yaml:"write_relabel_configs"`
 	QueueConfig         struct {
@@ -315,16 +315,35 @@ func (fc *fileConfig) apply(cfg *Config, changed func(flag string) bool, doc *ya
 			cfg.FileSD = append(cfg.FileSD, sd)
 		}
 	}
-	switch len(fc.RemoteWrite) {
-	case 0:
+	if len(fc.RemoteWrite) == 0 {
 		return warnings, nil
-	case 1:
-	default:
-		return nil, lineErrorf(keyLine(doc, "remote_write", 1), "remote_write: a second endpoint; ferry sends to one endpoint today (the first is at line %d): "+
-			"keep one entry here, and fan out at the receiver if several stores need the data", keyLine(doc, "remote_write", 0))
 	}
+	// The entries after the first start from the defaults and the flags
+	// (the flags speak of the first entry only: its URL, auth, headers).
+	base := cfg.RemoteWrite
+	base.URL, base.HTTP = "", httpclient.Config{}
 	if err := fc.RemoteWrite[0].apply(cfg, changed); err != nil {
 		return nil, lineErrorf(keyLine(doc, "remote_write", 0), "remote_write: %w", err)
+	}
+	cfg.RemoteWriteName = fc.RemoteWrite[0].Name
+	for i, rw := range fc.RemoteWrite[1:] {
+		c := Config{RemoteWrite: base}
+		if err := rw.apply(&c, func(string) bool { return false }); err != nil {
+			return nil, lineErrorf(keyLine(doc, "remote_write", i+1), "remote_write: %w", err)
+		}
+		cfg.MoreRemoteWrite = append(cfg.MoreRemoteWrite, RemoteWrite{Name: rw.Name, Config: c.RemoteWrite, WriteRelabel: c.WriteRelabel})
+	}
+	// Each endpoint's label in ferry's metrics must tell it apart.
+	seen := map[string]int{}
+	for i, ep := range cfg.Endpoints() {
+		if first, ok := seen[ep.Label()]; ok {
+			what := fmt.Sprintf("name %q", ep.Name)
+			if ep.Name == "" {
+				what = "url " + httpclient.RedactURL(ep.URL) + " without a name"
+			}
+			return nil, lineErrorf(keyLine(doc, "remote_write", i), "remote_write: %s twice (first at line %d): give each entry its own name", what, keyLine(doc, "remote_write", first))
+		}
+		seen[ep.Label()] = i
 	}
 	return warnings, nil
 }

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/spf13/pflag"
+
+	"github.com/ferry-agent/ferry/agent/remotewrite"
 )
 
 // TestPrometheusCorpus: prometheus.yml files as they come from public
@@ -183,16 +186,96 @@ func TestServiceDiscoveryErrors(t *testing.T) {
 	}
 }
 
+// Several remote_write entries: each endpoint with its own URL, auth,
+// headers, relabeling and queue settings; the flags speak of the first.
 func TestSeveralRemoteWrites(t *testing.T) {
-	path := writeConfigFile(t, "remote_write:\n  - url: http://a/write\n  - url: http://b/write\n    name: backup\n")
-	_, err := CheckFile(path)
-	if err == nil {
-		t.Fatal("two remote_write entries accepted")
+	path := writeConfigFile(t, `remote_write:
+  - url: http://a/write
+    queue_config: {max_samples_per_send: 100}
+  - url: http://b/write
+    name: backup
+    remote_timeout: 7s
+    headers: {X-Scope-OrgID: edge}
+    basic_auth: {username: u, password: p}
+    protobuf_message: io.prometheus.write.v2.Request
+    write_relabel_configs:
+      - {source_labels: [__name__], regex: "go_.*", action: drop}
+    queue_config: {max_samples_per_send: 300, min_backoff: 100ms, max_backoff: 1s, sample_age_limit: 1h}
+`)
+	cfg, err := CheckFile(path)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, w := range []string{path + ": line 3: remote_write", "one endpoint", "line 2"} {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("error %q does not say %q", err, w)
+	eps := cfg.Endpoints()
+	if len(eps) != 2 {
+		t.Fatalf("%d endpoints; want 2", len(eps))
+	}
+	a, b := eps[0], eps[1]
+	if a.URL != "http://a/write" || a.MaxSamplesPerSend != 100 || a.Name != "" || len(a.WriteRelabel) != 0 || a.HTTP.BasicAuth != nil {
+		t.Errorf("first endpoint %+v", a)
+	}
+	if b.URL != "http://b/write" || b.Name != "backup" || b.Timeout != 7*time.Second || b.HTTP.Headers["X-Scope-OrgID"] != "edge" ||
+		b.HTTP.BasicAuth == nil || b.Protocol != remotewrite.Protocol2 || len(b.WriteRelabel) != 1 ||
+		b.MaxSamplesPerSend != 300 || b.MinBackoff != 100*time.Millisecond || b.MaxBackoff != time.Second || b.MaxSampleAge != time.Hour {
+		t.Errorf("second endpoint %+v", b)
+	}
+	if a.Label() == b.Label() || b.Label() != "backup" || len(a.Label()) != 6 {
+		t.Errorf("endpoint labels %q, %q", a.Label(), b.Label())
+	}
+
+	// The flags are the first entry's.
+	cfg = DefaultConfig()
+	fs := pflag.NewFlagSet("ferry", pflag.ContinueOnError)
+	flags := NewFlags(fs, &cfg, nil)
+	if err := fs.Parse([]string{"--config.file=" + path, "--remote-write.url=http://flag/write", "--remote-write.header=X-A=1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := flags.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	eps = cfg.Endpoints()
+	if eps[0].URL != "http://flag/write" || eps[0].HTTP.Headers["X-A"] != "1" || eps[1].URL != "http://b/write" || eps[1].HTTP.Headers["X-A"] != "" {
+		t.Errorf("with flags: %+v", eps)
+	}
+}
+
+// What cannot work with several endpoints is refused, naming the line.
+func TestSeveralRemoteWritesRefused(t *testing.T) {
+	for content, want := range map[string][]string{
+		"remote_write:\n  - url: http://a/write\n  - url: http://a/write\n":                           {"line 3: remote_write", "url http://a/write without a name twice", "line 2", "name"},
+		"remote_write:\n  - url: http://a/write\n    name: x\n  - url: http://b/write\n    name: x\n": {"line 4: remote_write", `name "x" twice`},
+		"remote_write:\n  - url: http://a/write\n  - name: b\n":                                       {"line 3: remote_write", "url is required"},
+	} {
+		_, err := CheckFile(writeConfigFile(t, content))
+		if err == nil {
+			t.Errorf("%q accepted", content)
+			continue
 		}
+		for _, w := range want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q: error %q does not say %q", content, err, w)
+			}
+		}
+	}
+	// Fresh-first and the daily budget split one endpoint's data into
+	// fresh and backlog: one endpoint only.
+	for _, flag := range []string{"--remote-write.fresh-first", "--remote-write.max-bytes-per-day=1MiB"} {
+		cfg := DefaultConfig()
+		fs := pflag.NewFlagSet("ferry", pflag.ContinueOnError)
+		flags := NewFlags(fs, &cfg, nil)
+		path := writeConfigFile(t, "remote_write:\n  - url: http://a/write\n  - url: http://b/write\n")
+		if err := fs.Parse([]string{"--config.file=" + path, flag}); err != nil {
+			t.Fatal(err)
+		}
+		err := flags.Finish()
+		if err == nil || !strings.Contains(err.Error(), "one remote_write endpoint only") {
+			t.Errorf("%s with two endpoints: %v", flag, err)
+		}
+	}
+	// The same from the file's ferry section.
+	_, err := CheckFile(writeConfigFile(t, "ferry:\n  remote_write: {fresh_first: true}\nremote_write:\n  - url: http://a/write\n  - url: http://b/write\n"))
+	if err == nil || !strings.Contains(err.Error(), "ferry.remote_write.fresh_first") {
+		t.Errorf("fresh_first in the file with two endpoints: %v", err)
 	}
 }
 

@@ -406,7 +406,7 @@ func TestConfigFileErrors(t *testing.T) {
 		{"empty external label", "global:\n  external_labels:\n    site: \"\"\n", []string{"external_labels", "site"}},
 		{"no job name", "scrape_configs:\n  - static_configs:\n      - targets: [\"h:1\"]\n", []string{"job_name"}},
 		{"bad scheme", "scrape_configs:\n  - job_name: a\n    scheme: ftp\n    static_configs:\n      - targets: [\"h:1\"]\n", []string{"job a", "ftp"}},
-		{"two receivers", "remote_write:\n  - url: http://a/\n  - url: http://b/\n", []string{"remote_write", "2"}},
+		{"two receivers with one url", "remote_write:\n  - url: http://a/\n  - url: http://a/\n", []string{"remote_write", "twice", "name"}},
 		{"not yaml", "global: [unclosed\n", []string{"--config.file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

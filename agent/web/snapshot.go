@@ -12,13 +12,15 @@ type Snapshot struct {
 	Started      time.Time     // when the agent started
 	SyncInterval time.Duration // how often the head is committed: a backlog younger than two of them is no backlog
 
-	Buffer     Buffer
-	Sender     *Sender // nil without a remote-write URL: nothing is sent
-	Clock      Clock
-	Drops      []Drop      // every place and reason, zero or not
-	Sources    []Source    // in the order they were configured
-	Collectors []Collector // the host collectors of the source "node", in the order they run
-	History    []Point     // the last hour, oldest first, for the plots
+	Buffer Buffer
+	Sender *Sender // nil without a remote-write URL: nothing is sent
+	// MoreSenders are the remote_write endpoints after the first (Sender).
+	MoreSenders []Sender
+	Clock       Clock
+	Drops       []Drop      // every place and reason, zero or not
+	Sources     []Source    // in the order they were configured
+	Collectors  []Collector // the host collectors of the source "node", in the order they run
+	History     []Point     // the last hour, oldest first, for the plots
 }
 
 // Figure is one number of /metrics: its series as /metrics writes it, e.g.
@@ -40,6 +42,7 @@ type Buffer struct {
 
 // Sender is the remote-write sender's figures.
 type Sender struct {
+	Endpoint                  string // the endpoint label: its name, or a hash of its URL
 	URL                       string // with its password, if any, redacted
 	Sent, BytesSent, Failures Figure
 	LastSuccess               Figure  // Unix seconds; 0 before the first

@@ -39,7 +39,8 @@ type statusView struct {
 	ClockHeld, ClockDropped                figure
 	ClockJumps                             []jumpView
 	Sending                                bool
-	URL                                    string
+	Endpoint, URL                          string
+	MoreSenders                            []senderLine
 	Sent, BytesSent, Failures, LastSuccess figure
 	SendRate                               string
 	LastError, LastErrorAt                 string
@@ -48,6 +49,14 @@ type statusView struct {
 	Collectors                             []collectorView
 	Plots                                  []plotView
 	NowUnix                                float64
+}
+
+// senderLine is a remote_write endpoint after the first, on one line.
+type senderLine struct {
+	Endpoint, URL          string
+	Sent, Failures         figure
+	LastSuccess            figure
+	LastError, LastErrorAt string
 }
 
 type dropView struct {
@@ -137,6 +146,27 @@ func (p *statusPage) view(s Snapshot) statusView {
 			v.LastError, v.LastErrorAt = rw.LastError, timeText(rw.LastErrorUnix)
 		}
 		v.SendRate = p.rate(now, s.Started, rw.Sent.Value)
+		if len(s.MoreSenders) > 0 {
+			v.Endpoint = rw.Endpoint
+		}
+	}
+	for _, o := range s.MoreSenders {
+		l := senderLine{Endpoint: o.Endpoint, URL: o.URL, Sent: fig(o.Sent, countText), Failures: fig(o.Failures, countText), LastSuccess: fig(o.LastSuccess, timeText)}
+		if o.LastError != "" {
+			l.LastError, l.LastErrorAt = o.LastError, timeText(o.LastErrorUnix)
+		}
+		v.MoreSenders = append(v.MoreSenders, l)
+	}
+	// The verdict speaks of the first endpoint that fails, if one does.
+	failing := s.Sender
+	for i := range s.MoreSenders {
+		if failing != nil && failing.FailingSince == 0 && s.MoreSenders[i].FailingSince > 0 {
+			failing = &s.MoreSenders[i]
+		}
+	}
+	receiver := "The receiver"
+	if failing != nil && len(s.MoreSenders) > 0 {
+		receiver = fmt.Sprintf("The receiver of endpoint %s (%s)", failing.Endpoint, failing.URL)
 	}
 
 	age := b.BacklogAge.Value
@@ -144,9 +174,9 @@ func (p *statusPage) view(s Snapshot) statusView {
 	switch caughtUp := max(2*s.SyncInterval, 30*time.Second).Seconds(); {
 	case s.Sender == nil:
 		v.Verdict, v.Behind = "Not sending: no --remote-write.url. Buffering only; the buffer keeps the newest data up to its cap.", true
-	case s.Sender.FailingSince > 0:
-		v.Verdict, v.Behind = fmt.Sprintf("The receiver fails since %s (%s ago): %s. %s samples wait, the oldest %s old.",
-			timeText(s.Sender.FailingSince), durationText(float64(now.Unix())-s.Sender.FailingSince), s.Sender.LastError, waiting, durationText(age)), true
+	case failing.FailingSince > 0:
+		v.Verdict, v.Behind = fmt.Sprintf("%s fails since %s (%s ago): %s. %s samples wait, the oldest %s old.", receiver,
+			timeText(failing.FailingSince), durationText(float64(now.Unix())-failing.FailingSince), failing.LastError, waiting, durationText(age)), true
 	case age <= caughtUp:
 		v.Verdict = "Keeping up."
 	default:

@@ -101,7 +101,11 @@ func renderStatus(v statusView) []byte {
 
 	w.put("<h2>Remote write</h2>\n<table id=\"remote-write\">\n")
 	if v.Sending {
-		w.row("receiver", "<code>", esc(v.URL), "</code>")
+		if v.Endpoint != "" {
+			w.row("receiver", "<code>", esc(v.URL), "</code> (endpoint <code>", esc(v.Endpoint), "</code>)")
+		} else {
+			w.row("receiver", "<code>", esc(v.URL), "</code>")
+		}
 		w.row("sent", v.Sent, " samples, ", v.BytesSent, " on the wire")
 		w.row("send rate", `<span id="send-rate">`, esc(v.SendRate), "</span>")
 		w.row("last success", v.LastSuccess)
@@ -111,6 +115,14 @@ func renderStatus(v statusView) []byte {
 			lastErr = v.LastErrorAt + ": " + v.LastError
 		}
 		w.row("last error", `<span class="err" id="last-error">`, esc(lastErr), "</span>")
+		// The other endpoints, one line each.
+		for _, o := range v.MoreSenders {
+			line := []any{"<code>", esc(o.URL), "</code>: sent ", o.Sent, " samples, last success ", o.LastSuccess, ", ", o.Failures, " failed requests"}
+			if o.LastError != "" {
+				line = append(line, `; last error <span class="err">`, esc(o.LastErrorAt+": "+o.LastError), "</span>")
+			}
+			w.row("endpoint "+esc(o.Endpoint), line...)
+		}
 	} else {
 		w.put("<tr><td>No --remote-write.url: nothing is sent.</td></tr>\n")
 	}

@@ -147,3 +147,34 @@ func TestStatusPageVerdict(t *testing.T) {
 		t.Error("no sender: the page does not say that nothing is sent")
 	}
 }
+
+// With several remote_write endpoints the page shows each, one line each
+// after the first, and the verdict names the one that fails while the
+// others keep up.
+func TestStatusPageSeveralEndpoints(t *testing.T) {
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	f := func(series string, v float64) Figure { return Figure{Series: series, Value: v} }
+	snap := snapshot(now)
+	snap.Buffer.BacklogAge.Value = 20
+	snap.Sender.Endpoint, snap.Sender.LastError = "central", ""
+	snap.Sender.LastSuccess.Value = float64(now.Add(-time.Second).Unix())
+	snap.MoreSenders = []Sender{{Endpoint: "backup", URL: "http://b/<w>", Sent: f(`sent{endpoint="backup"}`, 3),
+		Failures: f(`failures{endpoint="backup"}`, 9), LastSuccess: f(`ok{endpoint="backup"}`, 0),
+		LastError: "connection refused", LastErrorUnix: float64(now.Add(-5 * time.Second).Unix()),
+		FailingSince: float64(now.Add(-71 * time.Second).Unix())}}
+	body := page(t, snap)
+	for _, want := range []string{
+		`id="verdict">The receiver of endpoint backup (http://b/&lt;w&gt;) fails since 2026-11-24 11:58:49 UTC (1m11s ago): connection refused.`,
+		`(endpoint <code>central</code>)`,
+		`<th>endpoint backup</th>`,
+		`<data data-series="failures{endpoint=&#34;backup&#34;}" value="9">9</data> failed requests`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+	snap.MoreSenders[0].FailingSince = 0
+	if body := page(t, snap); !strings.Contains(body, `id="verdict">Keeping up.<`) {
+		t.Error("every endpoint answers and the backlog is young: not keeping up")
+	}
+}

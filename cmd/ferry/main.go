@@ -199,8 +199,19 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "    left out: %v\n", err)
 		}
 	}
-	fmt.Fprintf(stdout, "  external labels: %s\n  remote write:    %s\n", cfg.ExternalLabels, rw)
-	if len(cfg.WriteRelabel) > 0 {
+	if eps := cfg.Endpoints(); len(eps) > 1 {
+		fmt.Fprintf(stdout, "  external labels: %s\n  remote write:    %d endpoints, from one buffer\n", cfg.ExternalLabels, len(eps))
+		for _, ep := range eps {
+			fmt.Fprintf(stdout, "    endpoint %s: %s", ep.Label(), httpclient.RedactURL(ep.URL))
+			if len(ep.WriteRelabel) > 0 {
+				fmt.Fprintf(stdout, " (write relabel: %d rules, applied as it is sent)", len(ep.WriteRelabel))
+			}
+			fmt.Fprintln(stdout)
+		}
+	} else {
+		fmt.Fprintf(stdout, "  external labels: %s\n  remote write:    %s\n", cfg.ExternalLabels, rw)
+	}
+	if len(cfg.WriteRelabel) > 0 && len(cfg.MoreRemoteWrite) == 0 {
 		fmt.Fprintf(stdout, "  write relabel:   %d rules, applied as samples are collected\n", len(cfg.WriteRelabel))
 	}
 	if len(cfg.Warnings) > 0 {
