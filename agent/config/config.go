@@ -69,6 +69,9 @@ func DefaultConfig() Config {
 			MinBackoff:        time.Second,
 			MaxBackoff:        2 * time.Second, // back within seconds after an outage: while the receiver fails, each retry carries one sample
 			MaxSamplesPerSend: 5000,
+			// A fleet cut off together comes back spread over this; one
+			// device waits at most as long as its outage lasted.
+			ReconnectJitter: 20 * time.Second,
 		},
 		StoragePath:    "./data",
 		StorageMaxSize: 64 << 20,
@@ -112,6 +115,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--remote-write.max-samples-per-send: must be positive")
 	case c.RemoteWrite.MaxSampleAge < 0:
 		return fmt.Errorf("--remote-write.max-sample-age: must not be negative")
+	case c.RemoteWrite.ReconnectJitter < 0:
+		return fmt.Errorf("--remote-write.reconnect-jitter: must not be negative")
 	}
 	if err := checkListenAddress(c.ListenAddress); err != nil {
 		return fmt.Errorf("--web.listen-address: %w", err)
