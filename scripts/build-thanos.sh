@@ -9,13 +9,16 @@
 # `scripts/build-thanos.sh --print` prints the binary's path and builds
 # nothing. Progress goes to stderr. ~10 minutes on 2 cores the first time.
 #
-# Thanos v0.42.5 asks for go >= 1.26.10: the go command fetches the pinned
-# newer toolchain (GOTOOLCHAIN below) from the module proxy when the local
-# one is older.
+# Thanos v0.42.5 asks for go >= 1.26.10: the go command fetches that
+# toolchain (GOTOOLCHAIN below) from the module proxy when the local one is
+# older. The build tags are upstream's (.promu.yml): Thanos' zero-copy
+# label code takes Prometheus' labels to be a slice, and without
+# `slicelabels` (Prometheus' default is stringlabels) its receivers read
+# corrupted memory and crash within seconds.
 set -eu
 
 THANOS_VERSION=v0.42.5
-THANOS_TOOLCHAIN=go1.27.3
+THANOS_TOOLCHAIN=go1.26.10
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=$root/.tools/thanos
@@ -66,7 +69,7 @@ fi
 # go get of the package requires every module its imports need, at the
 # versions upstream's go.mod asks for or newer (minimal version selection).
 "$GO" get "github.com/thanos-io/thanos/cmd/thanos@$THANOS_VERSION"
-CGO_ENABLED=0 "$GO" build -trimpath \
+CGO_ENABLED=0 "$GO" build -trimpath -tags netgo,slicelabels \
 	-ldflags "-s -w -X github.com/prometheus/common/version.Version=${THANOS_VERSION#v} -X github.com/prometheus/common/version.Branch=module-$THANOS_VERSION" \
 	-o "$tmp/thanos" github.com/thanos-io/thanos/cmd/thanos
 mv "$tmp/thanos" "$thanos"

@@ -53,7 +53,7 @@ func main() {
 	flag.DurationVar(&o.killAfter, "kill-after", 5*time.Second, "a receiver node is killed this long after the reconnect")
 	flag.DurationVar(&o.killFor, "kill-for", 30*time.Second, "and restarted this long after")
 	flag.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Minute, "longest wait for every backlog after the reconnect")
-	flag.StringVar(&o.drainRate, "drain-rate", "32KiB", "--remote-write.backlog-bytes-per-second of the tuned mode")
+	flag.StringVar(&o.drainRate, "drain-rate", "8KiB", "--remote-write.backlog-bytes-per-second of the tuned mode")
 	flag.StringVar(&modes, "modes", "untuned,tuned", "modes to run, in order: untuned (no reconnect jitter, no drain limit), tuned (defaults, and the drain limit)")
 	flag.Parse()
 	o.modes = strings.Split(modes, ",")
@@ -128,11 +128,11 @@ func envDuration(name string, def time.Duration) time.Duration {
 
 // receiver is one node of the hashring.
 type receiver struct {
-	httpAddr, grpcAddr, rwAddr string
-	args                       []string
-	cmd                        *exec.Cmd
-	logDir                     string
-	starts                     int
+	httpAddr, grpcAddr, rwAddr, capnpAddr string
+	args                                  []string
+	cmd                                   *exec.Cmd
+	logDir                                string
+	starts                                int
 }
 
 func (r *receiver) start() error {
@@ -194,17 +194,18 @@ func runMode(ctx context.Context, o options, mode string) (*result, error) {
 
 	// The hashring: 3 nodes, replication factor 2, each a receiver and an
 	// ingester.
-	ports := freePorts(3*3 + 2)
+	ports := freePorts(3*4 + 2)
 	recvs := make([]*receiver, 3)
 	var endpoints []string
 	for i := range recvs {
 		recvs[i] = &receiver{
-			httpAddr: fmt.Sprintf("127.0.0.1:%d", ports[3*i]),
-			grpcAddr: fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]),
-			rwAddr:   fmt.Sprintf("127.0.0.1:%d", ports[3*i+2]),
-			logDir:   dir,
+			httpAddr:  fmt.Sprintf("127.0.0.1:%d", ports[4*i]),
+			grpcAddr:  fmt.Sprintf("127.0.0.1:%d", ports[4*i+1]),
+			rwAddr:    fmt.Sprintf("127.0.0.1:%d", ports[4*i+2]),
+			capnpAddr: fmt.Sprintf("127.0.0.1:%d", ports[4*i+3]),
+			logDir:    dir,
 		}
-		endpoints = append(endpoints, fmt.Sprintf("%q", recvs[i].grpcAddr))
+		endpoints = append(endpoints, fmt.Sprintf(`{"address":%q,"capnproto_address":%q}`, recvs[i].grpcAddr, recvs[i].capnpAddr))
 	}
 	ring := filepath.Join(dir, "hashring.json")
 	if err := os.WriteFile(ring, []byte(`[{"hashring":"default","endpoints":[`+strings.Join(endpoints, ",")+`]}]`), 0o644); err != nil {
@@ -221,6 +222,10 @@ func runMode(ctx context.Context, o options, mode string) (*result, error) {
 			"--receive.hashrings-file=" + ring,
 			"--receive.hashrings-algorithm=ketama",
 			"--receive.replication-factor=2",
+			// Its own port for the Cap'n Proto replication server,
+			// which listens even while replication speaks protobuf (the
+			// default): 0.0.0.0:19391 would be taken by the first node.
+			"--receive.capnproto-address=" + rc.capnpAddr,
 			"--receive.local-endpoint=" + rc.grpcAddr,
 			"--receive.tenant-header=THANOS-TENANT",
 			fmt.Sprintf("--label=receive_replica=\"%d\"", i),
@@ -229,9 +234,9 @@ func runMode(ctx context.Context, o options, mode string) (*result, error) {
 			return nil, err
 		}
 	}
-	queryHTTP := fmt.Sprintf("127.0.0.1:%d", ports[9])
+	queryHTTP := fmt.Sprintf("127.0.0.1:%d", ports[12])
 	qargs := []string{"query", "--log.level=warn", "--http-address=" + queryHTTP,
-		fmt.Sprintf("--grpc-address=127.0.0.1:%d", ports[10]), "--query.replica-label=receive_replica"}
+		fmt.Sprintf("--grpc-address=127.0.0.1:%d", ports[13]), "--query.replica-label=receive_replica"}
 	for _, rc := range recvs {
 		qargs = append(qargs, "--endpoint="+rc.grpcAddr)
 	}
@@ -401,12 +406,14 @@ func runMode(ctx context.Context, o options, mode string) (*result, error) {
 	slices.Sort(r.rss)
 
 	// Every receiver up again before the checks: the restarted one must
-	// answer for its series too.
+	// answer for its series too, and Query must have seen it again (it
+	// looks at its endpoints every 5 s).
 	for _, rc := range recvs {
 		if err := waitReady(ctx, rc.httpAddr, 2*time.Minute); err != nil {
 			return r, err
 		}
 	}
+	sleepCtx(ctx, 10*time.Second)
 	err = verify(ctx, o, r, queryHTTP, tgt, devs, start, tFreeze)
 	return r, err
 }

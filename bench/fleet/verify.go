@@ -33,7 +33,9 @@ func verify(ctx context.Context, o options, r *result, queryAddr string, tgt *ta
 	at := time.Now()
 	window := at.Sub(start) + time.Minute
 	rng := strconv.Itoa(int(window.Seconds())) + "s"
-	cutoff := freeze.Add(-5 * time.Second).UnixMilli()
+	// What was served more than two intervals before the freeze must be
+	// there; later scrapes may be, or still wait on the device.
+	cutoff := freeze.Add(-2 * o.interval).UnixMilli()
 
 	res, err := instantQuery(ctx, queryAddr, "fleet_probe["+rng+"]", at)
 	if err != nil {
