@@ -11,10 +11,11 @@
 #
 # Thanos v0.42.5 asks for go >= 1.26.10: the go command fetches that
 # toolchain (GOTOOLCHAIN below) from the module proxy when the local one is
-# older. The build tags are upstream's (.promu.yml): Thanos' zero-copy
-# label code takes Prometheus' labels to be a slice, and without
-# `slicelabels` (Prometheus' default is stringlabels) its receivers read
-# corrupted memory and crash within seconds.
+# older. `slicelabels` is one of upstream's build tags (.promu.yml): Thanos'
+# zero-copy label code takes Prometheus' labels to be a slice, and without
+# it (Prometheus' default is stringlabels) its receivers read corrupted
+# memory and crash within seconds. Upstream's other tag, netgo, is what
+# CGO_ENABLED=0 gives already (the pure Go resolver).
 set -eu
 
 THANOS_VERSION=v0.42.5
@@ -69,7 +70,7 @@ fi
 # go get of the package requires every module its imports need, at the
 # versions upstream's go.mod asks for or newer (minimal version selection).
 "$GO" get "github.com/thanos-io/thanos/cmd/thanos@$THANOS_VERSION"
-CGO_ENABLED=0 "$GO" build -trimpath -tags netgo,slicelabels \
+CGO_ENABLED=0 "$GO" build -trimpath -tags slicelabels \
 	-ldflags "-s -w -X github.com/prometheus/common/version.Version=${THANOS_VERSION#v} -X github.com/prometheus/common/version.Branch=module-$THANOS_VERSION" \
 	-o "$tmp/thanos" github.com/thanos-io/thanos/cmd/thanos
 mv "$tmp/thanos" "$thanos"

@@ -454,9 +454,12 @@ func forEach(devs []*device, f func(*device)) {
 	wg.Wait()
 }
 
-// backlog is what a device holds for the receiver beyond the collection
-// in memory: committed blocks not yet delivered.
-func backlog(e exposition) float64 { return e.sum("ferry_buffer_samples") }
+// backlog is what a device holds that the receiver does not have yet:
+// committed blocks, and collections in memory not yet committed (a
+// device caught up sends each collection from memory at once).
+func backlog(e exposition) float64 {
+	return e.sum("ferry_buffer_samples") + e.sum("ferry_buffer_head_samples")
+}
 
 // pollDevices looks at every device every 2 s until ctx ends: its
 // resident memory, and after the reconnect whether it has a backlog. A

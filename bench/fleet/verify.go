@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -86,18 +87,29 @@ func verify(ctx context.Context, o options, r *result, queryAddr string, tgt *ta
 		}
 	}
 
-	// Counts per device, every series.
-	res, err = instantQuery(ctx, queryAddr, `sum by (fleet_device) (count_over_time({fleet_device=~"dev-.+"}[`+rng+`]))`, at)
-	if err != nil {
-		return err
-	}
+	// Counts per device, every series: the raw samples, counted here (a
+	// count_over_time would merge series that differ only by name).
 	stored := map[string]int64{}
-	for _, s := range res {
-		_, v, err := point(s.Value)
+	var mu sync.Mutex
+	var qerr error
+	forEach(devs, func(d *device) {
+		res, err := instantQuery(ctx, queryAddr, `{fleet_device="`+d.name+`"}[`+rng+`]`, at)
+		mu.Lock()
+		defer mu.Unlock()
 		if err != nil {
-			return err
+			qerr = err
+			return
 		}
-		stored[s.Metric["fleet_device"]] = int64(v)
+		for _, s := range res {
+			for _, p := range s.Values {
+				if _, v, err := point(p); err == nil && !math.IsNaN(v) {
+					stored[d.name]++
+				}
+			}
+		}
+	})
+	if qerr != nil {
+		return qerr
 	}
 	for _, d := range devs {
 		sent := int64(d.final.sum("ferry_remote_write_samples_sent_total"))
