@@ -328,6 +328,8 @@ config ferry 'main'
 	option remote_write_protocol '2'
 	option remote_write_metadata_send '0'
 	option remote_write_metadata_send_interval '5m'
+	option remote_write_reconnect_jitter '1m'
+	option remote_write_backlog_bytes_per_second '16KiB'
 	option scrape_interval '30s'
 	option device 'truck-12'
 	option instance_from 'mac:eth0'
@@ -345,7 +347,7 @@ EOF
 )" router-01 ignored start "config_load ferry
 open_instance 
 $TAIL
-command /usr/bin/ferry --storage.path=/mnt/sda1/ferry --storage.max-size=512MB --storage.sync-interval=5m --storage.thin --remote-write.url=https://mimir.example/api/v1/push --remote-write.bearer-token-file=/etc/ferry/token --remote-write.basic-auth.username=router-01 --remote-write.basic-auth.password-file=/etc/ferry/password --remote-write.tls.ca-file=/etc/ferry/ca.pem --remote-write.tls.cert-file=/etc/ferry/client.pem --remote-write.tls.key-file=/etc/ferry/client.key --remote-write.tls.server-name=mimir.internal --remote-write.tls.insecure-skip-verify=false --remote-write.proxy-url=http://proxy.lan:3128 --remote-write.header=X-Scope-OrgID=fleet --remote-write.timeout=20s --remote-write.min-backoff=2s --remote-write.max-backoff=1m --remote-write.max-samples-per-send=2000 --remote-write.max-sample-age=1h --remote-write.max-bytes-per-second=8KiB --remote-write.max-bytes-per-day=20MiB --remote-write.fresh-first --remote-write.protocol=2 --remote-write.metadata.send=false --remote-write.metadata.send-interval=5m --scrape.interval=30s --external-label=device=truck-12 --instance-from=mac:eth0 --external-label=site=berlin --external-label-from=serial=serial --external-label-file=/etc/ferry/labels --clock.require-sync --scrape.target=myapp=127.0.0.1:9101 --collector.wifi --no-collector.loadavg --web.listen-address=0.0.0.0:9391 --log.level=warn --config.file=/etc/ferry/ferry.yml
+command /usr/bin/ferry --storage.path=/mnt/sda1/ferry --storage.max-size=512MB --storage.sync-interval=5m --storage.thin --remote-write.url=https://mimir.example/api/v1/push --remote-write.bearer-token-file=/etc/ferry/token --remote-write.basic-auth.username=router-01 --remote-write.basic-auth.password-file=/etc/ferry/password --remote-write.tls.ca-file=/etc/ferry/ca.pem --remote-write.tls.cert-file=/etc/ferry/client.pem --remote-write.tls.key-file=/etc/ferry/client.key --remote-write.tls.server-name=mimir.internal --remote-write.tls.insecure-skip-verify=false --remote-write.proxy-url=http://proxy.lan:3128 --remote-write.header=X-Scope-OrgID=fleet --remote-write.timeout=20s --remote-write.min-backoff=2s --remote-write.max-backoff=1m --remote-write.max-samples-per-send=2000 --remote-write.max-sample-age=1h --remote-write.max-bytes-per-second=8KiB --remote-write.max-bytes-per-day=20MiB --remote-write.fresh-first --remote-write.protocol=2 --remote-write.metadata.send=false --remote-write.metadata.send-interval=5m --remote-write.reconnect-jitter=1m --remote-write.backlog-bytes-per-second=16KiB --scrape.interval=30s --external-label=device=truck-12 --instance-from=mac:eth0 --external-label=site=berlin --external-label-from=serial=serial --external-label-file=/etc/ferry/labels --clock.require-sync --scrape.target=myapp=127.0.0.1:9101 --collector.wifi --no-collector.loadavg --web.listen-address=0.0.0.0:9391 --log.level=warn --config.file=/etc/ferry/ferry.yml
 close_instance
 reload_trigger ferry"
 

@@ -111,6 +111,9 @@ func DefaultConfig() Config {
 			MaxSamplesPerSend: 5000,
 			Protocol:          remotewrite.Protocol2, // falls back to 1 for receivers without 2.0
 			Metadata:          remotewrite.MetadataConfig{Send: true, SendInterval: remotewrite.DefaultMetadataInterval, MaxSamplesPerSend: remotewrite.DefaultMetadataPerSend},
+			// A fleet cut off together comes back spread over this; one
+			// device waits at most as long as its outage lasted.
+			ReconnectJitter: 20 * time.Second,
 		},
 		StoragePath:    "./data",
 		StorageMaxSize: 64 << 20,
@@ -167,6 +170,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--remote-write.max-samples-per-send: must be positive")
 	case c.RemoteWrite.MaxSampleAge < 0:
 		return fmt.Errorf("--remote-write.max-sample-age: must not be negative")
+	case c.RemoteWrite.ReconnectJitter < 0:
+		return fmt.Errorf("--remote-write.reconnect-jitter: must not be negative")
 	}
 	if err := checkListenAddress(c.ListenAddress); err != nil {
 		return fmt.Errorf("--web.listen-address: %w", err)

@@ -27,7 +27,10 @@ type ferrySection struct {
 	RemoteWrite struct {
 		FreshFirst        *bool     `yaml:"fresh_first"`
 		MaxBytesPerSecond *fileSize `yaml:"max_bytes_per_second"`
-		MaxBytesPerDay    *fileSize `yaml:"max_bytes_per_day"`
+		// A fleet's reconnect: the jitter after an outage, the backlog's rate.
+		ReconnectJitter       *model.Duration `yaml:"reconnect_jitter"`
+		BacklogBytesPerSecond *fileSize       `yaml:"backlog_bytes_per_second"`
+		MaxBytesPerDay        *fileSize       `yaml:"max_bytes_per_day"`
 	} `yaml:"remote_write"`
 	Clock struct {
 		RequireSync *bool `yaml:"require_sync"`
@@ -114,6 +117,10 @@ func (fs *ferrySection) apply(cfg *Config, changed func(flag string) bool, doc *
 	set("remote-write.fresh-first", rw.FreshFirst != nil, func() { cfg.RemoteWrite.FreshFirst = *rw.FreshFirst })
 	set("remote-write.max-bytes-per-second", rw.MaxBytesPerSecond != nil, func() { cfg.RemoteWrite.MaxBytesPerSecond = int64(*rw.MaxBytesPerSecond) })
 	set("remote-write.max-bytes-per-day", rw.MaxBytesPerDay != nil, func() { cfg.RemoteWrite.MaxBytesPerDay = int64(*rw.MaxBytesPerDay) })
+	set("remote-write.reconnect-jitter", rw.ReconnectJitter != nil, func() { cfg.RemoteWrite.ReconnectJitter = time.Duration(*rw.ReconnectJitter) })
+	set("remote-write.backlog-bytes-per-second", rw.BacklogBytesPerSecond != nil, func() {
+		cfg.RemoteWrite.BacklogBytesPerSecond = int64(*rw.BacklogBytesPerSecond)
+	})
 	set("clock.require-sync", fs.Clock.RequireSync != nil, func() { cfg.ClockRequireSync = *fs.Clock.RequireSync })
 	set("web.listen-address", fs.Web.ListenAddress != nil, func() { cfg.ListenAddress = *fs.Web.ListenAddress })
 	set("log.level", fs.Log.Level != nil, func() { cfg.LogLevel = slog.Level(*fs.Log.Level) })

@@ -105,6 +105,8 @@ func fileCases(f testFiles) []fileCase {
 		{flags: []string{"remote-write.proxy-url=http://proxy:3128"}, yaml: rw("proxy_url: http://proxy:3128"), base: rwBase},
 		{flags: []string{"remote-write.fresh-first"}, yaml: "ferry:\n  remote_write: {fresh_first: true}\n"},
 		{flags: []string{"remote-write.max-bytes-per-second=10KiB"}, yaml: "ferry:\n  remote_write: {max_bytes_per_second: 10KiB}\n"},
+		{flags: []string{"remote-write.reconnect-jitter=1m"}, yaml: "ferry:\n  remote_write: {reconnect_jitter: 1m}\n"},
+		{flags: []string{"remote-write.backlog-bytes-per-second=16KiB"}, yaml: "ferry:\n  remote_write: {backlog_bytes_per_second: 16KiB}\n"},
 		{flags: []string{"remote-write.max-bytes-per-day=5MiB"}, yaml: "ferry:\n  remote_write: {max_bytes_per_day: 5MiB}\n"},
 		{flags: []string{"storage.path=/var/lib/ferry-test"}, yaml: "ferry:\n  storage: {path: /var/lib/ferry-test}\n"},
 		{flags: []string{"storage.max-size=3MiB"}, yaml: "ferry:\n  storage: {max_size: 3MiB}\n"},

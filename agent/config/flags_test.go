@@ -73,6 +73,8 @@ func TestFlagValues(t *testing.T) {
 		"--remote-write.min-backoff=100ms",
 		"--remote-write.max-backoff=10s",
 		"--remote-write.max-samples-per-send=2000",
+		"--remote-write.reconnect-jitter=1m",
+		"--remote-write.backlog-bytes-per-second=16KiB",
 		"--storage.path=/var/lib/ferry",
 		"--storage.max-size=128MiB",
 		"--storage.sync-interval=1m",
@@ -84,7 +86,8 @@ func TestFlagValues(t *testing.T) {
 	rw := cfg.RemoteWrite
 	switch {
 	case rw.URL != "https://mimir.example:443/api/v1/push", rw.Timeout != 5*time.Second,
-		rw.MinBackoff != 100*time.Millisecond, rw.MaxBackoff != 10*time.Second, rw.MaxSamplesPerSend != 2000:
+		rw.MinBackoff != 100*time.Millisecond, rw.MaxBackoff != 10*time.Second, rw.MaxSamplesPerSend != 2000,
+		rw.ReconnectJitter != time.Minute, rw.BacklogBytesPerSecond != 16<<10:
 		t.Errorf("remote write config %+v does not match the flags", rw)
 	case cfg.StoragePath != "/var/lib/ferry", cfg.StorageMaxSize != 128<<20, cfg.SyncInterval != time.Minute:
 		t.Errorf("storage config %q %d %v does not match the flags", cfg.StoragePath, cfg.StorageMaxSize, cfg.SyncInterval)
@@ -196,6 +199,7 @@ func TestFinishValidates(t *testing.T) {
 		{[]string{"--remote-write.min-backoff=0s"}, "--remote-write.min-backoff"},
 		{[]string{"--remote-write.timeout=0s"}, "--remote-write.timeout"},
 		{[]string{"--remote-write.max-samples-per-send=0"}, "--remote-write.max-samples-per-send"},
+		{[]string{"--remote-write.reconnect-jitter=-1s"}, "--remote-write.reconnect-jitter"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			p := parseArgs(t, tc.args...)

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -65,8 +66,20 @@ type Config struct {
 	MaxSamplesPerSend int
 	MaxSampleAge      time.Duration // 0: send samples of any age
 	MaxBytesPerSecond int64         // 0: no limit; paces request bodies
-	UserAgent         string
-	HTTP              httpclient.Config // auth, TLS, headers, proxy
+	// BacklogBytesPerSecond paces, on top of MaxBytesPerSecond, the
+	// requests that carry the backlog (samples older than backlogAge when
+	// their turn comes): a fleet back from an outage drains at a rate its
+	// receiver can take, each device at its own pace. Fresh data is not
+	// held back by it. 0: no limit.
+	BacklogBytesPerSecond int64
+	// ReconnectJitter: when the receiver answers again after failed
+	// attempts, the sender waits a random time below ReconnectJitter, and
+	// below the outage's length, before it sends on (the backlog at full
+	// volume): devices cut off and restored together then do not all send
+	// their backlogs in the same second. 0: no wait.
+	ReconnectJitter time.Duration
+	UserAgent       string
+	HTTP            httpclient.Config // auth, TLS, headers, proxy
 	// Protocol 2 sends io.prometheus.write.v2.Request and falls back to 1.0
 	// for the sender's life when the receiver does not take it (415, or a
 	// 2xx without the spec's Written headers); 0 or 1 sends 1.0.
@@ -236,7 +249,10 @@ type Sender struct {
 	log    *slog.Logger
 
 	// Run's alone:
-	pace    *throttle.Pacer
+	pace  *throttle.Pacer
+	drain *throttle.Pacer // the backlog's
+	// hold is reconnectHold; tests replace it to see the wait.
+	hold    func(jitter, outage time.Duration) time.Duration
 	backoff client.Backoff
 	link    link
 	// fit is the most samples a request may carry since the receiver
@@ -304,6 +320,8 @@ func New(cfg Config, src Source, log *slog.Logger) (*Sender, error) {
 		backoff:    client.Backoff{Min: cfg.MinBackoff, Max: cfg.MaxBackoff},
 		log:        log,
 		pace:       throttle.NewPacer(cfg.MaxBytesPerSecond),
+		drain:      throttle.NewPacer(cfg.BacklogBytesPerSecond),
+		hold:       reconnectHold,
 		stats:      Stats{Dropped: map[string]uint64{}, Protocol: proto},
 		budget:     throttle.NewBudget(cfg.MaxBytesPerDay),
 		metaSent:   map[uint32]time.Time{},
@@ -364,7 +382,7 @@ func (s *Sender) Run(ctx context.Context) {
 					client.Sleep(ctx, budgetWait)
 					continue
 				}
-				if !s.deliver(ctx, live, true, true) {
+				if !s.deliver(ctx, live, true, true, false) {
 					return
 				}
 				liveNext = live[len(live)-1].Seq + 1
@@ -430,7 +448,7 @@ func (s *Sender) Run(ctx context.Context) {
 			}
 			continue
 		}
-		if !s.deliver(ctx, blocks, true, liveFrom == 0) {
+		if !s.deliver(ctx, blocks, true, liveFrom == 0, !fresh) {
 			return // ctx ended while retrying; these blocks stay buffered
 		}
 		delivered = blocks[len(blocks)-1].Seq
@@ -475,7 +493,7 @@ func (s *Sender) sendLive(ctx context.Context, aheadOfBacklog bool) bool {
 	if !ok {
 		return false
 	}
-	if !s.budgetAllows(true) || !s.deliver(ctx, []buffer.Block{blk}, false, true) {
+	if !s.budgetAllows(true) || !s.deliver(ctx, []buffer.Block{blk}, false, true, false) {
 		s.src.LiveFailed()
 		return false
 	}
@@ -520,8 +538,9 @@ func (s *Sender) budgetAllows(isFresh bool) bool {
 // that got an answer other than "try again", and when to try next.
 type link struct {
 	failing  bool
-	failures int // attempts since the last success
-	nextTry  time.Time
+	failures int       // attempts since the last success
+	since    time.Time // of the first of them
+	nextTry  time.Time // a failure's backoff, or the wait after the receiver is back (ReconnectJitter)
 }
 
 // outcome is what became of one attempt.
@@ -544,8 +563,9 @@ const (
 // receiver finds too large (413) goes again in halves, down to one sample.
 // inOrder: each series' samples go out oldest first (not the backlog sent
 // behind fresh data), so that a refusal as out of order can only mean that
-// the receiver holds them or newer ones already.
-func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry, inOrder bool) bool {
+// the receiver holds them or newer ones already. backlog: the requests are
+// paced by BacklogBytesPerSecond.
+func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry, inOrder, backlog bool) bool {
 	var minT int64
 	if s.cfg.MaxSampleAge > 0 {
 		minT = time.Now().Add(-s.cfg.MaxSampleAge).UnixMilli()
@@ -570,8 +590,14 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry, inOr
 		case s.fit > 0:
 			n = min(n, s.fit)
 		}
+		if wait := time.Until(s.link.nextTry); wait > 0 && !s.link.failing {
+			// Back after an outage: this device's turn comes later.
+			if !retry || !client.Sleep(ctx, wait) {
+				return false
+			}
+		}
 		send, rest := firstSamples(parts[0], n)
-		switch s.attempt(ctx, send, n, inOrder) {
+		switch s.attempt(ctx, send, n, inOrder, backlog) {
 		case answered:
 			parts[0], samples = rest, samples-n
 		case tooLarge:
@@ -688,7 +714,7 @@ func (s *Sender) splitMayHave(series []*codec.Series) (old, young []*codec.Serie
 // attempt posts series (samples of them) once, in the protocol in force,
 // falling back to 1.0 at once where the spec says so, and keeps the
 // counters, s.link and s.mayHave.
-func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples int, inOrder bool) outcome {
+func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples int, inOrder, backlog bool) outcome {
 	proto := s.Stats().Protocol
 	now := time.Now()
 	if proto == Protocol2 {
@@ -698,7 +724,12 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 	var written int
 	var err error
 	for {
-		if !client.Sleep(ctx, s.pace.Delay(time.Now(), len(body))) {
+		now := time.Now()
+		delay := s.pace.Delay(now, len(body))
+		if backlog {
+			delay = max(delay, s.drain.Delay(now, len(body)))
+		}
+		if !client.Sleep(ctx, delay) {
 			return stopped
 		}
 		written, err = s.client.Post(ctx, body, proto.ContentType(), proto.Version())
@@ -728,8 +759,9 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 		}
 		wait := s.backoff.Failed(e.RetryAfter)
 		if !s.link.failing {
+			s.link.since = time.Now()
 			s.mu.Lock()
-			s.stats.FailingSinceUnix = float64(time.Now().UnixMilli()) / 1000
+			s.stats.FailingSinceUnix = float64(s.link.since.UnixMilli()) / 1000
 			s.mu.Unlock()
 		}
 		s.link.failing, s.link.nextTry = true, time.Now().Add(wait)
@@ -737,10 +769,17 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 		s.retrying(e, s.link.failures, wait)
 		return failed
 	}
+	var hold time.Duration
 	if s.link.failures > 0 {
-		s.recoverLog.Log(s.log, slog.LevelInfo, "remote write recovered", "failed_attempts", s.link.failures)
+		outage := time.Since(s.link.since)
+		hold = s.hold(s.cfg.ReconnectJitter, outage)
+		s.recoverLog.Log(s.log, slog.LevelInfo, "remote write recovered", "failed_attempts", s.link.failures,
+			"outage", outage.Round(time.Millisecond), "sending_on_in", hold.Round(time.Millisecond))
 	}
 	s.link = link{}
+	if hold > 0 {
+		s.link.nextTry = time.Now().Add(hold)
+	}
 	s.backoff.Reset()
 	s.mu.Lock()
 	s.stats.FailingSinceUnix = 0
@@ -872,6 +911,18 @@ func (s *Sender) sendFamilies(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// reconnectHold is how long a sender waits after the receiver answers
+// again following an outage: uniform over [0, min(jitter, outage)), so
+// that a fleet cut off and restored together comes back spread over
+// jitter, while a device whose request failed once waits no longer than
+// that glitch lasted.
+func reconnectHold(jitter, outage time.Duration) time.Duration {
+	if d := min(jitter, outage); d > 0 {
+		return rand.N(d)
+	}
+	return 0
 }
 
 // refusesV2 reports whether the answer to a 2.0 request is the spec's

@@ -18,11 +18,17 @@ type Backoff struct {
 
 // Failed returns how long to wait after one more failure: the backoff, or
 // the receiver's Retry-After (retryAfter, 0 if none) when that is longer.
+// A Retry-After is honoured as the least wait and spread over a quarter
+// more: a receiver that tells a whole fleet "30" at once would otherwise
+// get it back in one second, 30 seconds later.
 func (b *Backoff) Failed(retryAfter time.Duration) time.Duration {
 	if b.next == 0 {
 		b.next = b.Min
 	}
-	wait := max(jitter(b.next), retryAfter)
+	wait := jitter(b.next)
+	if retryAfter > 0 {
+		wait = max(wait, retryAfter+spread(retryAfter/4))
+	}
 	b.next = min(b.next*2, b.Max)
 	return wait
 }
@@ -36,6 +42,14 @@ func jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return d/2 + rand.N(d/2)
+}
+
+// spread is uniform over [0, d).
+func spread(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d)
 }
 
 // Sleep waits d or until ctx ends; it reports whether ctx is still live.
