@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferry-agent/ferry/internal/lograte"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	bolt "go.etcd.io/bbolt"
@@ -185,6 +186,7 @@ type blockInfo struct {
 // after Close accepts samples that are never written nor counted.
 type Buffer struct {
 	log     *slog.Logger
+	badLog  lograte.Limiter // unreadable blocks: a damaged file has many
 	db      *bolt.DB
 	path    string
 	maxSize int64
@@ -494,7 +496,7 @@ func (b *Buffer) load(tx *bolt.Tx) error {
 		if err != nil {
 			// One bad block costs its samples, not the buffer; the sender
 			// deletes it when it reaches it.
-			b.log.Warn("buffer block unreadable", "seq", seq, "err", err)
+			b.badLog.Log(b.log, slog.LevelWarn, "buffer block unreadable", "seq", seq, "err", err)
 		}
 		var level uint8
 		if l := blocks.Bucket(k).Get(keyThinLevel); len(l) == 1 {
@@ -774,7 +776,7 @@ func (b *Buffer) read(from uint64, maxSamples int) ([]Block, uint64, error) {
 			}
 			_, data, err := decodeBlock(v)
 			if err != nil {
-				b.log.Warn("dropping unreadable buffer block", "seq", seq, "err", err)
+				b.badLog.Log(b.log, slog.LevelWarn, "dropping unreadable buffer block", "seq", seq, "err", err)
 				corrupt = append(corrupt, seq)
 				continue
 			}

@@ -87,6 +87,7 @@ type Guard struct {
 	requireSync bool      // also wait for the kernel to call the clock synchronised
 	maxHeld     int
 	log         *slog.Logger
+	jumpLog     lograte.Limiter // a clock that keeps jumping
 
 	mu       sync.Mutex
 	held     []heldSample
@@ -197,7 +198,7 @@ func (g *Guard) noteJump(r Reading) {
 	default:
 		return
 	}
-	g.log.Warn("the wall clock jumped", "by", drift.Round(time.Second), "now", r.Wall.UTC())
+	g.jumpLog.Log(g.log, slog.LevelWarn, "the wall clock jumped", "by", drift.Round(time.Second), "now", r.Wall.UTC())
 }
 
 // Stats are the guard's figures for ferry's own metrics and status page.

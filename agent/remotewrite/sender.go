@@ -281,6 +281,7 @@ type Sender struct {
 	orderLog   lograte.Limiter // fresh data first
 	drainLog   lograte.Limiter // and back
 	recoverLog lograte.Limiter
+	bufferLog  lograte.Limiter // a failing disk
 
 	// Run's alone: metadata (MetadataConfig).
 	metaSent     map[uint32]time.Time // 2.0: when each series ref last carried its metadata
@@ -367,7 +368,7 @@ func (s *Sender) Run(ctx context.Context) {
 			return
 		}
 		if err := s.src.Ack(delivered); err != nil {
-			s.log.Error("deleting sent blocks from the buffer", "err", err)
+			s.bufferLog.Log(s.log, slog.LevelError, "deleting sent blocks from the buffer", "err", err)
 		}
 		unacked, lastAck = 0, time.Now()
 	}
@@ -391,7 +392,7 @@ func (s *Sender) Run(ctx context.Context) {
 					seqs[i] = blk.Seq
 				}
 				if err := s.src.Delete(seqs); err != nil {
-					s.log.Error("deleting sent blocks from the buffer", "err", err)
+					s.bufferLog.Log(s.log, slog.LevelError, "deleting sent blocks from the buffer", "err", err)
 				}
 				continue
 			}
@@ -401,7 +402,7 @@ func (s *Sender) Run(ctx context.Context) {
 		}
 		blocks, err := s.src.Read(next, s.cfg.MaxSamplesPerSend)
 		if err != nil {
-			s.log.Error("reading the buffer", "err", err)
+			s.bufferLog.Log(s.log, slog.LevelError, "reading the buffer", "err", err)
 			client.Sleep(ctx, s.cfg.MaxBackoff)
 			continue
 		}
