@@ -884,8 +884,9 @@ func (b *Buffer) Ack(seq uint64) error {
 // Delivered tells the buffer that the receiver has every block up to and
 // including seq, ahead of the Ack that deletes them (the sender acks in
 // batches, to write less): a commit that evicts such a block to make room
-// loses nothing, and does not count it as dropped. Safe for concurrent use;
-// it never waits for the disk.
+// loses nothing, and does not count it as dropped; nor does one that
+// evicted a block of the last Read while its request was on the way. Safe
+// for concurrent use; it never waits for the disk.
 func (b *Buffer) Delivered(seq uint64) {
 	b.mu.Lock()
 	b.delivered = max(b.delivered, seq)
@@ -914,10 +915,11 @@ func (b *Buffer) resolveEvictedLocked(match func(seq uint64, rb readBlock) bool,
 
 // Delete deletes the given blocks, delivered out of order (the sender's
 // fresh-first mode), in one transaction; blocks already gone are skipped.
-// As Ack: not counted, nothing deleted on error. A block that changed since
-// Read returned it (with Options.Thin, merged with an older one, whose
-// samples it now holds under its Seq) is kept, not deleted: its samples the
-// receiver has are sent again, the older ones are not lost.
+// As Ack: not counted (blocks evicted since Read returned them included),
+// nothing deleted on error. A block that changed since Read returned it is
+// kept, not deleted (thinning merges no block Read returned, so only a
+// merge racing the Read itself can do that): its samples the receiver has
+// are sent again, the others are not lost.
 func (b *Buffer) Delete(seqs []uint64) error {
 	b.mu.Lock()
 	keep := make([]uint64, 0, len(seqs))
