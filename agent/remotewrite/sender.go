@@ -151,7 +151,10 @@ type Source interface {
 	// waits on Committed.
 	//
 	// The sender owns the returned slice and blocks until its next Read;
-	// it does not modify them, and the source must not either. Label sets
+	// it does not modify them, and the source must not either. Calling
+	// Read again gives up what the last Read returned and was not
+	// delivered (Delivered, Delete) meanwhile: the source may count it
+	// lost if it evicted it. Label sets
 	// may be shared (they are immutable). An error is logged and the read
 	// tried again after MaxBackoff; blocks returned with it are not sent.
 	Read(from uint64, maxSamples int) ([]buffer.Block, error)
