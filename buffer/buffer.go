@@ -196,7 +196,7 @@ type Buffer struct {
 	cuts    []uint32 // where the last commit's blocks started, with thin
 	notify  chan struct{}
 
-	writeMu sync.Mutex // serialises the transactions that change the file
+	writeMu sync.Mutex // serialises the transactions that change the file, and Read's choice of blocks
 	pending [][]byte   // encoded blocks the disk refused, retried first
 	limit   int64      // the cap in force: fileMax, less while the disk is full
 
@@ -224,6 +224,9 @@ type Buffer struct {
 	// evictedRead: blocks evicted while the sender had them read, by seq:
 	// counted full unless it delivers them.
 	evictedRead map[uint64]readBlock
+	// deletedOOO: blocks Delete was told are delivered, for a commit that
+	// evicts them meanwhile; forgotten once older than every block.
+	deletedOOO  map[uint64]bool
 	blocks      []blockInfo // committed, ascending seq
 	nextSeq     uint64
 	dropped     map[string]uint64
@@ -413,6 +416,7 @@ func (b *Buffer) openAndLoad(readOnly bool) (err error) {
 	b.forgotten = map[uint64]int64{}
 	b.readAs = map[uint64]readBlock{}
 	b.evictedRead = map[uint64]readBlock{}
+	b.deletedOOO = map[uint64]bool{}
 	b.liveEnded = sync.NewCond(&b.mu)
 	b.blocks, b.nextSeq = nil, 1
 
@@ -748,6 +752,9 @@ func (b *Buffer) Read(from uint64, maxSamples int) ([]Block, error) {
 
 // read returns what Read does, and the last seq it looked at (0 if none).
 func (b *Buffer) read(from uint64, maxSamples int) ([]Block, uint64, error) {
+	// Chosen between commits (writeMu): a commit in progress has taken its
+	// fence (makeRoom), and must not merge what this Read returns.
+	b.writeMu.Lock()
 	b.mu.Lock()
 	var want []uint64
 	total := 0
@@ -764,6 +771,7 @@ func (b *Buffer) read(from uint64, maxSamples int) ([]Block, uint64, error) {
 		b.readAs[bi.seq] = readBlock{bi.blockHeader, b.readGen}
 	}
 	b.mu.Unlock()
+	b.writeMu.Unlock()
 
 	var out []Block
 	var corrupt []uint64
@@ -925,6 +933,7 @@ func (b *Buffer) Delete(seqs []uint64) error {
 	keep := make([]uint64, 0, len(seqs))
 	for _, seq := range seqs {
 		delete(b.evictedRead, seq) // evicted while in flight: delivered
+		b.deletedOOO[seq] = true   // and if a commit in progress evicts it
 		i, found := slices.BinarySearchFunc(b.blocks, seq, func(bi blockInfo, s uint64) int { return cmp.Compare(bi.seq, s) })
 		if read, ok := b.readAs[seq]; ok && found && b.blocks[i].blockHeader != read.blockHeader {
 			continue // merged since it was read

@@ -175,15 +175,25 @@ func (b *Buffer) makeRoom(tx *bolt.Tx, n, allowance int64, keep map[uint32]bool)
 // applyRoomLocked puts a committed roomChange into the index.
 func (b *Buffer) applyRoomLocked(ch roomChange) {
 	b.blocks = ch.blocks
+	b.dropped[ReasonFull] += uint64(ch.evicted)
+	for seq, rb := range ch.evictedRead {
+		// Not if Delivered or Delete came during the transaction.
+		if seq > b.delivered && !b.deletedOOO[seq] {
+			b.evictedRead[seq] = rb
+		}
+	}
+	oldest := uint64(math.MaxUint64)
+	if len(b.blocks) > 0 {
+		oldest = b.blocks[0].seq
+	}
 	for seq := range b.readAs { // evicted: Delete will not meet them
-		if len(b.blocks) == 0 || seq < b.blocks[0].seq {
+		if seq < oldest {
 			delete(b.readAs, seq)
 		}
 	}
-	b.dropped[ReasonFull] += uint64(ch.evicted)
-	for seq, rb := range ch.evictedRead {
-		if seq > b.delivered { // else Delivered came during the transaction
-			b.evictedRead[seq] = rb
+	for seq := range b.deletedOOO {
+		if seq < oldest {
+			delete(b.deletedOOO, seq)
 		}
 	}
 	if b.onEvict != nil {
