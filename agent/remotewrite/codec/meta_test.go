@@ -71,7 +71,7 @@ func TestRequestV2CarriesMetadataAndStart(t *testing.T) {
 				if m == metas[s] {
 					ref = uint32(s + 1)
 				}
-				ser := codectest.Series(ref, lsets[s], int64(1_800_000_000_000+b*15_000))
+				ser := codectest.Series(ref, lsets[s], 1_800_000_000_000+int64(b)*15_000)
 				ser.Meta = m
 				blk.Series = append(blk.Series, ser)
 				isCreated := IsCreatedSeries(&Series{Labels: lsets[s], Meta: m})
