@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,6 +92,7 @@ func verify(ctx context.Context, o options, r *result, queryAddr string, tgt *ta
 	// Counts per device, every series: the raw samples, counted here (a
 	// count_over_time would merge series that differ only by name).
 	stored := map[string]int64{}
+	holes := map[string]string{}
 	var mu sync.Mutex
 	var qerr error
 	forEach(devs, func(d *device) {
@@ -107,6 +110,7 @@ func verify(ctx context.Context, o options, r *result, queryAddr string, tgt *ta
 				}
 			}
 		}
+		holes[d.name] = findHoles(res)
 	})
 	if qerr != nil {
 		return qerr
@@ -119,7 +123,7 @@ func verify(ctx context.Context, o options, r *result, queryAddr string, tgt *ta
 		switch {
 		case st < sent:
 			r.countShort++
-			r.addCount("%s: receivers hold %d samples, ferry delivered %d", d.name, st, sent)
+			r.addCount("%s: receivers hold %d samples, ferry delivered %d; %s", d.name, st, sent, holes[d.name])
 		case st > sent+dup:
 			r.countOver++
 			r.addCount("%s: receivers hold %d samples, ferry delivered %d and %d refused as held", d.name, st, sent, dup)
@@ -139,6 +143,63 @@ func verify(ctx context.Context, o options, r *result, queryAddr string, tgt *ta
 }
 
 const maxErrs = 20
+
+// findHoles names what a device's stored series lack: the collection
+// times (the timestamps its other series of the same job have) inside a
+// series' own span that the series does not have, grouped by time. For a
+// count that falls short, it tells a lost request (many series, one time)
+// from a series' end or a scrape that failed.
+func findHoles(res []promSeries) string {
+	stamps := map[string]map[int64]bool{} // job: every timestamp seen
+	have := make([]map[int64]bool, len(res))
+	for i, s := range res {
+		job := s.Metric["job"]
+		if stamps[job] == nil {
+			stamps[job] = map[int64]bool{}
+		}
+		have[i] = map[int64]bool{}
+		for _, p := range s.Values {
+			if ts, _, err := point(p); err == nil {
+				have[i][ts] = true
+				stamps[job][ts] = true
+			}
+		}
+	}
+	missing := map[int64][]string{}
+	total := 0
+	for i, s := range res {
+		first, last := int64(math.MaxInt64), int64(math.MinInt64)
+		for ts := range have[i] {
+			first, last = min(first, ts), max(last, ts)
+		}
+		for ts := range stamps[s.Metric["job"]] {
+			if ts > first && ts < last && !have[i][ts] {
+				missing[ts] = append(missing[ts], s.Metric["__name__"])
+				total++
+			}
+		}
+	}
+	if total == 0 {
+		return "no holes inside any series' span"
+	}
+	times := slices.Sorted(maps.Keys(missing))
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d samples missing inside series' spans:", total)
+	for i, ts := range times {
+		if i == 5 {
+			fmt.Fprintf(&b, " and at %d more times", len(times)-i)
+			break
+		}
+		names := missing[ts]
+		slices.Sort(names)
+		fmt.Fprintf(&b, " at %s %d series (%s", time.UnixMilli(ts).UTC().Format("15:04:05.000"), len(names), names[0])
+		if len(names) > 1 {
+			fmt.Fprintf(&b, ", %s", names[len(names)-1])
+		}
+		b.WriteString(");")
+	}
+	return b.String()
+}
 
 func (r *result) addStrict(format string, args ...any) {
 	r.strictBad++
