@@ -50,7 +50,7 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", 30*time.Second, "online before the cut")
 	flag.DurationVar(&o.offline, "offline", envDuration("FLEET_OFFLINE", 2*time.Minute), "how long the fleet is cut off (FLEET_OFFLINE)")
 	flag.DurationVar(&o.interval, "interval", 15*time.Second, "ferry's --scrape.interval")
-	flag.DurationVar(&o.killAfter, "kill-after", 5*time.Second, "a receiver node is killed this long after the reconnect")
+	flag.DurationVar(&o.killAfter, "kill-after", 5*time.Second, "a receiver node is killed this long after the reconnect (0: none is)")
 	flag.DurationVar(&o.killFor, "kill-for", 30*time.Second, "and restarted this long after")
 	flag.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Minute, "longest wait for every backlog after the reconnect")
 	flag.StringVar(&o.drainRate, "drain-rate", "8KiB", "--remote-write.backlog-bytes-per-second of the tuned mode")
@@ -350,7 +350,7 @@ func runMode(ctx context.Context, o options, mode string) (*result, error) {
 
 	// One receiver node dies during the drain and comes back.
 	go func() {
-		if !sleepCtx(ctx, o.killAfter) {
+		if o.killAfter <= 0 || !sleepCtx(ctx, o.killAfter) {
 			return
 		}
 		log.Printf("fleet: %s: killing receiver %s (SIGKILL)", mode, recvs[1].rwAddr)
@@ -385,10 +385,13 @@ func runMode(ctx context.Context, o options, mode string) (*result, error) {
 	slices.Sort(r.drainTimes)
 	log.Printf("fleet: %s: drained %d of %d devices", mode, len(r.drainTimes), o.devices)
 
-	// Fresh data flows for a while, then the link is cut for good, so that
-	// what ferry counts as sent and what the receivers hold stay put.
+	// Fresh data flows for a while, then the proxies take no new request,
+	// so that what ferry counts as sent and what the receivers hold stay
+	// put (a request cut in flight could be held and counted as unsent).
 	sleepCtx(ctx, 2*o.interval)
-	setLink(false)
+	for _, p := range proxies {
+		p.freeze()
+	}
 	tFreeze := time.Now()
 	sleepCtx(ctx, 5*time.Second)
 	stopPoll()

@@ -5,22 +5,29 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 )
 
-// cutProxy forwards TCP connections to a receiver while up; cut, it closes
-// the connections it carries and every new one at once: the devices' link
-// is gone (a VPN concentrator or cell tower down) while the receiver runs.
+// cutProxy forwards the devices' remote-write requests to a receiver. Cut
+// (set(false)), it closes the connections it carries and every new one at
+// once: the devices' link is gone (a VPN concentrator or cell tower down)
+// while the receiver runs. Frozen (freeze), it closes every new request's
+// connection unanswered and unforwarded, while requests already forwarded
+// get their answers: what a device counts as sent and what the receivers
+// hold stay put, with no request left in doubt.
 type cutProxy struct {
-	ln     net.Listener
-	target string
+	ln  net.Listener
+	srv *http.Server
+	fwd *httputil.ReverseProxy
 
 	mu    sync.Mutex
 	up    bool
-	conns map[net.Conn]struct{}
+	conns map[net.Conn]struct{} // the devices' side
 }
 
 func newCutProxy(target string) (*cutProxy, error) {
@@ -28,52 +35,56 @@ func newCutProxy(target string) (*cutProxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &cutProxy{ln: ln, target: target, up: true, conns: map[net.Conn]struct{}{}}
-	go p.serve()
+	p := &cutProxy{ln: ln, up: true, conns: map[net.Conn]struct{}{}}
+	u := &url.URL{Scheme: "http", Host: target}
+	p.fwd = &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(u) },
+		// Hundreds of devices behind three proxies: keep their
+		// connections to the receiver.
+		Transport: &http.Transport{MaxIdleConnsPerHost: 512, IdleConnTimeout: time.Minute},
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) {
+			// The receiver is down: the device sees its connection closed.
+			hangUp(w)
+		},
+	}
+	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second, ConnState: p.track}
+	go func() { _ = p.srv.Serve(ln) }()
 	return p, nil
 }
 
 func (p *cutProxy) addr() string { return p.ln.Addr().String() }
 
-func (p *cutProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
+func (p *cutProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	up := p.up
+	p.mu.Unlock()
+	if !up {
+		hangUp(w)
+		return
+	}
+	p.fwd.ServeHTTP(w, r)
+}
+
+// hangUp closes a request's connection without an answer.
+func hangUp(w http.ResponseWriter) {
+	if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+		c.Close()
+	}
+}
+
+func (p *cutProxy) track(c net.Conn, st http.ConnState) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch st {
+	case http.StateNew:
+		if !p.up {
+			c.Close()
 			return
 		}
-		p.mu.Lock()
-		if !p.up {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
 		p.conns[c] = struct{}{}
-		p.mu.Unlock()
-		go p.pipe(c)
+	case http.StateHijacked, http.StateClosed:
+		delete(p.conns, c)
 	}
-}
-
-func (p *cutProxy) pipe(c net.Conn) {
-	defer p.forget(c)
-	u, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-	if err != nil {
-		return // the receiver is down: the device sees its connection closed
-	}
-	p.mu.Lock()
-	p.conns[u] = struct{}{}
-	p.mu.Unlock()
-	defer p.forget(u)
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(u, c); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, u); done <- struct{}{} }()
-	<-done
-}
-
-func (p *cutProxy) forget(c net.Conn) {
-	c.Close()
-	p.mu.Lock()
-	delete(p.conns, c)
-	p.mu.Unlock()
 }
 
 // set cuts (false) or restores (true) the link.
@@ -88,9 +99,16 @@ func (p *cutProxy) set(up bool) {
 	}
 }
 
+// freeze takes no new request; those forwarded already are answered.
+func (p *cutProxy) freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.up = false
+}
+
 func (p *cutProxy) close() {
 	p.set(false)
-	p.ln.Close()
+	p.srv.Close()
 }
 
 // probeSeries is how many series each device's scrape target serves.

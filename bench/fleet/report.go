@@ -56,9 +56,13 @@ func pctK(ks []int64, p float64) float64 {
 func markdown(o options, rs []*result) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### Fleet: %d devices, %s offline, Thanos Receive 3 nodes RF 2\n\n", o.devices, o.offline)
+	kill := fmt.Sprintf("receiver node 2 of 3 SIGKILLed %s after the reconnect and restarted %s later", o.killAfter, o.killFor)
+	if o.killAfter <= 0 {
+		kill = "no receiver node killed"
+	}
 	fmt.Fprintf(&b, "Measured %s; each ferry: host collectors + a 4-series scrape target every %s, one of %d tenants; "+
-		"cut off %s after start, reconnected at once; receiver node 2 of 3 SIGKILLed %s after the reconnect and restarted %s later.\n\n",
-		time.Now().UTC().Format("2006-01-02"), o.interval, o.groups, o.warmup, o.killAfter, o.killFor)
+		"cut off %s after start, reconnected at once; %s.\n\n",
+		time.Now().UTC().Format("2006-01-02"), o.interval, o.groups, o.warmup, kill)
 	b.WriteString("| | " + strings.Join(names(rs), " | ") + " |\n|---|" + strings.Repeat("---|", len(rs)) + "\n")
 	row := func(name string, f func(r *result) string) {
 		b.WriteString("| " + name + " |")
