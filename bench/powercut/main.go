@@ -228,8 +228,10 @@ type bootResult struct {
 func (b bootResult) clean() bool { return b.mounted && b.inspected && b.started && b.trouble == "" }
 
 // bootTimeout is how long the console may stay silent (wall time) before
-// the guest counts as hung; the heartbeat speaks every guest second.
-const bootTimeout = 2 * time.Minute
+// the guest counts as hung; the kernel speaks while it boots and the
+// heartbeat every guest second after, but module loading and ext4's journal
+// replay are silent and take minutes under TCG on a loaded host.
+const bootTimeout = 5 * time.Minute
 
 // bootOnce boots the guest, reads what the agent recovered, waits for it to
 // start, and then, unless final, cuts the power once the agent has run for

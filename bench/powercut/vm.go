@@ -96,7 +96,9 @@ func qemuCommand(c vmConfig, start time.Time) *exec.Cmd {
 		"-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot", "-nic", "none",
 		"-rtc", "base=" + start.UTC().Format("2006-01-02T15:04:05") + ",clock=vm",
 		"-kernel", c.Kernel, "-initrd", c.Initrd,
-		"-append", "console=ttyS0 quiet panic=-1",
+		// Not quiet: the kernel's own lines show a slow boot (TCG on a
+		// loaded host) is alive.
+		"-append", "console=ttyS0 panic=-1",
 		// cache=writeback: the guest sees a volatile write cache and
 		// flushes it when it must; qemu passes each flush on to the NBD
 		// server, which is the only place unflushed writes live.
