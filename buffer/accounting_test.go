@@ -40,7 +40,7 @@ func TestForgottenSeriesStillRefusesOlderSamples(t *testing.T) {
 	b.Append(a, 5_000, 2) // the clock stepped back: older than the 10_000 delivered
 	if got := b.Stats().Dropped[ReasonOutOfOrder]; got != 1 {
 		blk, _ := b.TakeLive(1<<20, false)
-		b.LiveFailed()
+		b.LiveFailed(Block{})
 		t.Fatalf("out_of_order = %d, want 1: the sample at 5000 was taken (%d samples in the head: %v) and goes to the receiver after 10000", got, blk.Samples(), blk.Series)
 	}
 }

@@ -122,7 +122,7 @@ func capModel(t *testing.T, seed uint64) {
 				b.LiveDone()
 				delivered += uint64(flightSamples)
 			} else {
-				b.LiveFailed()
+				b.LiveFailed(Block{})
 			}
 			inFlight = false
 		case op < 15 && !inFlight:
@@ -182,7 +182,7 @@ func capModel(t *testing.T, seed uint64) {
 		}
 	}
 	if inFlight {
-		b.LiveFailed()
+		b.LiveFailed(Block{})
 	}
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)

@@ -128,23 +128,36 @@ func (b *Buffer) LiveDone() {
 	b.mu.Unlock()
 }
 
-// LiveFailed puts the live block in flight back into the head, each series'
-// samples ahead of those appended since: the next Commit writes them, or a
-// later TakeLive takes them again. Safe for concurrent use.
-func (b *Buffer) LiveFailed() {
+// LiveFailed puts back into the head what the sender did not settle of the
+// live block in flight, each series' samples ahead of those appended
+// since: the next Commit writes them, or a later TakeLive takes them
+// again. settled holds, per series (by Ref), the first samples of the live
+// block that the sender delivered or dropped with a count of its own,
+// those it must not send or count again; an empty Block puts all back.
+// Safe for concurrent use.
+func (b *Buffer) LiveFailed(settled Block) {
+	done := make(map[uint32]int, len(settled.Series))
+	for _, s := range settled.Series {
+		done[s.Ref] += len(s.T)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, l := range b.live {
+		k := min(done[l.ref], len(l.ts))
+		ts, vs := l.ts[k:], l.vs[k:]
+		if len(ts) == 0 {
+			continue
+		}
 		s := b.head[l.ref]
 		if s == nil {
 			s = &seriesData{ref: l.ref}
 			b.head[l.ref] = s
 			b.headBytes += headSeriesBytes
 		}
-		s.ts = append(l.ts[:len(l.ts):len(l.ts)], s.ts...)
-		s.vs = append(l.vs[:len(l.vs):len(l.vs)], s.vs...)
-		b.headSamples += len(l.ts)
-		b.headBytes += int64(len(l.ts)) * headSampleBytes
+		s.ts = append(ts[:len(ts):len(ts)], s.ts...)
+		s.vs = append(vs[:len(vs):len(vs)], s.vs...)
+		b.headSamples += len(ts)
+		b.headBytes += int64(len(ts)) * headSampleBytes
 	}
 	b.live = nil
 	b.liveEnded.Broadcast()

@@ -87,9 +87,9 @@ func TestLiveWaitsBehindTheBacklog(t *testing.T) {
 }
 
 // A randomized run of the live path against a model: whatever the order of
-// appends, takes, failures, deliveries and commits, every sample appended
-// is delivered once or committed once, and each series' samples arrive in
-// order.
+// appends, takes, failures (some of a live block delivered first),
+// deliveries and commits, every sample appended is delivered once or
+// committed once, and each series' samples arrive in order.
 func TestLivePathConservesEverySample(t *testing.T) {
 	seed := uint64(rand.Int64())
 	rng := rand.New(rand.NewPCG(seed, 7))
@@ -129,7 +129,17 @@ func TestLivePathConservesEverySample(t *testing.T) {
 			}
 		case op < 8 && inFlight:
 			if rng.IntN(3) == 0 {
-				b.LiveFailed()
+				// Failed after delivering some of it: each series' first
+				// samples, as the sender settles them.
+				var settled Block
+				for _, s := range flight.Series {
+					if k := rng.IntN(len(s.T) + 1); k > 0 && rng.IntN(2) == 0 {
+						s.T, s.V = s.T[:k:k], s.V[:k:k]
+						settled.Series = append(settled.Series, s)
+					}
+				}
+				deliver(settled)
+				b.LiveFailed(settled)
 			} else {
 				deliver(flight)
 				b.LiveDone()
@@ -140,7 +150,7 @@ func TestLivePathConservesEverySample(t *testing.T) {
 			go func() { done <- b.Commit() }()
 			time.Sleep(200 * time.Microsecond) // let the commit reach the head first
 			if rng.IntN(2) == 0 {
-				b.LiveFailed()
+				b.LiveFailed(Block{})
 			} else {
 				deliver(flight)
 				b.LiveDone()
@@ -169,7 +179,7 @@ func TestLivePathConservesEverySample(t *testing.T) {
 		}
 	}
 	if inFlight {
-		b.LiveFailed()
+		b.LiveFailed(Block{})
 	}
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)

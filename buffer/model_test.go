@@ -475,7 +475,7 @@ func (m *modelRun) endLive() {
 func (m *modelRun) resolveLive() {
 	m.inFlight = false
 	if m.down > 0 || m.rng.IntN(3) == 0 {
-		m.b.LiveFailed()
+		m.b.LiveFailed(Block{})
 		for _, k := range m.flight {
 			m.samples[k].loc = locMem
 		}
@@ -945,7 +945,7 @@ func (m *modelRun) crash() {
 	old := m.b
 	oldStats := old.Stats()
 	if m.inFlight {
-		old.LiveFailed()
+		old.LiveFailed(Block{})
 		m.inFlight = false
 	}
 	n := m.jcount

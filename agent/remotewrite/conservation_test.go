@@ -206,8 +206,12 @@ func conservationRun(t *testing.T, seed uint64) {
 	cfg.FreshFirst = rng.IntN(2) == 0
 	rcv.oooWindow = cfg.FreshFirst
 	s := newSender(cfg, buf)
+	jitter := rng.IntN(2) == 0
+	if jitter { // the reconnect jitter, shortened: a wait after the first answer
+		s.hold = func(time.Duration, time.Duration) time.Duration { return time.Duration(rand.N(20)) * time.Millisecond }
+	}
 	stop := start(t, s)
-	t.Logf("seed %d: cap %d thin %v fresh-first %v max samples per send %d", seed, opts.MaxSize, opts.Thin, cfg.FreshFirst, cfg.MaxSamplesPerSend)
+	t.Logf("seed %d: cap %d thin %v fresh-first %v jitter %v max samples per send %d", seed, opts.MaxSize, opts.Thin, cfg.FreshFirst, jitter, cfg.MaxSamplesPerSend)
 
 	// Collections 15 s apart from three hours ago: old enough for
 	// fresh-first to split the backlog from what comes after.
@@ -281,6 +285,11 @@ func conservationRun(t *testing.T, seed uint64) {
 	rcv.mu.Unlock()
 	if refused > 0 {
 		t.Errorf("the receiver refused %d requests for samples out of order that it did not have", refused)
+	}
+	// Delivered once, counted once: what ferry counts as sent is at the
+	// receiver, but for the samples it sent again after a lost answer.
+	if sent, stored := s.Stats().SamplesSent, rcv.storedSamples(); sent > uint64(stored) || sent+uint64(unknown) < uint64(stored) {
+		t.Errorf("ferry counted %d samples sent; the receiver stored %d (%d of them with the answer lost)", sent, stored, unknown)
 	}
 	got, unsure := rcv.storedSamples()+int(dropped()), rcv.unsureMissing()
 	if got < collected-unsure || got > collected+unknown {

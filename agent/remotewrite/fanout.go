@@ -90,6 +90,9 @@ type fanLive struct {
 	// relabeling): blk less what it had, at most its maxSamples.
 	given   []buffer.Block
 	trimmed []bool // given is not all it lacked of blk
+	// settled: what an endpoint that failed had delivered (or dropped
+	// with a count) of its share before the failure.
+	settled []buffer.Block
 }
 
 // EndpointConfig is what the fan-out does per endpoint.
@@ -334,7 +337,7 @@ func (e *Endpoint) TakeLive(maxSamples int, _ bool) (buffer.Block, bool) {
 			return buffer.Block{}, false
 		}
 		n := len(f.eps)
-		f.live = &fanLive{blk: blk, state: make([]liveState, n), given: make([]buffer.Block, n), trimmed: make([]bool, n)}
+		f.live = &fanLive{blk: blk, state: make([]liveState, n), given: make([]buffer.Block, n), trimmed: make([]bool, n), settled: make([]buffer.Block, n)}
 		waiting := false
 		for _, o := range f.eps {
 			// One whose last attempt failed takes it when its own
@@ -395,27 +398,31 @@ func liveShare(blk buffer.Block, maxSamples int) (buffer.Block, bool) {
 }
 
 // LiveDone: this endpoint delivered the live block (or dropped it, counted).
-func (e *Endpoint) LiveDone() { e.handBack(liveDone) }
+func (e *Endpoint) LiveDone() { e.handBack(liveDone, buffer.Block{}) }
 
-// LiveFailed: it did not; it gets the samples from a committed block.
-func (e *Endpoint) LiveFailed() { e.handBack(liveFailed) }
+// LiveFailed: it did not, but for what settled; it gets the rest from a
+// committed block, and what settled is marked as delivered for it.
+func (e *Endpoint) LiveFailed(settled buffer.Block) { e.handBack(liveFailed, settled) }
 
-func (e *Endpoint) handBack(st liveState) {
+func (e *Endpoint) handBack(st liveState, settled buffer.Block) {
 	f := e.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if d := e.detached; d.Series != nil {
 		e.detached = buffer.Block{}
-		if st == liveDone {
+		switch {
+		case st == liveDone:
 			e.failing = false
 			e.markLocked(d)
+		case len(settled.Series) > 0:
+			e.markLocked(settled)
 		}
 		return
 	}
 	if f.live == nil || f.live.state[e.i] != liveTaken {
 		return // not this endpoint's to hand back
 	}
-	f.live.state[e.i] = st
+	f.live.state[e.i], f.live.settled[e.i] = st, settled
 	e.failing = st == liveFailed
 	f.finishLocked()
 }
@@ -462,11 +469,14 @@ func (f *Fanout) finishLocked() {
 		return
 	}
 	for i, st := range l.state {
-		if st == liveDone {
+		switch {
+		case st == liveDone:
 			f.eps[i].markLocked(l.given[i])
+		case st == liveFailed && len(l.settled[i].Series) > 0:
+			f.eps[i].markLocked(l.settled[i])
 		}
 	}
-	f.src.LiveFailed()
+	f.src.LiveFailed(buffer.Block{})
 }
 
 // markLocked notes that the endpoint has blk's samples, delivered live and

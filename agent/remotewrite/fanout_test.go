@@ -30,6 +30,9 @@ type fakeEndpoint struct {
 	got       map[string]int  // sample (series and time): times delivered
 	seqs      map[uint64]bool // blocks delivered
 	fromLive  int             // samples delivered live
+	// partial, when set, decides whether a dead endpoint had delivered
+	// some of a live block before it failed (a probe, a first request).
+	partial func() bool
 }
 
 func sampleKey(lset labels.Labels, t int64) string { return fmt.Sprintf("%s@%d", lset.String(), t) }
@@ -100,7 +103,18 @@ func (fe *fakeEndpoint) handBack() {
 	}
 	fe.holding = false
 	if fe.dead {
-		fe.ep.LiveFailed()
+		var settled buffer.Block
+		if fe.partial != nil && fe.partial() {
+			// Each series' first half delivered: the sender settles each
+			// series oldest first.
+			for _, s := range fe.held.Series {
+				k := (len(s.T) + 1) / 2
+				s.T, s.V = s.T[:k:k], s.V[:k:k]
+				settled.Series = append(settled.Series, s)
+			}
+			fe.record(settled, true)
+		}
+		fe.ep.LiveFailed(settled)
 		return
 	}
 	fe.record(fe.held, true)
@@ -108,8 +122,8 @@ func (fe *fakeEndpoint) handBack() {
 }
 
 // Randomised interleavings of collections, commits that evict at the cap,
-// and N endpoints that read, ack, take live blocks, hand them back, fail,
-// die and come back: every sample reaches every endpoint once, or is
+// and N endpoints that read, ack, take live blocks, hand them back (whole,
+// or failed after delivering some of them), fail, die and come back: every sample reaches every endpoint once, or is
 // counted dropped for it; no endpoint gets a sample twice; a block leaves
 // the buffer only when every endpoint delivered it, or by eviction; and the
 // buffer is empty once all caught up.
@@ -145,7 +159,8 @@ func fanoutRun(t *testing.T, seed uint64) {
 	for i := range fes {
 		// Endpoints with small and large requests: a live block
 		// is shared out in parts.
-		fes[i] = &fakeEndpoint{ep: f.Endpoint(i), t: t, maxLive: 37 + 200*i, got: map[string]int{}, seqs: map[uint64]bool{}}
+		fes[i] = &fakeEndpoint{ep: f.Endpoint(i), t: t, maxLive: 37 + 200*i, got: map[string]int{}, seqs: map[uint64]bool{},
+			partial: func() bool { return rng.IntN(2) == 0 }}
 	}
 	lsets := make([]labels.Labels, nSeries)
 	for i := range lsets {

@@ -194,13 +194,15 @@ type Source interface {
 	// aheadOfBacklog (FreshFirst): each series then stays in order. The
 	// sender owns the block until it hands it back, before it calls
 	// TakeLive again, with LiveDone (delivered, or dropped and counted by
-	// the sender) or LiveFailed (not delivered: the source keeps the
-	// samples, to commit them or offer them again). The source may wait
+	// the sender) or LiveFailed (not all delivered: the source keeps the
+	// samples that settled, each series' first ones the sender delivered
+	// or dropped with a count, does not hold, to commit them or offer them
+	// again). The source may wait
 	// for that hand-back in a commit, so the sender holds a live block no
 	// longer than one request.
 	TakeLive(maxSamples int, aheadOfBacklog bool) (blk buffer.Block, ok bool)
 	LiveDone()
-	LiveFailed()
+	LiveFailed(settled buffer.Block)
 
 	// LiveReady returns the channel that receives a value when a
 	// collection was appended: the sender waits on it, with Committed. The
@@ -386,7 +388,7 @@ func (s *Sender) Run(ctx context.Context) {
 					client.Sleep(ctx, budgetWait)
 					continue
 				}
-				if !s.deliver(ctx, live, true, true, false) {
+				if done, _ := s.deliver(ctx, live, true, true, false); !done {
 					return
 				}
 				liveNext = live[len(live)-1].Seq + 1
@@ -452,7 +454,7 @@ func (s *Sender) Run(ctx context.Context) {
 			}
 			continue
 		}
-		if !s.deliver(ctx, blocks, true, liveFrom == 0, !fresh) {
+		if done, _ := s.deliver(ctx, blocks, true, liveFrom == 0, !fresh); !done {
 			return // ctx ended while retrying; these blocks stay buffered
 		}
 		delivered = blocks[len(blocks)-1].Seq
@@ -497,12 +499,31 @@ func (s *Sender) sendLive(ctx context.Context, aheadOfBacklog bool) bool {
 	if !ok {
 		return false
 	}
-	if !s.budgetAllows(true) || !s.deliver(ctx, []buffer.Block{blk}, false, true, false) {
-		s.src.LiveFailed()
+	if !s.budgetAllows(true) {
+		s.src.LiveFailed(buffer.Block{})
+		return false
+	}
+	if done, left := s.deliver(ctx, []buffer.Block{blk}, false, true, false); !done {
+		// What went before the failure (a probe, the requests before
+		// it) is not to go, or be counted, again.
+		s.src.LiveFailed(settledOf(blk, left))
 		return false
 	}
 	s.src.LiveDone()
 	return true
+}
+
+// settledOf returns the first samples of each of blk's series that are not
+// among the left newest ones (by Ref): what deliver settled of blk.
+func settledOf(blk buffer.Block, left map[uint32]int) buffer.Block {
+	var out buffer.Block
+	for _, s := range blk.Series {
+		if k := len(s.T) - left[s.Ref]; k > 0 {
+			s.T, s.V = s.T[:k:k], s.V[:k:k]
+			out.Series = append(out.Series, s)
+		}
+	}
+	return out
 }
 
 // newestIn is the newest sample's timestamp in blocks.
@@ -560,8 +581,12 @@ const (
 
 // deliver sends blocks, counting too_old the samples older than
 // MaxSampleAge. With retry, it tries again after each failure until the
-// receiver answers, or ctx ends (false); without, it gives up at the first
-// failure (false). While the receiver fails, each try carries one sample
+// receiver answers, or ctx ends; without, it gives up at the first failure,
+// and at the wait after an outage (ReconnectJitter). It reports whether it
+// settled every sample (delivered, or dropped with a count); if not, left
+// is, per series (by Ref), how many of its newest samples it did not: each
+// series' samples settle oldest first. While the receiver fails, each try
+// carries one sample
 // (the oldest of the first series): a week-long outage costs little on a
 // metered link, and the first answer sends the rest. A request the
 // receiver finds too large (413) goes again in halves, down to one sample.
@@ -569,7 +594,7 @@ const (
 // behind fresh data), so that a refusal as out of order can only mean that
 // the receiver holds them or newer ones already. backlog: the requests are
 // paced by BacklogBytesPerSecond.
-func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry, inOrder, backlog bool) bool {
+func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry, inOrder, backlog bool) (done bool, left map[uint32]int) {
 	var minT int64
 	if s.cfg.MaxSampleAge > 0 {
 		minT = time.Now().Add(-s.cfg.MaxSampleAge).UnixMilli()
@@ -597,7 +622,7 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry, inOr
 		if wait := time.Until(s.link.nextTry); wait > 0 && !s.link.failing {
 			// Back after an outage: this device's turn comes later.
 			if !retry || !client.Sleep(ctx, wait) {
-				return false
+				return false, unsettled(parts)
 			}
 		}
 		send, rest := firstSamples(parts[0], n)
@@ -612,13 +637,24 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry, inOr
 			parts = append([][]*codec.Series{old, young, rest}, parts[1:]...)
 		case failed:
 			if !retry || !client.Sleep(ctx, time.Until(s.link.nextTry)) {
-				return false
+				return false, unsettled(parts)
 			}
 		case stopped:
-			return false
+			return false, unsettled(parts)
 		}
 	}
-	return true
+	return true, nil
+}
+
+// unsettled counts, per series, the samples in parts.
+func unsettled(parts [][]*codec.Series) map[uint32]int {
+	left := map[uint32]int{}
+	for _, p := range parts {
+		for _, cs := range p {
+			left[cs.Ref] += len(cs.T)
+		}
+	}
+	return left
 }
 
 // sampleCount is the samples in series.

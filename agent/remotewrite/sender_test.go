@@ -70,7 +70,7 @@ func (f *fakeSource) Delivered(uint64) {}
 // The fake holds committed blocks only: nothing in memory to send.
 func (f *fakeSource) TakeLive(int, bool) (buffer.Block, bool) { return buffer.Block{}, false }
 func (f *fakeSource) LiveDone()                               { panic("LiveDone without TakeLive") }
-func (f *fakeSource) LiveFailed()                             { panic("LiveFailed without TakeLive") }
+func (f *fakeSource) LiveFailed(buffer.Block)                 { panic("LiveFailed without TakeLive") }
 func (f *fakeSource) LiveReady() <-chan struct{}              { return nil }
 
 // Delete, LastSeq and SplitAt hold the sender to its contract: without

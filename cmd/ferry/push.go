@@ -312,7 +312,7 @@ func (c *carrySource) Delivered(uint64) {}
 // A carry file has nothing in memory to send.
 func (c *carrySource) TakeLive(int, bool) (buffer.Block, bool) { return buffer.Block{}, false }
 func (c *carrySource) LiveDone()                               {}
-func (c *carrySource) LiveFailed()                             {}
+func (c *carrySource) LiveFailed(buffer.Block)                 {}
 func (c *carrySource) LiveReady() <-chan struct{}              { return nil }
 
 // Delete, LastSeq and SplitAt serve FreshFirst, which push turns off.
