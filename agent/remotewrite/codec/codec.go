@@ -89,10 +89,19 @@ type Series struct {
 // series, the blocks' order. Samples before minT are left out and counted
 // in tooOld (math.MinInt64 keeps them all); samples counts the rest.
 //
-// The returned T and V slices are new, owned by the caller; Labels are
+// The returned T and V slices may be the blocks' own, capped at their
+// length (the caller must not write to them; appending copies); Labels are
 // the blocks' own (label sets are immutable). blocks is not modified.
 func GroupBySeries(blocks []buffer.Block, minT int64) (series []*Series, samples, tooOld int) {
-	index := map[uint32]*Series{}
+	n := 0 // a guess at the series: blocks of commits hold most of them each
+	for _, blk := range blocks {
+		n = max(n, len(blk.Series))
+	}
+	// Series are allocated in slabs; a series found in one block only (the
+	// live path's single block: all of them) shares its samples with the
+	// block, capped, so that a later append copies.
+	var slab []Series
+	index := make(map[uint32]*Series, n)
 	for _, blk := range blocks {
 		for _, s := range blk.Series {
 			first := 0
@@ -103,15 +112,19 @@ func GroupBySeries(blocks []buffer.Block, minT int64) (series []*Series, samples
 			if first == len(s.T) {
 				continue
 			}
-			g := index[s.Ref]
-			if g == nil {
-				g = &Series{Ref: s.Ref, Labels: s.Labels, Meta: s.Meta}
-				index[s.Ref] = g
-				series = append(series, g)
+			t, v := s.T[first:len(s.T):len(s.T)], s.V[first:len(s.V):len(s.V)]
+			samples += len(t)
+			if g := index[s.Ref]; g != nil {
+				g.T, g.V = append(g.T, t...), append(g.V, v...)
+				continue
 			}
-			g.T = append(g.T, s.T[first:]...)
-			g.V = append(g.V, s.V[first:]...)
-			samples += len(s.T) - first
+			if len(slab) == cap(slab) {
+				slab = make([]Series, 0, max(n, 64))
+			}
+			slab = append(slab, Series{Ref: s.Ref, Labels: s.Labels, Meta: s.Meta, T: t, V: v})
+			g := &slab[len(slab)-1]
+			index[s.Ref] = g
+			series = append(series, g)
 		}
 	}
 	return series, samples, tooOld

@@ -91,22 +91,34 @@ func TestGroupBySeriesLeavesOutTooOldSamples(t *testing.T) {
 }
 
 // BenchmarkEncodeWriteRequest: one request of 5000 samples (the default
-// per request) from blocks of the buffer, marshalled and compressed.
+// per request), grouped by series, marshalled and compressed: from four
+// committed blocks of 1250 series, and from one live block of 5000 series
+// (a collection sent from memory).
 func BenchmarkEncodeWriteRequest(b *testing.B) {
-	var blocks []buffer.Block
-	for blk := range 4 {
-		var ser []buffer.Series
-		for s := range 1250 {
-			lset := labels.FromStrings("__name__", fmt.Sprintf("app_metric_%d", s%100), "handler", fmt.Sprintf("/api/%d", s), "instance", "127.0.0.1:8080", "job", "app")
-			ser = append(ser, buffer.Series{Ref: uint32(s + 1), Labels: lset, T: []int64{int64(blk) * 15000}, V: []float64{float64(s)}})
+	blocksOf := func(nBlocks, nSeries int) []buffer.Block {
+		var blocks []buffer.Block
+		for blk := range nBlocks {
+			var ser []buffer.Series
+			for s := range nSeries {
+				lset := labels.FromStrings("__name__", fmt.Sprintf("app_metric_%d", s%100), "handler", fmt.Sprintf("/api/%d", s), "instance", "127.0.0.1:8080", "job", "app")
+				ser = append(ser, buffer.Series{Ref: uint32(s + 1), Labels: lset, T: []int64{int64(blk) * 15000}, V: []float64{float64(s)}})
+			}
+			blocks = append(blocks, buffer.Block{Seq: uint64(blk + 1), Series: ser})
 		}
-		blocks = append(blocks, buffer.Block{Seq: uint64(blk + 1), Series: ser})
+		return blocks
 	}
-	b.ReportAllocs()
-	var size int
-	for b.Loop() {
-		series, _, _ := GroupBySeries(blocks, math.MinInt64)
-		size = len(snappy.Encode(nil, marshalWriteRequest(series)))
+	for _, c := range []struct {
+		name   string
+		blocks []buffer.Block
+	}{{"committed", blocksOf(4, 1250)}, {"live", blocksOf(1, 5000)}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var size int
+			for b.Loop() {
+				series, _, _ := GroupBySeries(c.blocks, math.MinInt64)
+				size = len(snappy.Encode(nil, marshalWriteRequest(series)))
+			}
+			b.ReportMetric(float64(size)/5000, "wire-B/sample")
+		})
 	}
-	b.ReportMetric(float64(size)/5000, "wire-B/sample")
 }
