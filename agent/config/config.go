@@ -112,8 +112,11 @@ func DefaultConfig() Config {
 			Protocol:          remotewrite.Protocol2, // falls back to 1 for receivers without 2.0
 			Metadata:          remotewrite.MetadataConfig{Send: true, SendInterval: remotewrite.DefaultMetadataInterval, MaxSamplesPerSend: remotewrite.DefaultMetadataPerSend},
 			// A fleet cut off together comes back spread over this; one
-			// device waits at most as long as its outage lasted.
-			ReconnectJitter: 20 * time.Second,
+			// device waits at most as long as its outage lasted. Short:
+			// one device's drain stays ahead of the peers' (bench/), a
+			// fleet's burst is spread over seconds instead of one; large
+			// fleets set more (bench/RESULTS.md, the fleet).
+			ReconnectJitter: 5 * time.Second,
 		},
 		StoragePath:    "./data",
 		StorageMaxSize: 64 << 20,

@@ -34,7 +34,7 @@ type options struct {
 	warmup, offline, interval time.Duration
 	killAfter, killFor        time.Duration
 	drainTimeout              time.Duration
-	drainRate                 string
+	drainRate, jitter         string
 	modes                     []string
 }
 
@@ -54,7 +54,8 @@ func main() {
 	flag.DurationVar(&o.killFor, "kill-for", 30*time.Second, "and restarted this long after")
 	flag.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Minute, "longest wait for every backlog after the reconnect")
 	flag.StringVar(&o.drainRate, "drain-rate", "8KiB", "--remote-write.backlog-bytes-per-second of the tuned mode")
-	flag.StringVar(&modes, "modes", "untuned,tuned", "modes to run, in order: untuned (no reconnect jitter, no drain limit), tuned (defaults, and the drain limit)")
+	flag.StringVar(&o.jitter, "jitter", "20s", "--remote-write.reconnect-jitter of the tuned mode")
+	flag.StringVar(&modes, "modes", "untuned,tuned", "modes to run, in order: untuned (no reconnect jitter, no drain limit), tuned (-jitter and -drain-rate)")
 	flag.Parse()
 	o.modes = strings.Split(modes, ",")
 	if o.thanos == "" {
@@ -178,14 +179,11 @@ func runMode(ctx context.Context, o options, mode string) (*result, error) {
 	case "untuned":
 		extra = []string{"--remote-write.reconnect-jitter=0"}
 	case "tuned":
-		extra = []string{"--remote-write.backlog-bytes-per-second=" + o.drainRate}
-		r.flags = strings.Join(extra, " ") + " (reconnect jitter at its default)"
+		extra = []string{"--remote-write.reconnect-jitter=" + o.jitter, "--remote-write.backlog-bytes-per-second=" + o.drainRate}
 	default:
 		return nil, fmt.Errorf("unknown mode %q", mode)
 	}
-	if r.flags == "" {
-		r.flags = strings.Join(extra, " ")
-	}
+	r.flags = strings.Join(extra, " ")
 	dir := filepath.Join(o.work, mode)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
