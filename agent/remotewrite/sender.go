@@ -194,12 +194,11 @@ type Source interface {
 	// aheadOfBacklog (FreshFirst): each series then stays in order. The
 	// sender owns the block until it hands it back, before it calls
 	// TakeLive again, with LiveDone (delivered, or dropped and counted by
-	// the sender) or LiveFailed (not all delivered: the source keeps the
-	// samples that settled, each series' first ones the sender delivered
-	// or dropped with a count, does not hold, to commit them or offer them
-	// again). The source may wait
-	// for that hand-back in a commit, so the sender holds a live block no
-	// longer than one request.
+	// the sender) or LiveFailed (not all delivered: the source keeps all
+	// but settled, each series' first samples that the sender delivered
+	// or dropped with a count, to commit them or offer them again). The
+	// source may wait for that hand-back in a commit, so the sender holds
+	// a live block no longer than one request.
 	TakeLive(maxSamples int, aheadOfBacklog bool) (blk buffer.Block, ok bool)
 	LiveDone()
 	LiveFailed(settled buffer.Block)
@@ -586,9 +585,8 @@ const (
 // settled every sample (delivered, or dropped with a count); if not, left
 // is, per series (by Ref), how many of its newest samples it did not: each
 // series' samples settle oldest first. While the receiver fails, each try
-// carries one sample
-// (the oldest of the first series): a week-long outage costs little on a
-// metered link, and the first answer sends the rest. A request the
+// carries one sample (the oldest of the first series): a week-long outage
+// costs little on a metered link, and the first answer sends the rest. A request the
 // receiver finds too large (413) goes again in halves, down to one sample.
 // inOrder: each series' samples go out oldest first (not the backlog sent
 // behind fresh data), so that a refusal as out of order can only mean that
