@@ -123,10 +123,11 @@ func (fe *fakeEndpoint) handBack() {
 
 // Randomised interleavings of collections, commits that evict at the cap,
 // and N endpoints that read, ack, take live blocks, hand them back (whole,
-// or failed after delivering some of them), fail, die and come back: every sample reaches every endpoint once, or is
-// counted dropped for it; no endpoint gets a sample twice; a block leaves
-// the buffer only when every endpoint delivered it, or by eviction; and the
-// buffer is empty once all caught up.
+// or failed after delivering some of them), fail, die and come back: every
+// sample reaches every endpoint once, or is counted dropped for it; no
+// endpoint gets a sample twice; a block leaves the buffer only when every
+// endpoint delivered it, or by eviction; and the buffer is empty once all
+// caught up.
 func TestFanoutConservesEverySampleForEachEndpoint(t *testing.T) {
 	seeds := uint64(3) // two, three and four endpoints
 	if testing.Short() {

@@ -586,8 +586,9 @@ const (
 // is, per series (by Ref), how many of its newest samples it did not: each
 // series' samples settle oldest first. While the receiver fails, each try
 // carries one sample (the oldest of the first series): a week-long outage
-// costs little on a metered link, and the first answer sends the rest. A request the
-// receiver finds too large (413) goes again in halves, down to one sample.
+// costs little on a metered link, and the first answer sends the rest. A
+// request the receiver finds too large (413) goes again in halves, down to
+// one sample.
 // inOrder: each series' samples go out oldest first (not the backlog sent
 // behind fresh data), so that a refusal as out of order can only mean that
 // the receiver holds them or newer ones already. backlog: the requests are

@@ -95,28 +95,34 @@ func verify(ctx context.Context, o options, r *result, queryAddr string, tgt *ta
 	holes := map[string]string{}
 	var mu sync.Mutex
 	var qerr error
+	sentBy := func(d *device) int64 { return int64(d.final.sum("ferry_remote_write_samples_sent_total")) }
 	forEach(devs, func(d *device) {
 		res, err := instantQuery(ctx, queryAddr, `{fleet_device="`+d.name+`"}[`+rng+`]`, at)
+		var n int64
+		for _, s := range res {
+			for _, p := range s.Values {
+				if _, v, err := point(p); err == nil && !math.IsNaN(v) {
+					n++
+				}
+			}
+		}
+		h := ""
+		if err == nil && n < sentBy(d) {
+			h = findHoles(res) // only for a device that falls short
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
 			qerr = err
 			return
 		}
-		for _, s := range res {
-			for _, p := range s.Values {
-				if _, v, err := point(p); err == nil && !math.IsNaN(v) {
-					stored[d.name]++
-				}
-			}
-		}
-		holes[d.name] = findHoles(res)
+		stored[d.name], holes[d.name] = n, h
 	})
 	if qerr != nil {
 		return qerr
 	}
 	for _, d := range devs {
-		sent := int64(d.final.sum("ferry_remote_write_samples_sent_total"))
+		sent := sentBy(d)
 		dup := int64(d.final.sum("ferry_remote_write_dropped_samples_total", `reason="duplicate"`))
 		st := stored[d.name]
 		r.stored += st
