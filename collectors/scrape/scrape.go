@@ -74,6 +74,7 @@ type Scraper struct {
 	mu     sync.Mutex        // held by Collect: guards what follows
 	parser exposition.Parser // keeps the target's families' Descs from one scrape to the next
 	cache  seriesCache
+	body   bodyBuffer
 	hashes []uint64       // of the samples of the scrape being parsed, by index
 	first  map[uint64]int // dropDuplicates': label hash -> index in kept
 }
@@ -205,7 +206,7 @@ func (s *Scraper) scrape(ctx context.Context, out *collectors.Collection) error 
 	if resp.StatusCode != http.StatusOK {
 		return &Error{ReasonHTTPStatus, fmt.Errorf("server returned %s", resp.Status)}
 	}
-	body, err := readBody(resp.Body, resp.ContentLength, s.target.Limits.BodyBytes)
+	body, err := s.body.read(resp.Body, resp.ContentLength, s.target.Limits.BodyBytes)
 	if err != nil {
 		return err
 	}
@@ -213,52 +214,65 @@ func (s *Scraper) scrape(ctx context.Context, out *collectors.Collection) error 
 	return parse(&s.parser, body, resp.Header.Get("Content-Type"), s.target.Limits, out, len(out.Samples), &s.cache, &s.hashes)
 }
 
-// readBody reads a body of size bytes (-1: unknown, as when the transport
-// inflates gzip) up to limit. A body of unknown size is read in chunks and
-// copied once into one of its exact size: memory peaks at twice the body,
-// where io.ReadAll, growing its buffer by a quarter at a time, leaves up to
-// four times the body in garbage before the collector runs.
-func readBody(r io.Reader, size, limit int64) ([]byte, error) {
+// bodyBuffer holds a scraper's response bodies, one at a time, in memory
+// kept from one scrape to the next: a target answers with about the same
+// size each time, and a new body per scrape was most of the garbage the
+// collector had to clean at 10k series. It lets go of its memory after a
+// body of less than a quarter of it, so that one large answer is not held
+// for good. Not safe for concurrent use (Scraper.mu guards it).
+type bodyBuffer struct{ b []byte }
+
+// read reads a body of size bytes (-1: unknown, as when the transport
+// inflates gzip) up to limit. The body is valid until the next read.
+func (bb *bodyBuffer) read(r io.Reader, size, limit int64) ([]byte, error) {
 	tooLarge := &Error{ReasonBodyTooLarge, fmt.Errorf("body larger than the limit of %d bytes", limit)}
 	if size > limit {
 		return nil, tooLarge
 	}
+	buf := bb.b[:0]
 	if size >= 0 {
-		body := make([]byte, size)
-		if _, err := io.ReadFull(r, body); err != nil {
+		if int64(cap(buf)) < size {
+			buf = make([]byte, 0, size)
+		}
+		buf = buf[:size]
+		if _, err := io.ReadFull(r, buf); err != nil {
 			return nil, transportError(err)
 		}
-		return body, nil
+		bb.keep(buf)
+		return buf, nil
 	}
 	r = io.LimitReader(r, limit+1)
-	var chunks [][]byte
-	total, chunkSize := 0, 32<<10
-	for end := false; !end; chunkSize = min(2*chunkSize, 1<<20) {
-		chunk := make([]byte, chunkSize)
-		n := 0
-		for n < len(chunk) && !end {
-			m, err := r.Read(chunk[n:])
-			n += m
-			switch {
-			case err == io.EOF: // not wrapped, by io.Reader's contract
-				end = true
-			case err != nil: // io.ErrUnexpectedEOF included: a body cut short
-				return nil, transportError(err)
-			}
+	for {
+		if len(buf) == cap(buf) {
+			// Doubling: memory peaks at one and a half times the body
+			// the first time, and the buffer is kept.
+			grown := make([]byte, len(buf), min(int64(max(2*cap(buf), 32<<10)), limit+1))
+			copy(grown, buf)
+			buf = grown
 		}
-		chunks, total = append(chunks, chunk[:n]), total+n
-		if int64(total) > limit {
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
 			return nil, tooLarge
 		}
+		if err == io.EOF { // not wrapped, by io.Reader's contract
+			break
+		}
+		if err != nil { // io.ErrUnexpectedEOF included: a body cut short
+			return nil, transportError(err)
+		}
 	}
-	if len(chunks) == 1 {
-		return chunks[0], nil
+	bb.keep(buf)
+	return buf, nil
+}
+
+// keep keeps body's memory for the next read, unless body used less than a
+// quarter of it.
+func (bb *bodyBuffer) keep(body []byte) {
+	bb.b = body[:0]
+	if len(body) < cap(body)/4 {
+		bb.b = nil
 	}
-	body := make([]byte, 0, total)
-	for _, c := range chunks {
-		body = append(body, c...)
-	}
-	return body, nil
 }
 
 // transportError classifies an error of the request or of reading the body.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"mime"
 	"net/http"
 	"net/http/httptest"
@@ -598,4 +599,88 @@ func TestCollectMetadataAndStartTimes(t *testing.T) {
 	// The text format: a counter's foo_created is a series of its own.
 	body = "# TYPE req_total counter\nreq_total 10\nreq_created 1700000000\n"
 	check(collect(), []want{{"req_total", "req_total", 0, false}, {"req_created", "", 0, false}})
+}
+
+// TestCollectKeepsNothingOfTheBody scrapes random bodies, of a known size
+// and of an unknown one (gzip), growing and shrinking, into the scraper's
+// one body buffer: what an earlier scrape gave (labels, escaped values,
+// families' help) must read the same after later bodies overwrote the
+// buffer, or a string of a sample still points into it.
+func TestCollectKeepsNothingOfTheBody(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, uint64(time.Now().UnixNano())))
+	word := func() string {
+		const chars = "abcdefghijklmnopqrstuvwxyz_"
+		b := make([]byte, 1+rng.IntN(12))
+		for i := range b {
+			b[i] = chars[rng.IntN(len(chars))]
+		}
+		return string(b)
+	}
+	body := func(om bool) string {
+		var b strings.Builder
+		for f := range 1 + rng.IntN(30) {
+			name := fmt.Sprintf("%s_%d", word(), f)
+			fmt.Fprintf(&b, "# HELP %s %s \\\\ %s\n# TYPE %s gauge\n", name, word(), word(), name)
+			for i := range 1 + rng.IntN(40) {
+				fmt.Fprintf(&b, "%s{l_%s=\"%s\\\"%s\",i=\"%d\"} %d\n", name, word(), word(), word(), i, rng.IntN(1000))
+			}
+		}
+		if om {
+			b.WriteString("# EOF\n")
+		}
+		return b.String()
+	}
+	// render is a sample as text that shares no memory with it.
+	render := func(smp collectors.Sample) string {
+		s := fmt.Sprintf("%s %v", smp.Labels, smp.V)
+		if smp.Desc != nil {
+			s += fmt.Sprintf(" %s %q %s", smp.Desc.Name, smp.Desc.Help, smp.Desc.Type)
+		}
+		return s
+	}
+	var (
+		mu   sync.Mutex
+		next string
+		om   bool
+		gz   bool
+	)
+	tg := newTarget(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		b, o, z := next, om, gz
+		mu.Unlock()
+		ct := promContentType
+		if o {
+			ct = omContentType
+		}
+		if z {
+			serveGzip(ct, []byte(b))(w, r)
+		} else {
+			serveBody(ct, []byte(b))(w, r)
+		}
+	})
+	s := tg.scraper(t, DefaultLimits)
+	var kept []collectors.Collection
+	var want [][]string
+	for i := range 40 {
+		mu.Lock()
+		om, gz = rng.IntN(2) == 0, rng.IntN(2) == 0
+		next = body(om)
+		mu.Unlock()
+		var c collectors.Collection
+		if err := s.Collect(context.Background(), &c); err != nil {
+			t.Fatalf("scrape %d: %v", i, err)
+		}
+		var texts []string
+		for _, smp := range c.Samples {
+			texts = append(texts, render(smp))
+		}
+		kept, want = append(kept, c), append(want, texts)
+	}
+	for i, c := range kept {
+		for j, smp := range c.Samples {
+			if got := render(smp); got != want[i][j] {
+				t.Fatalf("scrape %d, sample %d changed after later scrapes:\n got  %s\n want %s", i, j, got, want[i][j])
+			}
+		}
+	}
 }
