@@ -229,7 +229,7 @@ func TestSplitKeepsRefAndMetadata(t *testing.T) {
 			}
 		}
 	}
-	head, rest := firstSamples(mk(), 2)
+	head, rest := firstSamples(nil, mk(), 2)
 	check("firstSamples", head, rest)
 	s := &Sender{sentBefore: 1500}
 	old, young := s.splitMayHave(mk())

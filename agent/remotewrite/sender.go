@@ -259,6 +259,9 @@ type Sender struct {
 	hold    func(jitter, outage time.Duration) time.Duration
 	backoff client.Backoff
 	link    link
+	group   codec.Grouper   // deliver's, one call at a time
+	send    []*codec.Series // deliver's, for each request's series
+	enc     codec.Encoder   // the bodies of attempt, one at a time
 	// fit is the most samples a request may carry since the receiver
 	// answered 413 (0: no limit learned); kept for the sender's life.
 	fit int
@@ -598,7 +601,7 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry, inOr
 	if s.cfg.MaxSampleAge > 0 {
 		minT = time.Now().Add(-s.cfg.MaxSampleAge).UnixMilli()
 	}
-	series, samples, tooOld := codec.GroupBySeries(blocks, minT)
+	series, samples, tooOld := s.group.Group(blocks, minT)
 	if tooOld > 0 {
 		s.mu.Lock()
 		s.stats.Dropped[ReasonTooOld] += uint64(tooOld)
@@ -624,7 +627,8 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry, inOr
 				return false, unsettled(parts)
 			}
 		}
-		send, rest := firstSamples(parts[0], n)
+		send, rest := firstSamples(s.send[:0], parts[0], n)
+		s.send = send[:0]
 		switch s.attempt(ctx, send, n, inOrder, backlog) {
 		case answered:
 			parts[0], samples = rest, samples-n
@@ -666,8 +670,10 @@ func sampleCount(series []*codec.Series) int {
 }
 
 // firstSamples splits series after its first n samples, a series across
-// the cut if need be. Both parts share the slices of series.
-func firstSamples(series []*codec.Series, n int) (head, rest []*codec.Series) {
+// the cut if need be; head is appended to dst. Both parts share the slices
+// of series.
+func firstSamples(dst, series []*codec.Series, n int) (head, rest []*codec.Series) {
+	head = dst
 	for i, s := range series {
 		if n == 0 {
 			return head, series[i:]
@@ -759,7 +765,7 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 	if proto == Protocol2 {
 		s.markMetadata(series, now)
 	}
-	body := codec.Encode(series, proto)
+	body := s.enc.Encode(series, proto)
 	var written int
 	var err error
 	for {
@@ -784,7 +790,7 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 		s.mu.Lock()
 		s.stats.Protocol = proto
 		s.mu.Unlock()
-		body = codec.Encode(series, proto) // and again at once: not a failure
+		body = s.enc.Encode(series, proto) // and again at once: not a failure
 	}
 	var e *client.Error
 	if err != nil && ctx.Err() != nil && !(errors.As(err, &e) && !e.Retry) {

@@ -7,12 +7,13 @@
 package client
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"io"
 	"math"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ferry-agent/ferry/internal/httpclient"
@@ -65,6 +66,50 @@ const (
 	maxDrain     = 64 << 10
 )
 
+// requestBody hands a request's body to the transport until Post returns,
+// then to no one: the transport may go on writing a body after the answer
+// came (a receiver that answers before reading it all), and the caller
+// reuses its memory for the next request. A read after that fails.
+type requestBody struct {
+	mu       sync.Mutex
+	b        []byte
+	released bool
+}
+
+// errBodyReleased is what the transport reads of a body after Post
+// returned; the request it belongs to has had its answer.
+var errBodyReleased = errors.New("request body read after its answer")
+
+func (rb *requestBody) reader() io.ReadCloser { return &bodyReader{src: rb} }
+
+func (rb *requestBody) release() {
+	rb.mu.Lock()
+	rb.released, rb.b = true, nil
+	rb.mu.Unlock()
+}
+
+// bodyReader is one read of a requestBody: the request's, or a retry's.
+type bodyReader struct {
+	src *requestBody
+	off int
+}
+
+func (r *bodyReader) Read(p []byte) (int, error) {
+	r.src.mu.Lock()
+	defer r.src.mu.Unlock()
+	switch {
+	case r.src.released:
+		return 0, errBodyReleased
+	case r.off == len(r.src.b):
+		return 0, io.EOF
+	}
+	n := copy(p, r.src.b[r.off:])
+	r.off += n
+	return n, nil
+}
+
+func (r *bodyReader) Close() error { return nil }
+
 // Response headers of a 2.0 receiver: how many of each kind it wrote.
 var writtenHeaders = []string{
 	"X-Prometheus-Remote-Write-Samples-Written",
@@ -79,17 +124,22 @@ var writtenHeaders = []string{
 // It returns nil on a 2xx; otherwise an *Error, whose Retry says whether
 // sending the same body again may succeed (a canceled ctx gives one too,
 // with Retry set: the caller looks at ctx). body is only read, and not
-// kept once Post returns; the caller must not change it meanwhile.
+// touched once Post returns (its memory may go to the next request); the
+// caller must not change it meanwhile.
 //
 // written is the answer's X-Prometheus-Remote-Write-Samples-Written, which
 // a 2.0 receiver sends with every answer: 0 if it is missing or invalid
 // while another Written header is there, -1 if there is none of them (no
 // answer, or a receiver that knows only 1.0).
 func (c *Client) Post(ctx context.Context, body []byte, contentType, version string) (written int, _ error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	src := &requestBody{b: body}
+	defer src.release()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, src.reader())
 	if err != nil {
 		return -1, &Error{Retry: true, err: err}
 	}
+	req.ContentLength = int64(len(body))
+	req.GetBody = func() (io.ReadCloser, error) { return src.reader(), nil } // a retry on a stale connection
 	req.Header.Set("Content-Encoding", "snappy")
 	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("X-Prometheus-Remote-Write-Version", version)

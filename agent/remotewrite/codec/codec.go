@@ -93,15 +93,41 @@ type Series struct {
 // length (the caller must not write to them; appending copies); Labels are
 // the blocks' own (label sets are immutable). blocks is not modified.
 func GroupBySeries(blocks []buffer.Block, minT int64) (series []*Series, samples, tooOld int) {
-	n := 0 // a guess at the series: blocks of commits hold most of them each
+	var g Grouper // what it returns is the caller's: the Grouper goes with this call
+	return g.Group(blocks, minT)
+}
+
+// Grouper is GroupBySeries in memory it keeps from one call to the next: a
+// sender groups each request's blocks, the live path's at every
+// collection. Not safe for concurrent use: each sender has its own.
+type Grouper struct {
+	slab   []Series
+	series []*Series
+	index  map[uint32]*Series
+}
+
+// Group is GroupBySeries; the Series it returns are the Grouper's, valid
+// until its next Group.
+func (gr *Grouper) Group(blocks []buffer.Block, minT int64) (series []*Series, samples, tooOld int) {
+	n := 0 // at most this many series: the slab is not grown, so &slab[i] stays
 	for _, blk := range blocks {
-		n = max(n, len(blk.Series))
+		n += len(blk.Series)
 	}
-	// Series are allocated in slabs; a series found in one block only (the
-	// live path's single block: all of them) shares its samples with the
-	// block, capped, so that a later append copies.
-	var slab []Series
-	index := make(map[uint32]*Series, n)
+	clear(gr.slab) // the last request's samples and labels, not to be kept alive
+	if cap(gr.slab) < n {
+		gr.slab = make([]Series, 0, n)
+	}
+	// A block holds each series once: one block (the live path's) needs no
+	// index.
+	var index map[uint32]*Series
+	if len(blocks) > 1 {
+		if gr.index == nil {
+			gr.index = make(map[uint32]*Series, n)
+		}
+		clear(gr.index)
+		index = gr.index
+	}
+	slab, series := gr.slab[:0], gr.series[:0]
 	for _, blk := range blocks {
 		for _, s := range blk.Series {
 			first := 0
@@ -114,30 +140,57 @@ func GroupBySeries(blocks []buffer.Block, minT int64) (series []*Series, samples
 			}
 			t, v := s.T[first:len(s.T):len(s.T)], s.V[first:len(s.V):len(s.V)]
 			samples += len(t)
-			if g := index[s.Ref]; g != nil {
-				g.T, g.V = append(g.T, t...), append(g.V, v...)
-				continue
-			}
-			if len(slab) == cap(slab) {
-				slab = make([]Series, 0, max(n, 64))
+			if index != nil {
+				if g := index[s.Ref]; g != nil {
+					g.T, g.V = append(g.T, t...), append(g.V, v...)
+					continue
+				}
 			}
 			slab = append(slab, Series{Ref: s.Ref, Labels: s.Labels, Meta: s.Meta, T: t, V: v})
 			g := &slab[len(slab)-1]
-			index[s.Ref] = g
+			if index != nil {
+				index[s.Ref] = g
+			}
 			series = append(series, g)
 		}
 	}
+	gr.slab, gr.series = slab, series
 	return series, samples, tooOld
 }
 
+// Encoder turns series into request bodies in memory it keeps from one
+// request to the next: new memory for each request was most of a sender's
+// garbage. It keeps at most maxKept bytes of each buffer, so that one
+// unusually large request is not held for good. Not safe for concurrent
+// use: each sender has its own.
+type Encoder struct {
+	raw, body []byte
+}
+
 // Encode returns the request body of series in p, snappy-compressed: what
-// the sender posts. The body is new and owned by the caller. A Protocol
-// other than Protocol2 encodes 1.0.
-func Encode(series []*Series, p Protocol) []byte {
+// the sender posts. The body is the Encoder's, valid until its next
+// Encode. A Protocol other than Protocol2 encodes 1.0.
+func (e *Encoder) Encode(series []*Series, p Protocol) []byte {
 	if p == Protocol2 {
-		return snappyEncode(marshalRequestV2(series))
+		e.raw = marshalRequestV2(e.raw[:0], series)
+	} else {
+		e.raw = marshalWriteRequest(e.raw[:0], series)
 	}
-	return snappyEncode(marshalWriteRequest(series))
+	body := snappy.Encode(e.body[:cap(e.body)], e.raw) // in e.body when it is large enough
+	e.raw, e.body = kept(e.raw), kept(body)
+	return body
+}
+
+// maxKept is the most memory an Encoder keeps of each buffer: room for a
+// request of MaxSamplesPerSend (5000) samples of series with long labels.
+const maxKept = 2 << 20
+
+// kept is b emptied, or nil if its memory is more than maxKept.
+func kept(b []byte) []byte {
+	if cap(b) > maxKept {
+		return nil
+	}
+	return b[:0]
 }
 
 func snappyEncode(raw []byte) []byte { return snappy.Encode(nil, raw) }

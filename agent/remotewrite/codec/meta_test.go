@@ -95,7 +95,7 @@ func TestRequestV2CarriesMetadataAndStart(t *testing.T) {
 		if c := CreatedSamples(series); c != created {
 			t.Fatalf("trial %d: CreatedSamples %d, want %d", trial, c, created)
 		}
-		got, err := codectest.DecodeV2Series(marshalRequestV2(series))
+		got, err := codectest.DecodeV2Series(marshalRequestV2(nil, series))
 		if err != nil {
 			t.Fatalf("trial %d: %v", trial, err)
 		}
@@ -187,8 +187,8 @@ func TestWireBytesV2WithMetadata(t *testing.T) {
 		}
 		// Today's 2.0: labels only, symbols in order of first use.
 		today += len(snappyEncode(marshalRequestV2FirstUse(bare)))
-		withMeta += len(Encode(series, Protocol2))
-		v1 += len(Encode(bare, Protocol1))
+		withMeta += len(new(Encoder).Encode(series, Protocol2))
+		v1 += len(new(Encoder).Encode(bare, Protocol1))
 		n += samples
 	}
 	t.Logf("a minute, %d samples: 1.0 %.2f wire B/sample, 2.0 before metadata %.2f, 2.0 with metadata and start times %.2f (%+.1f%%)",

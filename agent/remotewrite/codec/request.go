@@ -18,7 +18,8 @@ import (
 // The body is new and owned by the caller; blocks is not modified.
 func EncodeRequest(blocks []buffer.Block) (body []byte, samples int) {
 	series, n, _ := GroupBySeries(blocks, math.MinInt64)
-	return Encode(series, Protocol1), n
+	var e Encoder // its body is the caller's: the Encoder goes with this call
+	return e.Encode(series, Protocol1), n
 }
 
 // MaxLabelsPerSeries bounds the labels of one series DecodeRequest takes:

@@ -30,14 +30,8 @@ const (
 	keySampleTS   = 2<<3 | 0
 )
 
-// marshalWriteRequest encodes the series as a WriteRequest.
-func marshalWriteRequest(series []*Series) []byte {
-	size := 0
-	for _, s := range series {
-		n := timeSeriesSize(s)
-		size += 1 + uvarintSize(uint64(n)) + n
-	}
-	b := make([]byte, 0, size)
+// marshalWriteRequest appends the series to b as a WriteRequest.
+func marshalWriteRequest(b []byte, series []*Series) []byte {
 	for _, s := range series {
 		b = append(b, keyTimeseries)
 		b = binary.AppendUvarint(b, uint64(timeSeriesSize(s)))

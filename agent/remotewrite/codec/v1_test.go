@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
-	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 
@@ -45,7 +45,7 @@ func TestWriteRequestDecodesWithPrompb(t *testing.T) {
 
 		series, n, _ := GroupBySeries(blocks, math.MinInt64)
 		var req prompb.WriteRequest
-		if err := req.Unmarshal(marshalWriteRequest(series)); err != nil {
+		if err := req.Unmarshal(marshalWriteRequest(nil, series)); err != nil {
 			t.Fatalf("trial %d: prompb cannot decode: %v", trial, err)
 		}
 		got := 0
@@ -114,11 +114,48 @@ func BenchmarkEncodeWriteRequest(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			var size int
+			var (
+				g Grouper // the sender's, kept from one request to the next
+				e Encoder // and its
+			)
 			for b.Loop() {
-				series, _, _ := GroupBySeries(c.blocks, math.MinInt64)
-				size = len(snappy.Encode(nil, marshalWriteRequest(series)))
+				series, _, _ := g.Group(c.blocks, math.MinInt64)
+				size = len(e.Encode(series, Protocol1))
 			}
 			b.ReportMetric(float64(size)/5000, "wire-B/sample")
 		})
+	}
+}
+
+// TestGrouperReusesItsMemory: one Grouper grouping one block (the live
+// path's), then several (a backlog read), then one again, as a sender
+// does, gives what a new one gives each time, with nothing of an earlier
+// call (an index entry, a slab's series) in a later result.
+func TestGrouperReusesItsMemory(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var g Grouper
+	for i := range 200 {
+		var blocks []buffer.Block
+		for b := range 1 + rng.IntN(3)*rng.IntN(3) {
+			var blk buffer.Block
+			for _, ref := range rng.Perm(1 + rng.IntN(60)) {
+				ts := []int64{int64(b*100 + 1 + rng.IntN(50))}
+				blk.Series = append(blk.Series, buffer.Series{Ref: uint32(ref + 1),
+					Labels: labels.FromStrings("__name__", fmt.Sprint("m", ref)), T: ts, V: []float64{float64(i)}})
+			}
+			blocks = append(blocks, blk)
+		}
+		minT := int64(rng.IntN(60))
+		want, wantN, wantOld := GroupBySeries(blocks, minT)
+		got, n, old := g.Group(blocks, minT)
+		if n != wantN || old != wantOld || len(got) != len(want) {
+			t.Fatalf("call %d: %d series, %d samples, %d too old; want %d, %d, %d", i, len(got), n, old, len(want), wantN, wantOld)
+		}
+		for j := range want {
+			if got[j].Ref != want[j].Ref || !labels.Equal(got[j].Labels, want[j].Labels) ||
+				!slices.Equal(got[j].T, want[j].T) || !slices.Equal(got[j].V, want[j].V) {
+				t.Fatalf("call %d, series %d: %+v, want %+v", i, j, *got[j], *want[j])
+			}
+		}
 	}
 }

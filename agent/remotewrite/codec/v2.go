@@ -85,11 +85,11 @@ func CreatedSamples(series []*Series) int {
 	return n
 }
 
-// marshalRequestV2 encodes the series as an io.prometheus.write.v2.Request:
+// marshalRequestV2 appends the series to dst as an io.prometheus.write.v2.Request:
 // each series' labels, help and unit as references into the symbols, its
 // samples as in 1.0 with its start time if known. _created series
 // (IsCreatedSeries) are left out: they are in their family's start times.
-func marshalRequestV2(series []*Series) []byte {
+func marshalRequestV2(dst []byte, series []*Series) []byte {
 	// How often the request names each label string, in order of first use.
 	at := map[string]int{} // index in order
 	var order []string
@@ -161,7 +161,7 @@ func marshalRequestV2(series []*Series) []byte {
 		}
 		body = appendBytes(body, keyTimeseriesV2, ts)
 	}
-	return append(syms, body...)
+	return append(append(dst, syms...), body...)
 }
 
 // appendSamplesV2 is appendSamples with each sample's start timestamp,

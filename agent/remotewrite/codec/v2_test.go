@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -45,7 +46,7 @@ func TestRequestV2DecodesWithPrometheusTypes(t *testing.T) {
 			blocks = append(blocks, blk)
 		}
 		series, n, _ := GroupBySeries(blocks, math.MinInt64)
-		got, err := codectest.DecodeV2(marshalRequestV2(series))
+		got, err := codectest.DecodeV2(marshalRequestV2(nil, series))
 		if err != nil {
 			t.Fatalf("trial %d: %v", trial, err)
 		}
@@ -77,7 +78,7 @@ func TestRequestV2DecodesWithPrometheusTypes(t *testing.T) {
 func TestRequestV2ReadsAsEmptyV1(t *testing.T) {
 	series, _, _ := GroupBySeries([]buffer.Block{{Seq: 1, Series: []buffer.Series{codectest.Series(1, codectest.LabelsA, 1000), codectest.Series(2, codectest.LabelsB, 1000)}}}, math.MinInt64)
 	var wr prompb.WriteRequest
-	if err := wr.Unmarshal(marshalRequestV2(series)); err != nil {
+	if err := wr.Unmarshal(marshalRequestV2(nil, series)); err != nil {
 		t.Fatalf("a 1.0 decoder fails on a 2.0 body: %v", err)
 	}
 	if len(wr.Timeseries) != 0 {
@@ -127,9 +128,9 @@ func backlog(n, perSeries int) []buffer.Block {
 func TestWireBytesV2(t *testing.T) {
 	for _, per := range []int{1, 5, 12} {
 		series, n, _ := GroupBySeries(backlog(5000, per), math.MinInt64)
-		v1 := len(Encode(series, Protocol1))
-		v2 := len(Encode(series, Protocol2))
-		raw1, raw2 := len(marshalWriteRequest(series)), len(marshalRequestV2(series))
+		v1 := len(new(Encoder).Encode(series, Protocol1))
+		v2 := len(new(Encoder).Encode(series, Protocol2))
+		raw1, raw2 := len(marshalWriteRequest(nil, series)), len(marshalRequestV2(nil, series))
 		t.Logf("%2d samples per series, %d samples: 1.0 %.2f wire B/sample (%.1f before snappy), 2.0 %.2f (%.1f); 2.0/1.0 = %.2f",
 			per, n, float64(v1)/float64(n), float64(raw1)/float64(n), float64(v2)/float64(n), float64(raw2)/float64(n), float64(v2)/float64(v1))
 		if v2 > v1 {
@@ -149,10 +150,40 @@ func BenchmarkEncodeRequestV2(b *testing.B) {
 				for b.Loop() {
 					var series []*Series
 					series, n, _ = GroupBySeries(blocks, math.MinInt64)
-					size = len(Encode(series, proto))
+					size = len(new(Encoder).Encode(series, proto))
 				}
 				b.ReportMetric(float64(size)/float64(n), "wire-B/sample")
 			})
 		}
+	}
+}
+
+// TestEncoderReusesItsMemory: one Encoder encoding requests of random sizes
+// in both protocols, one after the other as a sender does, gives each the
+// bytes a new Encoder gives, even though each body is written over the
+// memory of the one before.
+func TestEncoderReusesItsMemory(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var e Encoder
+	var reused int
+	for i := range 60 {
+		blocks := backlog(1+rng.IntN(8000), 1+rng.IntN(4))
+		series, _, _ := GroupBySeries(blocks, math.MinInt64)
+		p := Protocol1
+		if rng.IntN(2) == 0 {
+			p = Protocol2
+		}
+		want := new(Encoder).Encode(series, p)
+		before := e.body
+		got := e.Encode(series, p)
+		if cap(before) >= len(got) && len(got) > 0 && &before[:1][0] == &got[0] {
+			reused++
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("request %d (%s): %d bytes, not the %d a new Encoder gives", i, p, len(got), len(want))
+		}
+	}
+	if reused == 0 {
+		t.Error("no body was written over the one before: the test does not test reuse")
 	}
 }
