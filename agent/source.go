@@ -328,40 +328,45 @@ func withExternal(b *labels.Builder, lset, external labels.Labels) labels.Labels
 }
 
 // seriesSet remembers the series of a source's last collection, to find
-// those that are gone from the next one.
+// those that are gone from the next one. Each series is stamped with the
+// last collection that had it: one seen again costs one map lookup.
 type seriesSet struct {
-	prev, cur map[uint64]labels.Labels
-	added     int // in cur and not in prev
+	seen  map[uint64]*seenSeries // by label hash
+	run   uint64                 // the collection being made
+	added int                    // in it and not in the one before
 }
 
-func newSeriesSet() *seriesSet {
-	return &seriesSet{prev: map[uint64]labels.Labels{}, cur: map[uint64]labels.Labels{}}
+type seenSeries struct {
+	lset labels.Labels
+	run  uint64 // the last collection that had it
 }
+
+func newSeriesSet() *seriesSet { return &seriesSet{seen: map[uint64]*seenSeries{}, run: 1} }
 
 func (ss *seriesSet) add(lset labels.Labels) { ss.addHashed(lset.Hash(), lset) }
 
 // addHashed is add of a label set whose Hash is h.
 func (ss *seriesSet) addHashed(h uint64, lset labels.Labels) {
-	if _, ok := ss.cur[h]; ok {
-		return
-	}
-	ss.cur[h] = lset
-	if _, ok := ss.prev[h]; !ok {
+	switch e := ss.seen[h]; {
+	case e == nil:
+		ss.seen[h] = &seenSeries{lset: lset, run: ss.run}
 		ss.added++
+	case e.run != ss.run: // in the collection before: finish forgets the others
+		e.run = ss.run
 	}
 }
 
 // finish ends a collection: it returns the series of the one before that
-// this one did not have, and makes this one the one before.
+// this one did not have, forgets them, and begins the next one.
 func (ss *seriesSet) finish() []labels.Labels {
 	var gone []labels.Labels
-	for h, lset := range ss.prev {
-		if _, ok := ss.cur[h]; !ok {
-			gone = append(gone, lset)
+	for h, e := range ss.seen {
+		if e.run != ss.run {
+			gone = append(gone, e.lset)
+			delete(ss.seen, h)
 		}
 	}
-	clear(ss.prev)
-	ss.prev, ss.cur = ss.cur, ss.prev
+	ss.run++
 	ss.added = 0
 	return gone
 }

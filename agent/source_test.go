@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
@@ -406,5 +407,52 @@ func TestStaleMarkersAfterACollectionInTheSameMillisecond(t *testing.T) {
 	a.markAllStale(s) // the clock has not moved on: the same millisecond
 	if n := a.buf.Stats().Dropped[buffer.ReasonOutOfOrder]; n != 0 {
 		t.Fatalf("%d staleness markers refused as out of order", n)
+	}
+}
+
+// TestSeriesSetFindsWhatIsGone follows random collections, a series coming
+// in some and not others, some twice in one, and a reload's markAllStale
+// (a finish with nothing added): each finish must return exactly the
+// series of the collection before that this one did not have, and added
+// must count those this one has and the one before did not.
+func TestSeriesSetFindsWhatIsGone(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, uint64(time.Now().UnixNano())))
+	ss := newSeriesSet()
+	var prev map[string]bool
+	for run := range 300 {
+		cur := map[string]bool{}
+		n := rng.IntN(40)
+		if rng.IntN(10) == 0 {
+			n = 0 // a failed scrape, or a reload's last finish
+		}
+		for range n {
+			name := fmt.Sprint("s", rng.IntN(50))
+			ss.add(labels.FromStrings("__name__", name))
+			cur[name] = true
+		}
+		added := 0
+		for name := range cur {
+			if !prev[name] {
+				added++
+			}
+		}
+		if ss.added != added {
+			t.Fatalf("collection %d: added %d, want %d", run, ss.added, added)
+		}
+		var gone, want []string
+		for _, lset := range ss.finish() {
+			gone = append(gone, lset.Get("__name__"))
+		}
+		for name := range prev {
+			if !cur[name] {
+				want = append(want, name)
+			}
+		}
+		slices.Sort(gone)
+		slices.Sort(want)
+		if !slices.Equal(gone, want) {
+			t.Fatalf("collection %d: gone %v, want %v", run, gone, want)
+		}
+		prev = cur
 	}
 }

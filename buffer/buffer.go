@@ -208,10 +208,13 @@ type Buffer struct {
 	mu          sync.Mutex // guards what follows
 	series      *seriesIndex
 	head        map[uint32]*seriesData
+	headRefs    []uint32 // head's keys, in the order they came into it (TakeLive's)
 	slab        headSlab // where Append takes the head's new series from
 	headSamples int
 	headBytes   int64        // estimated memory of the head
 	live        []seriesData // taken by TakeLive, not yet handed back
+	liveMem     []seriesData // the memory of live, kept for the next one
+	liveBlock   []Series     // the live block's series, kept so too
 	liveEnded   *sync.Cond   // on mu: broadcast when live is handed back
 	state       map[uint32]*seriesState
 	forgotten   map[uint64]int64     // lastT of series forgotten while open, by label hash
@@ -591,6 +594,7 @@ func (b *Buffer) appendLocking(ref uint32, lset labels.Labels, m Meta, t int64, 
 	if s == nil {
 		s = b.slab.series(ref)
 		b.head[ref] = s
+		b.headRefs = append(b.headRefs, ref)
 		b.headBytes += headSeriesBytes
 	}
 	s.ts = append(s.ts, t)
@@ -643,7 +647,7 @@ func (b *Buffer) commitLocked() error {
 	}
 	taken := b.head
 	head := slices.SortedFunc(maps.Values(taken), func(x, y *seriesData) int { return cmp.Compare(x.ref, y.ref) })
-	b.head, b.headSamples, b.headBytes = map[uint32]*seriesData{}, 0, 0
+	b.head, b.headRefs, b.headSamples, b.headBytes = map[uint32]*seriesData{}, b.headRefs[:0], 0, 0
 	// Only the label sets of what is written now: a series the sender
 	// delivered from memory never costs flash.
 	keep := pendingRefs

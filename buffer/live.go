@@ -77,8 +77,10 @@ func (b *Buffer) HeadFull() <-chan struct{} { return b.headFull }
 // dropped by the sender with a count of its own) or LiveFailed (not
 // delivered: its samples go back to the head, ahead of newer ones, and are
 // committed with it). It owns the block's slices until then; their labels
-// are shared with the buffer and must not be modified. Safe for concurrent
-// use with every other method.
+// are shared with the buffer and must not be modified. After that, the
+// block's Series slice is the buffer's again, for the next live block; its
+// T and V are not written again. Safe for concurrent use with every other
+// method.
 func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bool) {
 	b.writeMu.Lock() // pending is guarded by writeMu
 	backlog := len(b.pending) > 0
@@ -88,34 +90,44 @@ func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bo
 	if (backlog || len(b.blocks) > 0) && !aheadOfBacklog || b.live != nil || b.headSamples == 0 {
 		return Block{}, false
 	}
-	refs := make([]uint32, 0, len(b.head))
-	for r := range b.head {
-		refs = append(refs, r)
-	}
+	// In ref order, as commits write series: the refs come in the order of
+	// the collections, nearly sorted already.
+	refs := b.headRefs
 	slices.Sort(refs)
-	// At most one entry per series and per sample: made once, not grown.
-	b.live = make([]seriesData, 0, min(len(refs), max(maxSamples, 1)))
-	blk.Series = make([]Series, 0, cap(b.live))
-	n := 0
-	for _, r := range refs {
+	// At most one entry per series and per sample; the memory of the last
+	// live block, handed back, is used again.
+	live := b.liveMem[:0]
+	if want := min(len(refs), max(maxSamples, 1)); cap(live) < want {
+		live = make([]seriesData, 0, want)
+	}
+	blk.Series = b.liveBlock[:0]
+	n, left := 0, len(refs) // refs[left:] stay in the head
+	for i, r := range refs {
 		s := b.head[r]
 		if n > 0 && n+len(s.ts) > maxSamples {
+			left = i
 			break
 		}
 		take := seriesData{ref: r, ts: s.ts, vs: s.vs}
 		if k := maxSamples - n; len(s.ts) > k && k > 0 {
 			take.ts, take.vs = s.ts[:k:k], s.vs[:k:k]
 			s.ts, s.vs = s.ts[k:], s.vs[k:]
+			left = i // the rest of it stays; n is maxSamples: nothing more goes
 		} else {
 			delete(b.head, r)
 			b.headBytes -= headSeriesBytes
 		}
-		b.live = append(b.live, take)
+		live = append(live, take)
 		b.headSamples -= len(take.ts)
 		b.headBytes -= int64(len(take.ts)) * headSampleBytes
 		n += len(take.ts)
 		blk.Series = append(blk.Series, Series{Ref: r, Labels: b.series.byRef[r], Meta: b.series.meta[r], T: take.ts, V: take.vs})
+		if left == i {
+			break
+		}
 	}
+	b.headRefs = append(refs[:0], refs[left:]...)
+	b.live, b.liveMem, b.liveBlock = live, live, blk.Series
 	return blk, true
 }
 
@@ -123,8 +135,7 @@ func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bo
 // sender dropped it with a count. Safe for concurrent use.
 func (b *Buffer) LiveDone() {
 	b.mu.Lock()
-	b.live = nil
-	b.liveEnded.Broadcast()
+	b.endLiveLocked()
 	b.mu.Unlock()
 }
 
@@ -152,6 +163,7 @@ func (b *Buffer) LiveFailed(settled Block) {
 		if s == nil {
 			s = &seriesData{ref: l.ref}
 			b.head[l.ref] = s
+			b.headRefs = append(b.headRefs, l.ref)
 			b.headBytes += headSeriesBytes
 		}
 		s.ts = append(ts[:len(ts):len(ts)], s.ts...)
@@ -159,6 +171,15 @@ func (b *Buffer) LiveFailed(settled Block) {
 		b.headSamples += len(ts)
 		b.headBytes += int64(len(ts)) * headSampleBytes
 	}
+	b.endLiveLocked()
+}
+
+// endLiveLocked ends the live block in flight, its memory kept for the
+// next one without what it points to, and wakes a Commit waiting for it.
+// The caller holds mu.
+func (b *Buffer) endLiveLocked() {
+	clear(b.liveMem)
+	clear(b.liveBlock)
 	b.live = nil
 	b.liveEnded.Broadcast()
 }

@@ -113,7 +113,23 @@ func TestLivePathConservesEverySample(t *testing.T) {
 			delivered[k] = append(delivered[k], s.T...)
 		}
 	}
+	// TakeLive's list of the head's series must name each of them once.
+	headRefsMatch := func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		seen := map[uint32]bool{}
+		for _, r := range b.headRefs {
+			if b.head[r] == nil || seen[r] {
+				t.Fatalf("seed %d: ref %d listed for the head twice, or not in it", seed, r)
+			}
+			seen[r] = true
+		}
+		if len(seen) != len(b.head) {
+			t.Fatalf("seed %d: %d of the head's %d series listed", seed, len(seen), len(b.head))
+		}
+	}
 	for range 3000 {
+		headRefsMatch()
 		switch op := rng.IntN(10); {
 		case op < 4: // a collection
 			for range rng.IntN(30) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -336,6 +337,10 @@ func (e *Endpoint) TakeLive(maxSamples int, _ bool) (buffer.Block, bool) {
 		if !ok {
 			return buffer.Block{}, false
 		}
+		// An endpoint may still send its share after the block went back
+		// (a failing one's, detached): the block's series are the
+		// buffer's again then, to use for its next live block.
+		blk.Series = slices.Clone(blk.Series)
 		n := len(f.eps)
 		f.live = &fanLive{blk: blk, state: make([]liveState, n), given: make([]buffer.Block, n), trimmed: make([]bool, n), settled: make([]buffer.Block, n)}
 		waiting := false
