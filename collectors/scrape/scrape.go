@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"mime"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/ferry-agent/ferry/collectors"
@@ -89,10 +91,22 @@ type Scraper struct {
 // between the text format and OpenMetrics. Series that a parsed scrape did
 // not have are forgotten after it, so the cache holds at most the series
 // of one scrape (Limits.Samples).
+//
+// The key is a 128-bit digest of the text, not the text: it was the
+// cache's largest part. Half of it is seeded at random per process, so
+// that a hostile target cannot make two of its series share a key.
 type seriesCache struct {
 	openMetrics bool
 	scrape      uint64 // counts parsed scrapes
-	entries     map[string]*cachedSeries
+	entries     map[seriesKey]*cachedSeries
+}
+
+type seriesKey struct{ x, m uint64 }
+
+var keySeed = maphash.MakeSeed()
+
+func keyOf(text []byte) seriesKey {
+	return seriesKey{xxhash.Sum64(text), maphash.Bytes(keySeed, text)}
 }
 
 type cachedSeries struct {
@@ -104,7 +118,7 @@ type cachedSeries struct {
 // start begins a parse of an exposition in OpenMetrics or not.
 func (c *seriesCache) start(openMetrics bool) {
 	if c.entries == nil || c.openMetrics != openMetrics {
-		c.entries = map[string]*cachedSeries{}
+		c.entries = map[seriesKey]*cachedSeries{}
 		c.openMetrics = openMetrics
 	}
 	c.scrape++
@@ -266,12 +280,18 @@ func (bb *bodyBuffer) read(r io.Reader, size, limit int64) ([]byte, error) {
 	return buf, nil
 }
 
-// keep keeps body's memory for the next read, unless body used less than a
-// quarter of it.
+// keep keeps body's memory for the next read: as it is when it fits the
+// body with room for a little growth; trimmed, the next read going to new
+// memory of about the body's size, when the buffer was grown by doubling;
+// none when the body used less than a quarter of it.
 func (bb *bodyBuffer) keep(body []byte) {
-	bb.b = body[:0]
-	if len(body) < cap(body)/4 {
+	switch n := len(body); {
+	case n < cap(body)/4:
 		bb.b = nil
+	case cap(body) > n+n/4:
+		bb.b = make([]byte, 0, n+n/8)
+	default:
+		bb.b = body[:0]
 	}
 }
 
@@ -320,9 +340,13 @@ func parse(p *exposition.Parser, body []byte, contentType string, lim Limits, ou
 	)
 	for p.Next() {
 		series := p.Series()
-		var cached *cachedSeries
+		var (
+			cached *cachedSeries
+			key    seriesKey
+		)
 		if cache != nil {
-			cached = cache.entries[string(series)] // no allocation for the lookup
+			key = keyOf(series)
+			cached = cache.entries[key]
 		}
 		if cached == nil {
 			lset = p.Labels(&builder) // a new label set each time: lset is not reused
@@ -346,7 +370,7 @@ func parse(p *exposition.Parser, body []byte, contentType string, lim Limits, ou
 			}
 			lset = out.Samples[len(out.Samples)-1].Labels // without empty values
 			cached = &cachedSeries{lset: lset, hash: lset.Hash()}
-			cache.entries[string(series)] = cached
+			cache.entries[key] = cached
 		case d != lastDesc:
 			s.Labels = cached.lset
 			out.AddSample(d, s) // notes the family in out.Families
