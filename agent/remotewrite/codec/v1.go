@@ -34,7 +34,10 @@ const (
 func marshalWriteRequest(b []byte, series []*Series) []byte {
 	for _, s := range series {
 		b = append(b, keyTimeseries)
-		b = binary.AppendUvarint(b, uint64(timeSeriesSize(s)))
+		// Written in one pass, its length put in front afterwards: two
+		// bytes are left for it, which fit a TimeSeries of up to 16 KiB.
+		start := len(b)
+		b = append(b, 0, 0)
 		s.Labels.Range(func(l labels.Label) {
 			b = append(b, keyLabels)
 			b = binary.AppendUvarint(b, uint64(labelSize(l)))
@@ -42,7 +45,25 @@ func marshalWriteRequest(b []byte, series []*Series) []byte {
 			b = appendString(b, keyValue, l.Value)
 		})
 		b = appendSamples(b, s)
+		b = putLength(b, start, 2)
 	}
+	return b
+}
+
+// putLength puts the length of b[start+room:] in front of it, as a varint
+// at b[start:], where room bytes were left for it; the content moves when
+// the varint takes more or fewer.
+func putLength(b []byte, start, room int) []byte {
+	n := len(b) - start - room
+	size := uvarintSize(uint64(n))
+	if size > room {
+		b = append(b, make([]byte, size-room)...)
+	}
+	if size != room {
+		copy(b[start+size:], b[start+room:start+room+n])
+		b = b[:start+size+n]
+	}
+	binary.PutUvarint(b[start:], uint64(n))
 	return b
 }
 
@@ -65,18 +86,6 @@ func appendSample(b []byte, t int64, v float64) []byte {
 	return binary.AppendUvarint(b, uint64(t))
 }
 
-func timeSeriesSize(s *Series) int {
-	n := 0
-	s.Labels.Range(func(l labels.Label) {
-		ls := labelSize(l)
-		n += 1 + uvarintSize(uint64(ls)) + ls
-	})
-	for _, t := range s.T {
-		ss := sampleSize(t)
-		n += 1 + uvarintSize(uint64(ss)) + ss
-	}
-	return n
-}
 
 func labelSize(l labels.Label) int {
 	return 1 + uvarintSize(uint64(len(l.Name))) + len(l.Name) + 1 + uvarintSize(uint64(len(l.Value))) + len(l.Value)

@@ -16,6 +16,9 @@ import (
 // TestWriteRequestDecodesWithPrompb holds ferry's encoder to the schema
 // every receiver uses: prompb's generated decoder must read back exactly
 // what went in, one TimeSeries per series across blocks.
+//
+// Series from a few bytes to over 16 KiB: each TimeSeries' length is put in
+// front of it after it is written, in one, two or three bytes.
 func TestWriteRequestDecodesWithPrompb(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	values := []float64{0, -1, 1.5, math.Inf(1), math.Float64frombits(0x7ff0000000000002), 1e300}
@@ -32,8 +35,12 @@ func TestWriteRequestDecodesWithPrompb(t *testing.T) {
 				}
 				lset := labels.FromStrings("__name__", fmt.Sprintf("m%d", s%3), "instance", "dev-ä", "s", fmt.Sprint(s))
 				ser := buffer.Series{Ref: uint32(s + 1), Labels: lset}
-				for i := range 1 + rng.IntN(3) {
-					t := ts + int64(b*10+i)*1000
+				k := 1 + rng.IntN(3)
+				if rng.IntN(40) == 0 {
+					k = 1000 + rng.IntN(1000) // a TimeSeries over 16 KiB: its length takes three bytes
+				}
+				for i := range k {
+					t := ts + int64(b*10_000+i)*1000
 					v := values[rng.IntN(len(values))]
 					ser.T, ser.V = append(ser.T, t), append(ser.V, v)
 					want[lset.String()] = append(want[lset.String()], prompb.Sample{Timestamp: t, Value: v})
