@@ -55,6 +55,9 @@ type Sample struct {
 	// histogram's or summary's created timestamp), in milliseconds since
 	// the epoch; 0 when unknown.
 	Start int64
+	// Hash is Labels.Hash(), when the collector has it at hand (a
+	// scraper's cached series); 0 when not.
+	Hash uint64
 }
 
 // Collection gathers the samples of one collection run, with the metadata of

@@ -77,7 +77,6 @@ type Scraper struct {
 	parser exposition.Parser // keeps the target's families' Descs from one scrape to the next
 	cache  seriesCache
 	body   bodyBuffer
-	hashes []uint64       // of the samples of the scrape being parsed, by index
 	first  map[uint64]int // dropDuplicates': label hash -> index in kept
 }
 
@@ -166,7 +165,7 @@ func (s *Scraper) Collect(ctx context.Context, out *collectors.Collection) error
 			parsed[i].T = 0
 		}
 	}
-	kept := s.dropDuplicates(parsed, s.hashes)
+	kept := s.dropDuplicates(parsed)
 	clear(parsed[len(kept):])
 	out.Samples = out.Samples[:base+len(kept)]
 	return nil
@@ -182,17 +181,20 @@ func (s *Scraper) DuplicatesDropped() uint64 { return s.duplicates.Load() }
 // a receiver refuses a whole remote-write request with two values for one
 // series and time.
 //
-// hashes holds the label hash of each sample, by index. The caller holds mu.
-func (s *Scraper) dropDuplicates(samples []collectors.Sample, hashes []uint64) []collectors.Sample {
+// The caller holds mu.
+func (s *Scraper) dropDuplicates(samples []collectors.Sample) []collectors.Sample {
 	if s.first == nil {
 		s.first = make(map[uint64]int, len(samples))
 	}
 	first := s.first // label hash: index in kept
 	defer clear(first)
 	kept := samples[:0]
-	for j, smp := range samples {
+	for _, smp := range samples {
 		if smp.T == 0 {
-			h := hashes[j]
+			h := smp.Hash
+			if h == 0 {
+				h = smp.Labels.Hash()
+			}
 			if i, ok := first[h]; ok && labels.Equal(kept[i].Labels, smp.Labels) {
 				s.duplicates.Add(1)
 				continue
@@ -224,8 +226,7 @@ func (s *Scraper) scrape(ctx context.Context, out *collectors.Collection) error 
 	if err != nil {
 		return err
 	}
-	s.hashes = s.hashes[:0]
-	return parse(&s.parser, body, resp.Header.Get("Content-Type"), s.target.Limits, out, len(out.Samples), &s.cache, &s.hashes)
+	return parse(&s.parser, body, resp.Header.Get("Content-Type"), s.target.Limits, out, len(out.Samples), &s.cache)
 }
 
 // bodyBuffer holds a scraper's response bodies, one at a time, in memory
@@ -314,14 +315,13 @@ func transportError(err error) error {
 // histograms sends their classic buckets in the text formats.
 func Parse(body []byte, contentType string, lim Limits, out *collectors.Collection) error {
 	var p exposition.Parser
-	return parse(&p, body, contentType, lim, out, 0, nil, nil)
+	return parse(&p, body, contentType, lim, out, 0, nil)
 }
 
 // parse is Parse with p's Descs of the target's families, the sample limit
-// counting the samples of out from index base on, a target's cache of
-// series, and the label hash of each sample added to out appended to
-// hashes; cache and hashes nil for neither.
-func parse(p *exposition.Parser, body []byte, contentType string, lim Limits, out *collectors.Collection, base int, cache *seriesCache, hashes *[]uint64) error {
+// counting the samples of out from index base on, and a target's cache of
+// series (nil for none), which gives each sample its Hash.
+func parse(p *exposition.Parser, body []byte, contentType string, lim Limits, out *collectors.Collection, base int, cache *seriesCache) error {
 	format := exposition.Text
 	if mediaType, _, _ := mime.ParseMediaType(contentType); mediaType == "application/openmetrics-text" {
 		format = exposition.OpenMetrics
@@ -383,7 +383,7 @@ func parse(p *exposition.Parser, body []byte, contentType string, lim Limits, ou
 			cached.scrape = cache.scrape
 			seen++
 		}
-		*hashes = append(*hashes, cached.hash)
+		out.Samples[len(out.Samples)-1].Hash = cached.hash
 	}
 	if err := p.Err(); err != nil {
 		return &Error{ReasonParse, fmt.Errorf("parsing: %w", err)}

@@ -605,7 +605,8 @@ func TestCollectMetadataAndStartTimes(t *testing.T) {
 // and of an unknown one (gzip), growing and shrinking, into the scraper's
 // one body buffer: what an earlier scrape gave (labels, escaped values,
 // families' help) must read the same after later bodies overwrote the
-// buffer, or a string of a sample still points into it.
+// buffer, or a string of a sample still points into it. Each sample's Hash,
+// from the cache, must be its labels'.
 func TestCollectKeepsNothingOfTheBody(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, uint64(time.Now().UnixNano())))
 	word := func() string {
@@ -673,6 +674,9 @@ func TestCollectKeepsNothingOfTheBody(t *testing.T) {
 		var texts []string
 		for _, smp := range c.Samples {
 			texts = append(texts, render(smp))
+			if smp.Hash != smp.Labels.Hash() {
+				t.Fatalf("scrape %d: %s given Hash %x, not its labels' %x", i, smp.Labels, smp.Hash, smp.Labels.Hash())
+			}
 		}
 		kept, want = append(kept, c), append(want, texts)
 	}
