@@ -86,7 +86,6 @@ func appendSample(b []byte, t int64, v float64) []byte {
 	return binary.AppendUvarint(b, uint64(t))
 }
 
-
 func labelSize(l labels.Label) int {
 	return 1 + uvarintSize(uint64(len(l.Name))) + len(l.Name) + 1 + uvarintSize(uint64(len(l.Value))) + len(l.Value)
 }
