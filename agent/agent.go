@@ -295,7 +295,9 @@ func openBuffer(ctx context.Context, cfg config.Config, log *slog.Logger, retry 
 // How what the sender has not taken becomes durable. Each collection waits
 // in the head, in memory, for the sender; what is still there a journal
 // tick later is appended to the journal (the page cache: a killed process
-// loses about two ticks), the journal is synced every --storage.sync-interval
+// loses about two ticks), and while the live path fails (the link is down)
+// each collection as soon as it is in the head (a killed process loses the
+// collection in progress); the journal is synced every --storage.sync-interval
 // (a power cut loses at most that), and the head is committed to the
 // buffer file every CommitInterval, or at once when the head or the journal
 // reaches its bound. Longer commits cost less flash per sample: the blocks
@@ -322,6 +324,12 @@ func (a *Agent) commitLoop(ctx context.Context, syncInterval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-journal.C:
+			if err := a.buf.Journal(); err != nil {
+				fail("writing the buffer's journal", err)
+			}
+		case <-a.buf.JournalDue():
+			// The link is down: a collection goes to the journal at
+			// once, not a tick or two later.
 			if err := a.buf.Journal(); err != nil {
 				fail("writing the buffer's journal", err)
 			}

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferry-agent/ferry/internal/lograte"
@@ -204,6 +205,11 @@ type Buffer struct {
 	onEvict      func(seq uint64, samples int) // Options.Evicted
 	headFull     chan struct{}
 	liveReady    chan struct{}
+	journalDue   chan struct{}
+	// liveFailing: the live path's last block came back undelivered
+	// (LiveFailed, not LiveDone since): the link is down or behind, and
+	// what is collected is journaled at once (JournalDue).
+	liveFailing atomic.Bool
 
 	mu          sync.Mutex // guards what follows
 	series      *seriesIndex
@@ -294,6 +300,7 @@ func Open(opts Options) (*Buffer, error) {
 		maxHeadBytes: cmp.Or(opts.MaxHeadBytes, DefaultMaxHeadBytes),
 		headFull:     make(chan struct{}, 1),
 		liveReady:    make(chan struct{}, 1),
+		journalDue:   make(chan struct{}, 1),
 	}
 	if opts.ReadOnly {
 		if err := b.openAndLoad(true); err != nil {

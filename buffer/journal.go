@@ -81,7 +81,9 @@ type journaledSamples struct {
 
 // Journal appends to the journal the samples that were already in the head
 // (or in flight on the live path) at the previous call and are not in it
-// yet. It does not sync. Safe for concurrent use; serialised with commits.
+// yet; while the live path fails (JournalDue), all of them that are not in
+// it yet. It does not sync. Safe for concurrent use; serialised with
+// commits.
 func (b *Buffer) Journal() error {
 	if b.jf == nil {
 		return nil
@@ -89,7 +91,7 @@ func (b *Buffer) Journal() error {
 	b.writeMu.Lock()
 	defer b.writeMu.Unlock()
 	b.mu.Lock()
-	rec, due := b.journalRecordLocked()
+	rec, due := b.journalRecordLocked(b.liveFailing.Load())
 	b.mu.Unlock()
 	if rec == nil {
 		return nil
@@ -138,8 +140,10 @@ func (b *Buffer) Sync() error {
 }
 
 // journalRecordLocked encodes the samples due for the journal, nil if none,
-// and marks what is in the head now for the next call. The caller holds mu.
-func (b *Buffer) journalRecordLocked() ([]byte, journaledSamples) {
+// and marks what is in the head now for the next call. With all, every
+// sample not journaled yet is due, marked or not: the live path fails.
+// The caller holds mu.
+func (b *Buffer) journalRecordLocked(all bool) ([]byte, journaledSamples) {
 	type sample struct {
 		ref uint32
 		t   int64
@@ -149,7 +153,7 @@ func (b *Buffer) journalRecordLocked() ([]byte, journaledSamples) {
 	mark := func(s seriesData) {
 		st := b.state[s.ref]
 		for k, t := range s.ts {
-			if (!st.journaled || t > st.jT) && t <= st.markT {
+			if (!st.journaled || t > st.jT) && (all || t <= st.markT) {
 				due = append(due, sample{s.ref, t, s.vs[k]})
 			}
 		}

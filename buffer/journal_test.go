@@ -238,3 +238,66 @@ func TestReadOnlyOpenReadsTheJournal(t *testing.T) {
 		t.Fatalf("the agent recovered %d series after the read-only open, want %d", n, series)
 	}
 }
+
+// While the live path fails (the link is down), a collection is journaled
+// as soon as it is in the head, not a tick later: a crash right after it
+// loses nothing of it. Once a live block is delivered again, collections
+// wait their tick again (with the link up, the journal stays empty).
+func TestJournalTakesEachCollectionAtOnceWhileTheLinkIsDown(t *testing.T) {
+	dir := t.TempDir()
+	b := openTest(t, dir, 4<<20)
+	defer b.Close()
+	appendRound(b, 40, 1_000_000)
+	b.Collected()
+	if _, ok := b.TakeLive(1<<20, false); !ok {
+		t.Fatal("nothing to take")
+	}
+	select {
+	case <-b.JournalDue():
+		t.Fatal("journal due before the live path failed")
+	default:
+	}
+	b.LiveFailed(Block{}) // the receiver is down
+	appendRound(b, 40, 1_015_000)
+	b.Collected()
+	select {
+	case <-b.JournalDue():
+	default:
+		t.Fatal("a collection while the live path fails: journal not due")
+	}
+	if err := b.Journal(); err != nil {
+		t.Fatal(err)
+	}
+	after := openTest(t, crashCopy(t, dir), 4<<20)
+	got := drain(t, after)
+	after.Close()
+	if len(got) != 40 {
+		t.Fatalf("recovered %d series, want 40", len(got))
+	}
+	for k, ts := range got {
+		if !slices.Equal(ts, []int64{1_000_000, 1_015_000}) {
+			t.Fatalf("%s: recovered %v, want both collections", k, ts)
+		}
+	}
+
+	// The link is back: the sender delivers the head, and the next
+	// collection waits its tick again.
+	if _, ok := b.TakeLive(1<<20, false); !ok {
+		t.Fatal("nothing to take")
+	}
+	b.LiveDone()
+	size := journalBytes(t, dir)
+	appendRound(b, 40, 1_030_000)
+	b.Collected()
+	select {
+	case <-b.JournalDue():
+		t.Fatal("journal due with the live path delivering")
+	default:
+	}
+	if err := b.Journal(); err != nil {
+		t.Fatal(err)
+	}
+	if n := journalBytes(t, dir); n != size {
+		t.Errorf("journal grew by %d bytes for a collection that has not waited a tick", n-size)
+	}
+}

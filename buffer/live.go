@@ -49,9 +49,23 @@ func (h *headSlab) series(ref uint32) *seriesData {
 }
 
 // Collected tells the buffer that one collection's samples are all in the
-// head, ready for the live path: it wakes a sender waiting on LiveReady.
-// Safe for concurrent use; it never blocks.
-func (b *Buffer) Collected() { signal(b.liveReady) }
+// head, ready for the live path: it wakes a sender waiting on LiveReady,
+// and while the live path fails, signals JournalDue. Safe for concurrent
+// use; it never blocks.
+func (b *Buffer) Collected() {
+	signal(b.liveReady)
+	if b.liveFailing.Load() {
+		signal(b.journalDue)
+	}
+}
+
+// JournalDue is signalled after a collection while the live path fails
+// (its last block came back with LiveFailed): the sender will not take
+// the collection soon, and Journal, called now, writes all of the head at
+// once instead of what waited a tick, so that a crash loses the
+// collection in progress, not the one before it too. It holds at most one
+// signal.
+func (b *Buffer) JournalDue() <-chan struct{} { return b.journalDue }
 
 // LiveReady is signalled after Collected. The channel is the buffer's; it
 // holds at most one signal, so several collections may wake the sender once.
@@ -134,6 +148,7 @@ func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bo
 // LiveDone ends the live block in flight: the receiver has it, or the
 // sender dropped it with a count. Safe for concurrent use.
 func (b *Buffer) LiveDone() {
+	b.liveFailing.Store(false)
 	b.mu.Lock()
 	b.endLiveLocked()
 	b.mu.Unlock()
@@ -147,6 +162,7 @@ func (b *Buffer) LiveDone() {
 // those it must not send or count again; an empty Block puts all back.
 // Safe for concurrent use.
 func (b *Buffer) LiveFailed(settled Block) {
+	b.liveFailing.Store(true)
 	done := make(map[uint32]int, len(settled.Series))
 	for _, s := range settled.Series {
 		done[s.Ref] += len(s.T)

@@ -232,9 +232,9 @@ func (s *Scraper) scrape(ctx context.Context, out *collectors.Collection) error 
 // bodyBuffer holds a scraper's response bodies, one at a time, in memory
 // kept from one scrape to the next: a target answers with about the same
 // size each time, and a new body per scrape was most of the garbage the
-// collector had to clean at 10k series. It lets go of its memory after a
-// body of less than a quarter of it, so that one large answer is not held
-// for good. Not safe for concurrent use (Scraper.mu guards it).
+// collector had to clean at 10k series. It keeps about the size of the
+// last body (keep), so that one large answer is not held for good. Not
+// safe for concurrent use (Scraper.mu guards it).
 type bodyBuffer struct{ b []byte }
 
 // read reads a body of size bytes (-1: unknown, as when the transport
