@@ -319,20 +319,21 @@ func (a *Agent) commitLoop(ctx context.Context, syncInterval time.Duration) {
 		a.commitErrors.Add(1)
 		errLog.Log(a.log, slog.LevelError, what, "err", err)
 	}
+	writeJournal := func() {
+		if err := a.buf.Journal(); err != nil {
+			fail("writing the buffer's journal", err)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-journal.C:
-			if err := a.buf.Journal(); err != nil {
-				fail("writing the buffer's journal", err)
-			}
+			writeJournal()
 		case <-a.buf.JournalDue():
 			// The link is down: a collection goes to the journal at
 			// once, not a tick or two later.
-			if err := a.buf.Journal(); err != nil {
-				fail("writing the buffer's journal", err)
-			}
+			writeJournal()
 		case <-sync.C:
 			if err := a.buf.Sync(); err != nil {
 				fail("syncing the buffer's journal", err)

@@ -161,14 +161,15 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 	s.labels.start(external, writeRelabel)
 	for i := range c.Samples {
 		smp := &c.Samples[i]
-		e := s.labels.get(smp.Labels, smp.Hash)
+		h := smp.LabelsHash()
+		e := s.labels.get(smp.Labels, h)
 		if e == nil {
 			lset, keep := s.sampleLabels(b, smp.Labels)
 			final, send := lset, false
 			if keep {
 				final, send = outgoing(b, lset, external, writeRelabel)
 			}
-			e = s.labels.put(smp.Labels, smp.Hash, lset, keep, final, send)
+			e = s.labels.put(smp.Labels, h, lset, keep, final, send)
 		}
 		if !e.keep {
 			continue
@@ -412,12 +413,9 @@ func (c *labelCache) start(external labels.Labels, writeRelabel []*relabel.Confi
 	c.seen = 0
 }
 
-// get returns the entry of a collected label set, or nil. hash is its
-// Hash, or 0 if the collector did not give it.
+// get returns the entry of a collected label set, whose Hash is hash, or
+// nil.
 func (c *labelCache) get(collected labels.Labels, hash uint64) *cachedLabels {
-	if hash == 0 {
-		hash = collected.Hash()
-	}
 	e := c.entries[hash]
 	if e == nil || !labels.Equal(e.collected, collected) {
 		return nil
@@ -429,20 +427,15 @@ func (c *labelCache) get(collected labels.Labels, hash uint64) *cachedLabels {
 	return e
 }
 
-// put makes the entry of a collected label set, whose Hash is hash (0: not
-// given), and returns it. A label set whose hash another one has already
-// is not kept.
+// put makes the entry of a collected label set, whose Hash is hash, and
+// returns it. A label set whose hash another one has already is not kept.
 func (c *labelCache) put(collected labels.Labels, hash uint64, lset labels.Labels, keep bool, final labels.Labels, send bool) *cachedLabels {
 	e := &cachedLabels{collected: collected, lset: lset, keep: keep, final: final, send: send, run: c.run}
 	if keep {
 		e.hash = lset.Hash()
 	}
-	h := hash
-	if h == 0 {
-		h = collected.Hash()
-	}
-	if _, taken := c.entries[h]; !taken {
-		c.entries[h] = e
+	if _, taken := c.entries[hash]; !taken {
+		c.entries[hash] = e
 		c.seen++
 	}
 	return e

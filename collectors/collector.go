@@ -56,8 +56,16 @@ type Sample struct {
 	// the epoch; 0 when unknown.
 	Start int64
 	// Hash is Labels.Hash(), when the collector has it at hand (a
-	// scraper's cached series); 0 when not.
+	// scraper's cached series); 0 when not. LabelsHash reads it.
 	Hash uint64
+}
+
+// LabelsHash is Labels.Hash(): the collector's Hash when it gave one.
+func (s *Sample) LabelsHash() uint64 {
+	if s.Hash != 0 {
+		return s.Hash
+	}
+	return s.Labels.Hash()
 }
 
 // Collection gathers the samples of one collection run, with the metadata of

@@ -191,10 +191,7 @@ func (s *Scraper) dropDuplicates(samples []collectors.Sample) []collectors.Sampl
 	kept := samples[:0]
 	for _, smp := range samples {
 		if smp.T == 0 {
-			h := smp.Hash
-			if h == 0 {
-				h = smp.Labels.Hash()
-			}
+			h := smp.LabelsHash()
 			if i, ok := first[h]; ok && labels.Equal(kept[i].Labels, smp.Labels) {
 				s.duplicates.Add(1)
 				continue

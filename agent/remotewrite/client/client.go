@@ -84,7 +84,7 @@ func (rb *requestBody) reader() io.ReadCloser { return &bodyReader{src: rb} }
 
 func (rb *requestBody) release() {
 	rb.mu.Lock()
-	rb.released, rb.b = true, nil
+	rb.released = true
 	rb.mu.Unlock()
 }
 
