@@ -121,8 +121,8 @@ func backlog(n, perSeries int) []buffer.Block {
 }
 
 // TestWireBytesV2 measures wire bytes per sample of 1.0 and 2.0 on the
-// same backlog, for requests of one sample per series (the default 5000
-// samples per send when each commit holds one scrape), five (bench/compare's
+// same backlog, for requests of one sample per series (a request of one
+// scrape), five (bench/compare's
 // drain scenario) and twelve (a minute of 5 s scrapes per commit, the
 // default sync interval). 2.0 must not cost more in any.
 func TestWireBytesV2(t *testing.T) {
