@@ -396,7 +396,11 @@ func (a *Agent) targetSources(cfg config.Config, targets []config.ScrapeTarget, 
 		s := &source{name: t.Name(), def: &t, target: t.Labels, honorLabels: t.HonorLabels, metricRelabel: t.MetricRelabel,
 			report: true, interval: cmp.Or(t.Interval, cfg.ScrapeInterval), series: newSeriesSet()}
 		s.timeout = cmp.Or(t.Timeout, min(s.interval, config.MaxScrapeTimeout))
-		scraper, err := scrape.New(t.Target, s.timeout)
+		// The scraper adds the target labels to the label sets it caches:
+		// one label set per series instead of two.
+		st := t.Target
+		st.Labels, st.HonorLabels = t.Labels, t.HonorLabels
+		scraper, err := scrape.New(st, s.timeout)
 		if err != nil {
 			err = fmt.Errorf("scrape target %s: %w", s.name, err)
 			if strict {
@@ -405,7 +409,7 @@ func (a *Agent) targetSources(cfg config.Config, targets []config.ScrapeTarget, 
 			a.log.Error("target left out", "err", err)
 			continue
 		}
-		s.collector, s.duplicates = scraper, scraper
+		s.collector, s.duplicates, s.targetLabelled = scraper, scraper, true
 		s.failures = map[string]*atomic.Uint64{}
 		for _, r := range scrape.Reasons {
 			s.failures[r] = new(atomic.Uint64)

@@ -31,6 +31,7 @@ type source struct {
 	collector         collectors.Collector
 	target            labels.Labels // job, instance and any other target labels
 	honorLabels       bool
+	targetLabelled    bool // the collector gives its samples the target labels (a scraper)
 	metricRelabel     []*relabel.Config
 	report            bool // a scrape target: add up, scrape_duration_seconds, ...
 	interval, timeout time.Duration
@@ -261,10 +262,12 @@ func (a *Agent) markAllStale(s *source) {
 	s.appended.Add(uint64(len(gone)))
 }
 
-// sampleLabels gives a sample its target labels and applies metric
-// relabeling; ok is false if relabeling drops it.
+// sampleLabels gives a sample its target labels, unless its collector
+// did, and applies metric relabeling; ok is false if relabeling drops it.
 func (s *source) sampleLabels(b *labels.Builder, lset labels.Labels) (labels.Labels, bool) {
-	lset = s.withTarget(b, lset)
+	if !s.targetLabelled {
+		lset = s.withTarget(b, lset)
+	}
 	if len(s.metricRelabel) == 0 {
 		return lset, true
 	}
@@ -275,26 +278,10 @@ func (s *source) sampleLabels(b *labels.Builder, lset labels.Labels) (labels.Lab
 	return b.Labels(), true
 }
 
-// withTarget adds the target labels to a sample's labels, as Prometheus
-// does: with honor_labels the sample's own values win; without, a sample's
-// own job becomes exported_job (prefixed again until the name is free).
+// withTarget adds the target labels to a sample's labels
+// (collectors.WithTarget).
 func (s *source) withTarget(b *labels.Builder, lset labels.Labels) labels.Labels {
-	b.Reset(lset)
-	s.target.Range(func(l labels.Label) {
-		old := lset.Get(l.Name)
-		if old != "" {
-			if s.honorLabels {
-				return
-			}
-			exported := "exported_" + l.Name
-			for lset.Get(exported) != "" {
-				exported = "exported_" + exported
-			}
-			b.Set(exported, old)
-		}
-		b.Set(l.Name, l.Value)
-	})
-	return b.Labels()
+	return collectors.WithTarget(b, lset, s.target, s.honorLabels)
 }
 
 // outgoing is what the receiver gets for a series: its labels with the

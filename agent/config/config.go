@@ -105,9 +105,9 @@ const (
 func DefaultConfig() Config {
 	return Config{
 		RemoteWrite: remotewrite.Config{
-			Timeout:           30 * time.Second,
-			MinBackoff:        time.Second,
-			MaxBackoff:        2 * time.Second, // back within seconds after an outage: while the receiver fails, each retry carries one sample
+			Timeout:    30 * time.Second,
+			MinBackoff: time.Second,
+			MaxBackoff: 2 * time.Second, // back within seconds after an outage: while the receiver fails, each retry carries one sample
 			// Prometheus' default. Each request's encoding memory is kept
 			// for the next: at 10k series every 5 s, 2000 instead of 5000
 			// is ~3 MiB less RSS for no CPU or wire bytes one can measure.

@@ -62,8 +62,12 @@ var DefaultLimits = Limits{BodyBytes: 4 << 20, Samples: 100_000, Labels: 64, Lab
 type Target struct {
 	URL             *url.URL
 	HonorTimestamps bool // keep the timestamps a target exposes; otherwise the scrape's time
-	Limits          Limits
-	HTTP            httpclient.Config
+	// Labels are the target's (job, instance, ...): each sample gets them
+	// as collectors.WithTarget adds them, with HonorLabels as its honor.
+	Labels      labels.Labels
+	HonorLabels bool
+	Limits      Limits
+	HTTP        httpclient.Config
 }
 
 // Scraper collects one target. Its methods may be called from any
@@ -81,7 +85,7 @@ type Scraper struct {
 }
 
 // seriesCache remembers, per target, the label set that each series of the
-// exposition parsed to, keyed by the series' text (exposition.Parser's
+// exposition parsed to, with the target's labels added, keyed by the series' text (exposition.Parser's
 // Series: the name and the labels as the target wrote them), as Prometheus' scrape
 // loop does: a series the target exposes again costs a map lookup, neither
 // parsing its labels nor checking them against the limits, and allocates
@@ -95,6 +99,9 @@ type Scraper struct {
 // cache's largest part. Half of it is seeded at random per process, so
 // that a hostile target cannot make two of its series share a key.
 type seriesCache struct {
+	target      labels.Labels // added to each label set
+	honorLabels bool
+	builder     labels.Builder
 	openMetrics bool
 	scrape      uint64 // counts parsed scrapes
 	entries     map[seriesKey]*cachedSeries
@@ -109,7 +116,7 @@ func keyOf(text []byte) seriesKey {
 }
 
 type cachedSeries struct {
-	lset   labels.Labels // within the limits, without empty values
+	lset   labels.Labels // within the limits, without empty values, with the target's labels
 	hash   uint64        // lset.Hash()
 	scrape uint64        // the last parsed scrape that had it
 }
@@ -145,7 +152,9 @@ func New(t Target, timeout time.Duration) (*Scraper, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Scraper{target: t, client: &http.Client{Transport: transport, Timeout: timeout}}, nil
+	s := &Scraper{target: t, client: &http.Client{Transport: transport, Timeout: timeout}}
+	s.cache.target, s.cache.honorLabels = t.Labels, t.HonorLabels
+	return s, nil
 }
 
 // Collect scrapes the target once. A failed scrape adds no sample: the
@@ -366,6 +375,10 @@ func parse(p *exposition.Parser, body []byte, contentType string, lim Limits, ou
 				continue
 			}
 			lset = out.Samples[len(out.Samples)-1].Labels // without empty values
+			if !cache.target.IsEmpty() {
+				lset = collectors.WithTarget(&cache.builder, lset, cache.target, cache.honorLabels)
+				out.Samples[len(out.Samples)-1].Labels = lset
+			}
 			cached = &cachedSeries{lset: lset, hash: lset.Hash()}
 			cache.entries[key] = cached
 		case d != lastDesc:

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -685,6 +686,67 @@ func TestCollectKeepsNothingOfTheBody(t *testing.T) {
 			if got := render(smp); got != want[i][j] {
 				t.Fatalf("scrape %d, sample %d changed after later scrapes:\n got  %s\n want %s", i, j, got, want[i][j])
 			}
+		}
+	}
+}
+
+// TestCollectAddsTargetLabels: each sample gets the target's labels, as
+// Prometheus adds them, from the first scrape and from the cache alike; a
+// series that the target's labels make the same as another one of the
+// scrape is a duplicate.
+func TestCollectAddsTargetLabels(t *testing.T) {
+	body := "a{job=\"own\",x=\"1\"} 1\nb{exported_job=\"e\",job=\"own\"} 2\nc{instance=\"\"} 3\nd 4\nd{exported_job=\"own\"} 5\n"
+	target := labels.FromStrings("job", "app", "instance", "h:9100")
+	for _, tc := range []struct {
+		honor bool
+		want  []string
+		dups  uint64
+	}{
+		{false, []string{
+			`{__name__="a", exported_job="own", instance="h:9100", job="app", x="1"}`,
+			`{__name__="b", exported_exported_job="own", exported_job="e", instance="h:9100", job="app"}`,
+			`{__name__="c", instance="h:9100", job="app"}`,
+			`{__name__="d", instance="h:9100", job="app"}`,
+			`{__name__="d", exported_job="own", instance="h:9100", job="app"}`,
+		}, 0},
+		{true, []string{
+			`{__name__="a", instance="h:9100", job="own", x="1"}`,
+			`{__name__="b", exported_job="e", instance="h:9100", job="own"}`,
+			`{__name__="c", instance="h:9100", job="app"}`,
+			`{__name__="d", instance="h:9100", job="app"}`,
+			`{__name__="d", exported_job="own", instance="h:9100", job="app"}`,
+		}, 0},
+		// {job="own"} with its job exported meets {exported_job="own"}.
+		{false, nil, 1},
+	} {
+		b := body
+		if tc.want == nil {
+			b = "m{job=\"own\"} 1\nm{exported_job=\"own\"} 2\n"
+		}
+		tg := newTarget(t, serveBody(promContentType, []byte(b)))
+		u, _ := url.Parse(tg.srv.URL + "/metrics")
+		s := mustNew(t, Target{URL: u, Limits: DefaultLimits, Labels: target, HonorLabels: tc.honor})
+		for scrape := range 2 { // the second from the cache
+			var c collectors.Collection
+			if err := s.Collect(context.Background(), &c); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, smp := range c.Samples {
+				got = append(got, smp.Labels.String())
+				if smp.Hash != smp.Labels.Hash() {
+					t.Errorf("honor %v, scrape %d: %s given Hash %x, not its labels'", tc.honor, scrape, smp.Labels, smp.Hash)
+				}
+			}
+			if tc.want != nil && !slices.Equal(got, tc.want) {
+				t.Errorf("honor %v, scrape %d:\n got  %q\n want %q", tc.honor, scrape, got, tc.want)
+			}
+			if tc.want == nil && len(got) != 1 {
+				t.Errorf("scrape %d: %q, want one series", scrape, got)
+			}
+		}
+		if d := s.DuplicatesDropped(); d != 2*tc.dups {
+			t.Errorf("honor %v: %d duplicates, want %d", tc.honor, d, 2*tc.dups)
 		}
 	}
 }
