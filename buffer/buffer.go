@@ -859,7 +859,7 @@ func (b *Buffer) ForEach(fn func(Block) error) error {
 	journaled := Block{Seq: b.nextSeq, Series: make([]Series, 0, len(refs))}
 	for _, r := range refs {
 		s := b.head[r]
-		journaled.Series = append(journaled.Series, Series{Ref: r, Labels: b.series.byRef[r], T: s.ts, V: s.vs})
+		journaled.Series = append(journaled.Series, Series{Ref: r, Labels: b.series.byRef[r].lset, T: s.ts, V: s.vs})
 	}
 	b.mu.Unlock()
 	if len(refs) == 0 {
@@ -874,12 +874,12 @@ func (b *Buffer) resolve(seq uint64, data []seriesData) Block {
 	defer b.mu.Unlock()
 	blk := Block{Seq: seq, Series: make([]Series, 0, len(data))}
 	for _, d := range data {
-		lset, ok := b.series.byRef[d.ref]
+		e, ok := b.series.byRef[d.ref]
 		if !ok {
 			b.dropped[ReasonCorrupt] += uint64(len(d.ts))
 			continue
 		}
-		blk.Series = append(blk.Series, Series{Ref: d.ref, Labels: lset, Meta: b.series.meta[d.ref], T: d.ts, V: d.vs})
+		blk.Series = append(blk.Series, Series{Ref: d.ref, Labels: e.lset, Meta: e.Meta(), T: d.ts, V: d.vs})
 	}
 	return blk
 }

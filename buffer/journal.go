@@ -188,7 +188,8 @@ func (b *Buffer) journalRecordLocked(all bool) ([]byte, journaledSamples) {
 	nDefs := 0
 	for _, d := range due {
 		if st := b.state[d.ref]; !st.jDefined {
-			lb := encodeSeries(b.series.byRef[d.ref], b.series.meta[d.ref])
+			e := b.series.byRef[d.ref]
+			lb := encodeSeries(e.lset, e.Meta())
 			defs = binary.AppendUvarint(defs, uint64(d.ref))
 			defs = binary.AppendUvarint(defs, uint64(len(lb)))
 			defs = append(defs, lb...)

@@ -184,6 +184,7 @@ func TestMetaChurnStaysWithinTheCap(t *testing.T) {
 			t.Fatal(err)
 		}
 		most = max(most, onDisk(t, dir))
+		checkSharedMetas(t, b)
 	}
 	st := b.Stats()
 	t.Logf("at most %d bytes on disk; %d samples kept, %d series known, dictionary %d bytes, dropped %v", most, st.Samples, st.Series, st.SeriesBytes, st.Dropped)
@@ -214,6 +215,29 @@ func TestMetaChurnStaysWithinTheCap(t *testing.T) {
 	b.mu.Unlock()
 	if inFile > len(used)+series || st.Series > 2*st.Samples+1024 {
 		t.Fatalf("%d entries in the file, %d in memory, for %d used by the blocks kept", inFile, st.Series, len(used))
+	}
+}
+
+// checkSharedMetas fails unless the index holds each Meta of its series
+// once, counting the series that have it, and no other.
+func checkSharedMetas(t *testing.T, b *Buffer) {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	refs := map[*sharedMeta]int{}
+	for r, e := range b.series.byRef {
+		if e.meta == nil {
+			continue
+		}
+		if b.series.metas[e.meta.Meta] != e.meta {
+			t.Fatalf("ref %d: its Meta is not the index's", r)
+		}
+		refs[e.meta]++
+	}
+	for m, sm := range b.series.metas {
+		if sm.Meta != m || sm.refs != refs[sm] || sm.refs == 0 {
+			t.Fatalf("Meta %.60q counts %d series, %d have it", m.Help, sm.refs, refs[sm])
+		}
 	}
 }
 

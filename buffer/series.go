@@ -15,8 +15,8 @@ import (
 // disk says which label sets the file holds.
 type seriesIndex struct {
 	byHash  map[uint64][]uint32
-	byRef   map[uint32]labels.Labels
-	meta    map[uint32]Meta // of the refs whose Meta is not zero
+	byRef   map[uint32]indexed
+	metas   map[Meta]*sharedMeta // byRef's Metas, each once
 	nextRef uint32
 
 	// disk has an entry for each label set in the file: its encoded size
@@ -40,8 +40,38 @@ type diskSeries struct {
 	lastSeq uint64
 }
 
+// indexed is a ref's label set and Meta: one map lookup finds both, for
+// each sample appended and each series the sender takes.
+type indexed struct {
+	lset labels.Labels
+	meta *sharedMeta // nil: the zero Meta
+}
+
+// sharedMeta is a Meta and the number of refs that have it: the series of
+// a family share their Meta's memory (unless each has its own Start).
+type sharedMeta struct {
+	Meta
+	refs int
+}
+
+// Meta is e's Meta.
+func (e indexed) Meta() Meta {
+	if e.meta == nil {
+		return Meta{}
+	}
+	return e.meta.Meta
+}
+
+// has reports whether e is lset with m.
+func (e indexed) has(lset labels.Labels, m Meta) bool {
+	if e.meta == nil {
+		return m.IsZero() && labels.Equal(e.lset, lset)
+	}
+	return e.meta.Meta == m && labels.Equal(e.lset, lset)
+}
+
 func newSeriesIndex() *seriesIndex {
-	return &seriesIndex{byHash: map[uint64][]uint32{}, byRef: map[uint32]labels.Labels{}, meta: map[uint32]Meta{}, nextRef: 1, disk: map[uint32]diskSeries{}}
+	return &seriesIndex{byHash: map[uint64][]uint32{}, byRef: map[uint32]indexed{}, metas: map[Meta]*sharedMeta{}, nextRef: 1, disk: map[uint32]diskSeries{}}
 }
 
 // ref returns the ref of lset with m, creating one if the series is new or
@@ -49,7 +79,7 @@ func newSeriesIndex() *seriesIndex {
 func (s *seriesIndex) ref(lset labels.Labels, m Meta) uint32 {
 	h := lset.Hash()
 	for _, r := range s.byHash[h] {
-		if s.meta[r] == m && labels.Equal(s.byRef[r], lset) {
+		if s.byRef[r].has(lset, m) {
 			return r
 		}
 	}
@@ -64,31 +94,32 @@ func (s *seriesIndex) ref(lset labels.Labels, m Meta) uint32 {
 func (s *seriesIndex) newestMeta(lset labels.Labels) Meta {
 	var newest uint32
 	for _, r := range s.byHash[lset.Hash()] {
-		if r > newest && labels.Equal(s.byRef[r], lset) {
+		if r > newest && labels.Equal(s.byRef[r].lset, lset) {
 			newest = r
 		}
 	}
-	return s.meta[newest]
+	return s.byRef[newest].Meta()
 }
 
 // is reports whether r names lset with m: the check of AppendRef's hint.
 func (s *seriesIndex) is(r uint32, lset labels.Labels, m Meta) bool {
-	if m.IsZero() {
-		_, has := s.meta[r]
-		return !has && labels.Equal(s.byRef[r], lset)
-	}
-	return s.meta[r] == m && labels.Equal(s.byRef[r], lset)
+	return s.byRef[r].has(lset, m)
 }
 
 func (s *seriesIndex) add(r uint32, lset labels.Labels, m Meta) {
 	h := lset.Hash()
 	s.byHash[h] = append(s.byHash[h], r)
-	s.byRef[r] = lset
+	e := indexed{lset: lset}
 	s.memBytes += labelBytes(lset)
 	if !m.IsZero() {
-		s.meta[r] = m
+		if e.meta = s.metas[m]; e.meta == nil {
+			e.meta = &sharedMeta{Meta: m}
+			s.metas[m] = e.meta
+		}
+		e.meta.refs++
 		s.memBytes += metaBytes(m)
 	}
+	s.byRef[r] = e
 	if r >= s.nextRef {
 		s.nextRef = r + 1
 	}
@@ -97,14 +128,18 @@ func (s *seriesIndex) add(r uint32, lset labels.Labels, m Meta) {
 // remove forgets refs. The caller has removed them from disk first.
 func (s *seriesIndex) remove(refs []uint32) {
 	for _, r := range refs {
-		lset, ok := s.byRef[r]
+		e, ok := s.byRef[r]
 		if !ok {
 			continue
 		}
 		delete(s.byRef, r)
-		s.memBytes -= labelBytes(lset) + metaBytes(s.meta[r])
-		delete(s.meta, r)
-		h := lset.Hash()
+		s.memBytes -= labelBytes(e.lset) + metaBytes(e.Meta())
+		if e.meta != nil {
+			if e.meta.refs--; e.meta.refs == 0 {
+				delete(s.metas, e.meta.Meta)
+			}
+		}
+		h := e.lset.Hash()
 		s.byHash[h] = slices.DeleteFunc(s.byHash[h], func(x uint32) bool { return x == r })
 		if len(s.byHash[h]) == 0 {
 			delete(s.byHash, h)
@@ -374,8 +409,8 @@ func (b *Buffer) newSeriesLocked(refs map[uint32]bool) map[uint32][]byte {
 	out := map[uint32][]byte{}
 	for r := range refs {
 		if _, ok := b.series.disk[r]; !ok {
-			if lset, ok := b.series.byRef[r]; ok {
-				out[r] = encodeSeries(lset, b.series.meta[r])
+			if e, ok := b.series.byRef[r]; ok {
+				out[r] = encodeSeries(e.lset, e.Meta())
 			}
 		}
 	}
@@ -405,7 +440,7 @@ const maxForgotten = 1 << 16
 // comes back keeps refusing samples older than those it had, as Append
 // promises. The caller holds mu.
 func (b *Buffer) forgetStateLocked(r uint32) {
-	st, lset := b.state[r], b.series.byRef[r]
+	st, lset := b.state[r], b.series.byRef[r].lset
 	delete(b.state, r)
 	if st == nil || lset.IsEmpty() {
 		return
@@ -458,7 +493,7 @@ func (b *Buffer) siblingsLastTLocked(ref uint32, lset labels.Labels, st *seriesS
 		return
 	}
 	for _, r := range refs {
-		if o := b.state[r]; r != ref && o != nil && o.lastT > st.lastT && labels.Equal(b.series.byRef[r], lset) {
+		if o := b.state[r]; r != ref && o != nil && o.lastT > st.lastT && labels.Equal(b.series.byRef[r].lset, lset) {
 			st.lastT = o.lastT
 		}
 	}
