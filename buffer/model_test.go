@@ -122,6 +122,10 @@ type modelRun struct {
 	maxSize int64
 	thin    bool
 	fresh   bool // the sender's FreshFirst
+	// linkDown: the last live block failed (none delivered since), so a
+	// Journal call journals the whole head, not only what came before the
+	// call before it.
+	linkDown bool
 
 	samples  map[sampleKey]*sampleState
 	active   map[sampleKey]*sampleState // in the head or in flight
@@ -268,7 +272,7 @@ func (m *modelRun) open() {
 	if err != nil {
 		m.fatalf("open: %v", err)
 	}
-	m.b, m.deliveredMark = b, 0 // a new Buffer knows nothing delivered
+	m.b, m.deliveredMark, m.linkDown = b, 0, false // a new Buffer knows nothing delivered, nor failed
 }
 
 func (m *modelRun) newLabels() labels.Labels {
@@ -376,7 +380,7 @@ func (m *modelRun) journaled(err error, headBefore int) {
 	}
 	m.jcount++
 	for _, s := range m.active {
-		if s.epoch <= m.jcount-2 {
+		if s.epoch <= m.jcount-2 || m.linkDown {
 			s.jflag = true
 		}
 	}
@@ -476,6 +480,7 @@ func (m *modelRun) resolveLive() {
 	m.inFlight = false
 	if m.down > 0 || m.rng.IntN(3) == 0 {
 		m.b.LiveFailed(Block{})
+		m.linkDown = true
 		for _, k := range m.flight {
 			m.samples[k].loc = locMem
 		}
@@ -483,6 +488,7 @@ func (m *modelRun) resolveLive() {
 		return
 	}
 	m.b.LiveDone()
+	m.linkDown = false
 	byS := map[string][]int64{}
 	for _, k := range m.flight {
 		st := m.samples[k]
