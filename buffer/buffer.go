@@ -213,8 +213,7 @@ type Buffer struct {
 
 	mu          sync.Mutex // guards what follows
 	series      *seriesIndex
-	head        map[uint32]*seriesData
-	headRefs    []uint32 // head's keys, in the order they came into it (TakeLive's)
+	headRefs    []uint32 // the series in the head (state's head set), in the order they came into it
 	slab        headSlab // where Append takes the head's new series from
 	headSamples int
 	headBytes   int64        // estimated memory of the head
@@ -421,7 +420,6 @@ func (b *Buffer) openAndLoad(readOnly bool) (err error) {
 		}
 	}()
 	b.series = newSeriesIndex()
-	b.head = map[uint32]*seriesData{}
 	b.state = map[uint32]*seriesState{}
 	b.forgotten = map[uint64]int64{}
 	b.readAs = map[uint64]readBlock{}
@@ -597,10 +595,10 @@ func (b *Buffer) appendLocking(ref uint32, lset labels.Labels, m Meta, t int64, 
 		return ref
 	}
 	st.lastT = t
-	s := b.head[ref]
+	s := st.head
 	if s == nil {
 		s = b.slab.series(ref)
-		b.head[ref] = s
+		st.head = s
 		b.headRefs = append(b.headRefs, ref)
 		b.headBytes += headSeriesBytes
 	}
@@ -652,15 +650,18 @@ func (b *Buffer) commitLocked() error {
 	for b.live != nil {
 		b.liveEnded.Wait()
 	}
-	taken := b.head
-	head := slices.SortedFunc(maps.Values(taken), func(x, y *seriesData) int { return cmp.Compare(x.ref, y.ref) })
-	b.head, b.headRefs, b.headSamples, b.headBytes = map[uint32]*seriesData{}, b.headRefs[:0], 0, 0
 	// Only the label sets of what is written now: a series the sender
 	// delivered from memory never costs flash.
 	keep := pendingRefs
-	for r := range taken {
+	refs := b.headRefs
+	slices.Sort(refs)
+	head := make([]*seriesData, len(refs))
+	for i, r := range refs {
+		st := b.state[r]
+		head[i], st.head = st.head, nil
 		keep[r] = true
 	}
+	b.headRefs, b.headSamples, b.headBytes = refs[:0], 0, 0
 	newSeries := b.newSeriesLocked(keep)
 	b.mu.Unlock()
 
@@ -855,10 +856,10 @@ func (b *Buffer) ForEach(fn func(Block) error) error {
 		return err
 	}
 	b.mu.Lock()
-	refs := slices.Sorted(maps.Keys(b.head))
+	refs := slices.Sorted(slices.Values(b.headRefs))
 	journaled := Block{Seq: b.nextSeq, Series: make([]Series, 0, len(refs))}
 	for _, r := range refs {
-		s := b.head[r]
+		s := b.state[r].head
 		journaled.Series = append(journaled.Series, Series{Ref: r, Labels: b.series.byRef[r].lset, T: s.ts, V: s.vs})
 	}
 	b.mu.Unlock()

@@ -54,7 +54,8 @@ func journalShare(maxSize int64) int64 {
 
 // seriesState is what the buffer keeps per series while it is open.
 type seriesState struct {
-	lastT int64 // newest sample appended: older ones are out of order
+	lastT int64       // newest sample appended: older ones are out of order
+	head  *seriesData // its samples in the head (Buffer.headRefs lists it), or nil
 
 	// Journal state, since it was last emptied.
 	markT     int64   // newest sample in the head at the previous Journal
@@ -158,16 +159,17 @@ func (b *Buffer) journalRecordLocked(all bool) ([]byte, journaledSamples) {
 			}
 		}
 	}
-	for _, s := range b.head {
-		mark(*s)
+	for _, r := range b.headRefs {
+		mark(*b.state[r].head)
 	}
 	for _, s := range b.live {
 		mark(s)
 	}
 	// Marked after all is read: a series both in flight and in the head
 	// (the head's part newer) is judged against the same mark in both.
-	for _, s := range b.head {
-		b.state[s.ref].markT = s.ts[len(s.ts)-1]
+	for _, r := range b.headRefs {
+		st := b.state[r]
+		st.markT = st.head.ts[len(st.head.ts)-1]
 	}
 	for _, s := range b.live {
 		st := b.state[s.ref]

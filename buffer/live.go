@@ -117,7 +117,8 @@ func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bo
 	blk.Series = b.liveBlock[:0]
 	n, left := 0, len(refs) // refs[left:] stay in the head
 	for i, r := range refs {
-		s := b.head[r]
+		st := b.state[r]
+		s := st.head
 		if n > 0 && n+len(s.ts) > maxSamples {
 			left = i
 			break
@@ -128,7 +129,7 @@ func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bo
 			s.ts, s.vs = s.ts[k:], s.vs[k:]
 			left = i // the rest of it stays; n is maxSamples: nothing more goes
 		} else {
-			delete(b.head, r)
+			st.head = nil
 			b.headBytes -= headSeriesBytes
 		}
 		live = append(live, take)
@@ -176,10 +177,11 @@ func (b *Buffer) LiveFailed(settled Block) {
 		if len(ts) == 0 {
 			continue
 		}
-		s := b.head[l.ref]
+		st := b.state[l.ref] // kept while the series is in flight (collectSeries)
+		s := st.head
 		if s == nil {
 			s = &seriesData{ref: l.ref}
-			b.head[l.ref] = s
+			st.head = s
 			b.headRefs = append(b.headRefs, l.ref)
 			b.headBytes += headSeriesBytes
 		}
@@ -210,8 +212,8 @@ func (b *Buffer) headOldestLocked() int64 {
 			oldest = s.ts[0]
 		}
 	}
-	for _, s := range b.head {
-		note(*s)
+	for _, r := range b.headRefs {
+		note(*b.state[r].head)
 	}
 	for _, s := range b.live {
 		note(s)

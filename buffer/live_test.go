@@ -119,13 +119,19 @@ func TestLivePathConservesEverySample(t *testing.T) {
 		defer b.mu.Unlock()
 		seen := map[uint32]bool{}
 		for _, r := range b.headRefs {
-			if b.head[r] == nil || seen[r] {
+			if !b.inHeadLocked(r) || seen[r] || b.state[r].head.ref != r {
 				t.Fatalf("seed %d: ref %d listed for the head twice, or not in it", seed, r)
 			}
 			seen[r] = true
 		}
-		if len(seen) != len(b.head) {
-			t.Fatalf("seed %d: %d of the head's %d series listed", seed, len(seen), len(b.head))
+		inHead := 0
+		for _, st := range b.state {
+			if st.head != nil {
+				inHead++
+			}
+		}
+		if len(seen) != inHead {
+			t.Fatalf("seed %d: %d of the head's %d series listed", seed, len(seen), inHead)
 		}
 	}
 	for range 3000 {

@@ -330,7 +330,7 @@ func (r *reader) bytes() []byte {
 func (b *Buffer) unusedSeriesLocked(firstSeq uint64, keep map[uint32]bool) []deadSeries {
 	var out []deadSeries
 	for r, d := range b.series.disk {
-		if keep[r] || b.head[r] != nil || d.lastSeq >= firstSeq {
+		if keep[r] || b.inHeadLocked(r) || d.lastSeq >= firstSeq {
 			continue
 		}
 		out = append(out, deadSeries{ref: r, diskSeries: d})
@@ -343,6 +343,13 @@ func (b *Buffer) unusedSeriesLocked(firstSeq uint64, keep map[uint32]bool) []dea
 		out = slices.DeleteFunc(out, func(d deadSeries) bool { return live[d.ref] })
 	}
 	return out
+}
+
+// inHeadLocked reports whether the head has samples of r. The caller
+// holds mu.
+func (b *Buffer) inHeadLocked(r uint32) bool {
+	st := b.state[r]
+	return st != nil && st.head != nil
 }
 
 // candidateSeriesLocked lists the label sets in the file that nothing but
@@ -392,7 +399,7 @@ func (b *Buffer) collectSeries() {
 	}
 	var dead []uint32
 	for r := range s.byRef {
-		if _, inFile := s.disk[r]; !inFile && b.head[r] == nil && !pending[r] && !used[r] {
+		if _, inFile := s.disk[r]; !inFile && !b.inHeadLocked(r) && !pending[r] && !used[r] {
 			dead = append(dead, r)
 			b.forgetStateLocked(r)
 		}
