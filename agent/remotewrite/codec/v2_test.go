@@ -122,9 +122,9 @@ func backlog(n, perSeries int) []buffer.Block {
 
 // TestWireBytesV2 measures wire bytes per sample of 1.0 and 2.0 on the
 // same backlog, for requests of one sample per series (a request of one
-// scrape), five (bench/compare's
-// drain scenario) and twelve (a minute of 5 s scrapes per commit, the
-// default sync interval). 2.0 must not cost more in any.
+// scrape), five (bench/compare's drain scenario) and twelve (a minute of
+// 5 s scrapes per commit, the default sync interval). 2.0 must not cost
+// more in any.
 func TestWireBytesV2(t *testing.T) {
 	for _, per := range []int{1, 5, 12} {
 		series, n, _ := GroupBySeries(backlog(5000, per), math.MinInt64)
