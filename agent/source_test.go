@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -454,5 +457,58 @@ func TestSeriesSetFindsWhatIsGone(t *testing.T) {
 			t.Fatalf("collection %d: gone %v, want %v", run, gone, want)
 		}
 		prev = cur
+	}
+}
+
+// TestScrapeTargetLabelsThroughTheScraper: a real scrape target, whose
+// scraper adds the target labels to the label sets it caches, buffers what
+// Prometheus would: metric relabeling sees the target's labels (job as
+// the target's, or with honor_labels as the sample's), in the first
+// collection and in those from the scraper's cache.
+func TestScrapeTargetLabelsThroughTheScraper(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "app_requests_total{job=\"pushed\"} 1\ngo_goroutines 5\napp_up 1\n")
+	}))
+	defer srv.Close()
+	u, err := url.Parse(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, honor := range []bool{false, true} {
+		a := testAgent(t, labels.EmptyLabels())
+		tg := config.ScrapeTarget{
+			Target:      scrape.Target{URL: u, Limits: scrape.DefaultLimits},
+			Labels:      labels.FromStrings("job", "app", "instance", "h:1", "room", "cellar"),
+			HonorLabels: honor,
+			MetricRelabel: []*relabel.Config{
+				{SourceLabels: model.LabelNames{"__name__"}, Regex: relabel.MustNewRegexp("go_.*"), Action: relabel.Drop, Separator: ";"},
+				{SourceLabels: model.LabelNames{"job"}, Regex: relabel.MustNewRegexp("(.*)"), TargetLabel: "seen_job", Replacement: "$1", Action: relabel.Replace, Separator: ";", NameValidationScheme: model.UTF8Validation},
+			},
+		}
+		sources, err := a.targetSources(a.cfg, []config.ScrapeTarget{tg}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 { // the first parses, the others come from the cache
+			a.collectOnce(context.Background(), sources[0])
+			time.Sleep(2 * time.Millisecond)
+		}
+		requests := `{__name__="app_requests_total", exported_job="pushed", instance="h:1", job="app", room="cellar", seen_job="app"} 1`
+		if honor {
+			requests = `{__name__="app_requests_total", instance="h:1", job="pushed", room="cellar", seen_job="pushed"} 1`
+		}
+		want := []string{requests, `{__name__="app_up", instance="h:1", job="app", room="cellar", seen_job="app"} 1`}
+		got := buffered(t, a)
+		if len(got) != 3 {
+			t.Fatalf("honor_labels %v: %d collections buffered, want 3", honor, len(got))
+		}
+		for i, c := range got {
+			c = slices.DeleteFunc(c, func(l string) bool {
+				return strings.Contains(l, `{__name__="scrape_`) || strings.HasPrefix(l, `{__name__="up"`)
+			})
+			if !slices.Equal(c, want) {
+				t.Errorf("honor_labels %v, collection %d:\n got  %q\n want %q", honor, i, c, want)
+			}
+		}
 	}
 }
