@@ -96,8 +96,8 @@ func BenchmarkBufferBytesPerSample(b *testing.B) {
 	}
 }
 
-// drainAsTheSenderDoes reads everything, one request of 5000 samples
-// (max_samples_per_send set above its default of 2000) at a time, and deletes what it read as the sender does: every
+// drainAsTheSenderDoes reads everything, one request of the default 5000
+// samples at a time, and deletes what it read as the sender does: every
 // 50k samples and once caught up.
 func drainAsTheSenderDoes(b *testing.B, buf *buffer.Buffer) {
 	var next, last uint64

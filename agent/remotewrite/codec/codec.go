@@ -182,8 +182,7 @@ func (e *Encoder) Encode(series []*Series, p Protocol) []byte {
 }
 
 // maxKept is the most memory an Encoder keeps of each buffer: room for a
-// request of 5000 samples (MaxSamplesPerSend set above its default of 2000)
-// of series with long labels.
+// request of MaxSamplesPerSend (5000) samples of series with long labels.
 const maxKept = 2 << 20
 
 // kept is b emptied, or nil if its memory is more than maxKept.

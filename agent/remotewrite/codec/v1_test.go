@@ -97,10 +97,10 @@ func TestGroupBySeriesLeavesOutTooOldSamples(t *testing.T) {
 	}
 }
 
-// BenchmarkEncodeWriteRequest: one request of 5000 samples
-// (max_samples_per_send set above its default of 2000), grouped by series,
-// marshalled and compressed: from four committed blocks of 1250 series, and
-// from one live block of 5000 series (a collection sent from memory).
+// BenchmarkEncodeWriteRequest: one request of 5000 samples (the default
+// per request), grouped by series, marshalled and compressed: from four
+// committed blocks of 1250 series, and from one live block of 5000 series
+// (a collection sent from memory).
 func BenchmarkEncodeWriteRequest(b *testing.B) {
 	blocksOf := func(nBlocks, nSeries int) []buffer.Block {
 		var blocks []buffer.Block
