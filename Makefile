@@ -143,7 +143,8 @@ test-cross-full:
 # roughly); fails after the table if any is over.
 SIZE_BUDGET := 10485760
 size: cross
-	@over=""; bins=$$(ls $(BIN)/ferry-linux-amd64 $(BIN)/ferry-linux-arm64 $(BIN)/ferry-linux-armv[67] $(BIN)/ferry-linux-mips*); \
+	@over=""; rm -f $(BIN)/*.xz-size; \
+	bins=$$(ls $(BIN)/ferry-linux-amd64 $(BIN)/ferry-linux-arm64 $(BIN)/ferry-linux-armv6 $(BIN)/ferry-linux-armv7 $(BIN)/ferry-linux-mips $(BIN)/ferry-linux-mipsle); \
 	printf '%s\n' $$bins | xargs -P2 -I{} sh -c 'xz -9 -c {} | wc -c >{}.xz-size' & \
 	for b in $$bins; do \
 		case $${b##*-} in \
