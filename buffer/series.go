@@ -64,10 +64,7 @@ func (e indexed) Meta() Meta {
 
 // has reports whether e is lset with m.
 func (e indexed) has(lset labels.Labels, m Meta) bool {
-	if e.meta == nil {
-		return m.IsZero() && labels.Equal(e.lset, lset)
-	}
-	return e.meta.Meta == m && labels.Equal(e.lset, lset)
+	return e.Meta() == m && labels.Equal(e.lset, lset)
 }
 
 func newSeriesIndex() *seriesIndex {

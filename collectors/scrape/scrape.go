@@ -85,15 +85,15 @@ type Scraper struct {
 }
 
 // seriesCache remembers, per target, the label set that each series of the
-// exposition parsed to, with the target's labels added, keyed by the series' text (exposition.Parser's
-// Series: the name and the labels as the target wrote them), as Prometheus' scrape
-// loop does: a series the target exposes again costs a map lookup, neither
-// parsing its labels nor checking them against the limits, and allocates
-// nothing. A series' text alone gives its labels (ferry parses without
-// type and unit labels); the cache is emptied when the target switches
-// between the text format and OpenMetrics. Series that a parsed scrape did
-// not have are forgotten after it, so the cache holds at most the series
-// of one scrape (Limits.Samples).
+// exposition parsed to, with the target's labels added, keyed by the
+// series' text (exposition.Parser's Series: the name and the labels as the
+// target wrote them), as Prometheus' scrape loop does: a series the target
+// exposes again costs a map lookup, neither parsing its labels nor checking
+// them against the limits, and allocates nothing. A series' text alone
+// gives its labels (ferry parses without type and unit labels); the cache
+// is emptied when the target switches between the text format and
+// OpenMetrics. Series that a parsed scrape did not have are forgotten after
+// it, so the cache holds at most the series of one scrape (Limits.Samples).
 //
 // The key is a 128-bit digest of the text, not the text: it was the
 // cache's largest part. Half of it is seeded at random per process, so
