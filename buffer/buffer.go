@@ -216,12 +216,11 @@ type Buffer struct {
 	headRefs    []uint32 // the series in the head (state's head set), in the order they came into it
 	slab        headSlab // where Append takes the head's new series from
 	headSamples int
-	headBytes   int64        // estimated memory of the head
-	live        []seriesData // taken by TakeLive, not yet handed back
-	liveMem     []seriesData // the memory of live, kept for the next one
-	liveBlock   []Series     // the live block's series, kept so too
-	liveEnded   *sync.Cond   // on mu: broadcast when live is handed back
-	state       map[uint32]*seriesState
+	headBytes   int64                // estimated memory of the head
+	live        []seriesData         // taken by TakeLive, not yet handed back
+	liveMem     []seriesData         // the memory of live, kept for the next one
+	liveBlock   []Series             // the live block's series, kept so too
+	liveEnded   *sync.Cond           // on mu: broadcast when live is handed back
 	forgotten   map[uint64]int64     // lastT of series forgotten while open, by label hash
 	readAs      map[uint64]readBlock // blocks as Read last returned them, for Delete
 	delivered   uint64               // the receiver has every block up to it (Delivered)
@@ -372,8 +371,8 @@ func (b *Buffer) seedNewest() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for ref, t := range newest {
-		if _, known := b.series.byRef[ref]; known && b.state[ref] == nil {
-			b.state[ref] = &seriesState{lastT: t}
+		if e := b.series.byRef[ref]; e != nil && !e.tracked {
+			e.state, e.tracked = seriesState{lastT: t}, true
 		}
 	}
 }
@@ -420,7 +419,6 @@ func (b *Buffer) openAndLoad(readOnly bool) (err error) {
 		}
 	}()
 	b.series = newSeriesIndex()
-	b.state = map[uint32]*seriesState{}
 	b.forgotten = map[uint64]int64{}
 	b.readAs = map[uint64]readBlock{}
 	b.evictedRead = map[uint64]readBlock{}
@@ -575,20 +573,24 @@ func (b *Buffer) appendLocking(ref uint32, lset labels.Labels, m Meta, t int64, 
 		b.dropped[ReasonInvalid]++
 		return 0
 	}
-	if ref == 0 || !b.series.is(ref, lset, m) {
+	var e *indexed
+	if ref != 0 {
+		e = b.series.byRef[ref]
+	}
+	if !e.has(lset, m) {
 		if m.IsZero() && value.IsStaleNaN(v) {
 			// A staleness marker ends the series whatever its metadata:
 			// it goes with the newest, not as a series of its own.
 			m = b.series.newestMeta(lset)
 		}
-		ref = b.series.ref(lset, m)
-		if st := b.state[ref]; st != nil {
-			b.siblingsLastTLocked(ref, lset, st) // its Meta may have changed back
+		ref, e = b.series.ref(lset, m)
+		if e.tracked {
+			b.siblingsLastTLocked(ref, lset, &e.state) // its Meta may have changed back
 		}
 	}
-	st := b.state[ref]
-	if st == nil {
-		st = b.newStateLocked(ref, lset)
+	st := &e.state
+	if !e.tracked {
+		st = b.newStateLocked(ref, e)
 	}
 	if t <= st.lastT {
 		b.dropped[ReasonOutOfOrder]++
@@ -657,7 +659,7 @@ func (b *Buffer) commitLocked() error {
 	slices.Sort(refs)
 	head := make([]*seriesData, len(refs))
 	for i, r := range refs {
-		st := b.state[r]
+		st := b.stateLocked(r)
 		head[i], st.head = st.head, nil
 		keep[r] = true
 	}
@@ -859,8 +861,9 @@ func (b *Buffer) ForEach(fn func(Block) error) error {
 	refs := slices.Sorted(slices.Values(b.headRefs))
 	journaled := Block{Seq: b.nextSeq, Series: make([]Series, 0, len(refs))}
 	for _, r := range refs {
-		s := b.state[r].head
-		journaled.Series = append(journaled.Series, Series{Ref: r, Labels: b.series.byRef[r].lset, T: s.ts, V: s.vs})
+		e := b.series.byRef[r]
+		s := e.state.head
+		journaled.Series = append(journaled.Series, Series{Ref: r, Labels: e.lset, T: s.ts, V: s.vs})
 	}
 	b.mu.Unlock()
 	if len(refs) == 0 {
@@ -875,8 +878,8 @@ func (b *Buffer) resolve(seq uint64, data []seriesData) Block {
 	defer b.mu.Unlock()
 	blk := Block{Seq: seq, Series: make([]Series, 0, len(data))}
 	for _, d := range data {
-		e, ok := b.series.byRef[d.ref]
-		if !ok {
+		e := b.series.byRef[d.ref]
+		if e == nil {
 			b.dropped[ReasonCorrupt] += uint64(len(d.ts))
 			continue
 		}

@@ -152,7 +152,7 @@ func (b *Buffer) journalRecordLocked(all bool) ([]byte, journaledSamples) {
 	}
 	var due []sample
 	mark := func(s seriesData) {
-		st := b.state[s.ref]
+		st := b.stateLocked(s.ref)
 		for k, t := range s.ts {
 			if (!st.journaled || t > st.jT) && (all || t <= st.markT) {
 				due = append(due, sample{s.ref, t, s.vs[k]})
@@ -160,7 +160,7 @@ func (b *Buffer) journalRecordLocked(all bool) ([]byte, journaledSamples) {
 		}
 	}
 	for _, r := range b.headRefs {
-		mark(*b.state[r].head)
+		mark(*b.stateLocked(r).head)
 	}
 	for _, s := range b.live {
 		mark(s)
@@ -168,11 +168,11 @@ func (b *Buffer) journalRecordLocked(all bool) ([]byte, journaledSamples) {
 	// Marked after all is read: a series both in flight and in the head
 	// (the head's part newer) is judged against the same mark in both.
 	for _, r := range b.headRefs {
-		st := b.state[r]
+		st := b.stateLocked(r)
 		st.markT = st.head.ts[len(st.head.ts)-1]
 	}
 	for _, s := range b.live {
-		st := b.state[s.ref]
+		st := b.stateLocked(s.ref)
 		st.markT = max(st.markT, s.ts[len(s.ts)-1])
 	}
 	if len(due) == 0 {
@@ -189,8 +189,8 @@ func (b *Buffer) journalRecordLocked(all bool) ([]byte, journaledSamples) {
 	var defs []byte
 	nDefs := 0
 	for _, d := range due {
-		if st := b.state[d.ref]; !st.jDefined {
-			e := b.series.byRef[d.ref]
+		if e := b.series.byRef[d.ref]; !e.state.jDefined {
+			st := &e.state
 			lb := encodeSeries(e.lset, e.Meta())
 			defs = binary.AppendUvarint(defs, uint64(d.ref))
 			defs = binary.AppendUvarint(defs, uint64(len(lb)))
@@ -213,7 +213,7 @@ func (b *Buffer) journalRecordLocked(all bool) ([]byte, journaledSamples) {
 		groups = binary.AppendUvarint(groups, uint64(j-i))
 		var prevRef uint32
 		for _, d := range due[i:j] {
-			st := b.state[d.ref]
+			st := b.stateLocked(d.ref)
 			groups = binary.AppendUvarint(groups, uint64(d.ref-prevRef))
 			prevRef = d.ref
 			groups = appendValue(groups, cand[:0], st.jV, d.v)
@@ -266,7 +266,8 @@ func (b *Buffer) emptyJournalLocked() error {
 	b.jf.size, b.jf.unsynced = 0, false
 	b.mu.Lock()
 	b.jf.written, b.jf.synced = journaledSamples{}, journaledSamples{}
-	for _, st := range b.state {
+	for _, e := range b.series.byRef {
+		st := &e.state
 		st.jT, st.jV, st.jDefined, st.journaled = 0, 0, false, false
 	}
 	b.mu.Unlock()

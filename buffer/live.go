@@ -117,7 +117,8 @@ func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bo
 	blk.Series = b.liveBlock[:0]
 	n, left := 0, len(refs) // refs[left:] stay in the head
 	for i, r := range refs {
-		st := b.state[r]
+		e := b.series.byRef[r]
+		st := &e.state // tracked: the series is in the head
 		s := st.head
 		if n > 0 && n+len(s.ts) > maxSamples {
 			left = i
@@ -136,7 +137,6 @@ func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bo
 		b.headSamples -= len(take.ts)
 		b.headBytes -= int64(len(take.ts)) * headSampleBytes
 		n += len(take.ts)
-		e := b.series.byRef[r]
 		blk.Series = append(blk.Series, Series{Ref: r, Labels: e.lset, Meta: e.Meta(), T: take.ts, V: take.vs})
 		if left == i {
 			break
@@ -177,7 +177,7 @@ func (b *Buffer) LiveFailed(settled Block) {
 		if len(ts) == 0 {
 			continue
 		}
-		st := b.state[l.ref] // kept while the series is in flight (collectSeries)
+		st := b.stateLocked(l.ref) // kept while the series is in flight (collectSeries)
 		s := st.head
 		if s == nil {
 			s = &seriesData{ref: l.ref}
@@ -213,7 +213,7 @@ func (b *Buffer) headOldestLocked() int64 {
 		}
 	}
 	for _, r := range b.headRefs {
-		note(*b.state[r].head)
+		note(*b.stateLocked(r).head)
 	}
 	for _, s := range b.live {
 		note(s)

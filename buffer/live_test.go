@@ -119,15 +119,18 @@ func TestLivePathConservesEverySample(t *testing.T) {
 		defer b.mu.Unlock()
 		seen := map[uint32]bool{}
 		for _, r := range b.headRefs {
-			if !b.inHeadLocked(r) || seen[r] || b.state[r].head.ref != r {
+			if !b.inHeadLocked(r) || seen[r] || b.stateLocked(r).head.ref != r {
 				t.Fatalf("seed %d: ref %d listed for the head twice, or not in it", seed, r)
 			}
 			seen[r] = true
 		}
 		inHead := 0
-		for _, st := range b.state {
-			if st.head != nil {
+		for _, e := range b.series.byRef {
+			if e.state.head != nil {
 				inHead++
+			}
+			if !e.tracked && e.state != (seriesState{}) {
+				t.Fatalf("seed %d: a series not tracked has a state: %+v", seed, e.state)
 			}
 		}
 		if len(seen) != inHead {

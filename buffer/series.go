@@ -15,7 +15,7 @@ import (
 // disk says which label sets the file holds.
 type seriesIndex struct {
 	byHash  map[uint64][]uint32
-	byRef   map[uint32]indexed
+	byRef   map[uint32]*indexed
 	metas   map[Meta]*sharedMeta // byRef's Metas, each once
 	nextRef uint32
 
@@ -40,11 +40,17 @@ type diskSeries struct {
 	lastSeq uint64
 }
 
-// indexed is a ref's label set and Meta: one map lookup finds both, for
-// each sample appended and each series the sender takes.
+// indexed is a ref's label set and Meta, and the buffer's state of the
+// series: one map lookup finds all three, for each sample appended and
+// each series the sender takes.
 type indexed struct {
 	lset labels.Labels
 	meta *sharedMeta // nil: the zero Meta
+	// state is kept while tracked: from the series' first sample since
+	// Open (or its newest in the file, seedNewest) until the buffer
+	// forgets it (Buffer.stateLocked).
+	state   seriesState
+	tracked bool
 }
 
 // sharedMeta is a Meta and the number of refs that have it: the series of
@@ -54,36 +60,35 @@ type sharedMeta struct {
 	refs int
 }
 
-// Meta is e's Meta.
-func (e indexed) Meta() Meta {
-	if e.meta == nil {
+// Meta is e's Meta; the zero Meta for nil.
+func (e *indexed) Meta() Meta {
+	if e == nil || e.meta == nil {
 		return Meta{}
 	}
 	return e.meta.Meta
 }
 
-// has reports whether e is lset with m.
-func (e indexed) has(lset labels.Labels, m Meta) bool {
-	return e.Meta() == m && labels.Equal(e.lset, lset)
+// has reports whether e is lset with m; false for nil.
+func (e *indexed) has(lset labels.Labels, m Meta) bool {
+	return e != nil && e.Meta() == m && labels.Equal(e.lset, lset)
 }
 
 func newSeriesIndex() *seriesIndex {
-	return &seriesIndex{byHash: map[uint64][]uint32{}, byRef: map[uint32]indexed{}, metas: map[Meta]*sharedMeta{}, nextRef: 1, disk: map[uint32]diskSeries{}}
+	return &seriesIndex{byHash: map[uint64][]uint32{}, byRef: map[uint32]*indexed{}, metas: map[Meta]*sharedMeta{}, nextRef: 1, disk: map[uint32]diskSeries{}}
 }
 
-// ref returns the ref of lset with m, creating one if the series is new or
-// its Meta changed. m has been clamped (clampMeta).
-func (s *seriesIndex) ref(lset labels.Labels, m Meta) uint32 {
+// ref returns the ref and entry of lset with m, creating them if the
+// series is new or its Meta changed. m has been clamped (clampMeta).
+func (s *seriesIndex) ref(lset labels.Labels, m Meta) (uint32, *indexed) {
 	h := lset.Hash()
 	for _, r := range s.byHash[h] {
-		if s.byRef[r].has(lset, m) {
-			return r
+		if e := s.byRef[r]; e.has(lset, m) {
+			return r, e
 		}
 	}
 	r := s.nextRef
 	s.nextRef++
-	s.add(r, lset, m)
-	return r
+	return r, s.add(r, lset, m)
 }
 
 // newestMeta is the Meta of lset's newest ref, the zero Meta if it has
@@ -91,22 +96,18 @@ func (s *seriesIndex) ref(lset labels.Labels, m Meta) uint32 {
 func (s *seriesIndex) newestMeta(lset labels.Labels) Meta {
 	var newest uint32
 	for _, r := range s.byHash[lset.Hash()] {
-		if r > newest && labels.Equal(s.byRef[r].lset, lset) {
+		if r > newest && labels.Equal(s.byRef[r].lset, lset) { // byHash's refs are in byRef
 			newest = r
 		}
 	}
 	return s.byRef[newest].Meta()
 }
 
-// is reports whether r names lset with m: the check of AppendRef's hint.
-func (s *seriesIndex) is(r uint32, lset labels.Labels, m Meta) bool {
-	return s.byRef[r].has(lset, m)
-}
-
-func (s *seriesIndex) add(r uint32, lset labels.Labels, m Meta) {
+// add makes the entry of r, lset with m, and returns it.
+func (s *seriesIndex) add(r uint32, lset labels.Labels, m Meta) *indexed {
 	h := lset.Hash()
 	s.byHash[h] = append(s.byHash[h], r)
-	e := indexed{lset: lset}
+	e := &indexed{lset: lset}
 	s.memBytes += labelBytes(lset)
 	if !m.IsZero() {
 		if e.meta = s.metas[m]; e.meta == nil {
@@ -120,13 +121,14 @@ func (s *seriesIndex) add(r uint32, lset labels.Labels, m Meta) {
 	if r >= s.nextRef {
 		s.nextRef = r + 1
 	}
+	return e
 }
 
 // remove forgets refs. The caller has removed them from disk first.
 func (s *seriesIndex) remove(refs []uint32) {
 	for _, r := range refs {
-		e, ok := s.byRef[r]
-		if !ok {
+		e := s.byRef[r]
+		if e == nil {
 			continue
 		}
 		delete(s.byRef, r)
@@ -345,8 +347,18 @@ func (b *Buffer) unusedSeriesLocked(firstSeq uint64, keep map[uint32]bool) []dea
 // inHeadLocked reports whether the head has samples of r. The caller
 // holds mu.
 func (b *Buffer) inHeadLocked(r uint32) bool {
-	st := b.state[r]
+	st := b.stateLocked(r)
 	return st != nil && st.head != nil
+}
+
+// stateLocked is the state of series r, nil when the buffer has none (r
+// unknown, forgotten, or in the file and not appended to since Open). The
+// caller holds mu.
+func (b *Buffer) stateLocked(r uint32) *seriesState {
+	if e := b.series.byRef[r]; e != nil && e.tracked {
+		return &e.state
+	}
+	return nil
 }
 
 // candidateSeriesLocked lists the label sets in the file that nothing but
@@ -413,7 +425,7 @@ func (b *Buffer) newSeriesLocked(refs map[uint32]bool) map[uint32][]byte {
 	out := map[uint32][]byte{}
 	for r := range refs {
 		if _, ok := b.series.disk[r]; !ok {
-			if e, ok := b.series.byRef[r]; ok {
+			if e := b.series.byRef[r]; e != nil {
 				out[r] = encodeSeries(e.lset, e.Meta())
 			}
 		}
@@ -444,16 +456,17 @@ const maxForgotten = 1 << 16
 // comes back keeps refusing samples older than those it had, as Append
 // promises. The caller holds mu.
 func (b *Buffer) forgetStateLocked(r uint32) {
-	st, lset := b.state[r], b.series.byRef[r].lset
-	delete(b.state, r)
-	if st == nil || lset.IsEmpty() {
+	e := b.series.byRef[r]
+	if e == nil || !e.tracked {
 		return
 	}
+	lastT := e.state.lastT
+	e.state, e.tracked = seriesState{}, false
 	if len(b.forgotten) >= maxForgotten {
 		b.pruneForgottenLocked()
 	}
-	h := lset.Hash()
-	b.forgotten[h] = max(b.forgotten[h], st.lastT) // another Meta of lset may have gone first
+	h := e.lset.Hash()
+	b.forgotten[h] = max(b.forgotten[h], lastT) // another Meta of lset may have gone first
 }
 
 // pruneForgottenLocked forgets the older half of the forgotten series'
@@ -472,19 +485,20 @@ func (b *Buffer) pruneForgottenLocked() {
 	}
 }
 
-// newStateLocked makes the state of a series new to the buffer, or come
-// back after it was forgotten. The caller holds mu.
-func (b *Buffer) newStateLocked(ref uint32, lset labels.Labels) *seriesState {
-	st := &seriesState{}
+// newStateLocked makes the state of series ref, entry e: new to the
+// buffer, come back after it was forgotten, or in the file and appended
+// to for the first time since Open. The caller holds mu.
+func (b *Buffer) newStateLocked(ref uint32, e *indexed) *seriesState {
+	e.state, e.tracked = seriesState{}, true
+	st := &e.state
 	if len(b.forgotten) > 0 {
-		h := lset.Hash()
+		h := e.lset.Hash()
 		if t, ok := b.forgotten[h]; ok {
 			st.lastT = t
 			delete(b.forgotten, h)
 		}
 	}
-	b.state[ref] = st
-	b.siblingsLastTLocked(ref, lset, st)
+	b.siblingsLastTLocked(ref, e.lset, st)
 	return st
 }
 
@@ -497,8 +511,8 @@ func (b *Buffer) siblingsLastTLocked(ref uint32, lset labels.Labels, st *seriesS
 		return
 	}
 	for _, r := range refs {
-		if o := b.state[r]; r != ref && o != nil && o.lastT > st.lastT && labels.Equal(b.series.byRef[r].lset, lset) {
-			st.lastT = o.lastT
+		if o := b.series.byRef[r]; r != ref && o.tracked && o.state.lastT > st.lastT && labels.Equal(o.lset, lset) {
+			st.lastT = o.state.lastT
 		}
 	}
 }
