@@ -163,14 +163,14 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 	for i := range c.Samples {
 		smp := &c.Samples[i]
 		h := smp.LabelsHash()
-		e := s.labels.get(smp.Labels, h)
+		e := s.labels.get(smp, h)
 		if e == nil {
 			lset, keep := s.sampleLabels(b, smp.Labels)
 			final, send := lset, false
 			if keep {
 				final, send = outgoing(b, lset, external, writeRelabel)
 			}
-			e = s.labels.put(smp.Labels, h, lset, keep, final, send)
+			e = s.labels.put(smp, h, lset, keep, final, send)
 		}
 		if !e.keep {
 			continue
@@ -179,7 +179,7 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 		if smp.T == 0 {
 			// Staleness is for series stamped by the scrape, as in
 			// Prometheus: a target's own timestamps say when data ends.
-			s.series.addHashed(e.hash, e.lset)
+			s.series.addCached(e)
 		}
 		if e.send { // else write_relabel_configs dropped it: not for the receiver
 			appendCached(e, smp)
@@ -327,21 +327,33 @@ type seriesSet struct {
 type seenSeries struct {
 	lset labels.Labels
 	run  uint64 // the last collection that had it
+	gone bool   // forgotten by finish
 }
 
 func newSeriesSet() *seriesSet { return &seriesSet{seen: map[uint64]*seenSeries{}, run: 1} }
 
-func (ss *seriesSet) add(lset labels.Labels) { ss.addHashed(lset.Hash(), lset) }
-
-// addHashed is add of a label set whose Hash is h.
-func (ss *seriesSet) addHashed(h uint64, lset labels.Labels) {
-	switch e := ss.seen[h]; {
-	case e == nil:
-		ss.seen[h] = &seenSeries{lset: lset, run: ss.run}
+// add adds lset to the collection being made, and returns the set's entry
+// of it.
+func (ss *seriesSet) add(lset labels.Labels) *seenSeries {
+	h := lset.Hash()
+	e := ss.seen[h]
+	if e == nil {
+		e = &seenSeries{lset: lset, run: ss.run}
+		ss.seen[h] = e
 		ss.added++
-	case e.run != ss.run: // in the collection before: finish forgets the others
-		e.run = ss.run
 	}
+	e.run = ss.run // in the collection before, if not new: finish forgets the others
+	return e
+}
+
+// addCached is add of a label cache's entry: the set's entry, which the
+// cache's keeps until finish forgets it, saves the lookup.
+func (ss *seriesSet) addCached(c *cachedLabels) {
+	if e := c.seen; e != nil && !e.gone {
+		e.run = ss.run
+		return
+	}
+	c.seen = ss.add(c.lset)
 }
 
 // finish ends a collection: it returns the series of the one before that
@@ -351,6 +363,7 @@ func (ss *seriesSet) finish() []labels.Labels {
 	for h, e := range ss.seen {
 		if e.run != ss.run {
 			gone = append(gone, e.lset)
+			e.gone = true
 			delete(ss.seen, h)
 		}
 	}
@@ -360,51 +373,62 @@ func (ss *seriesSet) finish() []labels.Labels {
 }
 
 // labelCache remembers, for a source, the labels each series of its
-// collections is buffered with: a label set collected again costs a map
-// lookup instead of adding the target labels, metric relabeling and the
-// external labels again, and allocates nothing. Together with a scraper's
-// cache of parsed series, an unchanged series of a scrape target goes from
-// the exposition's text to the buffer without a new label set. The entries
-// are made with one set of external labels and forgotten when it changes;
-// those a collection did not have are forgotten after it (not after a
-// failed one that had none), so the cache holds the series of one
-// collection. It is not safe for concurrent use: the source's collections
-// run one at a time.
+// collections is buffered with: a label set collected again costs a lookup
+// instead of adding the target labels, metric relabeling and the external
+// labels again, and allocates nothing. A sample with a Memo (a scraper's
+// cached series) finds its entry there, without a lookup: an unchanged
+// series of a scrape target goes from the exposition's text to the buffer
+// without a new label set and with one map lookup, the scraper's. The
+// others' entries are in a map, by their collected labels' hash; those a
+// collection did not have are forgotten after it (not after a failed one
+// that had none), so the map holds the series of one collection. The
+// entries are made with one set of external labels and write relabeling;
+// a change of either (a reload) makes them all stale. It is not safe for
+// concurrent use: the source's collections run one at a time.
 type labelCache struct {
 	external     labels.Labels     // the entries were made with
 	writeRelabel []*relabel.Config // and with
+	gen          uint64            // counts changes of the two: an entry of another is stale
 	run          uint64            // counts collections
-	seen         int               // entries used by this collection
+	seen         int               // entries of the map used by this collection
 	entries      map[uint64]*cachedLabels
 }
 
 type cachedLabels struct {
 	collected labels.Labels // as the collector gave them
 	lset      labels.Labels // with the target labels, metric relabeling applied
-	hash      uint64        // lset.Hash()
-	keep      bool          // false: metric relabeling drops the sample
 	final     labels.Labels // lset with the external labels and write relabeling: as buffered
-	send      bool          // false: write relabeling drops it
 	ref       uint32        // final's in the buffer (Buffer.AppendRef), or 0
-	run       uint64        // the last collection that had it
+	keep      bool          // false: metric relabeling drops the sample
+	send      bool          // false: write relabeling drops it
+	gen       uint64        // the labelCache's gen it was made with
+	run       uint64        // the last collection that had it (in the map)
+	seen      *seenSeries   // lset's in the source's seriesSet, or nil (seriesSet.addCached)
 }
 
 // start begins a collection whose samples get external and
-// writeRelabel; a change of either (a reload) empties the cache.
+// writeRelabel; a change of either (a reload) makes every entry stale.
 func (c *labelCache) start(external labels.Labels, writeRelabel []*relabel.Config) {
 	if c.entries == nil || !labels.Equal(c.external, external) || !slices.Equal(c.writeRelabel, writeRelabel) {
 		c.entries = map[uint64]*cachedLabels{}
 		c.external, c.writeRelabel = external, writeRelabel
+		c.gen++
 	}
 	c.run++
 	c.seen = 0
 }
 
-// get returns the entry of a collected label set, whose Hash is hash, or
-// nil.
-func (c *labelCache) get(collected labels.Labels, hash uint64) *cachedLabels {
+// get returns the entry of a sample's collected label set, whose Hash is
+// hash, or nil.
+func (c *labelCache) get(smp *collectors.Sample, hash uint64) *cachedLabels {
+	if smp.Memo != nil {
+		if e, _ := smp.Memo.Note.(*cachedLabels); e != nil && e.gen == c.gen {
+			return e
+		}
+		return nil
+	}
 	e := c.entries[hash]
-	if e == nil || !labels.Equal(e.collected, collected) {
+	if e == nil || !labels.Equal(e.collected, smp.Labels) {
 		return nil
 	}
 	if e.run != c.run {
@@ -414,12 +438,14 @@ func (c *labelCache) get(collected labels.Labels, hash uint64) *cachedLabels {
 	return e
 }
 
-// put makes the entry of a collected label set, whose Hash is hash, and
-// returns it. A label set whose hash another one has already is not kept.
-func (c *labelCache) put(collected labels.Labels, hash uint64, lset labels.Labels, keep bool, final labels.Labels, send bool) *cachedLabels {
-	e := &cachedLabels{collected: collected, lset: lset, keep: keep, final: final, send: send, run: c.run}
-	if keep {
-		e.hash = lset.Hash()
+// put makes the entry of a sample's collected label set, whose Hash is
+// hash, and returns it. In the map, a label set whose hash another one has
+// already is not kept.
+func (c *labelCache) put(smp *collectors.Sample, hash uint64, lset labels.Labels, keep bool, final labels.Labels, send bool) *cachedLabels {
+	e := &cachedLabels{collected: smp.Labels, lset: lset, keep: keep, final: final, send: send, gen: c.gen, run: c.run}
+	if smp.Memo != nil {
+		smp.Memo.Note = e
+		return e
 	}
 	if _, taken := c.entries[hash]; !taken {
 		c.entries[hash] = e
@@ -428,7 +454,8 @@ func (c *labelCache) put(collected labels.Labels, hash uint64, lset labels.Label
 	return e
 }
 
-// finish forgets the entries the collection begun by start did not use.
+// finish forgets the map's entries the collection begun by start did not
+// use.
 func (c *labelCache) finish() {
 	if len(c.entries) == c.seen {
 		return

@@ -373,26 +373,50 @@ func TestOutgoingAppliesWriteRelabeling(t *testing.T) {
 
 // TestExternalLabelsChangeBetweenCollections: the source's cache of label
 // sets was made with the external labels of its time; a reload that changes
-// them must not leave samples with the old ones.
+// them must not leave samples with the old ones: neither in the cache's map
+// (a collector without memos) nor in the memos a scraper keeps.
 func TestExternalLabelsChangeBetweenCollections(t *testing.T) {
-	a := testAgent(t, labels.FromStrings("site", "berlin"))
-	col := &scripted{steps: [][]collectors.Sample{
-		{sample("__name__", "a")}, {sample("__name__", "a")}, {sample("__name__", "a")},
-	}}
-	s := newSource("app/h:1", "app", "h:1", col)
-	for _, site := range []string{"berlin", "paris", "paris"} {
-		a.cfg.ExternalLabels = labels.FromStrings("site", site)
-		a.collectOnce(context.Background(), s)
-		time.Sleep(2 * time.Millisecond) // one timestamp per collection
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "a 1\n")
+	}))
+	defer srv.Close()
+	u, err := url.Parse(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
 	}
-	got := buffered(t, a)
-	want := [][]string{
-		{`{__name__="a", instance="h:1", job="app", site="berlin"} 1`},
-		{`{__name__="a", instance="h:1", job="app", site="paris"} 1`},
-		{`{__name__="a", instance="h:1", job="app", site="paris"} 1`},
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("buffered\n%s\nwant\n%s", strings.Join(flat(got), "\n"), strings.Join(flat(want), "\n"))
+	for _, scraped := range []bool{false, true} {
+		a := testAgent(t, labels.FromStrings("site", "berlin"))
+		col := &scripted{steps: [][]collectors.Sample{
+			{sample("__name__", "a")}, {sample("__name__", "a")}, {sample("__name__", "a")},
+		}}
+		s := newSource("app/h:1", "app", "h:1", col)
+		if scraped {
+			tg := config.ScrapeTarget{Target: scrape.Target{URL: u, Limits: scrape.DefaultLimits}, Labels: s.target}
+			sources, err := a.targetSources(a.cfg, []config.ScrapeTarget{tg}, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s = sources[0]
+		}
+		for _, site := range []string{"berlin", "paris", "paris"} {
+			a.cfg.ExternalLabels = labels.FromStrings("site", site)
+			a.collectOnce(context.Background(), s)
+			time.Sleep(2 * time.Millisecond) // one timestamp per collection
+		}
+		got := buffered(t, a)
+		for i, c := range got {
+			got[i] = slices.DeleteFunc(c, func(l string) bool {
+				return strings.Contains(l, `{__name__="scrape_`) || strings.HasPrefix(l, `{__name__="up"`)
+			})
+		}
+		want := [][]string{
+			{`{__name__="a", instance="h:1", job="app", site="berlin"} 1`},
+			{`{__name__="a", instance="h:1", job="app", site="paris"} 1`},
+			{`{__name__="a", instance="h:1", job="app", site="paris"} 1`},
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("scraped %v: buffered\n%s\nwant\n%s", scraped, strings.Join(flat(got), "\n"), strings.Join(flat(want), "\n"))
+		}
 	}
 }
 
@@ -417,10 +441,14 @@ func TestStaleMarkersAfterACollectionInTheSameMillisecond(t *testing.T) {
 // in some and not others, some twice in one, and a reload's markAllStale
 // (a finish with nothing added): each finish must return exactly the
 // series of the collection before that this one did not have, and added
-// must count those this one has and the one before did not.
+// must count those this one has and the one before did not. Series come
+// by label set (add) or by a label cache's entry (addCached), which keeps
+// its pointer into the set across collections and is now and then made
+// anew, as when the scraper forgets a series and finds it again.
 func TestSeriesSetFindsWhatIsGone(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, uint64(time.Now().UnixNano())))
 	ss := newSeriesSet()
+	cached := map[string]*cachedLabels{}
 	var prev map[string]bool
 	for run := range 300 {
 		cur := map[string]bool{}
@@ -430,7 +458,17 @@ func TestSeriesSetFindsWhatIsGone(t *testing.T) {
 		}
 		for range n {
 			name := fmt.Sprint("s", rng.IntN(50))
-			ss.add(labels.FromStrings("__name__", name))
+			lset := labels.FromStrings("__name__", name)
+			switch e := cached[name]; {
+			case rng.IntN(3) == 0:
+				ss.add(lset)
+			case e == nil || rng.IntN(20) == 0:
+				e = &cachedLabels{lset: lset}
+				cached[name] = e
+				ss.addCached(e)
+			default:
+				ss.addCached(e)
+			}
 			cur[name] = true
 		}
 		added := 0

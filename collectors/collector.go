@@ -58,7 +58,18 @@ type Sample struct {
 	// Hash is Labels.Hash(), when the collector has it at hand (a
 	// scraper's cached series); 0 when not. LabelsHash reads it.
 	Hash uint64
+	// Memo, when not nil, is the consumer's note on the sample's series,
+	// kept by a collector that caches its series (a scraper) for as long
+	// as it keeps the series: every sample of the series has the same
+	// Memo until then.
+	Memo *Memo
 }
+
+// Memo is a consumer's note on one series of a collector: the agent keeps
+// there what it made of the series' labels, which it then finds without a
+// lookup of its own. The collector only holds it; Note is the consumer's,
+// read and written by one collection at a time.
+type Memo struct{ Note any }
 
 // LabelsHash is Labels.Hash(): the collector's Hash when it gave one.
 func (s *Sample) LabelsHash() uint64 {

@@ -119,6 +119,7 @@ type cachedSeries struct {
 	lset   labels.Labels // within the limits, without empty values, with the target's labels
 	hash   uint64        // lset.Hash()
 	scrape uint64        // the last parsed scrape that had it
+	memo   collectors.Memo
 }
 
 // start begins a parse of an exposition in OpenMetrics or not.
@@ -326,7 +327,7 @@ func Parse(body []byte, contentType string, lim Limits, out *collectors.Collecti
 
 // parse is Parse with p's Descs of the target's families, the sample limit
 // counting the samples of out from index base on, and a target's cache of
-// series (nil for none), which gives each sample its Hash.
+// series (nil for none), which gives each sample its Hash and Memo.
 func parse(p *exposition.Parser, body []byte, contentType string, lim Limits, out *collectors.Collection, base int, cache *seriesCache) error {
 	format := exposition.Text
 	if mediaType, _, _ := mime.ParseMediaType(contentType); mediaType == "application/openmetrics-text" {
@@ -393,7 +394,8 @@ func parse(p *exposition.Parser, body []byte, contentType string, lim Limits, ou
 			cached.scrape = cache.scrape
 			seen++
 		}
-		out.Samples[len(out.Samples)-1].Hash = cached.hash
+		smp := &out.Samples[len(out.Samples)-1]
+		smp.Hash, smp.Memo = cached.hash, &cached.memo
 	}
 	if err := p.Err(); err != nil {
 		return &Error{ReasonParse, fmt.Errorf("parsing: %w", err)}
