@@ -7,6 +7,7 @@
 package codec
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/golang/snappy"
@@ -160,24 +161,79 @@ func (gr *Grouper) Group(blocks []buffer.Block, minT int64) (series []*Series, s
 
 // Encoder turns series into request bodies in memory it keeps from one
 // request to the next: new memory for each request was most of a sender's
-// garbage. It keeps at most maxKept bytes of each buffer, so that one
-// unusually large request is not held for good. Not safe for concurrent
-// use: each sender has its own.
+// garbage. A 1.0 request is compressed as it is marshalled, 64 KiB at a
+// time (compressor), so that its whole uncompressed body (about 1 MiB for
+// 5000 series) is never in memory. It keeps at most maxKept bytes of each
+// buffer, so that one unusually large request is not held for good. Not
+// safe for concurrent use: each sender has its own.
 type Encoder struct {
-	raw, body []byte
+	z compressor
 }
 
 // Encode returns the request body of series in p, snappy-compressed: what
 // the sender posts. The body is the Encoder's, valid until its next
 // Encode. A Protocol other than Protocol2 encodes 1.0.
 func (e *Encoder) Encode(series []*Series, p Protocol) []byte {
+	z := &e.z
+	z.reset()
 	if p == Protocol2 {
-		e.raw = marshalRequestV2(e.raw[:0], series)
+		z.window = marshalRequestV2(z.window, series)
 	} else {
-		e.raw = marshalWriteRequest(e.raw[:0], series)
+		for _, s := range series {
+			z.window = appendTimeSeries(z.window, s)
+			if len(z.window) >= snappyBlock {
+				z.compress(false)
+			}
+		}
 	}
-	body := snappy.Encode(e.body[:cap(e.body)], e.raw) // in e.body when it is large enough
-	e.raw, e.body = kept(e.raw), kept(body)
+	return z.finish()
+}
+
+// compressor writes snappy's block format, which Remote-Write posts, of
+// bytes appended to its window a piece at a time. The format compresses
+// each 64 KiB of its input on its own, after a header of the whole
+// input's length: compressing each full window as it comes gives the
+// bytes snappy.Encode gives for the whole input, without the whole input
+// in memory.
+type compressor struct {
+	window  []byte // input not compressed yet
+	scratch []byte // snappy.Encode's output for one block
+	out     []byte // room for the header, then the compressed blocks
+	n       uint64 // input compressed so far
+}
+
+// snappyBlock is snappy's block size: the input it compresses on its own.
+const snappyBlock = 64 << 10
+
+func (z *compressor) reset() {
+	z.window = z.window[:0]
+	z.out = append(z.out[:0], make([]byte, binary.MaxVarintLen64)...)
+	z.n = 0
+}
+
+// compress compresses the window's full blocks, and with final the rest.
+func (z *compressor) compress(final bool) {
+	done := 0
+	for len(z.window)-done >= snappyBlock || final && len(z.window) > done {
+		block := z.window[done:min(done+snappyBlock, len(z.window))]
+		// Encode writes the block's length, then the block: only the
+		// block goes on, the header being the whole input's.
+		z.scratch = snappy.Encode(z.scratch[:cap(z.scratch)], block)
+		z.out = append(z.out, z.scratch[uvarintSize(uint64(len(block))):]...)
+		z.n += uint64(len(block))
+		done += len(block)
+	}
+	z.window = z.window[:copy(z.window, z.window[done:])]
+}
+
+// finish compresses what is left and returns the body: the header of the
+// input's length, then the blocks. It is the compressor's until reset.
+func (z *compressor) finish() []byte {
+	z.compress(true)
+	start := binary.MaxVarintLen64 - uvarintSize(z.n)
+	binary.PutUvarint(z.out[start:], z.n)
+	body := z.out[start:]
+	z.window, z.out = kept(z.window), kept(z.out)
 	return body
 }
 

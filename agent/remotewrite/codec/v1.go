@@ -33,21 +33,26 @@ const (
 // marshalWriteRequest appends the series to b as a WriteRequest.
 func marshalWriteRequest(b []byte, series []*Series) []byte {
 	for _, s := range series {
-		b = append(b, keyTimeseries)
-		// Written in one pass, its length put in front afterwards: two
-		// bytes are left for it, which fit a TimeSeries of up to 16 KiB.
-		start := len(b)
-		b = append(b, 0, 0)
-		s.Labels.Range(func(l labels.Label) {
-			b = append(b, keyLabels)
-			b = binary.AppendUvarint(b, uint64(labelSize(l)))
-			b = appendString(b, keyName, l.Name)
-			b = appendString(b, keyValue, l.Value)
-		})
-		b = appendSamples(b, s)
-		b = putLength(b, start, 2)
+		b = appendTimeSeries(b, s)
 	}
 	return b
+}
+
+// appendTimeSeries appends s to b as a WriteRequest's TimeSeries field.
+func appendTimeSeries(b []byte, s *Series) []byte {
+	b = append(b, keyTimeseries)
+	// Written in one pass, its length put in front afterwards: two bytes
+	// are left for it, which fit a TimeSeries of up to 16 KiB.
+	start := len(b)
+	b = append(b, 0, 0)
+	s.Labels.Range(func(l labels.Label) {
+		b = append(b, keyLabels)
+		b = binary.AppendUvarint(b, uint64(labelSize(l)))
+		b = appendString(b, keyName, l.Name)
+		b = appendString(b, keyValue, l.Value)
+	})
+	b = appendSamples(b, s)
+	return putLength(b, start, 2)
 }
 
 // putLength puts the length of b[start+room:] in front of it, as a varint

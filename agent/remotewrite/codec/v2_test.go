@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 
@@ -174,13 +175,20 @@ func TestEncoderReusesItsMemory(t *testing.T) {
 			p = Protocol2
 		}
 		want := new(Encoder).Encode(series, p)
-		before := e.body
+		raw := marshalWriteRequest(nil, series)
+		if p == Protocol2 {
+			raw = marshalRequestV2(nil, series)
+		}
+		before := e.z.out
 		got := e.Encode(series, p)
-		if cap(before) >= len(got) && len(got) > 0 && &before[:1][0] == &got[0] {
+		if cap(before) > 0 && len(got) > 0 && &before[:cap(before)][cap(before)-1] == &got[:cap(got)][cap(got)-1] {
 			reused++
 		}
 		if !bytes.Equal(got, want) {
 			t.Fatalf("request %d (%s): %d bytes, not the %d a new Encoder gives", i, p, len(got), len(want))
+		}
+		if !bytes.Equal(got, snappy.Encode(nil, raw)) {
+			t.Fatalf("request %d (%s): not snappy's block format of the whole request", i, p)
 		}
 	}
 	if reused == 0 {
