@@ -92,10 +92,11 @@ type Series struct {
 	// Labels is the dictionary's own label set, shared with every Block
 	// of the series.
 	Labels labels.Labels
-	// Meta is the series' metadata, as appended (AppendMeta); the zero
-	// Meta when none. A series whose Meta changed is another Series, of
+	// Meta is the series' metadata, as appended (AppendMeta); nil when
+	// none. The dictionary's own, shared by the series of the Meta: do not
+	// write into it. A series whose Meta changed is another Series, of
 	// another Ref, with the same Labels.
-	Meta Meta
+	Meta *Meta
 	// T may be shared with other Series of the same Block (series scraped
 	// together share one timestamp column): do not write into it.
 	// Appending copies (its capacity ends at its length).
@@ -883,7 +884,7 @@ func (b *Buffer) resolve(seq uint64, data []seriesData) Block {
 			b.dropped[ReasonCorrupt] += uint64(len(d.ts))
 			continue
 		}
-		blk.Series = append(blk.Series, Series{Ref: d.ref, Labels: e.lset, Meta: e.Meta(), T: d.ts, V: d.vs})
+		blk.Series = append(blk.Series, Series{Ref: d.ref, Labels: e.lset, Meta: e.metaRef(), T: d.ts, V: d.vs})
 	}
 	return blk
 }

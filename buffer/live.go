@@ -137,7 +137,7 @@ func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bo
 		b.headSamples -= len(take.ts)
 		b.headBytes -= int64(len(take.ts)) * headSampleBytes
 		n += len(take.ts)
-		blk.Series = append(blk.Series, Series{Ref: r, Labels: e.lset, Meta: e.Meta(), T: take.ts, V: take.vs})
+		blk.Series = append(blk.Series, Series{Ref: r, Labels: e.lset, Meta: e.metaRef(), T: take.ts, V: take.vs})
 		if left == i {
 			break
 		}

@@ -38,6 +38,14 @@ type Meta struct {
 // IsZero reports whether m says nothing.
 func (m Meta) IsZero() bool { return m == Meta{} }
 
+// Value is *m, the zero Meta for nil: a Series' Meta.
+func (m *Meta) Value() Meta {
+	if m == nil {
+		return Meta{}
+	}
+	return *m
+}
+
 // metaBytes estimates the memory of a Meta beyond the label set's.
 func metaBytes(m Meta) int64 {
 	if m.IsZero() {

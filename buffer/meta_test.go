@@ -27,10 +27,10 @@ func metaByLabels(t *testing.T, b *Buffer) (map[string]Meta, int) {
 	err := b.ForEach(func(blk Block) error {
 		for _, s := range blk.Series {
 			k := s.Labels.String()
-			if m, ok := got[k]; ok && m != s.Meta {
-				t.Fatalf("%s: Meta %+v and %+v", k, m, s.Meta)
+			if m, ok := got[k]; ok && m != s.Meta.Value() {
+				t.Fatalf("%s: Meta %+v and %+v", k, m, s.Meta.Value())
 			}
-			got[k] = s.Meta
+			got[k] = s.Meta.Value()
 			n += len(s.T)
 		}
 		return nil
@@ -121,7 +121,7 @@ func TestMetaSurvivesCommitReopenJournalAndLive(t *testing.T) {
 	}
 	live := map[string]Meta{}
 	for _, s := range blk.Series {
-		live[s.Labels.String()] = s.Meta
+		live[s.Labels.String()] = s.Meta.Value()
 	}
 	b.LiveDone()
 	checkMetas(t, "live", live, series)
@@ -151,7 +151,7 @@ func TestMetaChangeKeepsEachSampleItsOwn(t *testing.T) {
 	var got []string
 	_ = b.ForEach(func(blk Block) error {
 		for _, s := range blk.Series {
-			got = append(got, fmt.Sprintf("start %d: %v", s.Meta.Start, s.T))
+			got = append(got, fmt.Sprintf("start %d: %v", s.Meta.Value().Start, s.T))
 		}
 		return nil
 	})
@@ -204,8 +204,8 @@ func TestMetaChurnStaysWithinTheCap(t *testing.T) {
 	_ = b.ForEach(func(blk Block) error {
 		for _, s := range blk.Series {
 			used[s.Ref] = true
-			if s.T[len(s.T)-1] == rounds*1000 && s.Meta.Help != last {
-				t.Fatalf("newest sample of %s has help %q", s.Labels, s.Meta.Help)
+			if s.T[len(s.T)-1] == rounds*1000 && s.Meta.Value().Help != last {
+				t.Fatalf("newest sample of %s has help %q", s.Labels, s.Meta.Value().Help)
 			}
 		}
 		return nil
@@ -288,7 +288,7 @@ func TestStaleMarkerGoesWithTheSeriesMeta(t *testing.T) {
 	var got []string
 	_ = b.ForEach(func(blk Block) error {
 		for _, s := range blk.Series {
-			got = append(got, fmt.Sprintf("%s %q %d", s.Labels.Get("__name__"), s.Meta.Help, len(s.T)))
+			got = append(got, fmt.Sprintf("%s %q %d", s.Labels.Get("__name__"), s.Meta.Value().Help, len(s.T)))
 		}
 		return nil
 	})

@@ -68,6 +68,14 @@ func (e *indexed) Meta() Meta {
 	return e.meta.Meta
 }
 
+// metaRef is e's Meta as a Series has it: the shared one, nil for none.
+func (e *indexed) metaRef() *Meta {
+	if e.meta == nil {
+		return nil
+	}
+	return &e.meta.Meta
+}
+
 // has reports whether e is lset with m; false for nil.
 func (e *indexed) has(lset labels.Labels, m Meta) bool {
 	return e != nil && e.Meta() == m && labels.Equal(e.lset, lset)

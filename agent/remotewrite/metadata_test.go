@@ -93,7 +93,7 @@ func metaFixture() []buffer.Block {
 }
 
 func withMeta(s buffer.Series, m buffer.Meta) buffer.Series {
-	s.Meta = m
+	s.Meta = &m
 	return s
 }
 
@@ -214,8 +214,8 @@ func TestSendV1MetadataRequests(t *testing.T) {
 func TestSplitKeepsRefAndMetadata(t *testing.T) {
 	mk := func() []*codec.Series {
 		return []*codec.Series{
-			{Ref: 4, Labels: lblReqs, Meta: reqMeta, T: []int64{1000, 2000, 3000}, V: []float64{1, 2, 3}},
-			{Ref: 2, Labels: lblB, Meta: cpuMeta, T: []int64{1000, 3000}, V: []float64{1, 2}},
+			{Ref: 4, Labels: lblReqs, Meta: &reqMeta, T: []int64{1000, 2000, 3000}, V: []float64{1, 2, 3}},
+			{Ref: 2, Labels: lblB, Meta: &cpuMeta, T: []int64{1000, 3000}, V: []float64{1, 2}},
 		}
 	}
 	check := func(what string, parts ...[]*codec.Series) {
@@ -223,8 +223,8 @@ func TestSplitKeepsRefAndMetadata(t *testing.T) {
 		for _, part := range parts {
 			for _, s := range part {
 				want := map[uint32]buffer.Meta{4: reqMeta, 2: cpuMeta}[s.Ref]
-				if s.Meta != want || want.Family == "" {
-					t.Errorf("%s: %s has ref %d and Meta %+v", what, s.Labels, s.Ref, s.Meta)
+				if s.Meta.Value() != want || want.Family == "" {
+					t.Errorf("%s: %s has ref %d and Meta %+v", what, s.Labels, s.Ref, s.Meta.Value())
 				}
 			}
 		}

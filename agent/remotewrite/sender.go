@@ -913,7 +913,7 @@ func (s *Sender) sentMetadata(ctx context.Context, series []*codec.Series, proto
 		return
 	}
 	for _, ser := range series {
-		m := ser.Meta
+		m := ser.Meta.Value()
 		if m.Family == "" || len(s.families) >= maxFamilies {
 			continue
 		}

@@ -77,7 +77,7 @@ func (p Protocol) Version() string {
 type Series struct {
 	Ref    uint32 // the buffer's (buffer.Series.Ref): one label set and Meta
 	Labels labels.Labels
-	Meta   buffer.Meta // type, help, unit, start; the zero Meta when unknown
+	Meta   *buffer.Meta // type, help, unit, start; nil when unknown; the buffer's, not to be written into
 	// NoMeta leaves Meta's type, help and unit out of a 2.0 request (the
 	// receiver had them recently); start times are sent all the same.
 	NoMeta bool

@@ -72,9 +72,9 @@ func TestRequestV2CarriesMetadataAndStart(t *testing.T) {
 					ref = uint32(s + 1)
 				}
 				ser := codectest.Series(ref, lsets[s], 1_800_000_000_000+int64(b)*15_000)
-				ser.Meta = m
+				ser.Meta = &m
 				blk.Series = append(blk.Series, ser)
-				isCreated := IsCreatedSeries(&Series{Labels: lsets[s], Meta: m})
+				isCreated := IsCreatedSeries(&Series{Labels: lsets[s], Meta: &m})
 				if strings.HasSuffix(lsets[s].Get("__name__"), "_created") && (m.Type == "counter" || m.Type == "histogram" || m.Type == "summary") != isCreated {
 					t.Fatalf("%s of a %s: IsCreatedSeries %v", lsets[s], m.Type, isCreated)
 				}
@@ -179,7 +179,8 @@ func TestWireBytesV2WithMetadata(t *testing.T) {
 		})
 		bare, samples, _ := GroupBySeries([]buffer.Block{blk}, math.MinInt64)
 		for i := range blk.Series {
-			blk.Series[i].Meta = typicalMeta(blk.Series[i].Labels)
+			m := typicalMeta(blk.Series[i].Labels)
+			blk.Series[i].Meta = &m
 		}
 		series, _, _ := GroupBySeries([]buffer.Block{blk}, math.MinInt64)
 		for _, s := range series {

@@ -64,13 +64,16 @@ func MetricType(typ string) uint64 {
 // its value is the start time its family's other series carry as their
 // start timestamp, so 2.0 does not send it as a series of its own.
 func IsCreatedSeries(s *Series) bool {
+	if s.Meta == nil {
+		return false
+	}
 	switch s.Meta.Type {
 	case "counter", "histogram", "summary":
 	default:
 		return false
 	}
-	name := s.Labels.Get(labels.MetricName)
-	return len(name) == len(s.Meta.Family)+len("_created") && name[len(s.Meta.Family):] == "_created" && name[:len(s.Meta.Family)] == s.Meta.Family
+	name, family := s.Labels.Get(labels.MetricName), s.Meta.Family
+	return len(name) == len(family)+len("_created") && name[len(family):] == "_created" && name[:len(family)] == family
 }
 
 // CreatedSamples counts the samples of the _created series among series:
@@ -126,7 +129,7 @@ func marshalRequestV2(dst []byte, series []*Series) []byte {
 		symbol(str)
 	}
 	for _, s := range series {
-		if !IsCreatedSeries(s) && !s.NoMeta {
+		if !IsCreatedSeries(s) && !s.NoMeta && s.Meta != nil {
 			symbol(s.Meta.Help)
 			symbol(s.Meta.Unit)
 		}
@@ -143,7 +146,7 @@ func marshalRequestV2(dst []byte, series []*Series) []byte {
 		})
 		ts = appendBytes(ts[:0], keyLabelsRefs, refs)
 		ts = appendSamplesV2(ts, s)
-		if m := s.Meta; !s.NoMeta && (m.Type != "" || m.Help != "" || m.Unit != "") {
+		if m := s.Meta.Value(); !s.NoMeta && (m.Type != "" || m.Help != "" || m.Unit != "") {
 			meta = meta[:0]
 			if t := MetricType(m.Type); t != 0 {
 				meta = append(meta, keyMetaType)
@@ -167,7 +170,7 @@ func marshalRequestV2(dst []byte, series []*Series) []byte {
 // appendSamplesV2 is appendSamples with each sample's start timestamp,
 // the series' Start, when known.
 func appendSamplesV2(b []byte, s *Series) []byte {
-	start := s.Meta.Start
+	start := s.Meta.Value().Start
 	if start == 0 {
 		return appendSamples(b, s)
 	}
