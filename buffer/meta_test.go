@@ -184,7 +184,7 @@ func TestMetaChurnStaysWithinTheCap(t *testing.T) {
 			t.Fatal(err)
 		}
 		most = max(most, onDisk(t, dir))
-		checkSharedMetas(t, b)
+		checkIndex(t, b)
 	}
 	st := b.Stats()
 	t.Logf("at most %d bytes on disk; %d samples kept, %d series known, dictionary %d bytes, dropped %v", most, st.Samples, st.Series, st.SeriesBytes, st.Dropped)
@@ -218,23 +218,51 @@ func TestMetaChurnStaysWithinTheCap(t *testing.T) {
 	}
 }
 
-// checkSharedMetas fails unless the index holds each Meta of its series
-// once, counting the series that have it, and no other.
-func checkSharedMetas(t *testing.T, b *Buffer) {
+// checkIndex fails unless the index holds each Meta of its series once,
+// counting the series that have it, and no other; and finds each ref by
+// its label hash once, and nothing else.
+func checkIndex(t *testing.T, b *Buffer) {
 	t.Helper()
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	s := b.series
 	refs := map[*sharedMeta]int{}
-	for r, e := range b.series.byRef {
+	for r, e := range s.byRef {
+		found := 0
+		for x := range s.refsOf(e.lset.Hash()) {
+			if x == r {
+				found++
+			}
+		}
+		if found != 1 {
+			t.Fatalf("ref %d found %d times by its label hash", r, found)
+		}
 		if e.meta == nil {
 			continue
 		}
-		if b.series.metas[e.meta.Meta] != e.meta {
+		if s.metas[e.meta.Meta] != e.meta {
 			t.Fatalf("ref %d: its Meta is not the index's", r)
 		}
 		refs[e.meta]++
 	}
-	for m, sm := range b.series.metas {
+	byHash := 0
+	for h := range s.byHash {
+		for r := range s.refsOf(h) {
+			if e := s.byRef[r]; e == nil || e.lset.Hash() != h {
+				t.Fatalf("label hash %x names ref %d, not one of its label sets", h, r)
+			}
+			byHash++
+		}
+	}
+	for h, more := range s.moreByHash {
+		if _, ok := s.byHash[h]; !ok || len(more) == 0 {
+			t.Fatalf("label hash %x: %d more refs, first one known %v", h, len(more), ok)
+		}
+	}
+	if byHash != len(s.byRef) {
+		t.Fatalf("%d refs by label hash, %d by ref", byHash, len(s.byRef))
+	}
+	for m, sm := range s.metas {
 		if sm.Meta != m || sm.refs != refs[sm] || sm.refs == 0 {
 			t.Fatalf("Meta %.60q counts %d series, %d have it", m.Help, sm.refs, refs[sm])
 		}

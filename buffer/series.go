@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
+	"iter"
 	"slices"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -14,10 +15,14 @@ import (
 // instead of labels, and back. It lives in memory and in the "series" bucket;
 // disk says which label sets the file holds.
 type seriesIndex struct {
-	byHash  map[uint64][]uint32
-	byRef   map[uint32]*indexed
-	metas   map[Meta]*sharedMeta // byRef's Metas, each once
-	nextRef uint32
+	// byHash has the ref of each label hash; a hash of several refs (a
+	// label set under several Metas, or label sets whose hashes collide)
+	// has its first there and the others in moreByHash.
+	byHash     map[uint64]uint32
+	moreByHash map[uint64][]uint32
+	byRef      map[uint32]*indexed
+	metas      map[Meta]*sharedMeta // byRef's Metas, each once
+	nextRef    uint32
 
 	// disk has an entry for each label set in the file: its encoded size
 	// and the newest block that may hold the series. A series without an
@@ -82,14 +87,14 @@ func (e *indexed) has(lset labels.Labels, m Meta) bool {
 }
 
 func newSeriesIndex() *seriesIndex {
-	return &seriesIndex{byHash: map[uint64][]uint32{}, byRef: map[uint32]*indexed{}, metas: map[Meta]*sharedMeta{}, nextRef: 1, disk: map[uint32]diskSeries{}}
+	return &seriesIndex{byHash: map[uint64]uint32{}, moreByHash: map[uint64][]uint32{}, byRef: map[uint32]*indexed{}, metas: map[Meta]*sharedMeta{}, nextRef: 1, disk: map[uint32]diskSeries{}}
 }
 
 // ref returns the ref and entry of lset with m, creating them if the
 // series is new or its Meta changed. m has been clamped (clampMeta).
 func (s *seriesIndex) ref(lset labels.Labels, m Meta) (uint32, *indexed) {
 	h := lset.Hash()
-	for _, r := range s.byHash[h] {
+	for r := range s.refsOf(h) {
 		if e := s.byRef[r]; e.has(lset, m) {
 			return r, e
 		}
@@ -103,7 +108,7 @@ func (s *seriesIndex) ref(lset labels.Labels, m Meta) (uint32, *indexed) {
 // none.
 func (s *seriesIndex) newestMeta(lset labels.Labels) Meta {
 	var newest uint32
-	for _, r := range s.byHash[lset.Hash()] {
+	for r := range s.refsOf(lset.Hash()) {
 		if r > newest && labels.Equal(s.byRef[r].lset, lset) { // byHash's refs are in byRef
 			newest = r
 		}
@@ -111,10 +116,28 @@ func (s *seriesIndex) newestMeta(lset labels.Labels) Meta {
 	return s.byRef[newest].Meta()
 }
 
+// refsOf yields the refs of label hash h, oldest first.
+func (s *seriesIndex) refsOf(h uint64) iter.Seq[uint32] {
+	return func(yield func(uint32) bool) {
+		if r, ok := s.byHash[h]; !ok || !yield(r) {
+			return
+		}
+		for _, r := range s.moreByHash[h] {
+			if !yield(r) {
+				return
+			}
+		}
+	}
+}
+
 // add makes the entry of r, lset with m, and returns it.
 func (s *seriesIndex) add(r uint32, lset labels.Labels, m Meta) *indexed {
 	h := lset.Hash()
-	s.byHash[h] = append(s.byHash[h], r)
+	if _, taken := s.byHash[h]; taken {
+		s.moreByHash[h] = append(s.moreByHash[h], r)
+	} else {
+		s.byHash[h] = r
+	}
 	e := &indexed{lset: lset}
 	s.memBytes += labelBytes(lset)
 	if !m.IsZero() {
@@ -147,9 +170,20 @@ func (s *seriesIndex) remove(refs []uint32) {
 			}
 		}
 		h := e.lset.Hash()
-		s.byHash[h] = slices.DeleteFunc(s.byHash[h], func(x uint32) bool { return x == r })
-		if len(s.byHash[h]) == 0 {
-			delete(s.byHash, h)
+		more := s.moreByHash[h]
+		if s.byHash[h] == r {
+			if len(more) == 0 {
+				delete(s.byHash, h)
+				continue
+			}
+			s.byHash[h], more = more[0], more[1:]
+		} else {
+			more = slices.DeleteFunc(more, func(x uint32) bool { return x == r })
+		}
+		if len(more) == 0 {
+			delete(s.moreByHash, h)
+		} else {
+			s.moreByHash[h] = more
 		}
 	}
 }
@@ -514,11 +548,11 @@ func (b *Buffer) newStateLocked(ref uint32, e *indexed) *seriesState {
 // refs of lset (the series before its Meta changed), so that a change of
 // Meta does not let older samples in. The caller holds mu.
 func (b *Buffer) siblingsLastTLocked(ref uint32, lset labels.Labels, st *seriesState) {
-	refs := b.series.byHash[lset.Hash()]
-	if len(refs) < 2 {
+	h := lset.Hash()
+	if _, several := b.series.moreByHash[h]; !several {
 		return
 	}
-	for _, r := range refs {
+	for r := range b.series.refsOf(h) {
 		if o := b.series.byRef[r]; r != ref && o.tracked && o.state.lastT > st.lastT && labels.Equal(o.lset, lset) {
 			st.lastT = o.state.lastT
 		}
