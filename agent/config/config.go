@@ -111,7 +111,7 @@ func DefaultConfig() Config {
 			// Above Prometheus' 2000: ferry sends one request at a time,
 			// so a drain goes at this many samples per round trip. At 10k
 			// series every 5 s, 2000 drained at 51.5k samples/s against
-			// 118.6k with 5000, for 3 MiB less RSS (bench/RESULTS.md).
+			// 118.6k with 5000 (bench/RESULTS.md).
 			MaxSamplesPerSend: 5000,
 			Protocol:          remotewrite.Protocol2, // falls back to 1 for receivers without 2.0
 			Metadata:          remotewrite.MetadataConfig{Send: true, SendInterval: remotewrite.DefaultMetadataInterval, MaxSamplesPerSend: remotewrite.DefaultMetadataPerSend},
