@@ -376,14 +376,7 @@ func TestOutgoingAppliesWriteRelabeling(t *testing.T) {
 // them must not leave samples with the old ones: neither in the cache's map
 // (a collector without memos) nor in the memos a scraper keeps.
 func TestExternalLabelsChangeBetweenCollections(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, "a 1\n")
-	}))
-	defer srv.Close()
-	u, err := url.Parse(srv.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := exporter(t, "a 1\n")
 	for _, scraped := range []bool{false, true} {
 		a := testAgent(t, labels.FromStrings("site", "berlin"))
 		col := &scripted{steps: [][]collectors.Sample{
@@ -405,9 +398,7 @@ func TestExternalLabelsChangeBetweenCollections(t *testing.T) {
 		}
 		got := buffered(t, a)
 		for i, c := range got {
-			got[i] = slices.DeleteFunc(c, func(l string) bool {
-				return strings.Contains(l, `{__name__="scrape_`) || strings.HasPrefix(l, `{__name__="up"`)
-			})
+			got[i] = withoutReport(c)
 		}
 		want := [][]string{
 			{`{__name__="a", instance="h:1", job="app", site="berlin"} 1`},
@@ -504,14 +495,7 @@ func TestSeriesSetFindsWhatIsGone(t *testing.T) {
 // the target's, or with honor_labels as the sample's), in the first
 // collection and in those from the scraper's cache.
 func TestScrapeTargetLabelsThroughTheScraper(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, "app_requests_total{job=\"pushed\"} 1\ngo_goroutines 5\napp_up 1\n")
-	}))
-	defer srv.Close()
-	u, err := url.Parse(srv.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := exporter(t, "app_requests_total{job=\"pushed\"} 1\ngo_goroutines 5\napp_up 1\n")
 	for _, honor := range []bool{false, true} {
 		a := testAgent(t, labels.EmptyLabels())
 		tg := config.ScrapeTarget{
@@ -541,12 +525,32 @@ func TestScrapeTargetLabelsThroughTheScraper(t *testing.T) {
 			t.Fatalf("honor_labels %v: %d collections buffered, want 3", honor, len(got))
 		}
 		for i, c := range got {
-			c = slices.DeleteFunc(c, func(l string) bool {
-				return strings.Contains(l, `{__name__="scrape_`) || strings.HasPrefix(l, `{__name__="up"`)
-			})
-			if !slices.Equal(c, want) {
+			if c = withoutReport(c); !slices.Equal(c, want) {
 				t.Errorf("honor_labels %v, collection %d:\n got  %q\n want %q", honor, i, c, want)
 			}
 		}
 	}
+}
+
+// exporter serves body as a scrape target's /metrics until the test ends,
+// and returns its URL.
+func exporter(t *testing.T, body string) *url.URL {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	u, err := url.Parse(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// withoutReport is a collection's buffered series (buffered's lines)
+// without the scrape's report: up and the scrape_ series.
+func withoutReport(c []string) []string {
+	return slices.DeleteFunc(c, func(l string) bool {
+		return strings.Contains(l, `{__name__="scrape_`) || strings.HasPrefix(l, `{__name__="up"`)
+	})
 }
