@@ -336,8 +336,10 @@ func statusKB(field string) int64 {
 //   - the parser's copy of the series it is at: up to the limit again;
 //   - the labels of the samples kept, copied from the body: up to the limit,
 //     plus per sample the __name__ label and sizes;
-//   - per sample a 32-byte Sample in a slice that grows by copying (up to
-//     2.25 times), and an entry in the duplicates map;
+//   - per sample a 64-byte Sample in a slice that grows by copying (up to
+//     2.25 times), an entry in the duplicates map, and the series' entry
+//     in the scraper's cache (48 bytes, its Memo included) with its slot
+//     in the cache's map, which grows by doubling;
 //
 // twice that, since Go's collector lets the heap grow to twice what was
 // live at its last run (GOGC=100), and a margin for the runtime and the
@@ -347,7 +349,9 @@ func peakBound(lim Limits, reason string) int64 {
 	switch reason {
 	case ReasonBodyTooLarge, ReasonTimeout, ReasonNetwork, ReasonHTTPStatus:
 	default:
-		const perSample = 16 + 72 + 40 // __name__ and sizes, Sample and slice growth, duplicates map
+		// __name__ and sizes, Sample and slice growth, duplicates map,
+		// cache entry and map slot.
+		const perSample = 16 + 144 + 40 + 48 + 64
 		live += 3*lim.BodyBytes + int64(lim.Samples)*perSample
 	}
 	return 2*live + 8<<20
@@ -355,8 +359,8 @@ func peakBound(lim Limits, reason string) int64 {
 
 // TestHostileTargetsMemory checks that no hostile case takes the scraper's
 // memory past peakBound of the default limits, over three scrapes in a
-// row: with a 16 MiB limit, 42 MiB for a body that fails before parsing, 162 MiB for one
-// parsed with up to 100k samples.
+// row: with the default limits, 18 MiB for a body that fails before
+// parsing, 102 MiB for one parsed with up to 100k samples.
 func TestHostileTargetsMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a child process per case, each scraping up to the default limits; runs without -short")
