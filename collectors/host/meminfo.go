@@ -40,6 +40,11 @@ type meminfoField struct {
 	value float64 // in bytes, or a count for fields without a unit
 }
 
+// meminfoName turns a field's name into node_exporter's: "Active(anon)"
+// becomes "Active_anon". Built once: a Replacer's first use builds its
+// tables, some KiB a collection if made per field.
+var meminfoName = strings.NewReplacer("(", "_", ")", "")
+
 // parseMeminfo turns lines like "Active(anon):   123 kB" into node_exporter's
 // metrics: parentheses become underscores, kB fields are scaled to bytes and
 // get the _bytes suffix, unitless fields (HugePages_Total) keep their name.
@@ -56,7 +61,7 @@ func parseMeminfo(r io.Reader) ([]meminfoField, error) {
 		if err != nil {
 			return nil, fmt.Errorf("field %s: %w", key, err)
 		}
-		name := strings.NewReplacer("(", "_", ")", "").Replace(key)
+		name := meminfoName.Replace(key)
 		switch {
 		case len(parts) == 3 && parts[2] == "kB":
 			v *= 1024

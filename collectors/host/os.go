@@ -66,6 +66,10 @@ func (c *osCollector) Collect(_ context.Context, out *collectors.Collection) err
 	return nil
 }
 
+// osReleaseUnescaper resolves the shell escapes os-release(5) allows in
+// double quotes.
+var osReleaseUnescaper = strings.NewReplacer(`\"`, `"`, `\\`, `\`, `\$`, `$`, "\\`", "`")
+
 // parseOSRelease reads os-release(5): KEY=value lines, values optionally
 // in single or double quotes, comments and blank lines ignored.
 func parseOSRelease(r io.Reader) (map[string]string, error) {
@@ -86,7 +90,7 @@ func parseOSRelease(r io.Reader) (map[string]string, error) {
 			}
 			value = value[1 : n-1]
 			if text[len(key)+1] == '"' {
-				value = strings.NewReplacer(`\"`, `"`, `\\`, `\`, `\$`, `$`, "\\`", "`").Replace(value)
+				value = osReleaseUnescaper.Replace(value)
 			}
 		}
 		kv[key] = value

@@ -70,7 +70,7 @@ func (c *statCollector) Collect(_ context.Context, out *collectors.Collection) e
 func parseStat(r io.Reader) (map[string]float64, error) {
 	values := map[string]float64{}
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64*1024), 1<<20) // intr lines are long
+	sc.Buffer(nil, 1<<20) // intr lines are long: the buffer grows from 4 KiB as they need
 	for sc.Scan() {
 		key, rest, _ := strings.Cut(sc.Text(), " ")
 		for _, k := range statKeys {
