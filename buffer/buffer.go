@@ -215,7 +215,7 @@ type Buffer struct {
 	mu          sync.Mutex // guards what follows
 	series      *seriesIndex
 	headRefs    []uint32 // the series in the head (state's head set), in the order they came into it
-	slab        headSlab // where Append takes the head's new series from
+	slab        headSlab // where Append takes the room of a series' first sample in the head from
 	headSamples int
 	headBytes   int64                // estimated memory of the head
 	live        []seriesData         // taken by TakeLive, not yet handed back
@@ -598,10 +598,9 @@ func (b *Buffer) appendLocking(ref uint32, lset labels.Labels, m Meta, t int64, 
 		return ref
 	}
 	st.lastT = t
-	s := st.head
-	if s == nil {
-		s = b.slab.series(ref)
-		st.head = s
+	s := &st.head
+	if !st.inHead() {
+		s.ref, s.ts, s.vs = ref, b.slab.ts(), b.slab.vs()
 		b.headRefs = append(b.headRefs, ref)
 		b.headBytes += headSeriesBytes
 	}
@@ -658,10 +657,10 @@ func (b *Buffer) commitLocked() error {
 	keep := pendingRefs
 	refs := b.headRefs
 	slices.Sort(refs)
-	head := make([]*seriesData, len(refs))
+	head := make([]seriesData, len(refs))
 	for i, r := range refs {
 		st := b.stateLocked(r)
-		head[i], st.head = st.head, nil
+		head[i], st.head = st.head, seriesData{}
 		keep[r] = true
 	}
 	b.headRefs, b.headSamples, b.headBytes = refs[:0], 0, 0
@@ -669,10 +668,7 @@ func (b *Buffer) commitLocked() error {
 	b.mu.Unlock()
 
 	if len(head) > 0 {
-		blk := make([]seriesData, len(head))
-		for i, s := range head {
-			blk[i] = *s
-		}
+		blk := head
 		if b.thin {
 			var blocks [][]byte
 			blocks, b.cuts = packBlocksAt(blk, maxBlockBytes, b.cuts)

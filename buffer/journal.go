@@ -54,8 +54,8 @@ func journalShare(maxSize int64) int64 {
 
 // seriesState is what the buffer keeps per series while it is open.
 type seriesState struct {
-	lastT int64       // newest sample appended: older ones are out of order
-	head  *seriesData // its samples in the head (Buffer.headRefs lists it), or nil
+	lastT int64      // newest sample appended: older ones are out of order
+	head  seriesData // its samples in the head (Buffer.headRefs lists it), none when out of it
 
 	// Journal state, since it was last emptied.
 	markT     int64   // newest sample in the head at the previous Journal
@@ -64,6 +64,10 @@ type seriesState struct {
 	jDefined  bool    // labels written
 	journaled bool    // jT and jV are set
 }
+
+// inHead reports whether the head has samples of the series: it has none
+// but while it is in the head.
+func (st *seriesState) inHead() bool { return len(st.head.ts) > 0 }
 
 type journal struct {
 	f        *os.File
@@ -160,7 +164,7 @@ func (b *Buffer) journalRecordLocked(all bool) ([]byte, journaledSamples) {
 		}
 	}
 	for _, r := range b.headRefs {
-		mark(*b.stateLocked(r).head)
+		mark(b.stateLocked(r).head)
 	}
 	for _, s := range b.live {
 		mark(s)

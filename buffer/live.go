@@ -18,33 +18,40 @@ const (
 	headSeriesBytes = 96
 )
 
-// headSlab hands out the head's series entries, each with room for one
-// sample, from arrays made for many at once: a series new to the head (all
-// of them after each commit, or after the sender took the head) costs no
-// allocation of its own. A sample more than the room a series has grows
-// its slices as append does. An array is freed when none of the entries
-// and slices made from it is in use any more: the head turns over at each
-// commit and each live block. The caller holds Buffer.mu.
+// headSlab hands out the room of a series' first sample in the head from
+// arrays made for many at once: a series new to the head (all of them
+// after each commit, or after the sender took the head) costs no
+// allocation of its own; its entry is in its state (seriesState.head). A
+// sample more grows the slices as append does. The room is never used
+// again, as the sender may still read a live block's samples after it
+// handed the block back (Fanout); an array is freed when none of its
+// slices is in use any more. The caller holds Buffer.mu.
 type headSlab struct {
-	entries []seriesData
-	ts      []int64
-	vs      []float64
+	t []int64
+	v []float64
 }
 
-// headSlabSize is how many series one array of a headSlab holds: the
+// headSlabSize is how many samples one array of a headSlab holds: the
 // typical device's series, a tenth of the heavy one's.
 const headSlabSize = 1024
 
-// series returns an empty head entry of ref.
-func (h *headSlab) series(ref uint32) *seriesData {
-	if len(h.entries) == 0 {
-		h.entries = make([]seriesData, headSlabSize)
-		h.ts = make([]int64, headSlabSize)
-		h.vs = make([]float64, headSlabSize)
+// ts returns room for one timestamp.
+func (h *headSlab) ts() []int64 {
+	if len(h.t) == 0 {
+		h.t = make([]int64, headSlabSize)
 	}
-	s := &h.entries[0]
-	s.ref, s.ts, s.vs = ref, h.ts[:0:1], h.vs[:0:1]
-	h.entries, h.ts, h.vs = h.entries[1:], h.ts[1:], h.vs[1:]
+	s := h.t[:0:1]
+	h.t = h.t[1:]
+	return s
+}
+
+// vs returns room for one value.
+func (h *headSlab) vs() []float64 {
+	if len(h.v) == 0 {
+		h.v = make([]float64, headSlabSize)
+	}
+	s := h.v[:0:1]
+	h.v = h.v[1:]
 	return s
 }
 
@@ -119,7 +126,7 @@ func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bo
 	for i, r := range refs {
 		e := b.series.byRef[r]
 		st := &e.state // tracked: the series is in the head
-		s := st.head
+		s := &st.head
 		if n > 0 && n+len(s.ts) > maxSamples {
 			left = i
 			break
@@ -130,7 +137,7 @@ func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bo
 			s.ts, s.vs = s.ts[k:], s.vs[k:]
 			left = i // the rest of it stays; n is maxSamples: nothing more goes
 		} else {
-			st.head = nil
+			st.head = seriesData{}
 			b.headBytes -= headSeriesBytes
 		}
 		live = append(live, take)
@@ -178,10 +185,9 @@ func (b *Buffer) LiveFailed(settled Block) {
 			continue
 		}
 		st := b.stateLocked(l.ref) // kept while the series is in flight (collectSeries)
-		s := st.head
-		if s == nil {
-			s = &seriesData{ref: l.ref}
-			st.head = s
+		s := &st.head
+		if !st.inHead() {
+			s.ref = l.ref
 			b.headRefs = append(b.headRefs, l.ref)
 			b.headBytes += headSeriesBytes
 		}
@@ -213,7 +219,7 @@ func (b *Buffer) headOldestLocked() int64 {
 		}
 	}
 	for _, r := range b.headRefs {
-		note(*b.stateLocked(r).head)
+		note(b.stateLocked(r).head)
 	}
 	for _, s := range b.live {
 		note(s)

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -126,10 +127,10 @@ func TestLivePathConservesEverySample(t *testing.T) {
 		}
 		inHead := 0
 		for _, e := range b.series.byRef {
-			if e.state.head != nil {
+			if e.state.inHead() {
 				inHead++
 			}
-			if !e.tracked && e.state != (seriesState{}) {
+			if !e.tracked && !reflect.ValueOf(e.state).IsZero() {
 				t.Fatalf("seed %d: a series not tracked has a state: %+v", seed, e.state)
 			}
 		}

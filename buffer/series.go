@@ -390,7 +390,7 @@ func (b *Buffer) unusedSeriesLocked(firstSeq uint64, keep map[uint32]bool) []dea
 // holds mu.
 func (b *Buffer) inHeadLocked(r uint32) bool {
 	st := b.stateLocked(r)
-	return st != nil && st.head != nil
+	return st != nil && st.inHead()
 }
 
 // stateLocked is the state of series r, nil when the buffer has none (r
