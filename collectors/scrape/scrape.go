@@ -81,7 +81,6 @@ type Scraper struct {
 	parser exposition.Parser // keeps the target's families' Descs from one scrape to the next
 	cache  seriesCache
 	body   bodyBuffer
-	first  map[uint64]int // dropDuplicates': label hash -> index in kept
 }
 
 // seriesCache remembers, per target, the label set that each series of the
@@ -99,12 +98,17 @@ type Scraper struct {
 // cache's largest part. Half of it is seeded at random per process, so
 // that a hostile target cannot make two of its series share a key.
 type seriesCache struct {
-	target      labels.Labels // added to each label set
-	honorLabels bool
-	builder     labels.Builder
-	openMetrics bool
-	scrape      uint64 // counts parsed scrapes
-	entries     map[seriesKey]*cachedSeries
+	target          labels.Labels // added to each label set
+	honorLabels     bool
+	honorTimestamps bool
+	builder         labels.Builder
+	openMetrics     bool
+	scrape          uint32 // counts parsed scrapes; wraps after a century at one a second
+	entries         map[seriesKey]*cachedSeries
+	// byHash finds the entry that stands for a label set (cachedSeries'
+	// twin) by the set's hash, colliding ones chained by sameHash.
+	byHash     map[uint64]*cachedSeries
+	duplicates uint64 // samples dropped as duplicates
 }
 
 type seriesKey struct{ x, m uint64 }
@@ -118,8 +122,15 @@ func keyOf(text []byte) seriesKey {
 type cachedSeries struct {
 	lset   labels.Labels // within the limits, without empty values, with the target's labels
 	hash   uint64        // lset.Hash()
-	scrape uint64        // the last parsed scrape that had it
-	memo   collectors.Memo
+	scrape uint32        // the last parsed scrape that had it
+	// kept is the last parsed scrape that kept a sample of lset without a
+	// timestamp, as noted in twin: the entry that stands for lset, itself
+	// unless another text (labels in another order, an empty value, the
+	// target's labels) gave the same set first.
+	kept     uint32
+	twin     *cachedSeries
+	sameHash *cachedSeries // next in byHash's chain, if it stands for its set
+	memo     collectors.Memo
 }
 
 // start begins a parse of an exposition in OpenMetrics or not.
@@ -131,7 +142,48 @@ func (c *seriesCache) start(openMetrics bool) {
 	c.scrape++
 }
 
-// finish forgets the series that the parse begun by start did not have.
+// add caches e under key, its twin found or made.
+func (c *seriesCache) add(key seriesKey, e *cachedSeries) {
+	c.entries[key] = e
+	c.pair(e)
+}
+
+// pair finds the entry that stands for e's label set in byHash, or makes
+// e that entry.
+func (c *seriesCache) pair(e *cachedSeries) {
+	if c.byHash == nil {
+		c.byHash = map[uint64]*cachedSeries{}
+	}
+	first := c.byHash[e.hash]
+	for o := first; o != nil; o = o.sameHash {
+		if labels.Equal(o.lset, e.lset) {
+			e.twin = o
+			return
+		}
+	}
+	e.twin, e.sameHash = e, first
+	c.byHash[e.hash] = e
+}
+
+// duplicate reports whether the parse already kept a sample of e's label
+// set without a timestamp (t 0: the agent stamps it), as Prometheus drops
+// it ("duplicate sample for timestamp"): both would get the scrape's time,
+// and a receiver refuses a whole remote-write request with two values for
+// one series and time. Otherwise it notes that one is kept now, if t is 0.
+func (c *seriesCache) duplicate(e *cachedSeries, t int64) bool {
+	if t != 0 {
+		return false
+	}
+	if e.twin.kept == c.scrape {
+		c.duplicates++
+		return true
+	}
+	e.twin.kept = c.scrape
+	return false
+}
+
+// finish forgets the series that the parse begun by start did not have,
+// and pairs the others again if some went.
 func (c *seriesCache) finish(seen int) {
 	if len(c.entries) == seen {
 		return
@@ -140,6 +192,11 @@ func (c *seriesCache) finish(seen int) {
 		if e.scrape != c.scrape {
 			delete(c.entries, k)
 		}
+	}
+	clear(c.byHash)
+	for _, e := range c.entries {
+		e.twin, e.sameHash = nil, nil
+		c.pair(e)
 	}
 }
 
@@ -154,7 +211,7 @@ func New(t Target, timeout time.Duration) (*Scraper, error) {
 		return nil, err
 	}
 	s := &Scraper{target: t, client: &http.Client{Transport: transport, Timeout: timeout}}
-	s.cache.target, s.cache.honorLabels = t.Labels, t.HonorLabels
+	s.cache.target, s.cache.honorLabels, s.cache.honorTimestamps = t.Labels, t.HonorLabels, t.HonorTimestamps
 	return s, nil
 }
 
@@ -164,55 +221,20 @@ func (s *Scraper) Collect(ctx context.Context, out *collectors.Collection) error
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	base := len(out.Samples)
-	if err := s.scrape(ctx, out); err != nil {
+	dups := s.cache.duplicates
+	err := s.scrape(ctx, out)
+	if err != nil {
 		clear(out.Samples[base:])
 		out.Samples = out.Samples[:base]
 		return fmt.Errorf("scrape %s: %w", s.target.URL.Redacted(), err)
 	}
-	parsed := out.Samples[base:]
-	if !s.target.HonorTimestamps {
-		for i := range parsed {
-			parsed[i].T = 0
-		}
-	}
-	kept := s.dropDuplicates(parsed)
-	clear(parsed[len(kept):])
-	out.Samples = out.Samples[:base+len(kept)]
+	s.duplicates.Add(s.cache.duplicates - dups)
 	return nil
 }
 
 // DuplicatesDropped counts the samples dropped because their series came
-// earlier in the same scrape.
+// earlier in the same scrape without a timestamp.
 func (s *Scraper) DuplicatesDropped() uint64 { return s.duplicates.Load() }
-
-// dropDuplicates keeps the first sample of a series that comes twice
-// without a timestamp (T 0: the agent stamps it), as Prometheus does
-// ("duplicate sample for timestamp"): both would get the scrape's time, and
-// a receiver refuses a whole remote-write request with two values for one
-// series and time.
-//
-// The caller holds mu.
-func (s *Scraper) dropDuplicates(samples []collectors.Sample) []collectors.Sample {
-	if s.first == nil {
-		s.first = make(map[uint64]int, len(samples))
-	}
-	first := s.first // label hash: index in kept
-	defer clear(first)
-	kept := samples[:0]
-	for _, smp := range samples {
-		if smp.T == 0 {
-			h := smp.LabelsHash()
-			if i, ok := first[h]; ok && labels.Equal(kept[i].Labels, smp.Labels) {
-				s.duplicates.Add(1)
-				continue
-			} else if !ok {
-				first[h] = len(kept)
-			}
-		}
-		kept = append(kept, smp)
-	}
-	return kept
-}
 
 func (s *Scraper) scrape(ctx context.Context, out *collectors.Collection) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.target.URL.String(), nil)
@@ -233,7 +255,7 @@ func (s *Scraper) scrape(ctx context.Context, out *collectors.Collection) error 
 	if err != nil {
 		return err
 	}
-	return parse(&s.parser, body, resp.Header.Get("Content-Type"), s.target.Limits, out, len(out.Samples), &s.cache)
+	return parse(&s.parser, body, resp.Header.Get("Content-Type"), s.target.Limits, out, &s.cache)
 }
 
 // bodyBuffer holds a scraper's response bodies, one at a time, in memory
@@ -322,13 +344,16 @@ func transportError(err error) error {
 // histograms sends their classic buckets in the text formats.
 func Parse(body []byte, contentType string, lim Limits, out *collectors.Collection) error {
 	var p exposition.Parser
-	return parse(&p, body, contentType, lim, out, 0, nil)
+	return parse(&p, body, contentType, lim, out, nil)
 }
 
-// parse is Parse with p's Descs of the target's families, the sample limit
-// counting the samples of out from index base on, and a target's cache of
-// series (nil for none), which gives each sample its Hash and Memo.
-func parse(p *exposition.Parser, body []byte, contentType string, lim Limits, out *collectors.Collection, base int, cache *seriesCache) error {
+// parse is Parse with p's Descs of the target's families and a target's
+// cache of series (nil for none). The cache gives each sample its Hash
+// and Memo, keeps a target's timestamps only with its HonorTimestamps, and
+// drops a sample without one whose label set the body had before
+// (seriesCache.duplicate). The sample limit counts the body's samples,
+// duplicates included.
+func parse(p *exposition.Parser, body []byte, contentType string, lim Limits, out *collectors.Collection, cache *seriesCache) error {
 	format := exposition.Text
 	if mediaType, _, _ := mime.ParseMediaType(contentType); mediaType == "application/openmetrics-text" {
 		format = exposition.OpenMetrics
@@ -336,6 +361,7 @@ func parse(p *exposition.Parser, body []byte, contentType string, lim Limits, ou
 	p.Reset(body, format)
 	first := len(out.Samples) // where this body's samples start
 	seen := 0                 // cached series in this parse
+	parsed := 0               // samples of this body, kept or not
 	if cache != nil {
 		cache.start(format == exposition.OpenMetrics)
 		defer func() { cache.finish(seen) }()
@@ -361,12 +387,23 @@ func parse(p *exposition.Parser, body []byte, contentType string, lim Limits, ou
 				return err
 			}
 		}
-		if len(out.Samples)-base >= lim.Samples {
+		if parsed++; parsed > lim.Samples { // duplicates count, as Prometheus counts them
 			return &Error{ReasonSampleLimit, fmt.Errorf("more than the limit of %d samples", lim.Samples)}
 		}
 		s := collectors.Sample{V: p.Value()}
-		s.T, _ = p.Timestamp()
+		if cache == nil || cache.honorTimestamps {
+			s.T, _ = p.Timestamp()
+		}
 		d := p.Desc()
+		if cached != nil {
+			if cached.scrape != cache.scrape {
+				cached.scrape = cache.scrape
+				seen++
+			}
+			if cache.duplicate(cached, s.T) {
+				continue
+			}
+		}
 		switch {
 		case cached == nil:
 			s.Labels = lset
@@ -375,13 +412,20 @@ func parse(p *exposition.Parser, body []byte, contentType string, lim Limits, ou
 			if cache == nil {
 				continue
 			}
-			lset = out.Samples[len(out.Samples)-1].Labels // without empty values
+			smp := &out.Samples[len(out.Samples)-1]
+			lset = smp.Labels // without empty values
 			if !cache.target.IsEmpty() {
 				lset = collectors.WithTarget(&cache.builder, lset, cache.target, cache.honorLabels)
-				out.Samples[len(out.Samples)-1].Labels = lset
+				smp.Labels = lset
 			}
-			cached = &cachedSeries{lset: lset, hash: lset.Hash()}
-			cache.entries[key] = cached
+			cached = &cachedSeries{lset: lset, hash: lset.Hash(), scrape: cache.scrape}
+			cache.add(key, cached)
+			seen++
+			if cache.duplicate(cached, s.T) {
+				*smp = collectors.Sample{}
+				out.Samples = out.Samples[:len(out.Samples)-1]
+				continue
+			}
 		case d != lastDesc:
 			s.Labels = cached.lset
 			out.AddSample(d, s) // notes the family in out.Families
@@ -389,10 +433,6 @@ func parse(p *exposition.Parser, body []byte, contentType string, lim Limits, ou
 		default:
 			s.Labels, s.Desc = cached.lset, d
 			out.Samples = append(out.Samples, s)
-		}
-		if cached.scrape != cache.scrape {
-			cached.scrape = cache.scrape
-			seen++
 		}
 		smp := &out.Samples[len(out.Samples)-1]
 		smp.Hash, smp.Memo = cached.hash, &cached.memo

@@ -519,6 +519,113 @@ func TestCollectCachedSeries(t *testing.T) {
 	}
 }
 
+// TestCollectDropsDuplicatesRandomized scrapes random bodies again and
+// again, as the agent does, and holds each scrape to a model: every sample
+// as Parse reads it, with the target's labels added (collectors.WithTarget),
+// its timestamp kept only with honor_timestamps, and a sample without one
+// dropped, counted, when one of the same label set came before it in the
+// scrape. The bodies write a few series in many ways (labels in any order,
+// empty values, a job the target's label displaces) and come and go, so
+// that the scraper's cache meets twins, new series and forgotten ones.
+func TestCollectDropsDuplicatesRandomized(t *testing.T) {
+	target := labels.FromStrings("job", "app", "instance", "h:1")
+	for seed := range uint64(60) {
+		rng := rand.New(rand.NewPCG(seed, 17))
+		honorLabels, honorTimestamps := rng.IntN(2) == 0, rng.IntN(2) == 0
+		line := func() string {
+			var lbls []string
+			for _, n := range []string{"x", "job", "exported_job"} {
+				if rng.IntN(2) == 0 {
+					lbls = append(lbls, fmt.Sprintf("%s=%q", n, []string{"", "1", "app"}[rng.IntN(3)]))
+				}
+			}
+			rng.Shuffle(len(lbls), func(i, j int) { lbls[i], lbls[j] = lbls[j], lbls[i] })
+			l := []string{"a", "b"}[rng.IntN(2)]
+			if len(lbls) > 0 || rng.IntN(4) == 0 {
+				l += "{" + strings.Join(lbls, ",") + "}"
+			}
+			l += " " + strconv.Itoa(rng.IntN(100))
+			if rng.IntN(3) == 0 {
+				l += " " + strconv.Itoa(1_700_000_000_000+rng.IntN(3))
+			}
+			return l + "\n"
+		}
+		var mu sync.Mutex
+		var body string
+		tg := newTarget(t, func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			b := body
+			mu.Unlock()
+			serveBody(promContentType, []byte(b))(w, r)
+		})
+		u, _ := url.Parse(tg.srv.URL + "/metrics")
+		s := mustNew(t, Target{URL: u, Limits: DefaultLimits, Labels: target, HonorLabels: honorLabels, HonorTimestamps: honorTimestamps})
+		var dups uint64
+		for scrape := range 12 {
+			var b strings.Builder
+			for range rng.IntN(12) {
+				b.WriteString(line())
+			}
+			mu.Lock()
+			body = b.String()
+			mu.Unlock()
+
+			var parsed collectors.Collection
+			if err := Parse([]byte(body), promContentType, DefaultLimits, &parsed); err != nil {
+				t.Fatalf("seed %d: %v\n%s", seed, err, body)
+			}
+			var want []collectors.Sample
+			var builder labels.Builder
+			for _, smp := range parsed.Samples {
+				smp.Labels = collectors.WithTarget(&builder, smp.Labels, target, honorLabels)
+				if !honorTimestamps {
+					smp.T = 0
+				}
+				if smp.T == 0 && slices.ContainsFunc(want, func(o collectors.Sample) bool {
+					return o.T == 0 && labels.Equal(o.Labels, smp.Labels)
+				}) {
+					dups++
+					continue
+				}
+				want = append(want, smp)
+			}
+
+			var got collectors.Collection
+			if err := s.Collect(context.Background(), &got); err != nil {
+				t.Fatalf("seed %d, scrape %d: %v", seed, scrape, err)
+			}
+			sameSamples(t, got.Samples, want)
+			if d := s.DuplicatesDropped(); d != dups {
+				t.Errorf("seed %d, scrape %d: %d duplicates counted, want %d", seed, scrape, d, dups)
+			}
+			// The cache holds this scrape's series only: a series gone
+			// is neither found by its hash nor any series' twin.
+			live := map[*cachedSeries]bool{}
+			for _, e := range s.cache.entries {
+				live[e] = true
+			}
+			for _, e := range s.cache.entries {
+				if !live[e.twin] || !labels.Equal(e.twin.lset, e.lset) {
+					t.Errorf("seed %d, scrape %d: %s paired with %s, gone or another set", seed, scrape, e.lset, e.twin.lset)
+				}
+			}
+			for _, e := range s.cache.byHash {
+				for ; e != nil; e = e.sameHash {
+					if !live[e] {
+						t.Errorf("seed %d, scrape %d: %s found by its hash, gone", seed, scrape, e.lset)
+					}
+				}
+			}
+			if t.Failed() {
+				t.Fatalf("seed %d, scrape %d (honor labels %v, timestamps %v):\n%s", seed, scrape, honorLabels, honorTimestamps, body)
+			}
+		}
+		if dups == 0 {
+			t.Errorf("seed %d: no duplicates in its bodies", seed)
+		}
+	}
+}
+
 // TestCollectMetadataAndStartTimes scrapes an OpenMetrics target twice and
 // a text-format one: samples point to their family's Desc, the same *Desc
 // while the family does not change; OpenMetrics' _created lines give the
