@@ -231,3 +231,73 @@ func TestNoAllocationPerSample(t *testing.T) {
 		}
 	}
 }
+
+// FuzzKnownSeries: a caller that knows a series' text (Known) gets the
+// same samples and the same error as one that does not, its labels aside,
+// which it has from before. The texts known are those of another body's
+// samples, as a scraper's cache holds the last scrape's: lines that begin
+// like a known series but differ after it, in quotes, escapes and braces,
+// must still be read in full.
+func FuzzKnownSeries(f *testing.F) {
+	f.Add([]byte("a{x=\"}\"} 1\na{x=\"\\\\\"} 2\n"), []byte("a{x=\"}\"} 1\na{x=\"\\\\\"} 2 # {\na{x=\"\\\"}\"} 3\n"))
+	f.Add([]byte("a{x=\"1\"} 1\na {x=\"1\"} 2\n"), []byte("a{x=\"1\"} 3\na{x=\"1\"}} 4\na{x=\"1\",} 5\na{x=\"1\" 6\n"))
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s), []byte(s))
+	}
+	for _, c := range corpus(f) {
+		if c.format == Text {
+			b := c.body[:min(len(c.body), 2000)]
+			f.Add(b, b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, before, body []byte) {
+		known := map[string]bool{}
+		var p Parser
+		p.Reset(before, Text)
+		for p.Next() {
+			known[string(p.Series())] = true
+		}
+
+		type sample struct {
+			series string
+			v      float64
+			t      int64
+			hasT   bool
+		}
+		walk := func(p *Parser) (out []sample, err error) {
+			p.Reset(body, Text)
+			for p.Next() {
+				s := sample{series: string(p.Series()), v: p.Value()}
+				s.t, s.hasT = p.Timestamp()
+				out = append(out, s)
+			}
+			return out, p.Err()
+		}
+		var plain, cached Parser
+		want, wantErr := walk(&plain)
+		asked := 0
+		cached.Known = func(series []byte) bool {
+			asked++
+			return known[string(series)]
+		}
+		got, gotErr := walk(&cached)
+		if fmt.Sprint(wantErr) != fmt.Sprint(gotErr) || len(got) != len(want) {
+			t.Fatalf("with known series: %d samples, error %v; without: %d, %v", len(got), gotErr, len(want), wantErr)
+		}
+		for i := range want {
+			if got[i] != want[i] && !(got[i].v != got[i].v && want[i].v != want[i].v) {
+				t.Fatalf("sample %d: %+v with known series, %+v without", i, got[i], want[i])
+			}
+		}
+		// It is asked about every series with a name and labels.
+		withLabels := 0
+		for _, s := range want {
+			if strings.Contains(s.series, "{") && !strings.HasPrefix(s.series, "{") {
+				withLabels++
+			}
+		}
+		if asked < withLabels {
+			t.Fatalf("Known asked %d times, %d series have a name and labels", asked, withLabels)
+		}
+	})
+}

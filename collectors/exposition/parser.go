@@ -2,8 +2,9 @@
 // in: the Prometheus text format 0.0.4 and OpenMetrics 1.0.0 text. It is
 // ferry's own parser, shaped for the scraper's hot path: Next walks the
 // samples of a body without allocating, a sample's series text (its name and
-// labels as the target wrote them) is a key for a cache of label sets, and
-// labels are built only when the caller asks for them.
+// labels as the target wrote them) is a key for a cache of label sets,
+// labels are built only when the caller asks for them, and the labels of a
+// series the caller knows (Known) are not even read.
 //
 // What it accepts and refuses follows Prometheus' parsers of the same
 // formats (model/textparse), which the tests compare it with on a corpus and
@@ -57,6 +58,14 @@ type Start struct {
 // allocation per family in the steady state. It is not safe for concurrent
 // use.
 type Parser struct {
+	// Known, when set, is asked about a sample's series text in the text
+	// format before its labels are read. True says that the caller has
+	// the text's label set from an earlier sample of the same format
+	// (where Next checked the labels): they are neither checked again nor
+	// kept, and Labels must not be called for the sample. The text is a
+	// view of the body.
+	Known func(series []byte) bool
+
 	b      []byte
 	i      int
 	format Format

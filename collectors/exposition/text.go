@@ -189,9 +189,13 @@ func (p *Parser) textSeries(i int) bool {
 	}
 	seriesEnd := p.nameEnd
 	if j < len(p.b) && p.b[j] == '{' {
-		var ok bool
-		if j, ok = p.textLabels(i, j+1); !ok {
-			return false
+		if end := p.knownLabels(i, j); end >= 0 {
+			j = end
+		} else {
+			var ok bool
+			if j, ok = p.textLabels(i, j+1); !ok {
+				return false
+			}
 		}
 		seriesEnd = j
 	}
@@ -230,6 +234,50 @@ func (p *Parser) textSeries(i int) bool {
 	}
 	p.i = min(j+1, len(p.b))
 	return true
+}
+
+// knownLabels finds the end of the labels at the '{' at i of a series
+// whose name starts at lineStart, and returns the index after the closing
+// '}' if Known knows the series' text; -1 otherwise. Finding the end needs
+// only the quotes: a text Known knows is one that textLabels read to the
+// same '}' before. A quoted string ends at the first quote after it that
+// no odd run of backslashes escapes.
+func (p *Parser) knownLabels(lineStart, i int) int {
+	if p.Known == nil || p.nameAt < 0 {
+		return -1
+	}
+	for i++; i < len(p.b); {
+		switch p.b[i] {
+		case '"':
+			j := i + 1
+			for {
+				k := bytes.IndexByte(p.b[j:], '"')
+				if k < 0 {
+					return -1
+				}
+				j += k
+				n := 0
+				for n < j-i-1 && p.b[j-1-n] == '\\' {
+					n++
+				}
+				if n%2 == 0 {
+					break
+				}
+				j++
+			}
+			i = j + 1
+		case '}':
+			if p.Known(p.b[lineStart : i+1]) {
+				return i + 1
+			}
+			return -1
+		case '\n':
+			return -1
+		default:
+			i++
+		}
+	}
+	return -1
 }
 
 // textLabels reads the labels after the '{' at i-1 and returns the index

@@ -362,25 +362,33 @@ func parse(p *exposition.Parser, body []byte, contentType string, lim Limits, ou
 	first := len(out.Samples) // where this body's samples start
 	seen := 0                 // cached series in this parse
 	parsed := 0               // samples of this body, kept or not
-	if cache != nil {
-		cache.start(format == exposition.OpenMetrics)
-		defer func() { cache.finish(seen) }()
-	}
 	var (
 		builder  labels.ScratchBuilder
 		lset     labels.Labels
 		lastDesc *collectors.Desc
+		cached   *cachedSeries
+		key      seriesKey
+		looked   bool // the parser asked for the sample's series: key and cached are its
 	)
+	if cache != nil {
+		cache.start(format == exposition.OpenMetrics)
+		// A series the cache has needs its labels neither read nor checked.
+		p.Known = func(series []byte) bool {
+			key, looked = keyOf(series), true
+			cached = cache.entries[key]
+			return cached != nil
+		}
+		defer func() {
+			p.Known = nil
+			cache.finish(seen)
+		}()
+	}
 	for p.Next() {
-		series := p.Series()
-		var (
-			cached *cachedSeries
-			key    seriesKey
-		)
-		if cache != nil {
-			key = keyOf(series)
+		if cache != nil && !looked {
+			key = keyOf(p.Series())
 			cached = cache.entries[key]
 		}
+		looked = false
 		if cached == nil {
 			lset = p.Labels(&builder) // a new label set each time: lset is not reused
 			if err := checkLabels(lset, lim); err != nil {
