@@ -46,10 +46,7 @@ func appendTimeSeries(b []byte, s *Series) []byte {
 	start := len(b)
 	b = append(b, 0, 0)
 	s.Labels.Range(func(l labels.Label) {
-		b = append(b, keyLabels)
-		b = binary.AppendUvarint(b, uint64(labelSize(l)))
-		b = appendString(b, keyName, l.Name)
-		b = appendString(b, keyValue, l.Value)
+		b = appendLabel(b, l)
 	})
 	b = appendSamples(b, s)
 	return putLength(b, start, 2)
@@ -89,6 +86,21 @@ func appendSample(b []byte, t int64, v float64) []byte {
 	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
 	b = append(b, keySampleTS)
 	return binary.AppendUvarint(b, uint64(t))
+}
+
+// appendLabel appends l as a TimeSeries' Label field.
+func appendLabel(b []byte, l labels.Label) []byte {
+	if n := 4 + len(l.Name) + len(l.Value); n < 0x80 {
+		// Every length fits a one-byte varint: most labels.
+		b = append(b, keyLabels, byte(n), keyName, byte(len(l.Name)))
+		b = append(b, l.Name...)
+		b = append(b, keyValue, byte(len(l.Value)))
+		return append(b, l.Value...)
+	}
+	b = append(b, keyLabels)
+	b = binary.AppendUvarint(b, uint64(labelSize(l)))
+	b = appendString(b, keyName, l.Name)
+	return appendString(b, keyValue, l.Value)
 }
 
 func labelSize(l labels.Label) int {

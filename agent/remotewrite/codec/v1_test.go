@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -33,7 +34,10 @@ func TestWriteRequestDecodesWithPrompb(t *testing.T) {
 				if rng.IntN(4) == 0 {
 					continue // not every series in every block
 				}
-				lset := labels.FromStrings("__name__", fmt.Sprintf("m%d", s%3), "instance", "dev-ä", "s", fmt.Sprint(s))
+				// A label of each length around 128 bytes, where its
+				// lengths stop fitting a one-byte varint.
+				pad := strings.Repeat("p", (s*37+trial)%260)
+				lset := labels.FromStrings("__name__", fmt.Sprintf("m%d", s%3), "instance", "dev-ä", "pad", pad, "s", fmt.Sprint(s))
 				ser := buffer.Series{Ref: uint32(s + 1), Labels: lset}
 				k := 1 + rng.IntN(3)
 				if rng.IntN(40) == 0 {
