@@ -222,8 +222,7 @@ func (s *Scraper) Collect(ctx context.Context, out *collectors.Collection) error
 	defer s.mu.Unlock()
 	base := len(out.Samples)
 	dups := s.cache.duplicates
-	err := s.scrape(ctx, out)
-	if err != nil {
+	if err := s.scrape(ctx, out); err != nil {
 		clear(out.Samples[base:])
 		out.Samples = out.Samples[:base]
 		return fmt.Errorf("scrape %s: %w", s.target.URL.Redacted(), err)
