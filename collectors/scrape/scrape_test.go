@@ -546,7 +546,7 @@ func TestCollectDropsDuplicatesRandomized(t *testing.T) {
 			}
 			l += " " + strconv.Itoa(rng.IntN(100))
 			if rng.IntN(3) == 0 {
-				l += " " + strconv.Itoa(1_700_000_000_000+rng.IntN(3))
+				l += " " + strconv.FormatInt(1_700_000_000_000+rng.Int64N(3), 10)
 			}
 			return l + "\n"
 		}
