@@ -337,9 +337,9 @@ func statusKB(field string) int64 {
 //   - the labels of the samples kept, copied from the body: up to the limit,
 //     plus per sample the __name__ label and sizes;
 //   - per sample a 64-byte Sample in a slice that grows by copying (up to
-//     2.25 times), an entry in the duplicates map, and the series' entry
-//     in the scraper's cache (48 bytes, its Memo included) with its slot
-//     in the cache's map, which grows by doubling;
+//     2.25 times), and the series' entry in the scraper's cache (64 bytes,
+//     its Memo and duplicate check included) with its slots in the cache's
+//     maps, by text and by label hash, which grow by doubling;
 //
 // twice that, since Go's collector lets the heap grow to twice what was
 // live at its last run (GOGC=100), and a margin for the runtime and the
@@ -349,9 +349,9 @@ func peakBound(lim Limits, reason string) int64 {
 	switch reason {
 	case ReasonBodyTooLarge, ReasonTimeout, ReasonNetwork, ReasonHTTPStatus:
 	default:
-		// __name__ and sizes, Sample and slice growth, duplicates map,
-		// cache entry and map slot.
-		const perSample = 16 + 144 + 40 + 48 + 64
+		// __name__ and sizes, Sample and slice growth, the slot by label
+		// hash, cache entry and its slot by text.
+		const perSample = 16 + 144 + 40 + 64 + 64
 		live += 3*lim.BodyBytes + int64(lim.Samples)*perSample
 	}
 	return 2*live + 8<<20
@@ -360,7 +360,7 @@ func peakBound(lim Limits, reason string) int64 {
 // TestHostileTargetsMemory checks that no hostile case takes the scraper's
 // memory past peakBound of the default limits, over three scrapes in a
 // row: with the default limits, 18 MiB for a body that fails before
-// parsing, 102 MiB for one parsed with up to 100k samples.
+// parsing, 104 MiB for one parsed with up to 100k samples.
 func TestHostileTargetsMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a child process per case, each scraping up to the default limits; runs without -short")
