@@ -36,22 +36,19 @@ type headSlab struct {
 const headSlabSize = 1024
 
 // ts returns room for one timestamp.
-func (h *headSlab) ts() []int64 {
-	if len(h.t) == 0 {
-		h.t = make([]int64, headSlabSize)
-	}
-	s := h.t[:0:1]
-	h.t = h.t[1:]
-	return s
-}
+func (h *headSlab) ts() []int64 { return roomForOne(&h.t) }
 
 // vs returns room for one value.
-func (h *headSlab) vs() []float64 {
-	if len(h.v) == 0 {
-		h.v = make([]float64, headSlabSize)
+func (h *headSlab) vs() []float64 { return roomForOne(&h.v) }
+
+// roomForOne returns an empty slice with room for one element, cut from
+// the front of *arr, which is made anew when used up.
+func roomForOne[T int64 | float64](arr *[]T) []T {
+	if len(*arr) == 0 {
+		*arr = make([]T, headSlabSize)
 	}
-	s := h.v[:0:1]
-	h.v = h.v[1:]
+	s := (*arr)[:0:1]
+	*arr = (*arr)[1:]
 	return s
 }
 
