@@ -183,7 +183,7 @@ func (c *seriesCache) duplicate(e *cachedSeries, t int64) bool {
 }
 
 // finish forgets the series that the parse begun by start did not have,
-// and pairs the others again if some went.
+// and pairs again those whose twin went.
 func (c *seriesCache) finish(seen int) {
 	if len(c.entries) == seen {
 		return
@@ -191,12 +191,33 @@ func (c *seriesCache) finish(seen int) {
 	for k, e := range c.entries {
 		if e.scrape != c.scrape {
 			delete(c.entries, k)
+			if e.twin == e {
+				c.unlink(e)
+			}
 		}
 	}
-	clear(c.byHash)
 	for _, e := range c.entries {
-		e.twin, e.sameHash = nil, nil
-		c.pair(e)
+		if e.twin.scrape != c.scrape {
+			c.pair(e)
+		}
+	}
+}
+
+// unlink takes e, which stands for its label set, out of byHash.
+func (c *seriesCache) unlink(e *cachedSeries) {
+	first := c.byHash[e.hash]
+	switch {
+	case first == e && e.sameHash == nil:
+		delete(c.byHash, e.hash)
+	case first == e:
+		c.byHash[e.hash] = e.sameHash
+	default:
+		for o := first; o != nil; o = o.sameHash {
+			if o.sameHash == e {
+				o.sameHash = e.sameHash
+				return
+			}
+		}
 	}
 }
 
