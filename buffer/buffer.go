@@ -668,13 +668,12 @@ func (b *Buffer) commitLocked() error {
 	b.mu.Unlock()
 
 	if len(head) > 0 {
-		blk := head
 		if b.thin {
 			var blocks [][]byte
-			blocks, b.cuts = packBlocksAt(blk, maxBlockBytes, b.cuts)
+			blocks, b.cuts = packBlocksAt(head, maxBlockBytes, b.cuts)
 			b.pending = append(b.pending, blocks...)
 		} else {
-			b.pending = append(b.pending, packBlocks(blk, maxBlockBytes)...)
+			b.pending = append(b.pending, packBlocks(head, maxBlockBytes)...)
 		}
 	}
 	if len(b.pending) == 0 && len(newSeries) == 0 {
