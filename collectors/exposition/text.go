@@ -240,32 +240,15 @@ func (p *Parser) textSeries(i int) bool {
 // whose name starts at lineStart, and returns the index after the closing
 // '}' if Known knows the series' text; -1 otherwise. Finding the end needs
 // only the quotes: a text Known knows is one that textLabels read to the
-// same '}' before. A quoted string ends at the first quote after it that
-// no odd run of backslashes escapes.
+// same '}' before.
 func (p *Parser) knownLabels(lineStart, i int) int {
 	if p.Known == nil || p.nameAt < 0 {
 		return -1
 	}
-	for i++; i < len(p.b); {
+	for i++; i >= 0 && i < len(p.b); {
 		switch p.b[i] {
 		case '"':
-			j := i + 1
-			for {
-				k := bytes.IndexByte(p.b[j:], '"')
-				if k < 0 {
-					return -1
-				}
-				j += k
-				n := 0
-				for n < j-i-1 && p.b[j-1-n] == '\\' {
-					n++
-				}
-				if n%2 == 0 {
-					break
-				}
-				j++
-			}
-			i = j + 1
+			i = p.quotedEnd(i)
 		case '}':
 			if p.Known(p.b[lineStart : i+1]) {
 				return i + 1
@@ -278,6 +261,26 @@ func (p *Parser) knownLabels(lineStart, i int) int {
 		}
 	}
 	return -1
+}
+
+// quotedEnd returns the index after the quoted string at b[i] == '"', or
+// -1: it ends at the first quote that no odd run of backslashes escapes.
+// It checks nothing inside (knownLabels' texts were checked before).
+func (p *Parser) quotedEnd(i int) int {
+	for j := i + 1; ; j++ {
+		k := bytes.IndexByte(p.b[j:], '"')
+		if k < 0 {
+			return -1
+		}
+		j += k
+		n := 0
+		for n < j-i-1 && p.b[j-1-n] == '\\' {
+			n++
+		}
+		if n%2 == 0 {
+			return j + 1
+		}
+	}
 }
 
 // textLabels reads the labels after the '{' at i-1 and returns the index
