@@ -319,9 +319,10 @@ func withExternal(b *labels.Builder, lset, external labels.Labels) labels.Labels
 // those that are gone from the next one. Each series is stamped with the
 // last collection that had it: one seen again costs one map lookup.
 type seriesSet struct {
-	seen  map[uint64]*seenSeries // by label hash
-	run   uint64                 // the collection being made
-	added int                    // in it and not in the one before
+	seen    map[uint64]*seenSeries // by label hash
+	run     uint64                 // the collection being made
+	added   int                    // in it and not in the one before
+	stamped int                    // seen's entries in it: all of them, and finish has nothing to look for
 }
 
 type seenSeries struct {
@@ -338,19 +339,28 @@ func (ss *seriesSet) add(lset labels.Labels) *seenSeries {
 	h := lset.Hash()
 	e := ss.seen[h]
 	if e == nil {
-		e = &seenSeries{lset: lset, run: ss.run}
+		e = &seenSeries{lset: lset}
 		ss.seen[h] = e
 		ss.added++
 	}
-	e.run = ss.run // in the collection before, if not new: finish forgets the others
+	ss.stamp(e)
 	return e
+}
+
+// stamp notes that e, in the collection before if not new, is in this
+// one: finish forgets the others.
+func (ss *seriesSet) stamp(e *seenSeries) {
+	if e.run != ss.run {
+		e.run = ss.run
+		ss.stamped++
+	}
 }
 
 // addCached is add of a label cache's entry: the set's entry, which the
 // cache's keeps until finish forgets it, saves the lookup.
 func (ss *seriesSet) addCached(c *cachedLabels) {
 	if e := c.seen; e != nil && !e.gone {
-		e.run = ss.run
+		ss.stamp(e)
 		return
 	}
 	c.seen = ss.add(c.lset)
@@ -360,15 +370,17 @@ func (ss *seriesSet) addCached(c *cachedLabels) {
 // this one did not have, forgets them, and begins the next one.
 func (ss *seriesSet) finish() []labels.Labels {
 	var gone []labels.Labels
-	for h, e := range ss.seen {
-		if e.run != ss.run {
-			gone = append(gone, e.lset)
-			e.gone = true
-			delete(ss.seen, h)
+	if ss.stamped != len(ss.seen) { // else the collection had every one
+		for h, e := range ss.seen {
+			if e.run != ss.run {
+				gone = append(gone, e.lset)
+				e.gone = true
+				delete(ss.seen, h)
+			}
 		}
 	}
 	ss.run++
-	ss.added = 0
+	ss.added, ss.stamped = 0, 0
 	return gone
 }
 
