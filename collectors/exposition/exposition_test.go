@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 func readFile(t testing.TB, name string) []byte {
@@ -230,6 +232,38 @@ func TestNoAllocationPerSample(t *testing.T) {
 		if n := testing.AllocsPerRun(5, walk); n != 0 {
 			t.Errorf("%s: %.0f allocations per body", name, n)
 		}
+	}
+}
+
+// TestPlainLabelsEndIsTheScans: where the fast search for the labels' end
+// answers, it finds the '}' that the quote-by-quote scan finds, in random
+// texts of quotes, escapes, braces and line ends; and it answers for most
+// texts that have none of the escapes and line ends it leaves to the scan.
+func TestPlainLabelsEndIsTheScans(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, uint64(time.Now().UnixNano())))
+	const alphabet = `ab="\},{` + "\n"
+	answered, plain := 0, 0
+	for range 200_000 {
+		b := make([]byte, 1+rng.IntN(24))
+		b[0] = '{'
+		for i := 1; i < len(b); i++ {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		p := Parser{b: b}
+		want := p.labelsEnd(0)
+		got := plainLabelsEnd(b[1:])
+		if got >= 0 {
+			answered++
+			if got+1 != want {
+				t.Fatalf("%q: the fast search ends the labels at %d, the scan at %d", b, got+1, want)
+			}
+		}
+		if want >= 0 && !bytes.ContainsAny(b[:want], "\\\n") {
+			plain++
+		}
+	}
+	if answered < plain/2 {
+		t.Fatalf("the fast search answered for %d texts of %d it could read", answered, plain)
 	}
 }
 
