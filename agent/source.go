@@ -133,9 +133,9 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 	appendFinal := func(lset labels.Labels, m buffer.Meta, t int64, v float64) {
 		switch {
 		case t != 0:
-			a.buf.AppendMeta(0, lset, m, t, v)
+			a.buf.AppendMeta(buffer.Ref{}, lset, m, t, v)
 		case clockOK:
-			a.buf.AppendMeta(0, lset, m, wall, v)
+			a.buf.AppendMeta(buffer.Ref{}, lset, m, wall, v)
 		default:
 			a.clock.Hold(lset, reading.Mono, v)
 		}
@@ -410,7 +410,7 @@ type cachedLabels struct {
 	collected labels.Labels // as the collector gave them
 	lset      labels.Labels // with the target labels, metric relabeling applied
 	final     labels.Labels // lset with the external labels and write relabeling: as buffered
-	ref       uint32        // final's in the buffer (Buffer.AppendRef), or 0
+	ref       buffer.Ref    // final's in the buffer (Buffer.AppendMeta), or none
 	keep      bool          // false: metric relabeling drops the sample
 	send      bool          // false: write relabeling drops it
 	gen       uint64        // the labelCache's gen it was made with

@@ -214,8 +214,8 @@ type Buffer struct {
 
 	mu          sync.Mutex // guards what follows
 	series      *seriesIndex
-	headRefs    []uint32 // the series in the head (state's head set), in the order they came into it
-	slab        headSlab // where Append takes the room of a series' first sample in the head from
+	head        []*indexed // the series in the head (state's head set), in the order they came into it
+	slab        headSlab   // where Append takes the room of a series' first sample in the head from
 	headSamples int
 	headBytes   int64                // estimated memory of the head
 	live        []seriesData         // taken by TakeLive, not yet handed back
@@ -538,29 +538,36 @@ const maxTimestamp = 1 << 50
 // since Open, committed or not). A new series keeps lset as given
 // (labels.Labels is immutable). When the head reaches its memory bound,
 // HeadFull is signalled.
-func (b *Buffer) Append(lset labels.Labels, t int64, v float64) { b.AppendRef(0, lset, t, v) }
+func (b *Buffer) Append(lset labels.Labels, t int64, v float64) { b.AppendRef(Ref{}, lset, t, v) }
+
+// A Ref stands for a series in the buffer: what AppendRef or AppendMeta
+// returned for it, handed back with its next sample, saves finding the
+// series (as the ref that Prometheus' storage.Appender takes). The zero
+// Ref stands for none. It keeps the series' entry in memory: a caller
+// keeps Refs of the series it still collects, not of every one it ever
+// had.
+type Ref struct{ e *indexed }
 
 // AppendMeta is Append of a sample whose series has metadata (Meta): the
 // buffer keeps it once per series and Meta, in its series dictionary, and
 // Read, ForEach and TakeLive return it with the series' samples. Strings
 // longer than 1 KiB are cut. Safe for concurrent use, as Append.
-func (b *Buffer) AppendMeta(ref uint32, lset labels.Labels, m Meta, t int64, v float64) uint32 {
+func (b *Buffer) AppendMeta(ref Ref, lset labels.Labels, m Meta, t int64, v float64) Ref {
 	return b.appendLocking(ref, lset, m, t, v)
 }
 
-// AppendRef is Append with a hint, as Prometheus' storage.Appender takes
-// one: ref, when not 0, is what an earlier AppendRef of lset returned, and
-// saves finding the series by its labels. It returns the series' ref, for
-// the next call with lset; 0 when the sample is refused before its series
-// is known. A ref that no longer names lset (the buffer forgets a series
-// with nothing left in it, and may give its ref to no other) is checked
-// and ignored, so a stale hint costs a lookup, never a wrong series. Safe
-// for concurrent use, as Append.
-func (b *Buffer) AppendRef(ref uint32, lset labels.Labels, t int64, v float64) uint32 {
+// AppendRef is Append with a hint: ref, when not the zero Ref, is what an
+// earlier AppendRef of lset returned. It returns the series' Ref, for the
+// next call with lset; the zero Ref when the sample is refused before its
+// series is known. A Ref that no longer stands for lset (the buffer
+// forgets a series with nothing left in it, and a series that comes back
+// gets a new entry) is checked and ignored, so a stale hint costs a
+// lookup, never a wrong series. Safe for concurrent use, as Append.
+func (b *Buffer) AppendRef(ref Ref, lset labels.Labels, t int64, v float64) Ref {
 	return b.appendLocking(ref, lset, Meta{}, t, v)
 }
 
-func (b *Buffer) appendLocking(ref uint32, lset labels.Labels, m Meta, t int64, v float64) uint32 {
+func (b *Buffer) appendLocking(hint Ref, lset labels.Labels, m Meta, t int64, v float64) Ref {
 	if len(m.Help) > maxMetaString || len(m.Type) > maxMetaString || len(m.Unit) > maxMetaString || len(m.Family) > maxMetaString {
 		m = clampMeta(m)
 	}
@@ -568,15 +575,15 @@ func (b *Buffer) appendLocking(ref uint32, lset labels.Labels, m Meta, t int64, 
 	defer b.mu.Unlock()
 	if t <= 0 || t >= maxTimestamp {
 		b.dropped[ReasonOutOfBounds]++
-		return ref
+		return hint
 	}
 	if lset.IsEmpty() {
 		b.dropped[ReasonInvalid]++
-		return 0
+		return Ref{}
 	}
-	var e *indexed
-	if ref != 0 {
-		e = b.series.byRef[ref]
+	e := hint.e
+	if e != nil && e.removed {
+		e = nil
 	}
 	if !e.has(lset, m) {
 		if m.IsZero() && value.IsStaleNaN(v) {
@@ -584,24 +591,25 @@ func (b *Buffer) appendLocking(ref uint32, lset labels.Labels, m Meta, t int64, 
 			// it goes with the newest, not as a series of its own.
 			m = b.series.newestMeta(lset)
 		}
-		ref, e = b.series.ref(lset, m)
+		e = b.series.entry(lset, m)
 		if e.tracked {
-			b.siblingsLastTLocked(ref, lset, &e.state) // its Meta may have changed back
+			b.siblingsLastTLocked(e.ref, lset, &e.state) // its Meta may have changed back
 		}
 	}
+	ref := e.ref
 	st := &e.state
 	if !e.tracked {
 		st = b.newStateLocked(ref, e)
 	}
 	if t <= st.lastT {
 		b.dropped[ReasonOutOfOrder]++
-		return ref
+		return Ref{e}
 	}
 	st.lastT = t
 	s := &st.head
 	if !st.inHead() {
 		s.ref, s.ts, s.vs = ref, b.slab.ts(), b.slab.vs()
-		b.headRefs = append(b.headRefs, ref)
+		b.head = append(b.head, e)
 		b.headBytes += headSeriesBytes
 	}
 	s.ts = append(s.ts, t)
@@ -611,7 +619,7 @@ func (b *Buffer) appendLocking(ref uint32, lset labels.Labels, m Meta, t int64, 
 	if b.headBytes >= b.maxHeadBytes {
 		signal(b.headFull)
 	}
-	return ref
+	return Ref{e}
 }
 
 // Committed is signalled, without blocking, after each commit that stored
@@ -655,15 +663,14 @@ func (b *Buffer) commitLocked() error {
 	// Only the label sets of what is written now: a series the sender
 	// delivered from memory never costs flash.
 	keep := pendingRefs
-	refs := b.headRefs
-	slices.Sort(refs)
-	head := make([]seriesData, len(refs))
-	for i, r := range refs {
-		st := b.stateLocked(r)
-		head[i], st.head = st.head, seriesData{}
-		keep[r] = true
+	entries := sortedByRef(b.head)
+	head := make([]seriesData, len(entries))
+	for i, e := range entries {
+		head[i], e.state.head = e.state.head, seriesData{}
+		keep[e.ref] = true
 	}
-	b.headRefs, b.headSamples, b.headBytes = refs[:0], 0, 0
+	clear(entries)
+	b.head, b.headSamples, b.headBytes = entries[:0], 0, 0
 	newSeries := b.newSeriesLocked(keep)
 	b.mu.Unlock()
 
@@ -854,15 +861,14 @@ func (b *Buffer) ForEach(fn func(Block) error) error {
 		return err
 	}
 	b.mu.Lock()
-	refs := slices.Sorted(slices.Values(b.headRefs))
-	journaled := Block{Seq: b.nextSeq, Series: make([]Series, 0, len(refs))}
-	for _, r := range refs {
-		e := b.series.byRef[r]
+	entries := sortedByRef(slices.Clone(b.head))
+	journaled := Block{Seq: b.nextSeq, Series: make([]Series, 0, len(entries))}
+	for _, e := range entries {
 		s := e.state.head
-		journaled.Series = append(journaled.Series, Series{Ref: r, Labels: e.lset, T: s.ts, V: s.vs})
+		journaled.Series = append(journaled.Series, Series{Ref: e.ref, Labels: e.lset, T: s.ts, V: s.vs})
 	}
 	b.mu.Unlock()
-	if len(refs) == 0 {
+	if len(entries) == 0 {
 		return nil
 	}
 	return fn(journaled)

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -470,27 +471,67 @@ func TestChurningSeriesDoNotGrowTheDictionary(t *testing.T) {
 	}
 }
 
+// TestAppendRefOfAForgottenSeries: the Ref of a series the buffer has
+// forgotten (as collectSeries does after churn) is stale; a sample
+// appended with it goes to the series' new entry, in the index, and to the
+// receiver under its labels.
+func TestAppendRefOfAForgottenSeries(t *testing.T) {
+	b := openTest(t, t.TempDir(), 4<<20)
+	defer b.Close()
+	deliverLive := func() (got []Series) {
+		for {
+			blk, ok := b.TakeLive(1<<20, false)
+			if !ok {
+				return got
+			}
+			got = append(got, blk.Series...)
+			b.LiveDone()
+		}
+	}
+	x := labels.FromStrings("__name__", "m", "id", "x")
+	rx := b.AppendRef(Ref{}, x, 10_000, 1)
+	deliverLive()
+	for i := range 1100 { // a target's label sets churn
+		b.Append(labels.FromStrings("__name__", "m", "id", fmt.Sprint("c", i)), 20_000, 1)
+	}
+	deliverLive()
+	if err := b.Commit(); err != nil { // collectSeries forgets what nothing holds
+		t.Fatal(err)
+	}
+	if _, indexed := b.series.byRef[rx.e.ref]; indexed {
+		t.Fatal("x was not forgotten: the test shows nothing")
+	}
+	got := b.AppendRef(rx, x, 30_000, 2)
+	if got == rx || got == (Ref{}) || b.series.byRef[got.e.ref] != got.e {
+		t.Fatalf("with a forgotten series' hint: ref %+v, want a new one in the index", got.e)
+	}
+	sent := deliverLive()
+	if len(sent) != 1 || !labels.Equal(sent[0].Labels, x) || !slices.Equal(sent[0].T, []int64{30_000}) {
+		t.Fatalf("sent %v, want x's sample at 30000", sent)
+	}
+}
+
 func TestAppendRefHintIsCheckedNotTrusted(t *testing.T) {
 	b := openTest(t, t.TempDir(), 8<<20)
 	defer b.Close()
 	x, y := labels.FromStrings("__name__", "x"), labels.FromStrings("__name__", "y")
-	rx := b.AppendRef(0, x, 1000, 1)
-	ry := b.AppendRef(0, y, 1000, 2)
-	if rx == 0 || ry == 0 || rx == ry {
-		t.Fatalf("refs %d and %d, want two different ones", rx, ry)
+	rx := b.AppendRef(Ref{}, x, 1000, 1)
+	ry := b.AppendRef(Ref{}, y, 1000, 2)
+	if rx == (Ref{}) || ry == (Ref{}) || rx == ry {
+		t.Fatalf("refs %v and %v, want two different ones", rx, ry)
 	}
 	if got := b.AppendRef(rx, x, 2000, 3); got != rx {
-		t.Errorf("with its own hint: ref %d, want %d", got, rx)
+		t.Errorf("with its own hint: ref %v, want %v", got, rx)
 	}
 	// A hint that names another series, or none, is ignored.
 	if got := b.AppendRef(rx, y, 2000, 4); got != ry {
-		t.Errorf("with x's ref as the hint of y: ref %d, want %d", got, ry)
+		t.Errorf("with x's ref as the hint of y: ref %v, want %v", got, ry)
 	}
-	if got := b.AppendRef(999, x, 3000, 5); got != rx {
-		t.Errorf("with an unknown hint: ref %d, want %d", got, rx)
+	if got := b.AppendRef(Ref{}, x, 3000, 5); got != rx {
+		t.Errorf("without a hint: ref %v, want %v", got, rx)
 	}
-	if got := b.AppendRef(rx, labels.EmptyLabels(), 3000, 6); got != 0 {
-		t.Errorf("empty labels: ref %d, want 0", got)
+	if got := b.AppendRef(rx, labels.EmptyLabels(), 3000, 6); got != (Ref{}) {
+		t.Errorf("empty labels: ref %v, want none", got)
 	}
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)

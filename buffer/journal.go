@@ -55,7 +55,7 @@ func journalShare(maxSize int64) int64 {
 // seriesState is what the buffer keeps per series while it is open.
 type seriesState struct {
 	lastT int64      // newest sample appended: older ones are out of order
-	head  seriesData // its samples in the head (Buffer.headRefs lists it), none when out of it
+	head  seriesData // its samples in the head (Buffer.head lists it), none when out of it
 
 	// Journal state, since it was last emptied.
 	markT     int64   // newest sample in the head at the previous Journal
@@ -163,16 +163,16 @@ func (b *Buffer) journalRecordLocked(all bool) ([]byte, journaledSamples) {
 			}
 		}
 	}
-	for _, r := range b.headRefs {
-		mark(b.stateLocked(r).head)
+	for _, e := range b.head {
+		mark(e.state.head)
 	}
 	for _, s := range b.live {
 		mark(s)
 	}
 	// Marked after all is read: a series both in flight and in the head
 	// (the head's part newer) is judged against the same mark in both.
-	for _, r := range b.headRefs {
-		st := b.stateLocked(r)
+	for _, e := range b.head {
+		st := &e.state
 		st.markT = st.head.ts[len(st.head.ts)-1]
 	}
 	for _, s := range b.live {
@@ -288,7 +288,7 @@ func (b *Buffer) openJournal() (samples int, err error) {
 	}
 	b.jf = &journal{f: f}
 	samples, rerr := replayJournal(bufio.NewReader(f), func(lset labels.Labels, m Meta, t int64, v float64) {
-		b.AppendMeta(0, lset, m, t, v)
+		b.AppendMeta(Ref{}, lset, m, t, v)
 	})
 	if rerr != nil {
 		b.log.Warn("buffer journal damaged; replayed what came before the damage", "file", b.path+JournalSuffix, "samples", samples, "err", rerr)
@@ -314,7 +314,7 @@ func (b *Buffer) readJournal() error {
 	}
 	defer f.Close()
 	samples, rerr := replayJournal(bufio.NewReader(f), func(lset labels.Labels, m Meta, t int64, v float64) {
-		b.AppendMeta(0, lset, m, t, v)
+		b.AppendMeta(Ref{}, lset, m, t, v)
 	})
 	if rerr != nil {
 		b.log.Warn("buffer journal damaged; read what came before the damage", "file", b.path+JournalSuffix, "samples", samples, "err", rerr)

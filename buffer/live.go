@@ -1,7 +1,5 @@
 package buffer
 
-import "slices"
-
 // The live path: while the sender keeps up, it takes what was collected
 // straight from the head and the receiver acknowledges it before any commit
 // comes: those samples never cost flash. Only what waits is committed.
@@ -108,20 +106,17 @@ func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bo
 	if (backlog || len(b.blocks) > 0) && !aheadOfBacklog || b.live != nil || b.headSamples == 0 {
 		return Block{}, false
 	}
-	// In ref order, as commits write series: the refs come in the order of
-	// the collections, nearly sorted already.
-	refs := b.headRefs
-	slices.Sort(refs)
+	entries := sortedByRef(b.head)
 	// At most one entry per series and per sample; the memory of the last
 	// live block, handed back, is used again.
 	live := b.liveMem[:0]
-	if want := min(len(refs), max(maxSamples, 1)); cap(live) < want {
+	if want := min(len(entries), max(maxSamples, 1)); cap(live) < want {
 		live = make([]seriesData, 0, want)
 	}
 	blk.Series = b.liveBlock[:0]
-	n, left := 0, len(refs) // refs[left:] stay in the head
-	for i, r := range refs {
-		e := b.series.byRef[r]
+	n, left := 0, len(entries) // entries[left:] stay in the head
+	for i, e := range entries {
+		r := e.ref
 		st := &e.state // tracked: the series is in the head
 		s := &st.head
 		if n > 0 && n+len(s.ts) > maxSamples {
@@ -146,7 +141,9 @@ func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bo
 			break
 		}
 	}
-	b.headRefs = append(refs[:0], refs[left:]...)
+	kept := copy(entries, entries[left:])
+	clear(entries[kept:])
+	b.head = entries[:kept]
 	b.live, b.liveMem, b.liveBlock = live, live, blk.Series
 	return blk, true
 }
@@ -181,11 +178,12 @@ func (b *Buffer) LiveFailed(settled Block) {
 		if len(ts) == 0 {
 			continue
 		}
-		st := b.stateLocked(l.ref) // kept while the series is in flight (collectSeries)
+		e := b.series.byRef[l.ref] // kept while the series is in flight (collectSeries)
+		st := &e.state
 		s := &st.head
 		if !st.inHead() {
 			s.ref = l.ref
-			b.headRefs = append(b.headRefs, l.ref)
+			b.head = append(b.head, e)
 			b.headBytes += headSeriesBytes
 		}
 		s.ts = append(ts[:len(ts):len(ts)], s.ts...)
@@ -215,8 +213,8 @@ func (b *Buffer) headOldestLocked() int64 {
 			oldest = s.ts[0]
 		}
 	}
-	for _, r := range b.headRefs {
-		note(b.stateLocked(r).head)
+	for _, e := range b.head {
+		note(e.state.head)
 	}
 	for _, s := range b.live {
 		note(s)

@@ -119,8 +119,9 @@ func TestLivePathConservesEverySample(t *testing.T) {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		seen := map[uint32]bool{}
-		for _, r := range b.headRefs {
-			if !b.inHeadLocked(r) || seen[r] || b.stateLocked(r).head.ref != r {
+		for _, e := range b.head {
+			r := e.ref
+			if b.series.byRef[r] != e || !b.inHeadLocked(r) || seen[r] || e.state.head.ref != r {
 				t.Fatalf("seed %d: ref %d listed for the head twice, or not in it", seed, r)
 			}
 			seen[r] = true

@@ -62,7 +62,7 @@ func TestMetaSurvivesCommitReopenJournalAndLive(t *testing.T) {
 	b := openTest(t, dir, 4<<20)
 	for round := range 3 {
 		for i := range series {
-			b.AppendMeta(0, metaSeries(i), metaOf(i), int64(1_000_000+round*15_000), float64(round))
+			b.AppendMeta(Ref{}, metaSeries(i), metaOf(i), int64(1_000_000+round*15_000), float64(round))
 		}
 	}
 	b.Append(labels.FromStrings("__name__", "plain"), 1_000_000, 1)
@@ -90,7 +90,7 @@ func TestMetaSurvivesCommitReopenJournalAndLive(t *testing.T) {
 	// A crash: the head, journaled, comes back with its metadata.
 	for round := 3; round < 6; round++ {
 		for i := range series {
-			b.AppendMeta(0, metaSeries(i), metaOf(i), int64(1_000_000+round*15_000), float64(round))
+			b.AppendMeta(Ref{}, metaSeries(i), metaOf(i), int64(1_000_000+round*15_000), float64(round))
 		}
 		if err := b.Journal(); err != nil {
 			t.Fatal(err)
@@ -113,7 +113,7 @@ func TestMetaSurvivesCommitReopenJournalAndLive(t *testing.T) {
 	b = openTest(t, t.TempDir(), 4<<20)
 	defer b.Close()
 	for i := range series {
-		b.AppendMeta(0, metaSeries(i), metaOf(i), 2_000_000, 1)
+		b.AppendMeta(Ref{}, metaSeries(i), metaOf(i), 2_000_000, 1)
 	}
 	blk, ok := b.TakeLive(1000, false)
 	if !ok {
@@ -136,12 +136,12 @@ func TestMetaChangeKeepsEachSampleItsOwn(t *testing.T) {
 	defer b.Close()
 	lset := labels.FromStrings("__name__", "c_total")
 	a, c := Meta{Family: "c", Type: "counter", Start: 1000}, Meta{Family: "c", Type: "counter", Start: 50_000}
-	r := b.AppendMeta(0, lset, a, 10_000, 5)
+	r := b.AppendMeta(Ref{}, lset, a, 10_000, 5)
 	r = b.AppendMeta(r, lset, a, 40_000, 9)
 	r = b.AppendMeta(r, lset, c, 60_000, 1)
 	r = b.AppendMeta(r, lset, a, 50_000, 10) // older than what the series has
 	b.AppendMeta(r, lset, c, 55_000, 2)      // older too
-	b.AppendMeta(0, lset, a, 70_000, 11)     // back to a: newer, taken
+	b.AppendMeta(Ref{}, lset, a, 70_000, 11) // back to a: newer, taken
 	if d := b.Stats().Dropped[ReasonOutOfOrder]; d != 2 {
 		t.Fatalf("%d out of order, want 2", d)
 	}
@@ -175,7 +175,7 @@ func TestMetaChurnStaysWithinTheCap(t *testing.T) {
 	for round := range rounds {
 		for i := range series {
 			m := Meta{Family: "m0_seconds_total", Type: "gauge", Help: fmt.Sprintf("%s collected in round %d", long, round), Unit: "bytes"}
-			b.AppendMeta(0, metaSeries(i), m, int64(round+1)*1000, float64(i))
+			b.AppendMeta(Ref{}, metaSeries(i), m, int64(round+1)*1000, float64(i))
 		}
 		if err := b.Journal(); err != nil {
 			t.Fatal(err)
@@ -307,7 +307,7 @@ func TestStaleMarkerGoesWithTheSeriesMeta(t *testing.T) {
 	b := openTest(t, t.TempDir(), 4<<20)
 	defer b.Close()
 	lset := metaSeries(1)
-	b.AppendMeta(0, lset, metaOf(1), 10_000, 1)
+	b.AppendMeta(Ref{}, lset, metaOf(1), 10_000, 1)
 	b.Append(lset, 20_000, math.Float64frombits(value.StaleNaN))
 	b.Append(labels.FromStrings("__name__", "never_seen"), 20_000, math.Float64frombits(value.StaleNaN))
 	if err := b.Commit(); err != nil {

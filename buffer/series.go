@@ -55,7 +55,17 @@ type indexed struct {
 	// Open (or its newest in the file, seedNewest) until the buffer
 	// forgets it (Buffer.stateLocked).
 	state   seriesState
+	ref     uint32
 	tracked bool
+	removed bool // out of the index (remove): a Ref to it is stale
+}
+
+// sortedByRef sorts entries in ref order, as commits write series, and
+// returns them: the head lists its series in the order of the
+// collections, nearly sorted already.
+func sortedByRef(entries []*indexed) []*indexed {
+	slices.SortFunc(entries, func(x, y *indexed) int { return cmp.Compare(x.ref, y.ref) })
+	return entries
 }
 
 // sharedMeta is a Meta and the number of refs that have it: the series of
@@ -90,18 +100,18 @@ func newSeriesIndex() *seriesIndex {
 	return &seriesIndex{byHash: map[uint64]uint32{}, moreByHash: map[uint64][]uint32{}, byRef: map[uint32]*indexed{}, metas: map[Meta]*sharedMeta{}, nextRef: 1, disk: map[uint32]diskSeries{}}
 }
 
-// ref returns the ref and entry of lset with m, creating them if the
-// series is new or its Meta changed. m has been clamped (clampMeta).
-func (s *seriesIndex) ref(lset labels.Labels, m Meta) (uint32, *indexed) {
+// entry returns the entry of lset with m, creating it, with a new ref, if
+// the series is new or its Meta changed. m has been clamped (clampMeta).
+func (s *seriesIndex) entry(lset labels.Labels, m Meta) *indexed {
 	h := lset.Hash()
 	for r := range s.refsOf(h) {
 		if e := s.byRef[r]; e.has(lset, m) {
-			return r, e
+			return e
 		}
 	}
 	r := s.nextRef
 	s.nextRef++
-	return r, s.add(r, lset, m)
+	return s.add(r, lset, m)
 }
 
 // newestMeta is the Meta of lset's newest ref, the zero Meta if it has
@@ -138,7 +148,7 @@ func (s *seriesIndex) add(r uint32, lset labels.Labels, m Meta) *indexed {
 	} else {
 		s.byHash[h] = r
 	}
-	e := &indexed{lset: lset}
+	e := &indexed{lset: lset, ref: r}
 	s.memBytes += labelBytes(lset)
 	if !m.IsZero() {
 		if e.meta = s.metas[m]; e.meta == nil {
@@ -163,6 +173,7 @@ func (s *seriesIndex) remove(refs []uint32) {
 			continue
 		}
 		delete(s.byRef, r)
+		e.removed = true
 		s.memBytes -= labelBytes(e.lset) + metaBytes(e.Meta())
 		if e.meta != nil {
 			if e.meta.refs--; e.meta.refs == 0 {
