@@ -20,23 +20,9 @@ func TestForgottenSeriesStillRefusesOlderSamples(t *testing.T) {
 	b := openTest(t, t.TempDir(), 4<<20)
 	defer b.Close()
 	a := labels.FromStrings("__name__", "m", "id", "a")
-	deliverLive := func() {
-		for {
-			if _, ok := b.TakeLive(1<<20, false); !ok {
-				return
-			}
-			b.LiveDone()
-		}
-	}
 	b.Append(a, 10_000, 1)
-	deliverLive()
-	for i := range 1100 { // a target's label sets churn
-		b.Append(labels.FromStrings("__name__", "m", "id", fmt.Sprint("c", i)), 20_000, 1)
-	}
-	deliverLive()
-	if err := b.Commit(); err != nil { // collectSeries forgets what nothing holds
-		t.Fatal(err)
-	}
+	deliverLive(b)
+	forgetByChurn(t, b, 20_000)
 	b.Append(a, 5_000, 2) // the clock stepped back: older than the 10_000 delivered
 	if got := b.Stats().Dropped[ReasonOutOfOrder]; got != 1 {
 		blk, _ := b.TakeLive(1<<20, false)
@@ -105,5 +91,32 @@ func TestOutOfOrderAcrossARestart(t *testing.T) {
 	appendRound(b, 10, 110_000)
 	if st := b.Stats(); st.Dropped[ReasonOutOfOrder] != 10 || st.HeadSamples != 10 {
 		t.Fatalf("out_of_order %d, head %d; want the 10 older samples refused, the 10 newer kept", st.Dropped[ReasonOutOfOrder], st.HeadSamples)
+	}
+}
+
+// deliverLive takes what the head holds, as a sender that keeps up does,
+// and returns its series.
+func deliverLive(b *Buffer) (sent []Series) {
+	for {
+		blk, ok := b.TakeLive(1<<20, false)
+		if !ok {
+			return sent
+		}
+		sent = append(sent, blk.Series...)
+		b.LiveDone()
+	}
+}
+
+// forgetByChurn makes b forget the series that nothing holds: more than
+// 1024 label sets come, at ts, and go to the receiver, and a commit's
+// collectSeries forgets them and the others with nothing left.
+func forgetByChurn(t *testing.T, b *Buffer, ts int64) {
+	t.Helper()
+	for i := range 1100 { // a target's label sets churn
+		b.Append(labels.FromStrings("__name__", "m", "id", fmt.Sprint("c", i)), ts, 1)
+	}
+	deliverLive(b)
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -478,26 +478,10 @@ func TestChurningSeriesDoNotGrowTheDictionary(t *testing.T) {
 func TestAppendRefOfAForgottenSeries(t *testing.T) {
 	b := openTest(t, t.TempDir(), 4<<20)
 	defer b.Close()
-	deliverLive := func() (got []Series) {
-		for {
-			blk, ok := b.TakeLive(1<<20, false)
-			if !ok {
-				return got
-			}
-			got = append(got, blk.Series...)
-			b.LiveDone()
-		}
-	}
 	x := labels.FromStrings("__name__", "m", "id", "x")
 	rx := b.AppendRef(Ref{}, x, 10_000, 1)
-	deliverLive()
-	for i := range 1100 { // a target's label sets churn
-		b.Append(labels.FromStrings("__name__", "m", "id", fmt.Sprint("c", i)), 20_000, 1)
-	}
-	deliverLive()
-	if err := b.Commit(); err != nil { // collectSeries forgets what nothing holds
-		t.Fatal(err)
-	}
+	deliverLive(b)
+	forgetByChurn(t, b, 20_000)
 	if _, indexed := b.series.byRef[rx.e.ref]; indexed {
 		t.Fatal("x was not forgotten: the test shows nothing")
 	}
@@ -505,7 +489,7 @@ func TestAppendRefOfAForgottenSeries(t *testing.T) {
 	if got == rx || got == (Ref{}) || b.series.byRef[got.e.ref] != got.e {
 		t.Fatalf("with a forgotten series' hint: ref %+v, want a new one in the index", got.e)
 	}
-	sent := deliverLive()
+	sent := deliverLive(b)
 	if len(sent) != 1 || !labels.Equal(sent[0].Labels, x) || !slices.Equal(sent[0].T, []int64{30_000}) {
 		t.Fatalf("sent %v, want x's sample at 30000", sent)
 	}
