@@ -543,9 +543,9 @@ func (b *Buffer) Append(lset labels.Labels, t int64, v float64) { b.AppendRef(Re
 // A Ref stands for a series in the buffer: what AppendRef or AppendMeta
 // returned for it, handed back with its next sample, saves finding the
 // series (as the ref that Prometheus' storage.Appender takes). The zero
-// Ref stands for none. It keeps the series' entry in memory: a caller
-// keeps Refs of the series it still collects, not of every one it ever
-// had.
+// Ref stands for none; a Ref is for the Buffer that returned it only. It
+// keeps the series' entry in memory: a caller keeps Refs of the series it
+// still collects, not of every one it ever had.
 type Ref struct{ e *indexed }
 
 // AppendMeta is Append of a sample whose series has metadata (Meta): the
