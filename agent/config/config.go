@@ -117,10 +117,12 @@ func DefaultConfig() Config {
 			Metadata:          remotewrite.MetadataConfig{Send: true, SendInterval: remotewrite.DefaultMetadataInterval, MaxSamplesPerSend: remotewrite.DefaultMetadataPerSend},
 			// A fleet cut off together comes back spread over this; one
 			// device waits at most as long as its outage lasted. Short:
-			// one device's drain stays ahead of the peers' (bench/), a
-			// fleet's burst is spread over seconds instead of one; large
-			// fleets set more (bench/RESULTS.md, the fleet).
-			ReconnectJitter: 5 * time.Second,
+			// one device's drain stays ahead of the peers' (bench/: at
+			// 5 s a wait above ~3 s put it behind Prometheus' at the
+			// heavy workload), a fleet's burst is spread over seconds
+			// instead of one; large fleets set more (bench/RESULTS.md,
+			// the fleet).
+			ReconnectJitter: 2 * time.Second,
 		},
 		StoragePath:    "./data",
 		StorageMaxSize: 64 << 20,
