@@ -218,9 +218,8 @@ type Buffer struct {
 	slab        headSlab   // where Append takes the room of a series' first sample in the head from
 	headSamples int
 	headBytes   int64                // estimated memory of the head
-	live        []seriesData         // taken by TakeLive, not yet handed back
-	liveMem     []seriesData         // the memory of live, kept for the next one
-	liveBlock   []Series             // the live block's series, kept so too
+	live        []Series             // the live block's, taken by TakeLive, not yet handed back
+	liveMem     []Series             // the memory of live, kept for the next one
 	liveEnded   *sync.Cond           // on mu: broadcast when live is handed back
 	forgotten   map[uint64]int64     // lastT of series forgotten while open, by label hash
 	readAs      map[uint64]readBlock // blocks as Read last returned them, for Delete
@@ -1031,7 +1030,7 @@ func (b *Buffer) Stats() Stats {
 	st := Stats{
 		Blocks:       len(b.blocks),
 		HeadSamples:  b.headSamples,
-		LiveSamples:  samplesIn(b.live),
+		LiveSamples:  Block{Series: b.live}.Samples(),
 		HeadOldestT:  b.headOldestLocked(),
 		Series:       len(b.series.byRef),
 		FileBytes:    fileBytes,

@@ -155,19 +155,19 @@ func (b *Buffer) journalRecordLocked(all bool) ([]byte, journaledSamples) {
 		v   float64
 	}
 	var due []sample
-	mark := func(s seriesData) {
-		st := b.stateLocked(s.ref)
-		for k, t := range s.ts {
+	mark := func(ref uint32, ts []int64, vs []float64) {
+		st := b.stateLocked(ref)
+		for k, t := range ts {
 			if (!st.journaled || t > st.jT) && (all || t <= st.markT) {
-				due = append(due, sample{s.ref, t, s.vs[k]})
+				due = append(due, sample{ref, t, vs[k]})
 			}
 		}
 	}
 	for _, e := range b.head {
-		mark(e.state.head)
+		mark(e.ref, e.state.head.ts, e.state.head.vs)
 	}
 	for _, s := range b.live {
-		mark(s)
+		mark(s.Ref, s.T, s.V)
 	}
 	// Marked after all is read: a series both in flight and in the head
 	// (the head's part newer) is judged against the same mark in both.
@@ -176,8 +176,8 @@ func (b *Buffer) journalRecordLocked(all bool) ([]byte, journaledSamples) {
 		st.markT = st.head.ts[len(st.head.ts)-1]
 	}
 	for _, s := range b.live {
-		st := b.stateLocked(s.ref)
-		st.markT = max(st.markT, s.ts[len(s.ts)-1])
+		st := b.stateLocked(s.Ref)
+		st.markT = max(st.markT, s.T[len(s.T)-1])
 	}
 	if len(due) == 0 {
 		return nil, journaledSamples{}

@@ -92,11 +92,12 @@ func (b *Buffer) HeadFull() <-chan struct{} { return b.headFull }
 // The caller must hand the block back, once, with LiveDone (delivered, or
 // dropped by the sender with a count of its own) or LiveFailed (not
 // delivered: its samples go back to the head, ahead of newer ones, and are
-// committed with it). It owns the block's slices until then; their labels
-// are shared with the buffer and must not be modified. After that, the
-// block's Series slice is the buffer's again, for the next live block; its
-// T and V are not written again. Safe for concurrent use with every other
-// method.
+// committed with it). Until then the buffer reads the block's Series as
+// its record of what is in flight: the caller may read them and reslice
+// copies of them, but must write into neither the Series slice nor their
+// T, V and labels. After that, the Series slice is the buffer's again, for
+// the next live block; T and V are not written again. Safe for concurrent
+// use with every other method.
 func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bool) {
 	b.writeMu.Lock() // pending is guarded by writeMu
 	backlog := len(b.pending) > 0
@@ -107,36 +108,33 @@ func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bo
 		return Block{}, false
 	}
 	entries := sortedByRef(b.head)
-	// At most one entry per series and per sample; the memory of the last
-	// live block, handed back, is used again.
-	live := b.liveMem[:0]
-	if want := min(len(entries), max(maxSamples, 1)); cap(live) < want {
-		live = make([]seriesData, 0, want)
+	// At most one series per sample; the memory of the last live block,
+	// handed back, is used again.
+	blk.Series = b.liveMem[:0]
+	if want := min(len(entries), max(maxSamples, 1)); cap(blk.Series) < want {
+		blk.Series = make([]Series, 0, want)
 	}
-	blk.Series = b.liveBlock[:0]
 	n, left := 0, len(entries) // entries[left:] stay in the head
 	for i, e := range entries {
-		r := e.ref
 		st := &e.state // tracked: the series is in the head
 		s := &st.head
 		if n > 0 && n+len(s.ts) > maxSamples {
 			left = i
 			break
 		}
-		take := seriesData{ref: r, ts: s.ts, vs: s.vs}
-		if k := maxSamples - n; len(s.ts) > k && k > 0 {
-			take.ts, take.vs = s.ts[:k:k], s.vs[:k:k]
+		ts, vs := s.ts, s.vs
+		if k := maxSamples - n; len(ts) > k && k > 0 {
+			ts, vs = ts[:k:k], vs[:k:k]
 			s.ts, s.vs = s.ts[k:], s.vs[k:]
 			left = i // the rest of it stays; n is maxSamples: nothing more goes
 		} else {
 			st.head = seriesData{}
 			b.headBytes -= headSeriesBytes
 		}
-		live = append(live, take)
-		b.headSamples -= len(take.ts)
-		b.headBytes -= int64(len(take.ts)) * headSampleBytes
-		n += len(take.ts)
-		blk.Series = append(blk.Series, Series{Ref: r, Labels: e.lset, Meta: e.metaRef(), T: take.ts, V: take.vs})
+		b.headSamples -= len(ts)
+		b.headBytes -= int64(len(ts)) * headSampleBytes
+		n += len(ts)
+		blk.Series = append(blk.Series, Series{Ref: e.ref, Labels: e.lset, Meta: e.metaRef(), T: ts, V: vs})
 		if left == i {
 			break
 		}
@@ -144,7 +142,7 @@ func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bo
 	kept := copy(entries, entries[left:])
 	clear(entries[kept:])
 	b.head = entries[:kept]
-	b.live, b.liveMem, b.liveBlock = live, live, blk.Series
+	b.live, b.liveMem = blk.Series, blk.Series
 	return blk, true
 }
 
@@ -173,16 +171,16 @@ func (b *Buffer) LiveFailed(settled Block) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, l := range b.live {
-		k := min(done[l.ref], len(l.ts))
-		ts, vs := l.ts[k:], l.vs[k:]
+		k := min(done[l.Ref], len(l.T))
+		ts, vs := l.T[k:], l.V[k:]
 		if len(ts) == 0 {
 			continue
 		}
-		e := b.series.byRef[l.ref] // kept while the series is in flight (collectSeries)
+		e := b.series.byRef[l.Ref] // kept while the series is in flight (collectSeries)
 		st := &e.state
 		s := &st.head
 		if !st.inHead() {
-			s.ref = l.ref
+			s.ref = l.Ref
 			b.head = append(b.head, e)
 			b.headBytes += headSeriesBytes
 		}
@@ -199,7 +197,6 @@ func (b *Buffer) LiveFailed(settled Block) {
 // The caller holds mu.
 func (b *Buffer) endLiveLocked() {
 	clear(b.liveMem)
-	clear(b.liveBlock)
 	b.live = nil
 	b.liveEnded.Broadcast()
 }
@@ -208,16 +205,16 @@ func (b *Buffer) endLiveLocked() {
 // there is none. The caller holds mu.
 func (b *Buffer) headOldestLocked() int64 {
 	var oldest int64
-	note := func(s seriesData) {
-		if len(s.ts) > 0 && (oldest == 0 || s.ts[0] < oldest) {
-			oldest = s.ts[0]
+	note := func(ts []int64) {
+		if len(ts) > 0 && (oldest == 0 || ts[0] < oldest) {
+			oldest = ts[0]
 		}
 	}
 	for _, e := range b.head {
-		note(e.state.head)
+		note(e.state.head.ts)
 	}
 	for _, s := range b.live {
-		note(s)
+		note(s.T)
 	}
 	return oldest
 }

@@ -390,7 +390,7 @@ func (b *Buffer) unusedSeriesLocked(firstSeq uint64, keep map[uint32]bool) []dea
 	if len(b.live) > 0 {
 		live := map[uint32]bool{}
 		for _, s := range b.live {
-			live[s.ref] = true
+			live[s.Ref] = true
 		}
 		out = slices.DeleteFunc(out, func(d deadSeries) bool { return live[d.ref] })
 	}
@@ -457,7 +457,7 @@ func (b *Buffer) collectSeries() {
 	}
 	used := map[uint32]bool{}
 	for _, l := range b.live {
-		used[l.ref] = true
+		used[l.Ref] = true
 	}
 	var dead []uint32
 	for r := range s.byRef {
