@@ -13,6 +13,7 @@ import (
 func (p *Parser) nextOM() bool {
 	for {
 		i := p.i
+		p.unit = i
 		if i >= len(p.b) {
 			return p.fail("data does not end with # EOF")
 		}
@@ -67,6 +68,10 @@ func (p *Parser) omKeyword(i int, word string) int {
 func (p *Parser) omComment(i int) bool {
 	j := i + 2
 	if k := p.omKeyword(j, "EOF"); k >= 0 {
+		if !p.final {
+			p.more = true // what comes after it is only known at the body's end
+			return false
+		}
 		if k < len(p.b) && p.b[k] == '\n' {
 			k = p.skipNULs(k + 1)
 		}

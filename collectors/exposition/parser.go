@@ -4,7 +4,8 @@
 // samples of a body without allocating, a sample's series text (its name and
 // labels as the target wrote them) is a key for a cache of label sets,
 // labels are built only when the caller asks for them, and the labels of a
-// series the caller knows (Known) are not even read.
+// series the caller knows (Known) are not even read. ParseFrom parses a
+// body as it arrives, in windows, so that a scraper never holds it whole.
 //
 // What it accepts and refuses follows Prometheus' parsers of the same
 // formats (model/textparse), which the tests compare it with on a corpus and
@@ -72,6 +73,16 @@ type Parser struct {
 	err    error
 	done   bool
 
+	// Reading a body in windows (ParseFrom): final says that b ends the
+	// body; more, that Next stopped at unit, the start of a line that b
+	// may end before the body does, to go on in the next window.
+	final      bool
+	more       bool
+	unit       int
+	window     []byte    // ParseFrom's memory, kept from one body to the next
+	windowSize int       // its size; 0: defaultWindow (tests make it small)
+	famMem     [2][]byte // the family's name, help and unit once their window moved on, alternately
+
 	// The current sample.
 	series    []byte // name and labels as written: a key for the label set
 	seriesAt  int    // offset of series in b
@@ -128,6 +139,7 @@ type descEntry struct {
 // body until Next returns false; body must not change meanwhile.
 func (p *Parser) Reset(body []byte, f Format) {
 	p.b, p.i, p.format, p.err, p.done = body, 0, f, nil, false
+	p.final, p.more, p.unit = true, false, 0
 	p.series, p.lbls, p.count = nil, p.lbls[:0], 0
 	p.fam = family{}
 	p.lastType = ""
@@ -195,6 +207,13 @@ func (p *Parser) Next() bool {
 		ok = p.nextText()
 	}
 	if !ok {
+		if !p.final && (p.more || p.err != nil) {
+			// The window may end inside the line at unit: it is read
+			// again, whole, from the next window.
+			p.err, p.done, p.more, p.i = nil, false, true, p.unit
+			p.keepFamily()
+			return false
+		}
 		if p.err == nil {
 			p.endRun()
 		}

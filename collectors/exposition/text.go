@@ -34,8 +34,13 @@ func (p *Parser) lineEnd(i int) int {
 
 func (p *Parser) nextText() bool {
 	for {
+		p.unit = p.i
 		i := p.skipBlanks(p.i)
-		if i >= len(p.b) || p.b[i] == 0 {
+		if i >= len(p.b) {
+			p.more = !p.final
+			return false
+		}
+		if p.b[i] == 0 {
 			return false
 		}
 		switch c := p.b[i]; {

@@ -330,37 +330,41 @@ func statusKB(field string) int64 {
 
 // peakBound is what one scrape within lim that fails with reason may add
 // to the peak RSS, from what Collect can hold at once:
-//   - the body, read in chunks of up to 1 MiB when its size is unknown: the
-//     limit and a chunk. A scrape that fails there holds nothing else.
-//   - then the body copied once into one of its size: the limit again;
-//   - the parser's copy of the series it is at: up to the limit again;
-//   - the labels of the samples kept, copied from the body: up to the limit,
-//     plus per sample the __name__ label and sizes;
-//   - per sample a 64-byte Sample in a slice that grows by copying (up to
-//     2.25 times), and the series' entry in the scraper's cache (64 bytes,
-//     its Memo and duplicate check included) with its slots in the cache's
-//     maps, by text and by label hash, which grow by doubling;
+//   - the body's window, which grows by doubling while one line does not
+//     fit in it, up to the limit: the limit, half of it more while the
+//     window is copied into the next, and a chunk of the reader. The
+//     cases that fail as too large, too slow or cut short hold nothing
+//     else: their bodies have one series or none. (The body is parsed as
+//     it arrives: one of many series that failed so would hold what a
+//     parse up to the limit holds, as below.)
+//   - with a reason of the parse: the parser's copy of the series it is
+//     at: up to the limit; the labels of the samples kept, copied from
+//     the body: up to the limit, plus per sample the __name__ label and
+//     sizes; per sample a 64-byte Sample in a slice that grows by copying
+//     (up to 2.25 times), and the series' entry in the scraper's cache (64
+//     bytes, its Memo and duplicate check included) with its slots in the
+//     cache's maps, by text and by label hash, which grow by doubling;
 //
 // twice that, since Go's collector lets the heap grow to twice what was
 // live at its last run (GOGC=100), and a margin for the runtime and the
 // HTTP client.
 func peakBound(lim Limits, reason string) int64 {
-	live := lim.BodyBytes + 1<<20
+	live := lim.BodyBytes + lim.BodyBytes/2 + 1<<20
 	switch reason {
 	case ReasonBodyTooLarge, ReasonTimeout, ReasonNetwork, ReasonHTTPStatus:
 	default:
 		// __name__ and sizes, Sample and slice growth, the slot by label
 		// hash, cache entry and its slot by text.
 		const perSample = 16 + 144 + 40 + 64 + 64
-		live += 3*lim.BodyBytes + int64(lim.Samples)*perSample
+		live += 2*lim.BodyBytes + int64(lim.Samples)*perSample
 	}
 	return 2*live + 8<<20
 }
 
 // TestHostileTargetsMemory checks that no hostile case takes the scraper's
 // memory past peakBound of the default limits, over three scrapes in a
-// row: with the default limits, 18 MiB for a body that fails before
-// parsing, 104 MiB for one parsed with up to 100k samples.
+// row: with the default limits, 22 MiB for a body that fails before its
+// parse holds anything, 100 MiB for one parsed with up to 100k samples.
 func TestHostileTargetsMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a child process per case, each scraping up to the default limits; runs without -short")

@@ -5,6 +5,7 @@
 package scrape
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -77,10 +78,11 @@ type Scraper struct {
 	client     *http.Client
 	duplicates atomic.Uint64
 
-	mu     sync.Mutex        // held by Collect: guards what follows
-	parser exposition.Parser // keeps the target's families' Descs from one scrape to the next
+	mu sync.Mutex // held by Collect: guards what follows
+	// parser keeps the target's families' Descs, and its window of the
+	// body, from one scrape to the next.
+	parser exposition.Parser
 	cache  seriesCache
-	body   bodyBuffer
 }
 
 // seriesCache remembers, per target, the label set that each series of the
@@ -271,78 +273,15 @@ func (s *Scraper) scrape(ctx context.Context, out *collectors.Collection) error 
 	if resp.StatusCode != http.StatusOK {
 		return &Error{ReasonHTTPStatus, fmt.Errorf("server returned %s", resp.Status)}
 	}
-	body, err := s.body.read(resp.Body, resp.ContentLength, s.target.Limits.BodyBytes)
-	if err != nil {
-		return err
+	limit := s.target.Limits.BodyBytes
+	if resp.ContentLength > limit {
+		return bodyTooLarge(limit)
 	}
-	return parse(&s.parser, body, resp.Header.Get("Content-Type"), s.target.Limits, out, &s.cache)
+	return parse(&s.parser, resp.Body, limit, resp.Header.Get("Content-Type"), s.target.Limits, out, &s.cache)
 }
 
-// bodyBuffer holds a scraper's response bodies, one at a time, in memory
-// kept from one scrape to the next: a target answers with about the same
-// size each time, and a new body per scrape was most of the garbage the
-// collector had to clean at 10k series. It keeps about the size of the
-// last body (keep), so that one large answer is not held for good. Not
-// safe for concurrent use (Scraper.mu guards it).
-type bodyBuffer struct{ b []byte }
-
-// read reads a body of size bytes (-1: unknown, as when the transport
-// inflates gzip) up to limit. The body is valid until the next read.
-func (bb *bodyBuffer) read(r io.Reader, size, limit int64) ([]byte, error) {
-	tooLarge := &Error{ReasonBodyTooLarge, fmt.Errorf("body larger than the limit of %d bytes", limit)}
-	if size > limit {
-		return nil, tooLarge
-	}
-	buf := bb.b[:0]
-	if size >= 0 {
-		if int64(cap(buf)) < size {
-			buf = make([]byte, 0, size)
-		}
-		buf = buf[:size]
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return nil, transportError(err)
-		}
-		bb.keep(buf)
-		return buf, nil
-	}
-	r = io.LimitReader(r, limit+1)
-	for {
-		if len(buf) == cap(buf) {
-			// Doubling: memory peaks at one and a half times the body
-			// the first time, and the buffer is kept.
-			grown := make([]byte, len(buf), min(int64(max(2*cap(buf), 32<<10)), limit+1))
-			copy(grown, buf)
-			buf = grown
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if int64(len(buf)) > limit {
-			return nil, tooLarge
-		}
-		if err == io.EOF { // not wrapped, by io.Reader's contract
-			break
-		}
-		if err != nil { // io.ErrUnexpectedEOF included: a body cut short
-			return nil, transportError(err)
-		}
-	}
-	bb.keep(buf)
-	return buf, nil
-}
-
-// keep keeps body's memory for the next read: as it is when it fits the
-// body with room for a little growth; trimmed, the next read going to new
-// memory of about the body's size, when the buffer was grown by doubling;
-// none when the body used less than a quarter of it.
-func (bb *bodyBuffer) keep(body []byte) {
-	switch n := len(body); {
-	case n < cap(body)/4:
-		bb.b = nil
-	case cap(body) > n+n/4:
-		bb.b = make([]byte, 0, n+n/8)
-	default:
-		bb.b = body[:0]
-	}
+func bodyTooLarge(limit int64) error {
+	return &Error{ReasonBodyTooLarge, fmt.Errorf("body larger than the limit of %d bytes", limit)}
 }
 
 // transportError classifies an error of the request or of reading the body.
@@ -364,113 +303,137 @@ func transportError(err error) error {
 // histograms sends their classic buckets in the text formats.
 func Parse(body []byte, contentType string, lim Limits, out *collectors.Collection) error {
 	var p exposition.Parser
-	return parse(&p, body, contentType, lim, out, nil)
+	return parse(&p, bytes.NewReader(body), int64(len(body)), contentType, lim, out, nil)
 }
 
-// parse is Parse with p's Descs of the target's families and a target's
-// cache of series (nil for none). The cache gives each sample its Hash
-// and Memo, keeps a target's timestamps only with its HonorTimestamps, and
-// drops a sample without one whose label set the body had before
+// parse is Parse of a body read from r, up to limit bytes, as it arrives
+// (exposition.Parser.ParseFrom: the scraper never holds the whole body),
+// with p's Descs of the target's families and a target's cache of series
+// (nil for none). The cache gives each sample its Hash and Memo, keeps a
+// target's timestamps only with its HonorTimestamps, and drops a sample
+// without one whose label set the body had before
 // (seriesCache.duplicate). The sample limit counts the body's samples,
-// duplicates included.
-func parse(p *exposition.Parser, body []byte, contentType string, lim Limits, out *collectors.Collection, cache *seriesCache) error {
+// duplicates included. On an error, out may have some of the body's
+// samples: the caller drops them.
+func parse(p *exposition.Parser, r io.Reader, limit int64, contentType string, lim Limits, out *collectors.Collection, cache *seriesCache) error {
 	format := exposition.Text
 	if mediaType, _, _ := mime.ParseMediaType(contentType); mediaType == "application/openmetrics-text" {
 		format = exposition.OpenMetrics
 	}
-	p.Reset(body, format)
-	first := len(out.Samples) // where this body's samples start
-	seen := 0                 // cached series in this parse
-	parsed := 0               // samples of this body, kept or not
-	var (
-		builder  labels.ScratchBuilder
-		lset     labels.Labels
-		lastDesc *collectors.Desc
-		cached   *cachedSeries
-		key      seriesKey
-		looked   bool // the parser asked for the sample's series: key and cached are its
-	)
+	pr := &parseRun{p: p, lim: lim, out: out, cache: cache, first: len(out.Samples)}
 	if cache != nil {
 		cache.start(format == exposition.OpenMetrics)
 		// A series the cache has needs its labels neither read nor checked.
 		p.Known = func(series []byte) bool {
-			key, looked = keyOf(series), true
-			cached = cache.entries[key]
-			return cached != nil
+			pr.key, pr.looked = keyOf(series), true
+			pr.cached = cache.entries[pr.key]
+			return pr.cached != nil
 		}
 		defer func() {
 			p.Known = nil
-			cache.finish(seen)
+			cache.finish(pr.seen)
 		}()
 	}
-	for p.Next() {
-		if cache != nil && !looked {
-			key = keyOf(p.Series())
-			cached = cache.entries[key]
-		}
-		looked = false
-		if cached == nil {
-			lset = p.Labels(&builder) // a new label set each time: lset is not reused
-			if err := checkLabels(lset, lim); err != nil {
-				return err
-			}
-		}
-		if parsed++; parsed > lim.Samples { // duplicates count, as Prometheus counts them
-			return &Error{ReasonSampleLimit, fmt.Errorf("more than the limit of %d samples", lim.Samples)}
-		}
-		s := collectors.Sample{V: p.Value()}
-		if cache == nil || cache.honorTimestamps {
-			s.T, _ = p.Timestamp()
-		}
-		d := p.Desc()
-		if cached != nil {
-			if cached.scrape != cache.scrape {
-				cached.scrape = cache.scrape
-				seen++
-			}
-			if cache.duplicate(cached, s.T) {
-				continue
-			}
-		}
-		switch {
-		case cached == nil:
-			s.Labels = lset
-			out.AddSample(d, s)
-			lastDesc = d
-			if cache == nil {
-				continue
-			}
-			smp := &out.Samples[len(out.Samples)-1]
-			lset = smp.Labels // without empty values
-			if !cache.target.IsEmpty() {
-				lset = collectors.WithTarget(&cache.builder, lset, cache.target, cache.honorLabels)
-				smp.Labels = lset
-			}
-			cached = &cachedSeries{lset: lset, hash: lset.Hash(), scrape: cache.scrape}
-			cache.add(key, cached)
-			seen++
-			if cache.duplicate(cached, s.T) {
-				*smp = collectors.Sample{}
-				out.Samples = out.Samples[:len(out.Samples)-1]
-				continue
-			}
-		case d != lastDesc:
-			s.Labels = cached.lset
-			out.AddSample(d, s) // notes the family in out.Families
-			lastDesc = d
-		default:
-			s.Labels, s.Desc = cached.lset, d
-			out.Samples = append(out.Samples, s)
-		}
-		smp := &out.Samples[len(out.Samples)-1]
-		smp.Hash, smp.Memo = cached.hash, &cached.memo
-	}
-	if err := p.Err(); err != nil {
+	switch err := p.ParseFrom(r, format, limit, pr.sample); {
+	case err == nil:
+	case errors.Is(err, exposition.ErrTooLarge):
+		return bodyTooLarge(limit)
+	case errors.As(err, new(*exposition.ReadError)):
+		return transportError(err)
+	case errors.As(err, new(*Error)):
+		return err // sample's
+	default:
 		return &Error{ReasonParse, fmt.Errorf("parsing: %w", err)}
 	}
 	for _, st := range p.Starts() {
-		out.Samples[first+st.Index].Start = st.T
+		out.Samples[pr.first+st.Index].Start = st.T
 	}
+	return nil
+}
+
+// parseRun is what parse keeps while the parser reads one body.
+type parseRun struct {
+	p      *exposition.Parser
+	lim    Limits
+	out    *collectors.Collection
+	cache  *seriesCache
+	first  int // where this body's samples start in out
+	seen   int // cached series in this parse
+	parsed int // samples of this body, kept or not
+
+	builder  labels.ScratchBuilder
+	lastDesc *collectors.Desc
+	cached   *cachedSeries
+	key      seriesKey
+	looked   bool // the parser asked for the sample's series: key and cached are its
+}
+
+// sample adds the parser's current sample to out, unless it is a
+// duplicate, or refuses it with an *Error.
+func (pr *parseRun) sample() error {
+	p, cache, out := pr.p, pr.cache, pr.out
+	if cache != nil && !pr.looked {
+		pr.key = keyOf(p.Series())
+		pr.cached = cache.entries[pr.key]
+	}
+	pr.looked = false
+	cached := pr.cached
+	var lset labels.Labels
+	if cached == nil {
+		lset = p.Labels(&pr.builder) // a new label set each time: lset is not reused
+		if err := checkLabels(lset, pr.lim); err != nil {
+			return err
+		}
+	}
+	if pr.parsed++; pr.parsed > pr.lim.Samples { // duplicates count, as Prometheus counts them
+		return &Error{ReasonSampleLimit, fmt.Errorf("more than the limit of %d samples", pr.lim.Samples)}
+	}
+	s := collectors.Sample{V: p.Value()}
+	if cache == nil || cache.honorTimestamps {
+		s.T, _ = p.Timestamp()
+	}
+	d := p.Desc()
+	if cached != nil {
+		if cached.scrape != cache.scrape {
+			cached.scrape = cache.scrape
+			pr.seen++
+		}
+		if cache.duplicate(cached, s.T) {
+			return nil
+		}
+	}
+	switch {
+	case cached == nil:
+		s.Labels = lset
+		out.AddSample(d, s)
+		pr.lastDesc = d
+		if cache == nil {
+			return nil
+		}
+		smp := &out.Samples[len(out.Samples)-1]
+		lset = smp.Labels // without empty values
+		if !cache.target.IsEmpty() {
+			lset = collectors.WithTarget(&cache.builder, lset, cache.target, cache.honorLabels)
+			smp.Labels = lset
+		}
+		cached = &cachedSeries{lset: lset, hash: lset.Hash(), scrape: cache.scrape}
+		cache.add(pr.key, cached)
+		pr.seen++
+		if cache.duplicate(cached, s.T) {
+			*smp = collectors.Sample{}
+			out.Samples = out.Samples[:len(out.Samples)-1]
+			return nil
+		}
+	case d != pr.lastDesc:
+		s.Labels = cached.lset
+		out.AddSample(d, s) // notes the family in out.Families
+		pr.lastDesc = d
+	default:
+		s.Labels, s.Desc = cached.lset, d
+		out.Samples = append(out.Samples, s)
+	}
+	smp := &out.Samples[len(out.Samples)-1]
+	smp.Hash, smp.Memo = cached.hash, &cached.memo
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -855,5 +856,29 @@ func TestCollectAddsTargetLabels(t *testing.T) {
 		if d := s.DuplicatesDropped(); d != 2*tc.dups {
 			t.Errorf("honor %v: %d duplicates, want %d", tc.honor, d, 2*tc.dups)
 		}
+	}
+}
+
+// TestScrapeReadsTheBodyInWindows: a body is parsed as it arrives, a
+// window at a time, so that a target's page of MiBs never costs its size:
+// a first scrape of a page near the body limit, nearly all comments,
+// allocates a small part of it (reading it whole allocated all of it).
+func TestScrapeReadsTheBodyInWindows(t *testing.T) {
+	var b bytes.Buffer
+	for int64(b.Len()) < DefaultLimits.BodyBytes-(64<<10) {
+		b.WriteString("# a comment, as a target may have many: nothing is kept of it\n")
+	}
+	b.WriteString("foo 1\n")
+	s := newTarget(t, serveBody("text/plain; version=0.0.4", b.Bytes())).scraper(t, DefaultLimits)
+	var c collectors.Collection
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	err := s.Collect(context.Background(), &c)
+	runtime.ReadMemStats(&after)
+	if err != nil || len(c.Samples) != 1 {
+		t.Fatalf("%d samples, error %v; want 1", len(c.Samples), err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > uint64(b.Len()/8) {
+		t.Errorf("a scrape of a %d-byte page allocated %d bytes, more than an eighth of it", b.Len(), got)
 	}
 }
