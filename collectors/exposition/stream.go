@@ -2,6 +2,7 @@ package exposition
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"io"
 )
@@ -44,10 +45,7 @@ func (e *ReadError) Unwrap() error { return e.Err }
 // next body, unless one long line made it grow.
 func (p *Parser) ParseFrom(r io.Reader, f Format, limit int64, each func() error) error {
 	p.Reset(nil, f)
-	size := p.windowSize
-	if size == 0 {
-		size = defaultWindow
-	}
+	size := int(min(int64(cmp.Or(p.windowSize, defaultWindow)), limit+1)) // a body known to be small needs no more
 	buf := p.window[:0]
 	if cap(buf) != size {
 		buf = make([]byte, 0, size)
