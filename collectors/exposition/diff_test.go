@@ -221,15 +221,25 @@ func ourParse(p *Parser, body []byte, format Format) outcome {
 	p.Reset(body, format)
 	var b labels.ScratchBuilder
 	for p.Next() {
-		s := refSample{lset: p.Labels(&b), v: math.Float64bits(p.Value()), desc: p.Desc()}
-		s.t, s.hasT = p.Timestamp()
-		o.samples = append(o.samples, s)
+		o.add(p, &b)
 	}
+	o.end(p)
+	return o
+}
+
+// add records the parser's current sample.
+func (o *outcome) add(p *Parser, b *labels.ScratchBuilder) {
+	s := refSample{lset: p.Labels(b), v: math.Float64bits(p.Value()), desc: p.Desc()}
+	s.t, s.hasT = p.Timestamp()
+	o.samples = append(o.samples, s)
+}
+
+// end records the parse's error and its samples' start times.
+func (o *outcome) end(p *Parser) {
 	o.err = p.Err()
 	for _, st := range p.Starts() {
 		o.samples[st.Index].start = st.T
 	}
-	return o
 }
 
 // compare returns what differs between the reference's and our outcome of

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -39,15 +38,10 @@ func windowedParse(p *Parser, body []byte, format Format, window int, rnd *rand.
 	p.windowSize = window
 	defer func() { p.windowSize = 0 }()
 	err := p.ParseFrom(&chunkReader{body, rnd, 1 + rnd.IntN(2*window)}, format, int64(len(body)), func() error {
-		s := refSample{lset: p.Labels(&b), v: math.Float64bits(p.Value()), desc: p.Desc()}
-		s.t, s.hasT = p.Timestamp()
-		o.samples = append(o.samples, s)
+		o.add(p, &b)
 		return nil
 	})
-	o.err = p.Err()
-	for _, st := range p.Starts() {
-		o.samples[st.Index].start = st.T
-	}
+	o.end(p)
 	return o, err
 }
 
@@ -136,25 +130,27 @@ func FuzzWindowsAreTheWholeBody(f *testing.F) {
 func TestParseFromErrorsInOrder(t *testing.T) {
 	long := strings.Repeat("foo 1\n", 1000)
 	cut := errors.New("connection reset")
+	errEach := errors.New("each")
 	for _, tc := range []struct {
-		name  string
-		r     io.Reader
-		limit int64
-		want  error
+		name         string
+		r            io.Reader
+		limit        int64
+		failEach     bool  // each refuses the first sample
+		want         error // nil: see wantParseErr
+		wantParseErr bool  // the parse's error (Err), else none
 	}{
-		{"bad line, then over the limit", strings.NewReader("foo{ 1\n" + long), 100, ErrTooLarge},
-		{"NUL, then over the limit", strings.NewReader("foo 1\n\x00" + long), 100, ErrTooLarge},
-		{"bad line within the limit", strings.NewReader("foo{ 1\n" + long), int64(7 + len(long)), nil},
-		{"NUL within the limit", strings.NewReader("foo 1\n\x00" + long), int64(7 + len(long)), nil},
-		{"cut short after a bad line", io.MultiReader(strings.NewReader("foo{ 1\n"+long), iotestErr{cut}), 1 << 20, cut},
-		{"each's error, then over the limit", strings.NewReader(long), 100, ErrTooLarge},
+		{name: "bad line, then over the limit", r: strings.NewReader("foo{ 1\n" + long), limit: 100, want: ErrTooLarge},
+		{name: "NUL, then over the limit", r: strings.NewReader("foo 1\n\x00" + long), limit: 100, want: ErrTooLarge},
+		{name: "bad line within the limit", r: strings.NewReader("foo{ 1\n" + long), limit: int64(7 + len(long)), wantParseErr: true},
+		{name: "NUL within the limit", r: strings.NewReader("foo 1\n\x00" + long), limit: int64(7 + len(long))},
+		{name: "cut short after a bad line", r: io.MultiReader(strings.NewReader("foo{ 1\n"+long), failingReader{cut}), limit: 1 << 20, want: cut},
+		{name: "each's error, then over the limit", r: strings.NewReader(long), limit: 100, failEach: true, want: ErrTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var p Parser
 			p.windowSize = 16
-			errEach := errors.New("each")
 			err := p.ParseFrom(tc.r, Text, tc.limit, func() error {
-				if strings.HasPrefix(tc.name, "each") {
+				if tc.failEach {
 					return errEach
 				}
 				return nil
@@ -162,9 +158,9 @@ func TestParseFromErrorsInOrder(t *testing.T) {
 			switch {
 			case tc.want != nil && !errors.Is(err, tc.want):
 				t.Fatalf("error %v, want %v", err, tc.want)
-			case tc.want == nil && strings.HasPrefix(tc.name, "bad") && (err == nil || err != p.Err()):
+			case tc.wantParseErr && (err == nil || err != p.Err()):
 				t.Fatalf("error %v, want the parse's (Err %v)", err, p.Err())
-			case tc.want == nil && strings.HasPrefix(tc.name, "NUL") && err != nil:
+			case tc.want == nil && !tc.wantParseErr && err != nil:
 				t.Fatalf("error %v, want none", err)
 			}
 			if errors.Is(tc.want, cut) {
@@ -176,9 +172,10 @@ func TestParseFromErrorsInOrder(t *testing.T) {
 	}
 }
 
-type iotestErr struct{ err error }
+// failingReader fails every Read with err.
+type failingReader struct{ err error }
 
-func (r iotestErr) Read([]byte) (int, error) { return 0, r.err }
+func (r failingReader) Read([]byte) (int, error) { return 0, r.err }
 
 // TestParseFromKeepsItsWindow: the window is used again for the next body
 // (no allocation per body but what the samples need), unless a long line
