@@ -293,7 +293,7 @@ bench-compare: build peers
 # files; scrape bodies; the config file.
 FUZZTIME ?= 1m
 FUZZ_TARGETS := ./buffer:FuzzDecodeBlock ./buffer:FuzzDecodeLabels ./buffer:FuzzCheckFile ./buffer:FuzzReplayJournal \
-	./collectors/scrape:FuzzParse ./collectors/scrape:FuzzParseLimits ./collectors/exposition:FuzzSameAsPrometheus ./collectors/exposition:FuzzKnownSeries ./collectors/exposition:FuzzWindowsAreTheWholeBody ./agent/config:FuzzConfigFile \
+	./collectors/scrape:FuzzParse ./collectors/scrape:FuzzParseLimits ./collectors/exposition:FuzzSameAsPrometheus ./collectors/exposition:FuzzKnownSeries ./collectors/exposition:FuzzWindowsAreTheWholeBody ./collectors/exposition:FuzzParseDecimal ./agent/config:FuzzConfigFile \
 	./agent/remotewrite/carry:FuzzReader ./agent/remotewrite/codec:FuzzDecodeRequest
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

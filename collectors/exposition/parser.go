@@ -295,6 +295,9 @@ func (p *Parser) quoted(i int, multiline, value bool) int {
 // parseFloat parses a value as Prometheus does: Go's syntax without hex
 // floats' exponents or digit separators.
 func parseFloat(b []byte) (float64, error) {
+	if f, ok := parseDecimal(b); ok {
+		return f, nil
+	}
 	if bytes.ContainsAny(b, "pP_") {
 		return 0, errors.New("unsupported character in float")
 	}
