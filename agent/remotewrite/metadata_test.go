@@ -235,3 +235,51 @@ func TestSplitKeepsRefAndMetadata(t *testing.T) {
 	old, young := s.splitMayHave(mk())
 	check("splitMayHave", old, young)
 }
+
+// TestV2MetadataAgainAfterInterval: a series carries its metadata again
+// once the interval has passed since it last did, not a second sooner,
+// also at the interval's scale of the configuration; series that have not
+// carried it within the interval are forgotten once thousands are known.
+func TestV2MetadataAgainAfterInterval(t *testing.T) {
+	for _, interval := range []time.Duration{time.Minute, 6 * time.Hour} {
+		cfg := testConfig("http://127.0.0.1:1/", 10)
+		cfg.Protocol = Protocol2
+		cfg.Metadata = MetadataConfig{Send: true, SendInterval: interval}
+		s := newSender(cfg, newFakeSource())
+		t0 := s.metaEpoch.Add(90 * time.Second) // any moment after the sender began
+		ser := &codec.Series{Ref: 7}
+		carries := func(at time.Time) bool {
+			s.markMetadata([]*codec.Series{ser}, at)
+			if !ser.NoMeta {
+				s.sentMetadata(t.Context(), []*codec.Series{ser}, Protocol2, at)
+			}
+			return !ser.NoMeta
+		}
+		if !carries(t0) {
+			t.Fatalf("interval %s: first request without metadata", interval)
+		}
+		if carries(t0.Add(interval - time.Second)) {
+			t.Errorf("interval %s: metadata again a second before the interval", interval)
+		}
+		if !carries(t0.Add(interval)) {
+			t.Errorf("interval %s: no metadata once the interval passed", interval)
+		}
+
+		// Thousands of series, each sent once: once the map has doubled
+		// since it was last pruned, those not sent within the interval go.
+		batch := func(from uint32, n int, at time.Time) {
+			series := make([]*codec.Series, n)
+			for i := range series {
+				series[i] = &codec.Series{Ref: from + uint32(i)}
+			}
+			s.markMetadata(series, at)
+			s.sentMetadata(t.Context(), series, Protocol2, at)
+		}
+		now := t0.Add(interval)
+		batch(1000, 5000, now) // pruned: nothing older than the interval
+		batch(10_000, 6000, now.Add(interval))
+		if _, kept := s.metaSent[1000]; kept || len(s.metaSent) != 6000 {
+			t.Errorf("interval %s: %d series remembered after pruning, want the 6000 sent within the interval", interval, len(s.metaSent))
+		}
+	}
+}

@@ -291,8 +291,9 @@ type Sender struct {
 	bufferLog  lograte.Limiter // a failing disk
 
 	// Run's alone: metadata (MetadataConfig).
-	metaSent     map[uint32]time.Time // 2.0: when each series ref last carried its metadata
-	metaPruned   int                  // len(metaSent) after it was last pruned
+	metaSent     map[uint32]uint32 // 2.0: when each series ref last carried its metadata (metaClock)
+	metaEpoch    time.Time         // metaClock's zero
+	metaPruned   int               // len(metaSent) after it was last pruned
 	families     map[string]codec.Family
 	lastFamilies time.Time // 1.0: when metadata requests were last sent
 	metaLog      lograte.Limiter
@@ -332,7 +333,8 @@ func New(cfg Config, src Source, log *slog.Logger) (*Sender, error) {
 		hold:       reconnectHold,
 		stats:      Stats{Dropped: map[string]uint64{}, Protocol: proto},
 		budget:     throttle.NewBudget(cfg.MaxBytesPerDay),
-		metaSent:   map[uint32]time.Time{},
+		metaSent:   map[uint32]uint32{},
+		metaEpoch:  time.Now(),
 		families:   map[string]codec.Family{},
 	}, nil
 }
@@ -881,11 +883,24 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 // markMetadata decides which series of a 2.0 request carry their type, help
 // and unit: those that have not within the interval (codec.Series.NoMeta).
 func (s *Sender) markMetadata(series []*codec.Series, now time.Time) {
-	interval := cmp.Or(s.cfg.Metadata.SendInterval, DefaultMetadataInterval)
+	at, every := s.metaClock(now), s.metaInterval()
 	for _, ser := range series {
 		last, ok := s.metaSent[ser.Ref]
-		ser.NoMeta = !s.cfg.Metadata.Send || ok && now.Sub(last) < interval
+		ser.NoMeta = !s.cfg.Metadata.Send || ok && at-last < every
 	}
+}
+
+// metaClock is t in whole seconds since the sender began, as metaSent
+// keeps it: a second's precision is plenty for an interval of minutes, and
+// a series' entry is a quarter of the size of one with a time.Time.
+func (s *Sender) metaClock(t time.Time) uint32 {
+	return uint32(max(t.Sub(s.metaEpoch), 0) / time.Second)
+}
+
+// metaInterval is how often a series carries its metadata, in metaClock's
+// seconds.
+func (s *Sender) metaInterval() uint32 {
+	return uint32(cmp.Or(s.cfg.Metadata.SendInterval, DefaultMetadataInterval) / time.Second)
 }
 
 // sentMetadata notes what a request the receiver took carried: with 2.0,
@@ -897,14 +912,15 @@ func (s *Sender) sentMetadata(ctx context.Context, series []*codec.Series, proto
 	}
 	interval := cmp.Or(s.cfg.Metadata.SendInterval, DefaultMetadataInterval)
 	if proto == Protocol2 {
+		now, every := s.metaClock(at), s.metaInterval()
 		for _, ser := range series {
 			if !ser.NoMeta {
-				s.metaSent[ser.Ref] = at
+				s.metaSent[ser.Ref] = now
 			}
 		}
 		if n := len(s.metaSent); n > 4096 && n > 2*s.metaPruned {
 			for ref, t := range s.metaSent {
-				if at.Sub(t) >= interval {
+				if now-t >= every {
 					delete(s.metaSent, ref)
 				}
 			}
