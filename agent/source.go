@@ -320,14 +320,14 @@ func withExternal(b *labels.Builder, lset, external labels.Labels) labels.Labels
 // last collection that had it: one seen again costs one map lookup.
 type seriesSet struct {
 	seen    map[uint64]*seenSeries // by label hash
-	run     uint64                 // the collection being made
+	run     uint32                 // the collection being made; wraps after a century at one a second
 	added   int                    // in it and not in the one before
 	stamped int                    // seen's entries in it: all of them, and finish has nothing to look for
 }
 
 type seenSeries struct {
 	lset labels.Labels
-	run  uint64 // the last collection that had it
+	run  uint32 // the last collection that had it
 	gone bool   // forgotten by finish
 }
 
@@ -400,8 +400,8 @@ func (ss *seriesSet) finish() []labels.Labels {
 type labelCache struct {
 	external     labels.Labels     // the entries were made with
 	writeRelabel []*relabel.Config // and with
-	gen          uint64            // counts changes of the two: an entry of another is stale
-	run          uint64            // counts collections
+	gen          uint32            // counts changes of the two: an entry of another is stale
+	run          uint32            // counts collections; wraps after a century at one a second
 	seen         int               // entries of the map used by this collection
 	entries      map[uint64]*cachedLabels
 }
@@ -413,8 +413,8 @@ type cachedLabels struct {
 	ref       buffer.Ref    // final's in the buffer (Buffer.AppendMeta), or none
 	keep      bool          // false: metric relabeling drops the sample
 	send      bool          // false: write relabeling drops it
-	gen       uint64        // the labelCache's gen it was made with
-	run       uint64        // the last collection that had it (in the map)
+	gen       uint32        // the labelCache's gen it was made with
+	run       uint32        // the last collection that had it (in the map)
 	seen      *seenSeries   // lset's in the source's seriesSet, or nil (seriesSet.addCached)
 }
 
