@@ -162,8 +162,7 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 	s.labels.start(external, writeRelabel)
 	for i := range c.Samples {
 		smp := &c.Samples[i]
-		h := smp.LabelsHash()
-		e := s.labels.get(smp, h)
+		e, h := s.labels.get(smp)
 		if e == nil {
 			lset, keep := s.sampleLabels(b, smp.Labels)
 			final, send := lset, false
@@ -430,29 +429,30 @@ func (c *labelCache) start(external labels.Labels, writeRelabel []*relabel.Confi
 	c.seen = 0
 }
 
-// get returns the entry of a sample's collected label set, whose Hash is
-// hash, or nil.
-func (c *labelCache) get(smp *collectors.Sample, hash uint64) *cachedLabels {
+// get returns the entry of a sample's collected label set, or nil, and
+// for put the set's Hash: 0 for a sample with a Memo, which needs none.
+func (c *labelCache) get(smp *collectors.Sample) (e *cachedLabels, hash uint64) {
 	if smp.Memo != nil {
 		if e, _ := smp.Memo.Note.(*cachedLabels); e != nil && e.gen == c.gen {
-			return e
+			return e, 0
 		}
-		return nil
+		return nil, 0
 	}
-	e := c.entries[hash]
+	hash = smp.Labels.Hash()
+	e = c.entries[hash]
 	if e == nil || !labels.Equal(e.collected, smp.Labels) {
-		return nil
+		return nil, hash
 	}
 	if e.run != c.run {
 		e.run = c.run
 		c.seen++
 	}
-	return e
+	return e, hash
 }
 
 // put makes the entry of a sample's collected label set, whose Hash is
-// hash, and returns it. In the map, a label set whose hash another one has
-// already is not kept.
+// hash (get's), and returns it. In the map, a label set whose hash another
+// one has already is not kept.
 func (c *labelCache) put(smp *collectors.Sample, hash uint64, lset labels.Labels, keep bool, final labels.Labels, send bool) *cachedLabels {
 	e := &cachedLabels{collected: smp.Labels, lset: lset, keep: keep, final: final, send: send, gen: c.gen, run: c.run}
 	if smp.Memo != nil {

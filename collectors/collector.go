@@ -55,9 +55,6 @@ type Sample struct {
 	// histogram's or summary's created timestamp), in milliseconds since
 	// the epoch; 0 when unknown.
 	Start int64
-	// Hash is Labels.Hash(), when the collector has it at hand (a
-	// scraper's cached series); 0 when not. LabelsHash reads it.
-	Hash uint64
 	// Memo, when not nil, is the consumer's note on the sample's series,
 	// kept by a collector that caches its series (a scraper) for as long
 	// as it keeps the series: every sample of the series has the same
@@ -70,14 +67,6 @@ type Sample struct {
 // lookup of its own. The collector only holds it; Note is the consumer's,
 // read and written by one collection at a time.
 type Memo struct{ Note any }
-
-// LabelsHash is Labels.Hash(): the collector's Hash when it gave one.
-func (s *Sample) LabelsHash() uint64 {
-	if s.Hash != 0 {
-		return s.Hash
-	}
-	return s.Labels.Hash()
-}
 
 // Collection gathers the samples of one collection run, with the metadata of
 // their families for the text exposition. It is not safe for concurrent use.

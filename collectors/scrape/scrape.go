@@ -433,7 +433,7 @@ func (pr *parseRun) sample() error {
 		out.Samples = append(out.Samples, s)
 	}
 	smp := &out.Samples[len(out.Samples)-1]
-	smp.Hash, smp.Memo = cached.hash, &cached.memo
+	smp.Memo = &cached.memo
 	return nil
 }
 
