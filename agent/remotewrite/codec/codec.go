@@ -75,12 +75,13 @@ func (p Protocol) Version() string {
 // Series is the samples of one series gathered across blocks, oldest
 // first: what one TimeSeries of a request carries.
 type Series struct {
-	Ref    uint32 // the buffer's (buffer.Series.Ref): one label set and Meta
-	Labels labels.Labels
-	Meta   *buffer.Meta // type, help, unit, start; nil when unknown; the buffer's, not to be written into
+	Ref uint32 // the buffer's (buffer.Series.Ref): one label set and Meta
 	// NoMeta leaves Meta's type, help and unit out of a 2.0 request (the
 	// receiver had them recently); start times are sent all the same.
+	// Beside Ref, it takes no room of its own.
 	NoMeta bool
+	Labels labels.Labels
+	Meta   *buffer.Meta // type, help, unit, start; nil when unknown; the buffer's, not to be written into
 	T      []int64
 	V      []float64
 }
