@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// sameFloat reports whether parseFloat's answer for s is the one the
+// sameFloat fails t unless parseFloat's answer for s is the one the
 // parser had before the decimal fast path: strconv's, for Prometheus'
 // syntax. Values are compared bit for bit (-0 is not 0); NaNs as NaNs.
 func sameFloat(t *testing.T, s string) {
