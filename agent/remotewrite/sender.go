@@ -910,7 +910,6 @@ func (s *Sender) sentMetadata(ctx context.Context, series []*codec.Series, proto
 	if !s.cfg.Metadata.Send {
 		return
 	}
-	interval := cmp.Or(s.cfg.Metadata.SendInterval, DefaultMetadataInterval)
 	if proto == Protocol2 {
 		now, every := s.metaClock(at), s.metaInterval()
 		for _, ser := range series {
@@ -935,7 +934,7 @@ func (s *Sender) sentMetadata(ctx context.Context, series []*codec.Series, proto
 		}
 		s.families[m.Family] = codec.Family{Name: m.Family, Type: m.Type, Help: m.Help, Unit: m.Unit}
 	}
-	if len(s.families) == 0 || at.Sub(s.lastFamilies) < interval {
+	if len(s.families) == 0 || at.Sub(s.lastFamilies) < cmp.Or(s.cfg.Metadata.SendInterval, DefaultMetadataInterval) {
 		return
 	}
 	s.lastFamilies = at
