@@ -151,11 +151,11 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 		m := sampleMeta(smp)
 		switch {
 		case smp.T != 0:
-			e.ref = a.buf.AppendMeta(e.ref, e.final, m, smp.T, smp.V)
+			e.ref = a.buf.AppendMeta(e.ref, e.final(), m, smp.T, smp.V)
 		case clockOK:
-			e.ref = a.buf.AppendMeta(e.ref, e.final, m, wall, smp.V)
+			e.ref = a.buf.AppendMeta(e.ref, e.final(), m, wall, smp.V)
 		default:
-			a.clock.Hold(e.final, reading.Mono, smp.V)
+			a.clock.Hold(e.final(), reading.Mono, smp.V)
 		}
 	}
 	kept := 0
@@ -402,26 +402,46 @@ type labelCache struct {
 	gen          uint32            // counts changes of the two: an entry of another is stale
 	run          uint32            // counts collections; wraps after a century at one a second
 	seen         int               // entries of the map used by this collection
-	entries      map[uint64]*cachedLabels
+	entries      map[uint64]*mappedLabels
 }
 
+// cachedLabels is the entry of one collected label set. A Memo holds it
+// alone, in 48 bytes (one per series of a large target); the map's entries
+// have what the map needs besides (mappedLabels).
 type cachedLabels struct {
-	collected labels.Labels // as the collector gave them
-	lset      labels.Labels // with the target labels, metric relabeling applied
-	final     labels.Labels // lset with the external labels and write relabeling: as buffered
-	ref       buffer.Ref    // final's in the buffer (Buffer.AppendMeta), or none
-	keep      bool          // false: metric relabeling drops the sample
-	send      bool          // false: write relabeling drops it
-	gen       uint32        // the labelCache's gen it was made with
-	run       uint32        // the last collection that had it (in the map)
-	seen      *seenSeries   // lset's in the source's seriesSet, or nil (seriesSet.addCached)
+	lset labels.Labels // with the target labels, metric relabeling applied
+	// other is the label set as buffered when the external labels or
+	// write relabeling make it differ from lset; nil when they do not
+	// (final).
+	other *labels.Labels
+	ref   buffer.Ref  // final's in the buffer (Buffer.AppendMeta), or none
+	seen  *seenSeries // lset's in the source's seriesSet, or nil (seriesSet.addCached)
+	gen   uint32      // the labelCache's gen it was made with
+	keep  bool        // false: metric relabeling drops the sample
+	send  bool        // false: write relabeling drops it
+}
+
+// final is the label set e's samples are buffered with: lset with the
+// external labels and write relabeling.
+func (e *cachedLabels) final() labels.Labels {
+	if e.other != nil {
+		return *e.other
+	}
+	return e.lset
+}
+
+// mappedLabels is an entry of the labelCache's map.
+type mappedLabels struct {
+	cachedLabels
+	collected labels.Labels // as the collector gave them: the map's key, its hash, may collide
+	run       uint32        // the last collection that had it
 }
 
 // start begins a collection whose samples get external and
 // writeRelabel; a change of either (a reload) makes every entry stale.
 func (c *labelCache) start(external labels.Labels, writeRelabel []*relabel.Config) {
 	if c.entries == nil || !labels.Equal(c.external, external) || !slices.Equal(c.writeRelabel, writeRelabel) {
-		c.entries = map[uint64]*cachedLabels{}
+		c.entries = map[uint64]*mappedLabels{}
 		c.external, c.writeRelabel = external, writeRelabel
 		c.gen++
 	}
@@ -439,31 +459,39 @@ func (c *labelCache) get(smp *collectors.Sample) (e *cachedLabels, hash uint64) 
 		return nil, 0
 	}
 	hash = smp.Labels.Hash()
-	e = c.entries[hash]
-	if e == nil || !labels.Equal(e.collected, smp.Labels) {
+	m := c.entries[hash]
+	if m == nil || !labels.Equal(m.collected, smp.Labels) {
 		return nil, hash
 	}
-	if e.run != c.run {
-		e.run = c.run
+	if m.run != c.run {
+		m.run = c.run
 		c.seen++
 	}
-	return e, hash
+	return &m.cachedLabels, hash
 }
 
 // put makes the entry of a sample's collected label set, whose Hash is
-// hash (get's), and returns it. In the map, a label set whose hash another
-// one has already is not kept.
+// hash (get's), and returns it: lset as metric relabeling left it, final
+// as it is buffered. In the map, a label set whose hash another one has
+// already is not kept.
 func (c *labelCache) put(smp *collectors.Sample, hash uint64, lset labels.Labels, keep bool, final labels.Labels, send bool) *cachedLabels {
-	e := &cachedLabels{collected: smp.Labels, lset: lset, keep: keep, final: final, send: send, gen: c.gen, run: c.run}
-	if smp.Memo != nil {
-		smp.Memo.Note = e
-		return e
+	e := cachedLabels{lset: lset, keep: keep, send: send, gen: c.gen}
+	if !labels.Equal(final, lset) {
+		other := final
+		e.other = &other
 	}
+	if smp.Memo != nil {
+		memo := new(cachedLabels) // e itself stays on the stack for the map's entries
+		*memo = e
+		smp.Memo.Note = memo
+		return memo
+	}
+	m := &mappedLabels{cachedLabels: e, collected: smp.Labels, run: c.run}
 	if _, taken := c.entries[hash]; !taken {
-		c.entries[hash] = e
+		c.entries[hash] = m
 		c.seen++
 	}
-	return e
+	return &m.cachedLabels
 }
 
 // finish forgets the map's entries the collection begun by start did not
@@ -472,8 +500,8 @@ func (c *labelCache) finish() {
 	if len(c.entries) == c.seen {
 		return
 	}
-	for h, e := range c.entries {
-		if e.run != c.run {
+	for h, m := range c.entries {
+		if m.run != c.run {
 			delete(c.entries, h)
 		}
 	}
