@@ -249,11 +249,11 @@ func TestV2MetadataAgainAfterInterval(t *testing.T) {
 		t0 := s.metaEpoch.Add(90 * time.Second) // any moment after the sender began
 		ser := &codec.Series{Ref: 7}
 		carries := func(at time.Time) bool {
-			s.markMetadata([]*codec.Series{ser}, at)
-			if !ser.NoMeta {
-				s.sentMetadata(t.Context(), []*codec.Series{ser}, Protocol2, at)
+			noMeta := s.markMetadata([]*codec.Series{ser}, at)
+			if !noMeta[0] {
+				s.sentMetadata(t.Context(), []*codec.Series{ser}, noMeta, Protocol2, at)
 			}
-			return !ser.NoMeta
+			return !noMeta[0]
 		}
 		if !carries(t0) {
 			t.Fatalf("interval %s: first request without metadata", interval)
@@ -272,8 +272,7 @@ func TestV2MetadataAgainAfterInterval(t *testing.T) {
 			for i := range series {
 				series[i] = &codec.Series{Ref: from + uint32(i)}
 			}
-			s.markMetadata(series, at)
-			s.sentMetadata(t.Context(), series, Protocol2, at)
+			s.sentMetadata(t.Context(), series, s.markMetadata(series, at), Protocol2, at)
 		}
 		now := t0.Add(interval)
 		batch(1000, 5000, now) // pruned: nothing older than the interval

@@ -262,6 +262,7 @@ type Sender struct {
 	group   codec.Grouper   // deliver's, one call at a time
 	send    []*codec.Series // deliver's, for each request's series
 	enc     codec.Encoder   // the bodies of attempt, one at a time
+	noMeta  []bool          // markMetadata's answer, kept from one request to the next
 	// fit is the most samples a request may carry since the receiver
 	// answered 413 (0: no limit learned); kept for the sender's life.
 	fit int
@@ -764,10 +765,11 @@ func (s *Sender) splitMayHave(series []*codec.Series) (old, young []*codec.Serie
 func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples int, inOrder, backlog bool) outcome {
 	proto := s.Stats().Protocol
 	now := time.Now()
+	var noMeta []bool
 	if proto == Protocol2 {
-		s.markMetadata(series, now)
+		noMeta = s.markMetadata(series, now)
 	}
-	body := s.enc.Encode(series, proto)
+	body := s.enc.Encode(series, proto, noMeta)
 	var written int
 	var err error
 	for {
@@ -792,7 +794,7 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 		s.mu.Lock()
 		s.stats.Protocol = proto
 		s.mu.Unlock()
-		body = s.enc.Encode(series, proto) // and again at once: not a failure
+		body = s.enc.Encode(series, proto, nil) // and again at once: not a failure
 	}
 	var e *client.Error
 	if err != nil && ctx.Err() != nil && !(errors.As(err, &e) && !e.Retry) {
@@ -848,7 +850,7 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 		if lost > 0 {
 			s.dropped(ReasonRejected, lost, fmt.Errorf("2xx, but the receiver wrote %d of %d samples", written, samples))
 		}
-		s.sentMetadata(ctx, series, proto, now)
+		s.sentMetadata(ctx, series, noMeta, proto, now)
 		return answered
 	}
 	if e != nil && e.TooLarge && samples > 1 {
@@ -881,13 +883,18 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 }
 
 // markMetadata decides which series of a 2.0 request carry their type, help
-// and unit: those that have not within the interval (codec.Series.NoMeta).
-func (s *Sender) markMetadata(series []*codec.Series, now time.Time) {
+// and unit: those that have not within the interval. It returns, for each
+// series, whether it goes without (Encoder.Encode's noMeta); the slice is
+// the Sender's, valid until the next call.
+func (s *Sender) markMetadata(series []*codec.Series, now time.Time) (noMeta []bool) {
 	at, every := s.metaClock(now), s.metaInterval()
+	noMeta = s.noMeta[:0]
 	for _, ser := range series {
 		last, ok := s.metaSent[ser.Ref]
-		ser.NoMeta = !s.cfg.Metadata.Send || ok && at-last < every
+		noMeta = append(noMeta, !s.cfg.Metadata.Send || ok && at-last < every)
 	}
+	s.noMeta = noMeta
+	return noMeta
 }
 
 // metaClock is t in whole seconds since the sender began, as metaSent
@@ -904,16 +911,17 @@ func (s *Sender) metaInterval() uint32 {
 }
 
 // sentMetadata notes what a request the receiver took carried: with 2.0,
-// which series had their metadata; with 1.0, their families, and sends the
-// families' metadata requests when they are due.
-func (s *Sender) sentMetadata(ctx context.Context, series []*codec.Series, proto Protocol, at time.Time) {
+// which series had their metadata (those whose noMeta, markMetadata's, is
+// false); with 1.0, their families, and sends the families' metadata
+// requests when they are due.
+func (s *Sender) sentMetadata(ctx context.Context, series []*codec.Series, noMeta []bool, proto Protocol, at time.Time) {
 	if !s.cfg.Metadata.Send {
 		return
 	}
 	if proto == Protocol2 {
 		now, every := s.metaClock(at), s.metaInterval()
-		for _, ser := range series {
-			if !ser.NoMeta {
+		for i, ser := range series {
+			if !noMeta[i] {
 				s.metaSent[ser.Ref] = now
 			}
 		}

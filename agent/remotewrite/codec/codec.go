@@ -11,7 +11,6 @@ import (
 	"fmt"
 
 	"github.com/golang/snappy"
-	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/ferry-agent/ferry/buffer"
 )
@@ -73,26 +72,17 @@ func (p Protocol) Version() string {
 }
 
 // Series is the samples of one series gathered across blocks, oldest
-// first: what one TimeSeries of a request carries.
-type Series struct {
-	Ref uint32 // the buffer's (buffer.Series.Ref): one label set and Meta
-	// NoMeta leaves Meta's type, help and unit out of a 2.0 request (the
-	// receiver had them recently); start times are sent all the same.
-	// Beside Ref, it takes no room of its own.
-	NoMeta bool
-	Labels labels.Labels
-	Meta   *buffer.Meta // type, help, unit, start; nil when unknown; the buffer's, not to be written into
-	T      []int64
-	V      []float64
-}
+// first: what one TimeSeries of a request carries. It is a buffer.Series
+// (Ref, Labels, Meta, T, V): a block's own Series can be sent as it is.
+type Series buffer.Series
 
 // GroupBySeries merges blocks into one Series per series (by buffer.Series
 // Ref), keeping the order in which series first appear and, within a
 // series, the blocks' order. Samples before minT are left out and counted
 // in tooOld (math.MinInt64 keeps them all); samples counts the rest.
 //
-// The returned T and V slices may be the blocks' own, capped at their
-// length (the caller must not write to them; appending copies); Labels are
+// The returned Series, and their T and V slices, may be the blocks' own:
+// the caller must neither write into them nor append to T or V. Labels are
 // the blocks' own (label sets are immutable). blocks is not modified.
 func GroupBySeries(blocks []buffer.Block, minT int64) (series []*Series, samples, tooOld int) {
 	var g Grouper // what it returns is the caller's: the Grouper goes with this call
@@ -103,24 +93,32 @@ func GroupBySeries(blocks []buffer.Block, minT int64) (series []*Series, samples
 // sender groups each request's blocks, the live path's at every
 // collection. Not safe for concurrent use: each sender has its own.
 type Grouper struct {
+	// slab holds the Series made anew: a series of several blocks, or one
+	// cut at minT. A block's own are used as they are, so the live path
+	// (one block) needs none; slab is let go once slabIdle groupings in a
+	// row made none (the last drain is over).
 	slab   []Series
+	idle   int // groupings in a row that made no Series
 	series []*Series
 	index  map[uint32]*Series
 }
 
-// Group is GroupBySeries; the Series it returns are the Grouper's, valid
-// until its next Group.
+// slabIdle is how many groupings in a row that made no Series let the
+// Grouper's slab go: with fresh data ahead of a drain, the live path's
+// requests and the backlog's alternate, and the slab is kept for the
+// backlog's.
+const slabIdle = 16
+
+// Group is GroupBySeries; the Series it returns are the Grouper's or the
+// blocks', valid until its next Group.
 func (gr *Grouper) Group(blocks []buffer.Block, minT int64) (series []*Series, samples, tooOld int) {
 	n := 0 // at most this many series: the slab is not grown, so &slab[i] stays
 	for _, blk := range blocks {
 		n += len(blk.Series)
 	}
 	clear(gr.slab) // the last request's samples and labels, not to be kept alive
-	if cap(gr.slab) < n {
-		gr.slab = make([]Series, 0, n)
-	}
 	// A block holds each series once: one block (the live path's) needs no
-	// index.
+	// index, and its Series are sent as they are unless minT cuts them.
 	var index map[uint32]*Series
 	if len(blocks) > 1 {
 		if gr.index == nil {
@@ -131,7 +129,8 @@ func (gr *Grouper) Group(blocks []buffer.Block, minT int64) (series []*Series, s
 	}
 	slab, series := gr.slab[:0], gr.series[:0]
 	for _, blk := range blocks {
-		for _, s := range blk.Series {
+		for i := range blk.Series {
+			s := &blk.Series[i]
 			first := 0
 			for first < len(s.T) && s.T[first] < minT {
 				first++ // timestamps ascend: the old ones come first
@@ -140,13 +139,20 @@ func (gr *Grouper) Group(blocks []buffer.Block, minT int64) (series []*Series, s
 			if first == len(s.T) {
 				continue
 			}
+			samples += len(s.T) - first
+			if index == nil && first == 0 {
+				series = append(series, (*Series)(s))
+				continue
+			}
 			t, v := s.T[first:len(s.T):len(s.T)], s.V[first:len(s.V):len(s.V)]
-			samples += len(t)
 			if index != nil {
 				if g := index[s.Ref]; g != nil {
 					g.T, g.V = append(g.T, t...), append(g.V, v...)
 					continue
 				}
+			}
+			if len(slab) == 0 && cap(slab) < n {
+				slab = make([]Series, 0, n)
 			}
 			slab = append(slab, Series{Ref: s.Ref, Labels: s.Labels, Meta: s.Meta, T: t, V: v})
 			g := &slab[len(slab)-1]
@@ -155,6 +161,11 @@ func (gr *Grouper) Group(blocks []buffer.Block, minT int64) (series []*Series, s
 			}
 			series = append(series, g)
 		}
+	}
+	if len(slab) > 0 {
+		gr.idle = 0
+	} else if gr.idle++; gr.idle >= slabIdle {
+		slab = nil
 	}
 	gr.slab, gr.series = slab, series
 	return series, samples, tooOld
@@ -172,13 +183,15 @@ type Encoder struct {
 }
 
 // Encode returns the request body of series in p, snappy-compressed: what
-// the sender posts. The body is the Encoder's, valid until its next
-// Encode. A Protocol other than Protocol2 encodes 1.0.
-func (e *Encoder) Encode(series []*Series, p Protocol) []byte {
+// the sender posts. In a 2.0 request, a series whose noMeta is true goes
+// without its type, help and unit (the receiver had them recently); nil
+// noMeta leaves none out, and 1.0 ignores it. The body is the Encoder's,
+// valid until its next Encode. A Protocol other than Protocol2 encodes 1.0.
+func (e *Encoder) Encode(series []*Series, p Protocol, noMeta []bool) []byte {
 	z := &e.z
 	z.reset()
 	if p == Protocol2 {
-		z.window = marshalRequestV2(z.window, series)
+		z.window = marshalRequestV2(z.window, series, noMeta)
 	} else {
 		for _, s := range series {
 			z.window = appendTimeSeries(z.window, s)

@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -95,7 +96,7 @@ func TestRequestV2CarriesMetadataAndStart(t *testing.T) {
 		if c := CreatedSamples(series); c != created {
 			t.Fatalf("trial %d: CreatedSamples %d, want %d", trial, c, created)
 		}
-		got, err := codectest.DecodeV2Series(marshalRequestV2(nil, series))
+		got, err := codectest.DecodeV2Series(marshalRequestV2(nil, series, nil))
 		if err != nil {
 			t.Fatalf("trial %d: %v", trial, err)
 		}
@@ -177,19 +178,22 @@ func TestWireBytesV2WithMetadata(t *testing.T) {
 			s := &blk.Series[i]
 			s.T, s.V = append(s.T, 1_790_000_000_000+int64(k)*15000), append(s.V, v)
 		})
-		bare, samples, _ := GroupBySeries([]buffer.Block{blk}, math.MinInt64)
+		// Grouped before the metadata is set, on a copy: GroupBySeries
+		// returns a single block's own Series.
+		bare, samples, _ := GroupBySeries([]buffer.Block{{Seq: blk.Seq, Series: slices.Clone(blk.Series)}}, math.MinInt64)
 		for i := range blk.Series {
 			m := typicalMeta(blk.Series[i].Labels)
 			blk.Series[i].Meta = &m
 		}
 		series, _, _ := GroupBySeries([]buffer.Block{blk}, math.MinInt64)
-		for _, s := range series {
-			s.NoMeta = k > 0
+		noMeta := make([]bool, len(series))
+		for i := range noMeta {
+			noMeta[i] = k > 0
 		}
 		// Today's 2.0: labels only, symbols in order of first use.
 		today += len(snappyEncode(marshalRequestV2FirstUse(bare)))
-		withMeta += len(new(Encoder).Encode(series, Protocol2))
-		v1 += len(new(Encoder).Encode(bare, Protocol1))
+		withMeta += len(new(Encoder).Encode(series, Protocol2, noMeta))
+		v1 += len(new(Encoder).Encode(bare, Protocol1, nil))
 		n += samples
 	}
 	t.Logf("a minute, %d samples: 1.0 %.2f wire B/sample, 2.0 before metadata %.2f, 2.0 with metadata and start times %.2f (%+.1f%%)",

@@ -19,7 +19,7 @@ import (
 func EncodeRequest(blocks []buffer.Block) (body []byte, samples int) {
 	series, n, _ := GroupBySeries(blocks, math.MinInt64)
 	var e Encoder // its body is the caller's: the Encoder goes with this call
-	return e.Encode(series, Protocol1), n
+	return e.Encode(series, Protocol1, nil), n
 }
 
 // MaxLabelsPerSeries bounds the labels of one series DecodeRequest takes:

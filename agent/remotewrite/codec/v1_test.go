@@ -131,7 +131,7 @@ func BenchmarkEncodeWriteRequest(b *testing.B) {
 			)
 			for b.Loop() {
 				series, _, _ := g.Group(c.blocks, math.MinInt64)
-				size = len(e.Encode(series, Protocol1))
+				size = len(e.Encode(series, Protocol1, nil))
 			}
 			b.ReportMetric(float64(size)/5000, "wire-B/sample")
 		})
@@ -150,15 +150,23 @@ func TestGrouperReusesItsMemory(t *testing.T) {
 		for b := range 1 + rng.IntN(3)*rng.IntN(3) {
 			var blk buffer.Block
 			for _, ref := range rng.Perm(1 + rng.IntN(60)) {
-				ts := []int64{int64(b*100 + 1 + rng.IntN(50))}
+				// Room past the end, as a head's slices have: appending
+				// to them would write into the block.
+				room := 1 + rng.IntN(3)
+				ts := append(make([]int64, 0, room), int64(b*100+1+rng.IntN(50)))
+				vs := append(make([]float64, 0, room), float64(i))
 				blk.Series = append(blk.Series, buffer.Series{Ref: uint32(ref + 1),
-					Labels: labels.FromStrings("__name__", fmt.Sprint("m", ref)), T: ts, V: []float64{float64(i)}})
+					Labels: labels.FromStrings("__name__", fmt.Sprint("m", ref)), T: ts, V: vs})
 			}
 			blocks = append(blocks, blk)
 		}
 		minT := int64(rng.IntN(60))
+		before := cloneBlocks(blocks)
 		want, wantN, wantOld := GroupBySeries(blocks, minT)
 		got, n, old := g.Group(blocks, minT)
+		if !blocksEqual(blocks, before) {
+			t.Fatalf("call %d: grouping wrote into its blocks", i)
+		}
 		if n != wantN || old != wantOld || len(got) != len(want) {
 			t.Fatalf("call %d: %d series, %d samples, %d too old; want %d, %d, %d", i, len(got), n, old, len(want), wantN, wantOld)
 		}
@@ -168,5 +176,86 @@ func TestGrouperReusesItsMemory(t *testing.T) {
 				t.Fatalf("call %d, series %d: %+v, want %+v", i, j, *got[j], *want[j])
 			}
 		}
+	}
+}
+
+// cloneBlocks copies blocks, their series and their samples, with what
+// lies past the samples' ends in their arrays.
+func cloneBlocks(blocks []buffer.Block) []buffer.Block {
+	out := make([]buffer.Block, len(blocks))
+	for i, blk := range blocks {
+		out[i] = buffer.Block{Seq: blk.Seq, Series: slices.Clone(blk.Series)}
+		for j := range out[i].Series {
+			s := &out[i].Series[j]
+			s.T, s.V = slices.Clone(s.T[:cap(s.T)])[:len(s.T)], slices.Clone(s.V[:cap(s.V)])[:len(s.V)]
+		}
+	}
+	return out
+}
+
+// blocksEqual compares blocks with their clones (cloneBlocks), the room
+// past the samples' ends included.
+func blocksEqual(blocks, clones []buffer.Block) bool {
+	return slices.EqualFunc(blocks, clones, func(x, y buffer.Block) bool {
+		return x.Seq == y.Seq && slices.EqualFunc(x.Series, y.Series, func(s, u buffer.Series) bool {
+			return s.Ref == u.Ref && labels.Equal(s.Labels, u.Labels) && s.Meta == u.Meta &&
+				len(s.T) == len(u.T) && slices.Equal(s.T[:cap(s.T)], u.T[:cap(u.T)]) &&
+				len(s.V) == len(u.V) && slices.Equal(s.V[:cap(s.V)], u.V[:cap(u.V)])
+		})
+	})
+}
+
+// TestGrouperSendsALiveBlockAsItIs: one block that minT leaves whole (the
+// live path's) is grouped without a copy: the Series returned are the
+// block's own, and the Grouper makes none of its own. The slab a backlog's
+// grouping made is let go after slabIdle groupings in a row that needed
+// none, not before.
+func TestGrouperSendsALiveBlockAsItIs(t *testing.T) {
+	block := func(seq uint64, n int) buffer.Block {
+		blk := buffer.Block{Seq: seq}
+		for i := range n {
+			blk.Series = append(blk.Series, buffer.Series{Ref: uint32(i + 1),
+				Labels: labels.FromStrings("__name__", fmt.Sprint("m", i)), T: []int64{int64(seq)}, V: []float64{1}})
+		}
+		return blk
+	}
+	live := block(10, 50)
+	var g Grouper
+	check := func(call string) {
+		t.Helper()
+		got, n, _ := g.Group([]buffer.Block{live}, math.MinInt64)
+		if n != 50 || len(got) != 50 {
+			t.Fatalf("%s: %d series, %d samples, want 50", call, len(got), n)
+		}
+		for i := range got {
+			if got[i] != (*Series)(&live.Series[i]) {
+				t.Fatalf("%s: series %d is a copy, not the block's own", call, i)
+			}
+		}
+	}
+	check("first live block")
+	if g.slab != nil {
+		t.Fatalf("the live path made a slab of %d", cap(g.slab))
+	}
+	if _, n, _ := g.Group([]buffer.Block{block(1, 50), block(2, 50)}, math.MinInt64); n != 100 || cap(g.slab) < 50 {
+		t.Fatalf("a backlog of two blocks: %d samples, slab of %d", n, cap(g.slab))
+	}
+	for i := range slabIdle {
+		if g.slab == nil {
+			t.Fatalf("the slab went after %d live groupings, not %d", i, slabIdle)
+		}
+		check(fmt.Sprint("live block ", i+1, " after the backlog"))
+	}
+	if g.slab != nil {
+		t.Errorf("the slab (%d) is kept after %d live groupings", cap(g.slab), slabIdle)
+	}
+	// A series cut at minT is one of the Grouper's; the others stay the
+	// block's.
+	cut := block(20, 3)
+	cut.Series[1].T, cut.Series[1].V = []int64{5, 20}, []float64{1, 2}
+	got, n, tooOld := g.Group([]buffer.Block{cut}, 10)
+	if n != 3 || tooOld != 1 || got[0] != (*Series)(&cut.Series[0]) || got[1] == (*Series)(&cut.Series[1]) ||
+		!slices.Equal(got[1].T, []int64{20}) || got[2] != (*Series)(&cut.Series[2]) {
+		t.Errorf("a block with one series cut at minT: %d samples, %d too old, series %v %v %v", n, tooOld, *got[0], *got[1], *got[2])
 	}
 }

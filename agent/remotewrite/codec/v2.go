@@ -92,7 +92,9 @@ func CreatedSamples(series []*Series) int {
 // each series' labels, help and unit as references into the symbols, its
 // samples as in 1.0 with its start time if known. _created series
 // (IsCreatedSeries) are left out: they are in their family's start times.
-func marshalRequestV2(dst []byte, series []*Series) []byte {
+// A series whose noMeta is true goes without its metadata (Encode).
+func marshalRequestV2(dst []byte, series []*Series, noMeta []bool) []byte {
+	withMeta := func(i int) bool { return series[i].Meta != nil && (noMeta == nil || !noMeta[i]) }
 	// How often the request names each label string, in order of first use.
 	at := map[string]int{} // index in order
 	var order []string
@@ -128,14 +130,14 @@ func marshalRequestV2(dst []byte, series []*Series) []byte {
 	for _, str := range order {
 		symbol(str)
 	}
-	for _, s := range series {
-		if !IsCreatedSeries(s) && !s.NoMeta && s.Meta != nil {
+	for i, s := range series {
+		if !IsCreatedSeries(s) && withMeta(i) {
 			symbol(s.Meta.Help)
 			symbol(s.Meta.Unit)
 		}
 	}
 	var body, refs, ts, meta []byte
-	for _, s := range series {
+	for i, s := range series {
 		if IsCreatedSeries(s) {
 			continue
 		}
@@ -146,7 +148,7 @@ func marshalRequestV2(dst []byte, series []*Series) []byte {
 		})
 		ts = appendBytes(ts[:0], keyLabelsRefs, refs)
 		ts = appendSamplesV2(ts, s)
-		if m := s.Meta.Value(); !s.NoMeta && (m.Type != "" || m.Help != "" || m.Unit != "") {
+		if m := s.Meta.Value(); withMeta(i) && (m.Type != "" || m.Help != "" || m.Unit != "") {
 			meta = meta[:0]
 			if t := MetricType(m.Type); t != 0 {
 				meta = append(meta, keyMetaType)

@@ -47,7 +47,7 @@ func TestRequestV2DecodesWithPrometheusTypes(t *testing.T) {
 			blocks = append(blocks, blk)
 		}
 		series, n, _ := GroupBySeries(blocks, math.MinInt64)
-		got, err := codectest.DecodeV2(marshalRequestV2(nil, series))
+		got, err := codectest.DecodeV2(marshalRequestV2(nil, series, nil))
 		if err != nil {
 			t.Fatalf("trial %d: %v", trial, err)
 		}
@@ -79,7 +79,7 @@ func TestRequestV2DecodesWithPrometheusTypes(t *testing.T) {
 func TestRequestV2ReadsAsEmptyV1(t *testing.T) {
 	series, _, _ := GroupBySeries([]buffer.Block{{Seq: 1, Series: []buffer.Series{codectest.Series(1, codectest.LabelsA, 1000), codectest.Series(2, codectest.LabelsB, 1000)}}}, math.MinInt64)
 	var wr prompb.WriteRequest
-	if err := wr.Unmarshal(marshalRequestV2(nil, series)); err != nil {
+	if err := wr.Unmarshal(marshalRequestV2(nil, series, nil)); err != nil {
 		t.Fatalf("a 1.0 decoder fails on a 2.0 body: %v", err)
 	}
 	if len(wr.Timeseries) != 0 {
@@ -129,9 +129,9 @@ func backlog(n, perSeries int) []buffer.Block {
 func TestWireBytesV2(t *testing.T) {
 	for _, per := range []int{1, 5, 12} {
 		series, n, _ := GroupBySeries(backlog(5000, per), math.MinInt64)
-		v1 := len(new(Encoder).Encode(series, Protocol1))
-		v2 := len(new(Encoder).Encode(series, Protocol2))
-		raw1, raw2 := len(marshalWriteRequest(nil, series)), len(marshalRequestV2(nil, series))
+		v1 := len(new(Encoder).Encode(series, Protocol1, nil))
+		v2 := len(new(Encoder).Encode(series, Protocol2, nil))
+		raw1, raw2 := len(marshalWriteRequest(nil, series)), len(marshalRequestV2(nil, series, nil))
 		t.Logf("%2d samples per series, %d samples: 1.0 %.2f wire B/sample (%.1f before snappy), 2.0 %.2f (%.1f); 2.0/1.0 = %.2f",
 			per, n, float64(v1)/float64(n), float64(raw1)/float64(n), float64(v2)/float64(n), float64(raw2)/float64(n), float64(v2)/float64(v1))
 		if v2 > v1 {
@@ -151,7 +151,7 @@ func BenchmarkEncodeRequestV2(b *testing.B) {
 				for b.Loop() {
 					var series []*Series
 					series, n, _ = GroupBySeries(blocks, math.MinInt64)
-					size = len(new(Encoder).Encode(series, proto))
+					size = len(new(Encoder).Encode(series, proto, nil))
 				}
 				b.ReportMetric(float64(size)/float64(n), "wire-B/sample")
 			})
@@ -174,13 +174,13 @@ func TestEncoderReusesItsMemory(t *testing.T) {
 		if rng.IntN(2) == 0 {
 			p = Protocol2
 		}
-		want := new(Encoder).Encode(series, p)
+		want := new(Encoder).Encode(series, p, nil)
 		raw := marshalWriteRequest(nil, series)
 		if p == Protocol2 {
-			raw = marshalRequestV2(nil, series)
+			raw = marshalRequestV2(nil, series, nil)
 		}
 		before := e.z.out
-		got := e.Encode(series, p)
+		got := e.Encode(series, p, nil)
 		if cap(before) > 0 && len(got) > 0 && &before[:cap(before)][cap(before)-1] == &got[:cap(got)][cap(got)-1] {
 			reused++
 		}
