@@ -904,10 +904,15 @@ func (s *Sender) metaClock(t time.Time) uint32 {
 	return uint32(max(t.Sub(s.metaEpoch), 0) / time.Second)
 }
 
-// metaInterval is how often a series carries its metadata, in metaClock's
-// seconds.
+// metadataInterval is how often metadata goes again: with 2.0, each
+// series'; with 1.0, the families' requests.
+func (s *Sender) metadataInterval() time.Duration {
+	return cmp.Or(s.cfg.Metadata.SendInterval, DefaultMetadataInterval)
+}
+
+// metaInterval is metadataInterval in metaClock's seconds.
 func (s *Sender) metaInterval() uint32 {
-	return uint32(cmp.Or(s.cfg.Metadata.SendInterval, DefaultMetadataInterval) / time.Second)
+	return uint32(s.metadataInterval() / time.Second)
 }
 
 // sentMetadata notes what a request the receiver took carried: with 2.0,
@@ -942,7 +947,7 @@ func (s *Sender) sentMetadata(ctx context.Context, series []*codec.Series, noMet
 		}
 		s.families[m.Family] = codec.Family{Name: m.Family, Type: m.Type, Help: m.Help, Unit: m.Unit}
 	}
-	if len(s.families) == 0 || at.Sub(s.lastFamilies) < cmp.Or(s.cfg.Metadata.SendInterval, DefaultMetadataInterval) {
+	if len(s.families) == 0 || at.Sub(s.lastFamilies) < s.metadataInterval() {
 		return
 	}
 	s.lastFamilies = at
