@@ -409,7 +409,7 @@ func (a *Agent) targetSources(cfg config.Config, targets []config.ScrapeTarget, 
 			a.log.Error("target left out", "err", err)
 			continue
 		}
-		s.collector, s.duplicates, s.targetLabelled = scraper, scraper, true
+		s.collector, s.targetLabelled = scraper, true
 		s.failures = map[string]*atomic.Uint64{}
 		for _, r := range scrape.Reasons {
 			s.failures[r] = new(atomic.Uint64)

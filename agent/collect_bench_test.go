@@ -64,7 +64,7 @@ func BenchmarkCollectTarget(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := &source{name: "app/127.0.0.1:8080", collector: scraper, duplicates: scraper, report: true,
+	s := &source{name: "app/127.0.0.1:8080", collector: scraper, report: true,
 		target:   labels.FromStrings("job", "app", "instance", "127.0.0.1:8080"),
 		interval: time.Second, timeout: 10 * time.Second, series: newSeriesSet(),
 		failures: map[string]*atomic.Uint64{}}

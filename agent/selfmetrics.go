@@ -26,7 +26,7 @@ var (
 
 	appendedDesc       = collectors.NewDesc("ferry_samples_appended_total", "Samples appended to the buffer, by source.", collectors.Counter, "source")
 	scrapeFailuresDesc = collectors.NewDesc("ferry_scrape_failures_total", "Failed scrapes of a target, by reason.", collectors.Counter, "source", "reason")
-	duplicatesDesc     = collectors.NewDesc("ferry_scrape_duplicate_samples_total", "Samples of a target dropped because their series came twice in one scrape.", collectors.Counter, "source")
+	duplicatesDesc     = collectors.NewDesc("ferry_scrape_duplicate_samples_total", "Samples of a source dropped because their series came twice in one collection.", collectors.Counter, "source")
 	collectErrorsDesc  = collectors.NewDesc("ferry_collect_errors_total", "Collections of a source that failed in whole or in part.", collectors.Counter, "source")
 
 	bufferSamplesDesc  = collectors.NewDesc("ferry_buffer_samples", "Samples committed to the buffer and not yet acknowledged by the receiver.", collectors.Gauge)
@@ -114,9 +114,7 @@ func (a *Agent) gather(c *collectors.Collection, snap *web.Snapshot, now time.Ti
 		}
 	}
 	for _, src := range sources {
-		if src.duplicates != nil {
-			c.Add(duplicatesDesc, float64(src.duplicates.DuplicatesDropped()), src.name)
-		}
+		c.Add(duplicatesDesc, float64(src.duplicates.Load()), src.name)
 	}
 
 	st := a.buf.Stats()

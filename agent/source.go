@@ -36,17 +36,16 @@ type source struct {
 	report            bool // a scrape target: add up, scrape_duration_seconds, ...
 	interval, timeout time.Duration
 
-	appended       atomic.Uint64
-	errors         atomic.Uint64
-	failures       map[string]*atomic.Uint64 // a scrape target's, by scrape.Reasons
-	duplicates     duplicateCounter          // a scrape target's duplicate samples, or nil
-	host           *host.Set                 // the host collectors' outcomes, or nil
-	errorLog       lograte.Limiter
-	lastDuplicates uint64
-	lastStamp      int64 // ms: the wall time the last collection stamped its samples with
-	series         *seriesSet
-	labels         labelCache          // collectOnce's alone
-	samples        []collectors.Sample // collectOnce's, kept for the next collection's capacity
+	appended   atomic.Uint64
+	errors     atomic.Uint64
+	failures   map[string]*atomic.Uint64 // a scrape target's, by scrape.Reasons
+	duplicates atomic.Uint64             // samples dropped: their series came earlier in the collection
+	host       *host.Set                 // the host collectors' outcomes, or nil
+	errorLog   lograte.Limiter
+	lastStamp  int64 // ms: the wall time the last collection stamped its samples with
+	series     *seriesSet
+	labels     labelCache          // collectOnce's alone
+	samples    []collectors.Sample // collectOnce's, kept for the next collection's capacity
 
 	mu      sync.Mutex // guards the last run, which the status page reads
 	lastRun time.Time
@@ -60,10 +59,6 @@ func newSource(name, job, instance string, c collectors.Collector) *source {
 		target:   labels.FromStrings(model.JobLabel, job, model.InstanceLabel, instance),
 		interval: config.DefaultScrapeInterval, timeout: config.MaxScrapeTimeout}
 }
-
-// duplicateCounter is a scraper's count of samples dropped because their
-// series came twice in one scrape.
-type duplicateCounter interface{ DuplicatesDropped() uint64 }
 
 // runSource collects at once, then every interval until ctx ends.
 func (a *Agent) runSource(ctx context.Context, s *source) {
@@ -101,14 +96,6 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 	took := time.Since(now)
 	if ctx.Err() != nil {
 		return // stopping: a collection cut short would report up=0 falsely
-	}
-	scraped := len(c.Samples)
-	if s.duplicates != nil {
-		// As Prometheus counts them: a sample dropped as a duplicate series
-		// was still scraped.
-		d := s.duplicates.DuplicatesDropped()
-		scraped += int(d - s.lastDuplicates)
-		s.lastDuplicates = d
 	}
 	if err != nil {
 		s.errors.Add(1)
@@ -174,12 +161,17 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 		if !e.keep {
 			continue
 		}
-		kept++
-		if smp.T == 0 {
-			// Staleness is for series stamped by the scrape, as in
-			// Prometheus: a target's own timestamps say when data ends.
-			s.series.addCached(e)
+		// Staleness is for series stamped by the scrape, as in Prometheus:
+		// a target's own timestamps say when data ends. Two samples of one
+		// series so stamped would have one time, and a receiver refuses a
+		// whole request with two values for a series and time: the second
+		// is dropped, as Prometheus drops it ("duplicate sample for
+		// timestamp"), after metric relabeling.
+		if smp.T == 0 && s.series.addCached(e) {
+			s.duplicates.Add(1)
+			continue
 		}
+		kept++
 		if e.send { // else write_relabel_configs dropped it: not for the receiver
 			appendCached(e, smp)
 		}
@@ -195,16 +187,19 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 		var r collectors.Collection
 		r.Add(upDesc, up)
 		r.Add(durationDesc, took.Seconds())
-		r.Add(scrapedDesc, float64(scraped))
+		r.Add(scrapedDesc, float64(len(c.Samples)))
 		r.Add(postRelabelDesc, float64(kept))
 		r.Add(seriesAddedDesc, float64(s.series.added))
 		for i := range r.Samples {
 			smp := &r.Samples[i]
 			lset := s.withTarget(b, smp.Labels)
-			s.series.add(lset)
+			if _, again := s.series.add(lset); again { // the target's own series of the name came first, and is kept
+				s.duplicates.Add(1)
+				continue
+			}
 			add(lset, sampleMeta(smp), 0, smp.V)
+			kept++
 		}
-		kept += len(r.Samples)
 	}
 	// A series gone from the target, or a failed scrape, ends its series at
 	// the receiver with a staleness marker, as Prometheus writes.
@@ -315,13 +310,18 @@ func withExternal(b *labels.Builder, lset, external labels.Labels) labels.Labels
 }
 
 // seriesSet remembers the series of a source's last collection, to find
-// those that are gone from the next one. Each series is stamped with the
-// last collection that had it: one seen again costs one map lookup.
+// those that are gone from the next one, and those that come twice in one.
+// Each series is stamped with the last collection that had it: one seen
+// again costs one map lookup.
 type seriesSet struct {
-	seen    map[uint64]*seenSeries // by label hash
-	run     uint32                 // the collection being made; wraps after a century at one a second
-	added   int                    // in it and not in the one before
-	stamped int                    // seen's entries in it: all of them, and finish has nothing to look for
+	seen map[uint64]*seenSeries // by label hash
+	// collided has the series whose hash a series in seen has, by their
+	// labels' bytes: a series is in one of the two maps. Rarely any.
+	collided map[string]*seenSeries
+	hash     func(labels.Labels) uint64 // labels.Labels.Hash; tests make it collide
+	run      uint32                     // the collection being made; wraps after a century at one a second
+	added    int                        // in it and not in the one before
+	stamped  int                        // entries in it: all of them, and finish has nothing to look for
 }
 
 type seenSeries struct {
@@ -330,51 +330,82 @@ type seenSeries struct {
 	gone bool   // forgotten by finish
 }
 
-func newSeriesSet() *seriesSet { return &seriesSet{seen: map[uint64]*seenSeries{}, run: 1} }
+func newSeriesSet() *seriesSet {
+	return &seriesSet{seen: map[uint64]*seenSeries{}, hash: labels.Labels.Hash, run: 1}
+}
 
 // add adds lset to the collection being made, and returns the set's entry
-// of it.
-func (ss *seriesSet) add(lset labels.Labels) *seenSeries {
-	h := lset.Hash()
-	e := ss.seen[h]
-	if e == nil {
-		e = &seenSeries{lset: lset}
-		ss.seen[h] = e
-		ss.added++
+// of it; again reports that the collection had it already.
+func (ss *seriesSet) add(lset labels.Labels) (e *seenSeries, again bool) {
+	h := ss.hash(lset)
+	e = ss.seen[h]
+	if e == nil || !labels.Equal(e.lset, lset) {
+		e = ss.addCollided(e == nil, h, lset)
 	}
-	ss.stamp(e)
+	return e, ss.stamp(e)
+}
+
+// addCollided is add of a series not at its hash in seen: one collided
+// already, or a new one, which goes to seen if its hash is free.
+func (ss *seriesSet) addCollided(free bool, h uint64, lset labels.Labels) *seenSeries {
+	var key string
+	if !free || len(ss.collided) > 0 {
+		key = string(lset.Bytes(nil))
+		if e := ss.collided[key]; e != nil {
+			return e
+		}
+	}
+	e := &seenSeries{lset: lset}
+	ss.added++
+	if free {
+		ss.seen[h] = e
+		return e
+	}
+	if ss.collided == nil {
+		ss.collided = map[string]*seenSeries{}
+	}
+	ss.collided[key] = e
 	return e
 }
 
 // stamp notes that e, in the collection before if not new, is in this
-// one: finish forgets the others.
-func (ss *seriesSet) stamp(e *seenSeries) {
-	if e.run != ss.run {
-		e.run = ss.run
-		ss.stamped++
+// one: finish forgets the others. again reports that it was already.
+func (ss *seriesSet) stamp(e *seenSeries) (again bool) {
+	if e.run == ss.run {
+		return true
 	}
+	e.run = ss.run
+	ss.stamped++
+	return false
 }
 
 // addCached is add of a label cache's entry: the set's entry, which the
 // cache's keeps until finish forgets it, saves the lookup.
-func (ss *seriesSet) addCached(c *cachedLabels) {
+func (ss *seriesSet) addCached(c *cachedLabels) (again bool) {
 	if e := c.seen; e != nil && !e.gone {
-		ss.stamp(e)
-		return
+		return ss.stamp(e)
 	}
-	c.seen = ss.add(c.lset)
+	c.seen, again = ss.add(c.lset)
+	return again
 }
 
 // finish ends a collection: it returns the series of the one before that
 // this one did not have, forgets them, and begins the next one.
 func (ss *seriesSet) finish() []labels.Labels {
 	var gone []labels.Labels
-	if ss.stamped != len(ss.seen) { // else the collection had every one
+	if ss.stamped != len(ss.seen)+len(ss.collided) { // else the collection had every one
 		for h, e := range ss.seen {
 			if e.run != ss.run {
 				gone = append(gone, e.lset)
 				e.gone = true
 				delete(ss.seen, h)
+			}
+		}
+		for k, e := range ss.collided {
+			if e.run != ss.run {
+				gone = append(gone, e.lset)
+				e.gone = true
+				delete(ss.collided, k)
 			}
 		}
 	}

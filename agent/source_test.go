@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -294,28 +297,25 @@ func TestScrapeReportAndRelabeling(t *testing.T) {
 	}
 }
 
-// limitedTarget fails its scrapes over the sample limit, and reports 3
-// duplicates dropped at each successful one.
-type limitedTarget struct {
-	fail bool
-	dups uint64
-}
+// limitedTarget fails its scrapes over the sample limit; a scrape that
+// works has one series four times.
+type limitedTarget struct{ fail bool }
 
 func (l *limitedTarget) Collect(_ context.Context, c *collectors.Collection) error {
 	if l.fail {
 		return &scrape.Error{Reason: scrape.ReasonSampleLimit, Err: errors.New("more than the limit of 10 samples")}
 	}
-	l.dups += 3
-	c.Samples = append(c.Samples, sample("__name__", "m"))
+	for range 4 {
+		c.Samples = append(c.Samples, sample("__name__", "m"))
+	}
 	return nil
 }
-func (l *limitedTarget) DuplicatesDropped() uint64 { return l.dups }
 
 func TestScrapeFailuresByReasonAndDuplicates(t *testing.T) {
 	a := testAgent(t, labels.EmptyLabels())
 	target := &limitedTarget{}
 	s := newSource("app/h:1", "app", "h:1", target)
-	s.report, s.duplicates = true, target
+	s.report = true
 	s.failures = map[string]*atomic.Uint64{}
 	for _, r := range scrape.Reasons {
 		s.failures[r] = new(atomic.Uint64)
@@ -327,10 +327,19 @@ func TestScrapeFailuresByReasonAndDuplicates(t *testing.T) {
 	if got := s.failures[scrape.ReasonSampleLimit].Load(); got != 2 {
 		t.Errorf("sample_limit failures %d, want 2", got)
 	}
+	if got := s.duplicates.Load(); got != 3 {
+		t.Errorf("%d duplicates counted, want 3", got)
+	}
 	got := buffered(t, a)
 	// The first scrape: 1 sample kept, 3 duplicates dropped: 4 scraped.
-	if !slices.Contains(got[0], `{__name__="scrape_samples_scraped", instance="h:1", job="app"} 4`) {
-		t.Errorf("first scrape: %q, want scrape_samples_scraped 4 (duplicates count as scraped)", got[0])
+	for _, want := range []string{
+		`{__name__="m", instance="h:1", job="app"} 1`,
+		`{__name__="scrape_samples_scraped", instance="h:1", job="app"} 4`,
+		`{__name__="scrape_samples_post_metric_relabeling", instance="h:1", job="app"} 1`,
+	} {
+		if !slices.Contains(got[0], want) {
+			t.Errorf("first scrape: %q, want %s (duplicates count as scraped, not kept)", got[0], want)
+		}
 	}
 }
 
@@ -441,61 +450,207 @@ func TestStaleMarkersAfterACollectionInTheSameMillisecond(t *testing.T) {
 // TestSeriesSetFindsWhatIsGone follows random collections, a series coming
 // in some and not others, some twice in one, and a reload's markAllStale
 // (a finish with nothing added): each finish must return exactly the
-// series of the collection before that this one did not have, and added
-// must count those this one has and the one before did not. Series come
-// by label set (add) or by a label cache's entry (addCached), which keeps
-// its pointer into the set across collections and is now and then made
-// anew, as when the scraper forgets a series and finds it again.
+// series of the collection before that this one did not have, added must
+// count those this one has and the one before did not, and a series must
+// be found again in the collection that had it already. Series come by
+// label set (add) or by a label cache's entry (addCached), which keeps its
+// pointer into the set across collections and is now and then made anew,
+// as when the scraper forgets a series and finds it again. A second run
+// gives the set a hash of a few values, so that most series collide.
 func TestSeriesSetFindsWhatIsGone(t *testing.T) {
-	rng := rand.New(rand.NewPCG(11, uint64(time.Now().UnixNano())))
-	ss := newSeriesSet()
-	cached := map[string]*cachedLabels{}
-	var prev map[string]bool
-	for run := range 300 {
-		cur := map[string]bool{}
-		n := rng.IntN(40)
-		if rng.IntN(10) == 0 {
-			n = 0 // a failed scrape, or a reload's last finish
+	for _, collide := range []bool{false, true} {
+		rng := rand.New(rand.NewPCG(11, uint64(time.Now().UnixNano())))
+		ss := newSeriesSet()
+		if collide {
+			ss.hash = func(l labels.Labels) uint64 { return l.Hash() % 3 }
 		}
-		for range n {
-			name := fmt.Sprint("s", rng.IntN(50))
-			lset := labels.FromStrings("__name__", name)
-			switch e := cached[name]; {
-			case rng.IntN(3) == 0:
-				ss.add(lset)
-			case e == nil || rng.IntN(20) == 0:
-				e = &cachedLabels{lset: lset}
-				cached[name] = e
-				ss.addCached(e)
-			default:
-				ss.addCached(e)
+		cached := map[string]*cachedLabels{}
+		var prev map[string]bool
+		for run := range 300 {
+			cur := map[string]bool{}
+			n := rng.IntN(40)
+			if rng.IntN(10) == 0 {
+				n = 0 // a failed scrape, or a reload's last finish
 			}
-			cur[name] = true
-		}
-		added := 0
-		for name := range cur {
-			if !prev[name] {
-				added++
+			for range n {
+				name := fmt.Sprint("s", rng.IntN(50))
+				lset := labels.FromStrings("__name__", name)
+				var again bool
+				switch e := cached[name]; {
+				case rng.IntN(3) == 0:
+					_, again = ss.add(lset)
+				case e == nil || rng.IntN(20) == 0:
+					e = &cachedLabels{lset: lset}
+					cached[name] = e
+					again = ss.addCached(e)
+				default:
+					again = ss.addCached(e)
+				}
+				if again != cur[name] {
+					t.Fatalf("collide %v, collection %d: %s found again %v, want %v", collide, run, name, again, cur[name])
+				}
+				cur[name] = true
 			}
-		}
-		if ss.added != added {
-			t.Fatalf("collection %d: added %d, want %d", run, ss.added, added)
-		}
-		var gone, want []string
-		for _, lset := range ss.finish() {
-			gone = append(gone, lset.Get("__name__"))
-		}
-		for name := range prev {
-			if !cur[name] {
-				want = append(want, name)
+			added := 0
+			for name := range cur {
+				if !prev[name] {
+					added++
+				}
 			}
+			if ss.added != added {
+				t.Fatalf("collide %v, collection %d: added %d, want %d", collide, run, ss.added, added)
+			}
+			var gone, want []string
+			for _, lset := range ss.finish() {
+				gone = append(gone, lset.Get("__name__"))
+			}
+			for name := range prev {
+				if !cur[name] {
+					want = append(want, name)
+				}
+			}
+			slices.Sort(gone)
+			slices.Sort(want)
+			if !slices.Equal(gone, want) {
+				t.Fatalf("collide %v, collection %d: gone %v, want %v", collide, run, gone, want)
+			}
+			if collide && len(ss.seen) > 3 {
+				t.Fatalf("collection %d: %d series at 3 hashes", run, len(ss.seen))
+			}
+			prev = cur
 		}
-		slices.Sort(gone)
-		slices.Sort(want)
-		if !slices.Equal(gone, want) {
-			t.Fatalf("collection %d: gone %v, want %v", run, gone, want)
+	}
+}
+
+// TestScrapeDropsDuplicatesRandomized scrapes random bodies through a real
+// scraper and the agent's collection, and holds what is buffered to a
+// model: each sample as Parse reads it, with the target's labels
+// (collectors.WithTarget) and at times metric relabeling that drops y, its
+// timestamp kept only with honor_timestamps, and one without a timestamp
+// dropped, counted, when its series, as relabeling left it, came earlier in
+// the scrape without one. The bodies write a few series in many ways
+// (labels in any order, empty values, a job the target's label displaces,
+// a label that relabeling drops), so that different texts meet as one
+// series before relabeling and after it. None of the duplicates reaches
+// the buffer: it would refuse them as out of order.
+func TestScrapeDropsDuplicatesRandomized(t *testing.T) {
+	target := labels.FromStrings("job", "app", "instance", "h:1")
+	var mu sync.Mutex
+	var body string
+	u := exporterFunc(t, func() string { mu.Lock(); defer mu.Unlock(); return body })
+	for seed := range uint64(40) {
+		rng := rand.New(rand.NewPCG(seed, 23))
+		honorLabels, honorTimestamps := rng.IntN(2) == 0, rng.IntN(2) == 0
+		var metricRelabel []*relabel.Config
+		if rng.IntN(3) > 0 {
+			metricRelabel = []*relabel.Config{{Action: relabel.LabelDrop, Regex: relabel.MustNewRegexp("y")}}
 		}
-		prev = cur
+		stamp := int64(1_700_000_000_000) // timestamped series only ever go forward
+		line := func() string {
+			var lbls []string
+			for _, n := range []string{"x", "y", "job"} {
+				if rng.IntN(2) == 0 {
+					lbls = append(lbls, fmt.Sprintf("%s=%q", n, []string{"", "1", "app"}[rng.IntN(3)]))
+				}
+			}
+			rng.Shuffle(len(lbls), func(i, j int) { lbls[i], lbls[j] = lbls[j], lbls[i] })
+			name := []string{"a", "b", "ts"}[rng.IntN(3)]
+			l := name + "{" + strings.Join(lbls, ",") + "} " + strconv.Itoa(rng.IntN(100))
+			if name == "ts" {
+				stamp++
+				l += " " + strconv.FormatInt(stamp, 10)
+			}
+			return l + "\n"
+		}
+
+		a := testAgent(t, labels.EmptyLabels())
+		tg := config.ScrapeTarget{
+			Target: scrape.Target{URL: u, Limits: scrape.DefaultLimits, HonorTimestamps: honorTimestamps},
+			Labels: target, HonorLabels: honorLabels, MetricRelabel: metricRelabel,
+		}
+		sources, err := a.targetSources(a.cfg, []config.ScrapeTarget{tg}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := sources[0]
+		want := map[string][]float64{} // by series, in order
+		var wantScraped, wantKept []float64
+		dups := 0
+		for range 10 {
+			var b strings.Builder
+			for range rng.IntN(14) {
+				b.WriteString(line())
+			}
+			mu.Lock()
+			body = b.String()
+			mu.Unlock()
+
+			var parsed collectors.Collection
+			if err := scrape.Parse([]byte(body), "text/plain", scrape.DefaultLimits, &parsed); err != nil {
+				t.Fatalf("seed %d: %v\n%s", seed, err, body)
+			}
+			stamped := map[string]bool{}
+			kept := 0
+			var builder labels.Builder
+			for _, smp := range parsed.Samples {
+				lset := collectors.WithTarget(&builder, smp.Labels, target, honorLabels)
+				if metricRelabel != nil {
+					builder.Reset(lset)
+					lset = builder.Del("y").Labels()
+				}
+				if !honorTimestamps || smp.T == 0 {
+					if stamped[lset.String()] {
+						dups++
+						continue
+					}
+					stamped[lset.String()] = true
+				}
+				kept++
+				want[lset.String()] = append(want[lset.String()], smp.V)
+			}
+			wantScraped = append(wantScraped, float64(len(parsed.Samples)))
+			wantKept = append(wantKept, float64(kept))
+
+			a.collectOnce(context.Background(), s)
+			time.Sleep(2 * time.Millisecond) // the next collection is stamped later
+		}
+
+		if err := a.buf.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string][]float64{}
+		a.buf.ForEach(func(b buffer.Block) error {
+			for _, ser := range b.Series {
+				for _, v := range ser.V {
+					if !value.IsStaleNaN(v) {
+						got[ser.Labels.String()] = append(got[ser.Labels.String()], v)
+					}
+				}
+			}
+			return nil
+		})
+		scraped, kept := got[`{__name__="scrape_samples_scraped", instance="h:1", job="app"}`], got[`{__name__="scrape_samples_post_metric_relabeling", instance="h:1", job="app"}`]
+		if !slices.Equal(scraped, wantScraped) || !slices.Equal(kept, wantKept) {
+			t.Errorf("seed %d: scraped %v, kept %v; want %v, %v", seed, scraped, kept, wantScraped, wantKept)
+		}
+		maps.DeleteFunc(got, func(series string, _ []float64) bool {
+			return strings.HasPrefix(series, `{__name__="scrape_`) || strings.HasPrefix(series, `{__name__="up"`)
+		})
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("seed %d: buffered\n%v\nwant\n%v", seed, got, want)
+		}
+		if d := s.duplicates.Load(); d != uint64(dups) {
+			t.Errorf("seed %d: %d duplicates counted, want %d", seed, d, dups)
+		}
+		if n := a.buf.Stats().Dropped[buffer.ReasonOutOfOrder]; n != 0 {
+			t.Errorf("seed %d: %d samples refused by the buffer as out of order", seed, n)
+		}
+		if dups == 0 {
+			t.Errorf("seed %d: no duplicates in its bodies", seed)
+		}
+		if t.Failed() {
+			t.Fatalf("seed %d: honor labels %v, timestamps %v, relabeling %v", seed, honorLabels, honorTimestamps, metricRelabel != nil)
+		}
 	}
 }
 
@@ -546,8 +701,14 @@ func TestScrapeTargetLabelsThroughTheScraper(t *testing.T) {
 // and returns its URL.
 func exporter(t *testing.T, body string) *url.URL {
 	t.Helper()
+	return exporterFunc(t, func() string { return body })
+}
+
+// exporterFunc is exporter of what body returns at each scrape.
+func exporterFunc(t *testing.T, body func() string) *url.URL {
+	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, body)
+		fmt.Fprint(w, body())
 	}))
 	t.Cleanup(srv.Close)
 	u, err := url.Parse(srv.URL + "/metrics")

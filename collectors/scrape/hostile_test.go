@@ -27,8 +27,9 @@ import (
 
 // A hostile target answers so as to hurt the scraper: too much, too slowly,
 // or not in the format. Each such scrape must fail with its reason and no
-// sample (duplicates aside: Prometheus keeps the first), and the memory it
-// costs must stay within a bound that follows from the limits.
+// sample (a series many times over is no failure: the agent drops all but
+// the first), and the memory it costs must stay within a bound that
+// follows from the limits.
 
 // hostileCase is one way a target can hurt; serve answers with lim in mind.
 type hostileCase struct {
@@ -36,7 +37,15 @@ type hostileCase struct {
 	limits     func(Limits) Limits // nil: the limits as given
 	serve      func(lim Limits) http.HandlerFunc
 	wantReason string // "": the scrape works
-	wantKept   int    // samples a working scrape keeps
+	keepsAll   bool   // the scrape works and keeps each sample: as many as the limit allows
+}
+
+// kept is how many samples a scrape of the case keeps under lim.
+func (tc hostileCase) kept(lim Limits) int {
+	if tc.keepsAll {
+		return lim.Samples
+	}
+	return 0
 }
 
 // fill repeats line until n bytes are written or the client goes away.
@@ -155,7 +164,7 @@ func hostileCases() []hostileCase {
 				body := seriesBody(lim.Samples/2, 0)
 				return serveBody(promContentType, append(body, "m{i=\"\xff\xfe\"} 1\n"...))
 			}},
-		{name: "duplicate series", wantKept: 2, // as Prometheus: the first sample of a series counts
+		{name: "duplicate series", keepsAll: true,
 			serve: func(lim Limits) http.HandlerFunc {
 				body := bytes.Repeat([]byte("dup{a=\"1\"} 1\n"), lim.Samples-1)
 				return serveBody(promContentType, append(body, "other 2\n"...))
@@ -228,11 +237,8 @@ func TestHostileTargets(t *testing.T) {
 			if got := Reason(err); got != tc.wantReason {
 				t.Fatalf("reason %q (err %v), want %q", got, err, tc.wantReason)
 			}
-			if len(c.Samples) != tc.wantKept {
-				t.Errorf("%d samples kept, want %d", len(c.Samples), tc.wantKept)
-			}
-			if tc.name == "duplicate series" && s.DuplicatesDropped() != uint64(lim.Samples-2) {
-				t.Errorf("%d duplicates counted, want %d", s.DuplicatesDropped(), lim.Samples-2)
+			if want := tc.kept(lim); len(c.Samples) != want {
+				t.Errorf("%d samples kept, want %d", len(c.Samples), want)
 			}
 		})
 	}
@@ -333,17 +339,19 @@ func statusKB(field string) int64 {
 //   - the body's window, which grows by doubling while one line does not
 //     fit in it, up to the limit: the limit, half of it more while the
 //     window is copied into the next, and a chunk of the reader. The
-//     cases that fail as too large, too slow or cut short hold nothing
-//     else: their bodies have one series or none. (The body is parsed as
-//     it arrives: one of many series that failed so would hold what a
-//     parse up to the limit holds, as below.)
+//     cases that fail as too slow or cut short hold nothing else: their
+//     bodies have one series or none. Those too large have one series,
+//     up to as many times as the sample limit allows: its Sample each
+//     time, in a slice that grows by copying. (The body is parsed as it
+//     arrives: one of many series that failed so would hold what a parse
+//     up to the limit holds, as below.)
 //   - with a reason of the parse: the parser's copy of the series it is
 //     at: up to the limit; the labels of the samples kept, copied from
 //     the body: up to the limit, plus per sample the __name__ label and
-//     sizes; per sample a 64-byte Sample in a slice that grows by copying
-//     (up to 2.25 times), and the series' entry in the scraper's cache (64
-//     bytes, its Memo and duplicate check included) with its slots in the
-//     cache's maps, by text and by label hash, which grow by doubling;
+//     sizes; per sample a 56-byte Sample in a slice that grows by copying
+//     (up to 2.25 times), and the series' entry in the scraper's cache (48
+//     bytes, its Memo included) with its slot in the cache's map by text,
+//     which grows by doubling;
 //
 // twice that, since Go's collector lets the heap grow to twice what was
 // live at its last run (GOGC=100), and a margin for the runtime and the
@@ -351,11 +359,13 @@ func statusKB(field string) int64 {
 func peakBound(lim Limits, reason string) int64 {
 	live := lim.BodyBytes + lim.BodyBytes/2 + 1<<20
 	switch reason {
-	case ReasonBodyTooLarge, ReasonTimeout, ReasonNetwork, ReasonHTTPStatus:
+	case ReasonTimeout, ReasonNetwork, ReasonHTTPStatus:
+	case ReasonBodyTooLarge:
+		live += int64(lim.Samples) * 126
 	default:
-		// __name__ and sizes, Sample and slice growth, the slot by label
-		// hash, cache entry and its slot by text.
-		const perSample = 16 + 144 + 40 + 64 + 64
+		// __name__ and sizes, Sample and slice growth, cache entry and its
+		// slot by text.
+		const perSample = 16 + 126 + 48 + 64
 		live += 2*lim.BodyBytes + int64(lim.Samples)*perSample
 	}
 	return 2*live + 8<<20
@@ -364,7 +374,8 @@ func peakBound(lim Limits, reason string) int64 {
 // TestHostileTargetsMemory checks that no hostile case takes the scraper's
 // memory past peakBound of the default limits, over three scrapes in a
 // row: with the default limits, 22 MiB for a body that fails before its
-// parse holds anything, 100 MiB for one parsed with up to 100k samples.
+// parse holds anything, 46 MiB for one too large, 86 MiB for one parsed
+// with up to 100k samples.
 func TestHostileTargetsMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a child process per case, each scraping up to the default limits; runs without -short")
@@ -405,8 +416,8 @@ func TestHostileTargetsMemory(t *testing.T) {
 				t.Fatalf("child said %q: %v", out, err)
 			}
 			for i, reason := range r.Reasons {
-				if reason != tc.wantReason || r.Kept[i] != tc.wantKept {
-					t.Errorf("scrape %d: reason %q, %d samples (err %s); want %q, %d", i, reason, r.Kept[i], r.Errors[i], tc.wantReason, tc.wantKept)
+				if reason != tc.wantReason || r.Kept[i] != tc.kept(lim) {
+					t.Errorf("scrape %d: reason %q, %d samples (err %s); want %q, %d", i, reason, r.Kept[i], r.Errors[i], tc.wantReason, tc.kept(lim))
 				}
 			}
 			growth, bound := (r.PeakKB-r.BaseKB)<<10, peakBound(lim, tc.wantReason)

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -74,9 +73,8 @@ type Target struct {
 // Scraper collects one target. Its methods may be called from any
 // goroutine; Collects of one Scraper run one at a time.
 type Scraper struct {
-	target     Target
-	client     *http.Client
-	duplicates atomic.Uint64
+	target Target
+	client *http.Client
 
 	mu sync.Mutex // held by Collect: guards what follows
 	// parser keeps the target's families' Descs, and its window of the
@@ -107,10 +105,6 @@ type seriesCache struct {
 	openMetrics     bool
 	scrape          uint32 // counts parsed scrapes; wraps after a century at one a second
 	entries         map[seriesKey]*cachedSeries
-	// byHash finds the entry that stands for a label set (cachedSeries'
-	// twin) by the set's hash, colliding ones chained by sameHash.
-	byHash     map[uint64]*cachedSeries
-	duplicates uint64 // samples dropped as duplicates
 }
 
 type seriesKey struct{ x, m uint64 }
@@ -123,16 +117,8 @@ func keyOf(text []byte) seriesKey {
 
 type cachedSeries struct {
 	lset   labels.Labels // within the limits, without empty values, with the target's labels
-	hash   uint64        // lset.Hash()
 	scrape uint32        // the last parsed scrape that had it
-	// kept is the last parsed scrape that kept a sample of lset without a
-	// timestamp, as noted in twin: the entry that stands for lset, itself
-	// unless another text (labels in another order, an empty value, the
-	// target's labels) gave the same set first.
-	kept     uint32
-	twin     *cachedSeries
-	sameHash *cachedSeries // next in byHash's chain, if it stands for its set
-	memo     collectors.Memo
+	memo   collectors.Memo
 }
 
 // start begins a parse of an exposition in OpenMetrics or not.
@@ -144,48 +130,7 @@ func (c *seriesCache) start(openMetrics bool) {
 	c.scrape++
 }
 
-// add caches e under key, its twin found or made.
-func (c *seriesCache) add(key seriesKey, e *cachedSeries) {
-	c.entries[key] = e
-	c.pair(e)
-}
-
-// pair finds the entry that stands for e's label set in byHash, or makes
-// e that entry.
-func (c *seriesCache) pair(e *cachedSeries) {
-	if c.byHash == nil {
-		c.byHash = map[uint64]*cachedSeries{}
-	}
-	first := c.byHash[e.hash]
-	for o := first; o != nil; o = o.sameHash {
-		if labels.Equal(o.lset, e.lset) {
-			e.twin = o
-			return
-		}
-	}
-	e.twin, e.sameHash = e, first
-	c.byHash[e.hash] = e
-}
-
-// duplicate reports whether the parse already kept a sample of e's label
-// set without a timestamp (t 0: the agent stamps it), as Prometheus drops
-// it ("duplicate sample for timestamp"): both would get the scrape's time,
-// and a receiver refuses a whole remote-write request with two values for
-// one series and time. Otherwise it notes that one is kept now, if t is 0.
-func (c *seriesCache) duplicate(e *cachedSeries, t int64) bool {
-	if t != 0 {
-		return false
-	}
-	if e.twin.kept == c.scrape {
-		c.duplicates++
-		return true
-	}
-	e.twin.kept = c.scrape
-	return false
-}
-
-// finish forgets the series that the parse begun by start did not have,
-// and pairs again those whose twin went.
+// finish forgets the series that the parse begun by start did not have.
 func (c *seriesCache) finish(seen int) {
 	if len(c.entries) == seen {
 		return
@@ -193,32 +138,6 @@ func (c *seriesCache) finish(seen int) {
 	for k, e := range c.entries {
 		if e.scrape != c.scrape {
 			delete(c.entries, k)
-			if e.twin == e {
-				c.unlink(e)
-			}
-		}
-	}
-	for _, e := range c.entries {
-		if e.twin.scrape != c.scrape {
-			c.pair(e)
-		}
-	}
-}
-
-// unlink takes e, which stands for its label set, out of byHash.
-func (c *seriesCache) unlink(e *cachedSeries) {
-	first := c.byHash[e.hash]
-	switch {
-	case first == e && e.sameHash == nil:
-		delete(c.byHash, e.hash)
-	case first == e:
-		c.byHash[e.hash] = e.sameHash
-	default:
-		for o := first; o != nil; o = o.sameHash {
-			if o.sameHash == e {
-				o.sameHash = e.sameHash
-				return
-			}
 		}
 	}
 }
@@ -244,19 +163,13 @@ func (s *Scraper) Collect(ctx context.Context, out *collectors.Collection) error
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	base := len(out.Samples)
-	dups := s.cache.duplicates
 	if err := s.scrape(ctx, out); err != nil {
 		clear(out.Samples[base:])
 		out.Samples = out.Samples[:base]
 		return fmt.Errorf("scrape %s: %w", s.target.URL.Redacted(), err)
 	}
-	s.duplicates.Add(s.cache.duplicates - dups)
 	return nil
 }
-
-// DuplicatesDropped counts the samples dropped because their series came
-// earlier in the same scrape without a timestamp.
-func (s *Scraper) DuplicatesDropped() uint64 { return s.duplicates.Load() }
 
 func (s *Scraper) scrape(ctx context.Context, out *collectors.Collection) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.target.URL.String(), nil)
@@ -309,11 +222,11 @@ func Parse(body []byte, contentType string, lim Limits, out *collectors.Collecti
 // parse is Parse of a body read from r, up to limit bytes, as it arrives
 // (exposition.Parser.ParseFrom: the scraper never holds the whole body),
 // with p's Descs of the target's families and a target's cache of series
-// (nil for none). The cache gives each sample its Hash and Memo, keeps a
-// target's timestamps only with its HonorTimestamps, and drops a sample
-// without one whose label set the body had before
-// (seriesCache.duplicate). The sample limit counts the body's samples,
-// duplicates included. On an error, out may have some of the body's
+// (nil for none). The cache gives each sample its Memo and keeps a
+// target's timestamps only with its HonorTimestamps. A series the body
+// has twice is kept twice: the agent drops the second after metric
+// relabeling, where Prometheus finds duplicates. The sample limit counts
+// the body's samples. On an error, out may have some of the body's
 // samples: the caller drops them.
 func parse(p *exposition.Parser, r io.Reader, limit int64, contentType string, lim Limits, out *collectors.Collection, cache *seriesCache) error {
 	format := exposition.Text
@@ -353,13 +266,12 @@ func parse(p *exposition.Parser, r io.Reader, limit int64, contentType string, l
 
 // parseRun is what parse keeps while the parser reads one body.
 type parseRun struct {
-	p      *exposition.Parser
-	lim    Limits
-	out    *collectors.Collection
-	cache  *seriesCache
-	first  int // where this body's samples start in out
-	seen   int // cached series in this parse
-	parsed int // samples of this body, kept or not
+	p     *exposition.Parser
+	lim   Limits
+	out   *collectors.Collection
+	cache *seriesCache
+	first int // where this body's samples start in out
+	seen  int // cached series in this parse
 
 	builder  labels.ScratchBuilder
 	lastDesc *collectors.Desc
@@ -368,8 +280,8 @@ type parseRun struct {
 	looked   bool // the parser asked for the sample's series: key and cached are its
 }
 
-// sample adds the parser's current sample to out, unless it is a
-// duplicate, or refuses it with an *Error.
+// sample adds the parser's current sample to out, or refuses it with an
+// *Error.
 func (pr *parseRun) sample() error {
 	p, cache, out := pr.p, pr.cache, pr.out
 	if cache != nil && !pr.looked {
@@ -385,7 +297,7 @@ func (pr *parseRun) sample() error {
 			return err
 		}
 	}
-	if pr.parsed++; pr.parsed > pr.lim.Samples { // duplicates count, as Prometheus counts them
+	if len(pr.out.Samples)-pr.first >= pr.lim.Samples {
 		return &Error{ReasonSampleLimit, fmt.Errorf("more than the limit of %d samples", pr.lim.Samples)}
 	}
 	s := collectors.Sample{V: p.Value()}
@@ -393,14 +305,9 @@ func (pr *parseRun) sample() error {
 		s.T, _ = p.Timestamp()
 	}
 	d := p.Desc()
-	if cached != nil {
-		if cached.scrape != cache.scrape {
-			cached.scrape = cache.scrape
-			pr.seen++
-		}
-		if cache.duplicate(cached, s.T) {
-			return nil
-		}
+	if cached != nil && cached.scrape != cache.scrape {
+		cached.scrape = cache.scrape
+		pr.seen++
 	}
 	switch {
 	case cached == nil:
@@ -416,14 +323,9 @@ func (pr *parseRun) sample() error {
 			lset = collectors.WithTarget(&cache.builder, lset, cache.target, cache.honorLabels)
 			smp.Labels = lset
 		}
-		cached = &cachedSeries{lset: lset, hash: lset.Hash(), scrape: cache.scrape}
-		cache.add(pr.key, cached)
+		cached = &cachedSeries{lset: lset, scrape: cache.scrape}
+		cache.entries[pr.key] = cached
 		pr.seen++
-		if cache.duplicate(cached, s.T) {
-			*smp = collectors.Sample{}
-			out.Samples = out.Samples[:len(out.Samples)-1]
-			return nil
-		}
 	case d != pr.lastDesc:
 		s.Labels = cached.lset
 		out.AddSample(d, s) // notes the family in out.Families

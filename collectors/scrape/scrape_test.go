@@ -472,8 +472,8 @@ func TestCollectHonorTimestamps(t *testing.T) {
 
 // TestCollectCachedSeries scrapes a target again and again, as the agent
 // does: series the scraper knows from the scrape before come from its cache
-// and must give what parsing gives, duplicates included; series that come
-// and go, and a switch of format, too.
+// and must give what parsing gives, a series twice in one body included;
+// series that come and go, and a switch of format, too.
 func TestCollectCachedSeries(t *testing.T) {
 	bodies := []struct{ contentType, body string }{
 		{promContentType, "a{x=\"1\",y=\"\"} 1\nb 2\na{x=\"1\"} 3\nc{z=\"q\"} 4\n"},
@@ -491,7 +491,6 @@ func TestCollectCachedSeries(t *testing.T) {
 		serveBody(b.contentType, []byte(b.body))(w, r)
 	})
 	s := tg.scraper(t, DefaultLimits)
-	wantDups := uint64(0)
 	for i, b := range bodies {
 		mu.Lock()
 		step = i
@@ -507,28 +506,22 @@ func TestCollectCachedSeries(t *testing.T) {
 			t.Fatal(err)
 		}
 		sameSamples(t, got.Samples, want.Samples)
-		wantDups += fresh.DuplicatesDropped()
-		if d := s.DuplicatesDropped(); d != wantDups {
-			t.Errorf("scrape %d: %d duplicates counted, want %d", i, d, wantDups)
-		}
 		if n := len(s.cache.entries); n > strings.Count(b.body, "\n") {
 			t.Errorf("scrape %d: %d series cached, more than the scrape had", i, n)
 		}
 	}
-	if wantDups == 0 {
-		t.Error("no duplicates in the bodies: the test does not test them")
-	}
 }
 
-// TestCollectDropsDuplicatesRandomized scrapes random bodies again and
-// again, as the agent does, and holds each scrape to a model: every sample
-// as Parse reads it, with the target's labels added (collectors.WithTarget),
-// its timestamp kept only with honor_timestamps, and a sample without one
-// dropped, counted, when one of the same label set came before it in the
-// scrape. The bodies write a few series in many ways (labels in any order,
-// empty values, a job the target's label displaces) and come and go, so
-// that the scraper's cache meets twins, new series and forgotten ones.
-func TestCollectDropsDuplicatesRandomized(t *testing.T) {
+// TestCollectCachedSeriesRandomized scrapes random bodies again and again,
+// as the agent does, and holds each scrape to a model: every sample as
+// Parse reads it, with the target's labels added (collectors.WithTarget),
+// its timestamp kept only with honor_timestamps, a series twice in a body
+// kept twice (the agent drops the second). The bodies write a few series
+// in many ways (labels in any order, empty values, a job the target's
+// label displaces) and come and go, so that the scraper's cache meets
+// series written again, new ones and forgotten ones. A Memo, which the
+// agent keeps its own entry of a series in, stands for one label set.
+func TestCollectCachedSeriesRandomized(t *testing.T) {
 	target := labels.FromStrings("job", "app", "instance", "h:1")
 	for seed := range uint64(60) {
 		rng := rand.New(rand.NewPCG(seed, 17))
@@ -561,7 +554,8 @@ func TestCollectDropsDuplicatesRandomized(t *testing.T) {
 		})
 		u, _ := url.Parse(tg.srv.URL + "/metrics")
 		s := mustNew(t, Target{URL: u, Limits: DefaultLimits, Labels: target, HonorLabels: honorLabels, HonorTimestamps: honorTimestamps})
-		var dups uint64
+		memos := map[*collectors.Memo]labels.Labels{}
+		twice := false // a label set twice in a body
 		for scrape := range 12 {
 			var b strings.Builder
 			for range rng.IntN(12) {
@@ -582,12 +576,7 @@ func TestCollectDropsDuplicatesRandomized(t *testing.T) {
 				if !honorTimestamps {
 					smp.T = 0
 				}
-				if smp.T == 0 && slices.ContainsFunc(want, func(o collectors.Sample) bool {
-					return o.T == 0 && labels.Equal(o.Labels, smp.Labels)
-				}) {
-					dups++
-					continue
-				}
+				twice = twice || slices.ContainsFunc(want, func(o collectors.Sample) bool { return labels.Equal(o.Labels, smp.Labels) })
 				want = append(want, smp)
 			}
 
@@ -596,33 +585,27 @@ func TestCollectDropsDuplicatesRandomized(t *testing.T) {
 				t.Fatalf("seed %d, scrape %d: %v", seed, scrape, err)
 			}
 			sameSamples(t, got.Samples, want)
-			if d := s.DuplicatesDropped(); d != dups {
-				t.Errorf("seed %d, scrape %d: %d duplicates counted, want %d", seed, scrape, d, dups)
-			}
-			// The cache holds this scrape's series only: a series gone
-			// is neither found by its hash nor any series' twin.
-			live := map[*cachedSeries]bool{}
-			for _, e := range s.cache.entries {
-				live[e] = true
-			}
-			for _, e := range s.cache.entries {
-				if !live[e.twin] || !labels.Equal(e.twin.lset, e.lset) {
-					t.Errorf("seed %d, scrape %d: %s paired with %s, gone or another set", seed, scrape, e.lset, e.twin.lset)
+			for _, smp := range got.Samples {
+				if smp.Memo == nil {
+					t.Fatalf("seed %d, scrape %d: %s without a Memo", seed, scrape, smp.Labels)
 				}
+				if had, ok := memos[smp.Memo]; ok && !labels.Equal(had, smp.Labels) {
+					t.Errorf("seed %d, scrape %d: one Memo for %s and %s", seed, scrape, had, smp.Labels)
+				}
+				memos[smp.Memo] = smp.Labels
 			}
-			for _, e := range s.cache.byHash {
-				for ; e != nil; e = e.sameHash {
-					if !live[e] {
-						t.Errorf("seed %d, scrape %d: %s found by its hash, gone", seed, scrape, e.lset)
-					}
+			// The cache holds this scrape's series only.
+			for _, e := range s.cache.entries {
+				if e.scrape != s.cache.scrape {
+					t.Errorf("seed %d, scrape %d: %s cached, not in the scrape", seed, scrape, e.lset)
 				}
 			}
 			if t.Failed() {
 				t.Fatalf("seed %d, scrape %d (honor labels %v, timestamps %v):\n%s", seed, scrape, honorLabels, honorTimestamps, body)
 			}
 		}
-		if dups == 0 {
-			t.Errorf("seed %d: no duplicates in its bodies", seed)
+		if !twice {
+			t.Errorf("seed %d: no label set twice in a body", seed)
 		}
 	}
 }
@@ -798,14 +781,13 @@ func TestCollectKeepsNothingOfTheBody(t *testing.T) {
 // TestCollectAddsTargetLabels: each sample gets the target's labels, as
 // Prometheus adds them, from the first scrape and from the cache alike; a
 // series that the target's labels make the same as another one of the
-// scrape is a duplicate.
+// scrape is kept as that one (the agent drops the second).
 func TestCollectAddsTargetLabels(t *testing.T) {
 	body := "a{job=\"own\",x=\"1\"} 1\nb{exported_job=\"e\",job=\"own\"} 2\nc{instance=\"\"} 3\nd 4\nd{exported_job=\"own\"} 5\n"
 	target := labels.FromStrings("job", "app", "instance", "h:9100")
 	for _, tc := range []struct {
 		honor bool
 		want  []string
-		dups  uint64
 	}{
 		{false, []string{
 			`{__name__="a", exported_job="own", instance="h:9100", job="app", x="1"}`,
@@ -813,19 +795,22 @@ func TestCollectAddsTargetLabels(t *testing.T) {
 			`{__name__="c", instance="h:9100", job="app"}`,
 			`{__name__="d", instance="h:9100", job="app"}`,
 			`{__name__="d", exported_job="own", instance="h:9100", job="app"}`,
-		}, 0},
+		}},
 		{true, []string{
 			`{__name__="a", instance="h:9100", job="own", x="1"}`,
 			`{__name__="b", exported_job="e", instance="h:9100", job="own"}`,
 			`{__name__="c", instance="h:9100", job="app"}`,
 			`{__name__="d", instance="h:9100", job="app"}`,
 			`{__name__="d", exported_job="own", instance="h:9100", job="app"}`,
-		}, 0},
+		}},
 		// {job="own"} with its job exported meets {exported_job="own"}.
-		{false, nil, 1},
+		{false, []string{
+			`{__name__="m", exported_job="own", instance="h:9100", job="app"}`,
+			`{__name__="m", exported_job="own", instance="h:9100", job="app"}`,
+		}},
 	} {
 		b := body
-		if tc.want == nil {
+		if tc.want[0] == `{__name__="m", exported_job="own", instance="h:9100", job="app"}` {
 			b = "m{job=\"own\"} 1\nm{exported_job=\"own\"} 2\n"
 		}
 		tg := newTarget(t, serveBody(promContentType, []byte(b)))
@@ -840,15 +825,9 @@ func TestCollectAddsTargetLabels(t *testing.T) {
 			for _, smp := range c.Samples {
 				got = append(got, smp.Labels.String())
 			}
-			if tc.want != nil && !slices.Equal(got, tc.want) {
+			if !slices.Equal(got, tc.want) {
 				t.Errorf("honor %v, scrape %d:\n got  %q\n want %q", tc.honor, scrape, got, tc.want)
 			}
-			if tc.want == nil && len(got) != 1 {
-				t.Errorf("scrape %d: %q, want one series", scrape, got)
-			}
-		}
-		if d := s.DuplicatesDropped(); d != 2*tc.dups {
-			t.Errorf("honor %v: %d duplicates, want %d", tc.honor, d, 2*tc.dups)
 		}
 	}
 }
