@@ -95,16 +95,19 @@ type Scraper struct {
 // it, so the cache holds at most the series of one scrape (Limits.Samples).
 //
 // The key is a 128-bit digest of the text, not the text: it was the
-// cache's largest part. Half of it is seeded at random per process, so
-// that a hostile target cannot make two of its series share a key.
+// cache's largest part. Its half seeded at random per process keys the
+// map, so that a hostile target cannot make two of its series share a
+// slot; the entry keeps the other half, which tells apart texts whose
+// seeded halves meet by chance: the first of them is cached, the others
+// are parsed each time, without a Memo.
 type seriesCache struct {
 	target          labels.Labels // added to each label set
 	honorLabels     bool
 	honorTimestamps bool
 	builder         labels.Builder
 	openMetrics     bool
-	scrape          uint32 // counts parsed scrapes; wraps after a century at one a second
-	entries         map[seriesKey]*cachedSeries
+	scrape          uint32                   // counts parsed scrapes; wraps after a century at one a second
+	entries         map[uint64]*cachedSeries // by seriesKey.m
 }
 
 type seriesKey struct{ x, m uint64 }
@@ -115,8 +118,17 @@ func keyOf(text []byte) seriesKey {
 	return seriesKey{xxhash.Sum64(text), maphash.Bytes(keySeed, text)}
 }
 
+// lookup returns the entry of the text whose key is k, or nil.
+func (c *seriesCache) lookup(k seriesKey) *cachedSeries {
+	if e := c.entries[k.m]; e != nil && e.x == k.x {
+		return e
+	}
+	return nil
+}
+
 type cachedSeries struct {
 	lset   labels.Labels // within the limits, without empty values, with the target's labels
+	x      uint64        // the unseeded half of the text's key
 	scrape uint32        // the last parsed scrape that had it
 	memo   collectors.Memo
 }
@@ -124,7 +136,7 @@ type cachedSeries struct {
 // start begins a parse of an exposition in OpenMetrics or not.
 func (c *seriesCache) start(openMetrics bool) {
 	if c.entries == nil || c.openMetrics != openMetrics {
-		c.entries = map[seriesKey]*cachedSeries{}
+		c.entries = map[uint64]*cachedSeries{}
 		c.openMetrics = openMetrics
 	}
 	c.scrape++
@@ -239,7 +251,7 @@ func parse(p *exposition.Parser, r io.Reader, limit int64, contentType string, l
 		// A series the cache has needs its labels neither read nor checked.
 		p.Known = func(series []byte) bool {
 			pr.key, pr.looked = keyOf(series), true
-			pr.cached = cache.entries[pr.key]
+			pr.cached = cache.lookup(pr.key)
 			return pr.cached != nil
 		}
 		defer func() {
@@ -286,7 +298,7 @@ func (pr *parseRun) sample() error {
 	p, cache, out := pr.p, pr.cache, pr.out
 	if cache != nil && !pr.looked {
 		pr.key = keyOf(p.Series())
-		pr.cached = cache.entries[pr.key]
+		pr.cached = cache.lookup(pr.key)
 	}
 	pr.looked = false
 	cached := pr.cached
@@ -323,8 +335,11 @@ func (pr *parseRun) sample() error {
 			lset = collectors.WithTarget(&cache.builder, lset, cache.target, cache.honorLabels)
 			smp.Labels = lset
 		}
-		cached = &cachedSeries{lset: lset, scrape: cache.scrape}
-		cache.entries[pr.key] = cached
+		if _, taken := cache.entries[pr.key.m]; taken {
+			return nil // by another text (seriesCache)
+		}
+		cached = &cachedSeries{lset: lset, x: pr.key.x, scrape: cache.scrape}
+		cache.entries[pr.key.m] = cached
 		pr.seen++
 	case d != pr.lastDesc:
 		s.Labels = cached.lset

@@ -512,6 +512,37 @@ func TestCollectCachedSeries(t *testing.T) {
 	}
 }
 
+// TestCollectTextsWhoseKeysMeet: a text whose key's seeded half another
+// text's entry has (as if the two met by chance) is parsed, not given that
+// entry's labels, and goes without a Memo; once the other text is gone,
+// it is cached again.
+func TestCollectTextsWhoseKeysMeet(t *testing.T) {
+	body := "a{x=\"1\"} 1\nb 2\nc{y=\"z\"} 3\n"
+	tg := newTarget(t, serveBody(promContentType, []byte(body)))
+	s := tg.scraper(t, DefaultLimits)
+	var want collectors.Collection
+	if err := Parse([]byte(body), promContentType, DefaultLimits, &want); err != nil {
+		t.Fatal(err)
+	}
+	for scrape := range 3 {
+		if scrape == 1 {
+			for _, e := range s.cache.entries { // each slot taken by another text
+				e.x, e.lset = ^e.x, labels.FromStrings("__name__", "other")
+			}
+		}
+		var got collectors.Collection
+		if err := s.Collect(context.Background(), &got); err != nil {
+			t.Fatal(err)
+		}
+		sameSamples(t, got.Samples, want.Samples)
+		for _, smp := range got.Samples {
+			if memo := smp.Memo != nil; memo != (scrape != 1) {
+				t.Errorf("scrape %d: %s with a Memo %v, want %v", scrape, smp.Labels, memo, scrape != 1)
+			}
+		}
+	}
+}
+
 // TestCollectCachedSeriesRandomized scrapes random bodies again and again,
 // as the agent does, and holds each scrape to a model: every sample as
 // Parse reads it, with the target's labels added (collectors.WithTarget),
