@@ -343,6 +343,27 @@ func TestScrapeFailuresByReasonAndDuplicates(t *testing.T) {
 	}
 }
 
+// TestTargetsOwnUpComesFirst: a target that exposes the series of the
+// scrape's report (up, with the target's labels) has its own sample kept,
+// as the first of the collection; the report's is dropped and counted.
+func TestTargetsOwnUpComesFirst(t *testing.T) {
+	a := testAgent(t, labels.EmptyLabels())
+	col := &scripted{steps: [][]collectors.Sample{{{Labels: labels.FromStrings("__name__", "up"), V: 7}}}}
+	s := newSource("app/h:1", "app", "h:1", col)
+	s.report = true
+	a.collectOnce(context.Background(), s)
+	got := buffered(t, a)
+	if want := `{__name__="up", instance="h:1", job="app"} 7`; len(got) != 1 || !slices.Contains(got[0], want) {
+		t.Errorf("buffered %q, want %s", got, want)
+	}
+	if d := s.duplicates.Load(); d != 1 {
+		t.Errorf("%d duplicates counted, want 1", d)
+	}
+	if n := a.buf.Stats().Dropped[buffer.ReasonOutOfOrder]; n != 0 {
+		t.Errorf("%d samples refused by the buffer as out of order: the report's up reached it", n)
+	}
+}
+
 // TestOutgoingAppliesWriteRelabeling: what the receiver gets is the
 // series with the external labels, through write_relabel_configs, as
 // Prometheus sends it; a series dropped there, or left without a name, is
