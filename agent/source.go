@@ -193,7 +193,7 @@ func (a *Agent) collectOnce(ctx context.Context, s *source) {
 		for i := range r.Samples {
 			smp := &r.Samples[i]
 			lset := s.withTarget(b, smp.Labels)
-			if _, again := s.series.add(lset); again { // the target's own series of the name came first, and is kept
+			if s.series.add(lset) { // the target's own series of the name came first, and is kept
 				s.duplicates.Add(1)
 				continue
 			}
@@ -312,7 +312,8 @@ func withExternal(b *labels.Builder, lset, external labels.Labels) labels.Labels
 // seriesSet remembers the series of a source's last collection, to find
 // those that are gone from the next one, and those that come twice in one.
 // Each series is stamped with the last collection that had it: one seen
-// again costs one map lookup.
+// again costs one map lookup, or none when a label cache's entry is the
+// set's entry of its series (addCached).
 type seriesSet struct {
 	seen map[uint64]*seenSeries // by label hash
 	// collided has the series whose hash a series in seen has, by their
@@ -324,48 +325,84 @@ type seriesSet struct {
 	stamped  int                        // entries in it: all of them, and finish has nothing to look for
 }
 
+// seenSeries is the set's entry of a series: one of its own for a series
+// added by label set, else the one inside a label cache's entry.
 type seenSeries struct {
 	lset labels.Labels
 	run  uint32 // the last collection that had it
-	gone bool   // forgotten by finish
+	in   bool   // in one of the set's maps: finish has not forgotten it
 }
 
 func newSeriesSet() *seriesSet {
 	return &seriesSet{seen: map[uint64]*seenSeries{}, hash: labels.Labels.Hash, run: 1}
 }
 
-// add adds lset to the collection being made, and returns the set's entry
-// of it; again reports that the collection had it already.
-func (ss *seriesSet) add(lset labels.Labels) (e *seenSeries, again bool) {
+// add adds lset to the collection being made; again reports that the
+// collection had it already.
+func (ss *seriesSet) add(lset labels.Labels) (again bool) {
 	h := ss.hash(lset)
-	e = ss.seen[h]
-	if e == nil || !labels.Equal(e.lset, lset) {
-		e = ss.addCollided(e == nil, h, lset)
+	e, key := ss.find(h, lset)
+	if e == nil {
+		e = &seenSeries{lset: lset}
+		ss.insert(e, h, key)
 	}
-	return e, ss.stamp(e)
+	return ss.stamp(e)
 }
 
-// addCollided is add of a series not at its hash in seen: one collided
-// already, or a new one, which goes to seen if its hash is free.
-func (ss *seriesSet) addCollided(free bool, h uint64, lset labels.Labels) *seenSeries {
-	var key string
-	if !free || len(ss.collided) > 0 {
-		key = string(lset.Bytes(nil))
-		if e := ss.collided[key]; e != nil {
-			return e
-		}
+// addCached is add of a label cache's entry, whose own seenSeries becomes
+// the set's entry of its series: the next collection stamps it without a
+// lookup.
+func (ss *seriesSet) addCached(c *cachedLabels) (again bool) {
+	own := &c.seenSeries
+	if own.in {
+		return ss.stamp(own)
 	}
-	e := &seenSeries{lset: lset}
+	h := ss.hash(own.lset)
+	e, key := ss.find(h, own.lset)
+	if e == nil {
+		ss.insert(own, h, key)
+		return ss.stamp(own)
+	}
+	// Another entry has the series: the set's own, another text of the
+	// series in the collection, or a label cache's entry that a reload
+	// made stale. own takes its place.
+	again = ss.stamp(e)
+	own.run, own.in, e.in = e.run, true, false
+	if ss.seen[h] == e {
+		ss.seen[h] = own
+	} else {
+		ss.collided[key] = own
+	}
+	return again
+}
+
+// find returns the set's entry of lset, whose hash is h, or nil; key is
+// lset's key in collided when it has one: when another series has h.
+func (ss *seriesSet) find(h uint64, lset labels.Labels) (e *seenSeries, key string) {
+	e = ss.seen[h]
+	if e != nil && labels.Equal(e.lset, lset) {
+		return e, ""
+	}
+	if e == nil && len(ss.collided) == 0 {
+		return nil, ""
+	}
+	key = string(lset.Bytes(nil))
+	return ss.collided[key], key
+}
+
+// insert puts e, a series new to the set, in seen if its hash h is free,
+// else in collided under key (find's).
+func (ss *seriesSet) insert(e *seenSeries, h uint64, key string) {
+	e.in = true
 	ss.added++
-	if free {
+	if _, taken := ss.seen[h]; !taken {
 		ss.seen[h] = e
-		return e
+		return
 	}
 	if ss.collided == nil {
 		ss.collided = map[string]*seenSeries{}
 	}
 	ss.collided[key] = e
-	return e
 }
 
 // stamp notes that e, in the collection before if not new, is in this
@@ -379,16 +416,6 @@ func (ss *seriesSet) stamp(e *seenSeries) (again bool) {
 	return false
 }
 
-// addCached is add of a label cache's entry: the set's entry, which the
-// cache's keeps until finish forgets it, saves the lookup.
-func (ss *seriesSet) addCached(c *cachedLabels) (again bool) {
-	if e := c.seen; e != nil && !e.gone {
-		return ss.stamp(e)
-	}
-	c.seen, again = ss.add(c.lset)
-	return again
-}
-
 // finish ends a collection: it returns the series of the one before that
 // this one did not have, forgets them, and begins the next one.
 func (ss *seriesSet) finish() []labels.Labels {
@@ -397,14 +424,14 @@ func (ss *seriesSet) finish() []labels.Labels {
 		for h, e := range ss.seen {
 			if e.run != ss.run {
 				gone = append(gone, e.lset)
-				e.gone = true
+				e.in = false
 				delete(ss.seen, h)
 			}
 		}
 		for k, e := range ss.collided {
 			if e.run != ss.run {
 				gone = append(gone, e.lset)
-				e.gone = true
+				e.in = false
 				delete(ss.collided, k)
 			}
 		}
@@ -440,16 +467,18 @@ type labelCache struct {
 // alone, in 48 bytes (one per series of a large target); the map's entries
 // have what the map needs besides (mappedLabels).
 type cachedLabels struct {
-	lset labels.Labels // with the target labels, metric relabeling applied
+	// seenSeries has the label set with the target labels, metric
+	// relabeling applied (lset), and is the source's seriesSet's entry
+	// of it once addCached made it so.
+	seenSeries
 	// other is the label set as buffered when the external labels or
 	// write relabeling make it differ from lset; nil when they do not
 	// (final).
 	other *labels.Labels
-	ref   buffer.Ref  // final's in the buffer (Buffer.AppendMeta), or none
-	seen  *seenSeries // lset's in the source's seriesSet, or nil (seriesSet.addCached)
-	gen   uint32      // the labelCache's gen it was made with
-	keep  bool        // false: metric relabeling drops the sample
-	send  bool        // false: write relabeling drops it
+	ref   buffer.Ref // final's in the buffer (Buffer.AppendMeta), or none
+	gen   uint32     // the labelCache's gen it was made with
+	keep  bool       // false: metric relabeling drops the sample
+	send  bool       // false: write relabeling drops it
 }
 
 // final is the label set e's samples are buffered with: lset with the
@@ -506,7 +535,7 @@ func (c *labelCache) get(smp *collectors.Sample) (e *cachedLabels, hash uint64) 
 // as it is buffered. In the map, a label set whose hash another one has
 // already is not kept.
 func (c *labelCache) put(smp *collectors.Sample, hash uint64, lset labels.Labels, keep bool, final labels.Labels, send bool) *cachedLabels {
-	e := cachedLabels{lset: lset, keep: keep, send: send, gen: c.gen}
+	e := cachedLabels{seenSeries: seenSeries{lset: lset}, keep: keep, send: send, gen: c.gen}
 	if !labels.Equal(final, lset) {
 		other := final
 		e.other = &other

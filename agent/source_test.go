@@ -474,10 +474,11 @@ func TestStaleMarkersAfterACollectionInTheSameMillisecond(t *testing.T) {
 // series of the collection before that this one did not have, added must
 // count those this one has and the one before did not, and a series must
 // be found again in the collection that had it already. Series come by
-// label set (add) or by a label cache's entry (addCached), which keeps its
-// pointer into the set across collections and is now and then made anew,
-// as when the scraper forgets a series and finds it again. A second run
-// gives the set a hash of a few values, so that most series collide.
+// label set (add) or by a label cache's entry (addCached), whose own
+// entry the set keeps across collections; each series has two such
+// entries, as two texts of one series have, and now and then one is made
+// anew, as when the scraper forgets a series and finds it again. A second
+// run gives the set a hash of a few values, so that most series collide.
 func TestSeriesSetFindsWhatIsGone(t *testing.T) {
 	for _, collide := range []bool{false, true} {
 		rng := rand.New(rand.NewPCG(11, uint64(time.Now().UnixNano())))
@@ -485,7 +486,7 @@ func TestSeriesSetFindsWhatIsGone(t *testing.T) {
 		if collide {
 			ss.hash = func(l labels.Labels) uint64 { return l.Hash() % 3 }
 		}
-		cached := map[string]*cachedLabels{}
+		cached := map[string]*[2]*cachedLabels{}
 		var prev map[string]bool
 		for run := range 300 {
 			cur := map[string]bool{}
@@ -496,16 +497,18 @@ func TestSeriesSetFindsWhatIsGone(t *testing.T) {
 			for range n {
 				name := fmt.Sprint("s", rng.IntN(50))
 				lset := labels.FromStrings("__name__", name)
+				if cached[name] == nil {
+					cached[name] = &[2]*cachedLabels{}
+				}
 				var again bool
-				switch e := cached[name]; {
+				switch e := &cached[name][rng.IntN(2)]; {
 				case rng.IntN(3) == 0:
-					_, again = ss.add(lset)
-				case e == nil || rng.IntN(20) == 0:
-					e = &cachedLabels{lset: lset}
-					cached[name] = e
-					again = ss.addCached(e)
+					again = ss.add(lset)
+				case *e == nil || rng.IntN(20) == 0:
+					*e = &cachedLabels{seenSeries: seenSeries{lset: lset}}
+					again = ss.addCached(*e)
 				default:
-					again = ss.addCached(e)
+					again = ss.addCached(*e)
 				}
 				if again != cur[name] {
 					t.Fatalf("collide %v, collection %d: %s found again %v, want %v", collide, run, name, again, cur[name])
@@ -534,6 +537,9 @@ func TestSeriesSetFindsWhatIsGone(t *testing.T) {
 			slices.Sort(want)
 			if !slices.Equal(gone, want) {
 				t.Fatalf("collide %v, collection %d: gone %v, want %v", collide, run, gone, want)
+			}
+			if n := len(ss.seen) + len(ss.collided); n != len(cur) {
+				t.Fatalf("collide %v, collection %d: the set holds %d entries for %d series", collide, run, n, len(cur))
 			}
 			if collide && len(ss.seen) > 3 {
 				t.Fatalf("collection %d: %d series at 3 hashes", run, len(ss.seen))
