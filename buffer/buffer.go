@@ -372,7 +372,7 @@ func (b *Buffer) seedNewest() {
 	defer b.mu.Unlock()
 	for ref, t := range newest {
 		if e := b.series.byRef[ref]; e != nil && !e.tracked {
-			e.state, e.tracked = seriesState{lastT: t}, true
+			e.setState(seriesState{lastT: t}, true)
 		}
 	}
 }
@@ -607,7 +607,7 @@ func (b *Buffer) appendLocking(hint Ref, lset labels.Labels, m Meta, t int64, v 
 	st.lastT = t
 	s := &st.head
 	if !st.inHead() {
-		s.ref, s.ts, s.vs = ref, b.slab.ts(), b.slab.vs()
+		s.ts, s.vs = b.slab.ts(), b.slab.vs()
 		b.head = append(b.head, e)
 		b.headBytes += headSeriesBytes
 	}
@@ -665,7 +665,8 @@ func (b *Buffer) commitLocked() error {
 	entries := sortedByRef(b.head)
 	head := make([]seriesData, len(entries))
 	for i, e := range entries {
-		head[i], e.state.head = e.state.head, seriesData{}
+		head[i] = seriesData{ref: e.ref, ts: e.state.head.ts, vs: e.state.head.vs}
+		e.state.head = headSamples{}
 		keep[e.ref] = true
 	}
 	clear(entries)

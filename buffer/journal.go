@@ -54,15 +54,22 @@ func journalShare(maxSize int64) int64 {
 
 // seriesState is what the buffer keeps per series while it is open.
 type seriesState struct {
-	lastT int64      // newest sample appended: older ones are out of order
-	head  seriesData // its samples in the head (Buffer.head lists it), none when out of it
+	lastT int64       // newest sample appended: older ones are out of order
+	head  headSamples // its samples in the head (Buffer.head lists it), none when out of it
 
-	// Journal state, since it was last emptied.
-	markT     int64   // newest sample in the head at the previous Journal
-	jT        int64   // newest journaled timestamp
-	jV        float64 // its value
-	jDefined  bool    // labels written
-	journaled bool    // jT and jV are set
+	// Journal state, since it was last emptied; whether its labels are
+	// written is the entry's (indexed.jDefined), which packs it with its
+	// flags.
+	markT int64   // newest sample in the head at the previous Journal
+	jT    int64   // newest journaled timestamp, 0 for none: samples' are above 0
+	jV    float64 // its value
+}
+
+// headSamples is a series' samples in the head, timestamps ascending: a
+// block's seriesData without the ref, which the series' entry has.
+type headSamples struct {
+	ts []int64
+	vs []float64
 }
 
 // inHead reports whether the head has samples of the series: it has none
@@ -158,7 +165,7 @@ func (b *Buffer) journalRecordLocked(all bool) ([]byte, journaledSamples) {
 	mark := func(ref uint32, ts []int64, vs []float64) {
 		st := b.stateLocked(ref)
 		for k, t := range ts {
-			if (!st.journaled || t > st.jT) && (all || t <= st.markT) {
+			if t > st.jT && (all || t <= st.markT) {
 				due = append(due, sample{ref, t, vs[k]})
 			}
 		}
@@ -193,13 +200,12 @@ func (b *Buffer) journalRecordLocked(all bool) ([]byte, journaledSamples) {
 	var defs []byte
 	nDefs := 0
 	for _, d := range due {
-		if e := b.series.byRef[d.ref]; !e.state.jDefined {
-			st := &e.state
+		if e := b.series.byRef[d.ref]; !e.jDefined {
 			lb := encodeSeries(e.lset, e.Meta())
 			defs = binary.AppendUvarint(defs, uint64(d.ref))
 			defs = binary.AppendUvarint(defs, uint64(len(lb)))
 			defs = append(defs, lb...)
-			st.jDefined = true
+			e.jDefined = true
 			nDefs++
 		}
 	}
@@ -221,7 +227,7 @@ func (b *Buffer) journalRecordLocked(all bool) ([]byte, journaledSamples) {
 			groups = binary.AppendUvarint(groups, uint64(d.ref-prevRef))
 			prevRef = d.ref
 			groups = appendValue(groups, cand[:0], st.jV, d.v)
-			st.jT, st.jV, st.journaled = d.t, d.v, true
+			st.jT, st.jV = d.t, d.v
 		}
 		nGroups++
 		i = j
@@ -271,8 +277,7 @@ func (b *Buffer) emptyJournalLocked() error {
 	b.mu.Lock()
 	b.jf.written, b.jf.synced = journaledSamples{}, journaledSamples{}
 	for _, e := range b.series.byRef {
-		st := &e.state
-		st.jT, st.jV, st.jDefined, st.journaled = 0, 0, false, false
+		e.state.jT, e.state.jV, e.jDefined = 0, 0, false
 	}
 	b.mu.Unlock()
 	return nil

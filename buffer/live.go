@@ -128,7 +128,7 @@ func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bo
 			s.ts, s.vs = s.ts[k:], s.vs[k:]
 			left = i // the rest of it stays; n is maxSamples: nothing more goes
 		} else {
-			st.head = seriesData{}
+			st.head = headSamples{}
 			b.headBytes -= headSeriesBytes
 		}
 		b.headSamples -= len(ts)
@@ -180,7 +180,6 @@ func (b *Buffer) LiveFailed(settled Block) {
 		st := &e.state
 		s := &st.head
 		if !st.inHead() {
-			s.ref = l.Ref
 			b.head = append(b.head, e)
 			b.headBytes += headSeriesBytes
 		}

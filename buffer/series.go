@@ -54,10 +54,17 @@ type indexed struct {
 	// state is kept while tracked: from the series' first sample since
 	// Open (or its newest in the file, seedNewest) until the buffer
 	// forgets it (Buffer.stateLocked).
-	state   seriesState
-	ref     uint32
-	tracked bool
-	removed bool // out of the index (remove): a Ref to it is stale
+	state    seriesState
+	ref      uint32
+	tracked  bool
+	removed  bool // out of the index (remove): a Ref to it is stale
+	jDefined bool // the journal has its labels, since it was last emptied
+}
+
+// setState gives e the state st, tracked or not: the journal writes its
+// labels again before its next sample.
+func (e *indexed) setState(st seriesState, tracked bool) {
+	e.state, e.tracked, e.jDefined = st, tracked, false
 }
 
 // sortedByRef sorts entries in ref order, as commits write series, and
@@ -514,7 +521,7 @@ func (b *Buffer) forgetStateLocked(r uint32) {
 		return
 	}
 	lastT := e.state.lastT
-	e.state, e.tracked = seriesState{}, false
+	e.setState(seriesState{}, false)
 	if len(b.forgotten) >= maxForgotten {
 		b.pruneForgottenLocked()
 	}
@@ -542,7 +549,7 @@ func (b *Buffer) pruneForgottenLocked() {
 // buffer, come back after it was forgotten, or in the file and appended
 // to for the first time since Open. The caller holds mu.
 func (b *Buffer) newStateLocked(ref uint32, e *indexed) *seriesState {
-	e.state, e.tracked = seriesState{}, true
+	e.setState(seriesState{}, true)
 	st := &e.state
 	if len(b.forgotten) > 0 {
 		h := e.lset.Hash()
