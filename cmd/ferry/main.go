@@ -73,7 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if done {
 		return code
 	}
-	setGCPercent(os.Getenv)
+	setRuntimeDefaults(os.Getenv)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	logWarnings(log, cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -95,12 +95,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 // alternating runs of each, 50 s apiece). GOGC, when set, wins.
 const defaultGCPercent = 25
 
-// setGCPercent sets the agent's garbage collector target unless the
-// environment (getenv) sets GOGC. It changes the process-wide setting, so
-// it is called from main's agent path only.
-func setGCPercent(getenv func(string) string) {
+// defaultMaxProcs is how many threads run ferry's Go code at once when
+// GOMAXPROCS is not set (Go's default is one per core). The agent's work is
+// a few goroutines that mostly wait (each source's collections, each
+// sender's requests), far from a core's worth, and each further processor
+// keeps memory of its own (span and stack caches, the collector's work
+// buffers). At 10k series every 5 s, 1 against 2 took 0.4-0.6 MiB off the
+// RSS (about 21 MiB) for no CPU the machine could tell apart (two
+// alternating runs of each, 90 s apiece); and the device's other cores
+// stay with its own work. GOMAXPROCS, when set, wins.
+const defaultMaxProcs = 1
+
+// setRuntimeDefaults sets the agent's garbage collector target and
+// GOMAXPROCS, each unless the environment (getenv) sets it. It changes
+// process-wide settings, so it is called from main's agent path only.
+func setRuntimeDefaults(getenv func(string) string) {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
+	}
+	if getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(defaultMaxProcs)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -139,21 +140,32 @@ func TestCollectPrintsTheHostCollection(t *testing.T) {
 	}
 }
 
-func TestGCPercentDefaultUnlessGOGC(t *testing.T) {
+// The agent's runtime defaults (a garbage collector target of 25, one
+// processor) apply unless GOGC or GOMAXPROCS is set, each on its own.
+func TestRuntimeDefaultsUnlessSet(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	for _, tc := range []struct {
-		gogc string
-		want int
-	}{{"", defaultGCPercent}, {"100", 100}, {"off", 100}} {
-		debug.SetGCPercent(100) // as the runtime leaves it for GOGC
-		setGCPercent(func(name string) string {
-			if name == "GOGC" {
+		gogc, maxprocs string
+		wantGC         int
+		wantProcs      int
+	}{{"", "", defaultGCPercent, defaultMaxProcs}, {"100", "", 100, defaultMaxProcs}, {"off", "", 100, defaultMaxProcs}, {"", "3", defaultGCPercent, 3}} {
+		debug.SetGCPercent(100) // as the runtime leaves them for the environment
+		runtime.GOMAXPROCS(3)
+		setRuntimeDefaults(func(name string) string {
+			switch name {
+			case "GOGC":
 				return tc.gogc
+			case "GOMAXPROCS":
+				return tc.maxprocs
 			}
 			return ""
 		})
-		if got := debug.SetGCPercent(100); got != tc.want {
-			t.Errorf("GOGC=%q: GC percent %d, want %d", tc.gogc, got, tc.want)
+		if got := debug.SetGCPercent(100); got != tc.wantGC {
+			t.Errorf("GOGC=%q: GC percent %d, want %d", tc.gogc, got, tc.wantGC)
+		}
+		if got := runtime.GOMAXPROCS(0); got != tc.wantProcs {
+			t.Errorf("GOMAXPROCS=%q: %d processors, want %d", tc.maxprocs, got, tc.wantProcs)
 		}
 	}
 }
