@@ -239,6 +239,9 @@ type Buffer struct {
 	dropped     map[string]uint64
 	liveSeries  int   // series in use when unused ones were last removed
 	neededBytes int64 // Stats.NeededBytes
+	// journaled has the newest sample the journal has of each series it
+	// has since it was last emptied (journal.go); nil while it has none.
+	journaled map[uint32]journaledSample
 
 	capLog capLog // cap.go
 
@@ -372,7 +375,7 @@ func (b *Buffer) seedNewest() {
 	defer b.mu.Unlock()
 	for ref, t := range newest {
 		if e := b.series.byRef[ref]; e != nil && !e.tracked {
-			e.setState(seriesState{lastT: t}, true)
+			b.setStateLocked(e, seriesState{lastT: t}, true)
 		}
 	}
 }

@@ -57,12 +57,10 @@ type seriesState struct {
 	lastT int64       // newest sample appended: older ones are out of order
 	head  headSamples // its samples in the head (Buffer.head lists it), none when out of it
 
-	// Journal state, since it was last emptied; whether its labels are
-	// written is the entry's (indexed.jDefined), which packs it with its
-	// flags.
-	markT int64   // newest sample in the head at the previous Journal
-	jT    int64   // newest journaled timestamp, 0 for none: samples' are above 0
-	jV    float64 // its value
+	// markT is the newest sample in the head at the previous Journal. What
+	// the journal has of the series is in Buffer.journaled, which only
+	// holds the series journaled since it was last emptied.
+	markT int64
 }
 
 // headSamples is a series' samples in the head, timestamps ascending: a
@@ -84,6 +82,14 @@ type journal struct {
 	// Samples written since the journal was emptied, and as of the last
 	// Sync: those survive a power cut.
 	written, synced journaledSamples
+}
+
+// journaledSample is the newest sample the journal has of a series: only
+// newer ones are due, and a value is written as its change from the one
+// before. Its series' labels are in the journal.
+type journaledSample struct {
+	t int64
+	v float64
 }
 
 type journaledSamples struct {
@@ -163,9 +169,9 @@ func (b *Buffer) journalRecordLocked(all bool) ([]byte, journaledSamples) {
 	}
 	var due []sample
 	mark := func(ref uint32, ts []int64, vs []float64) {
-		st := b.stateLocked(ref)
+		st, last := b.stateLocked(ref), b.journaled[ref]
 		for k, t := range ts {
-			if t > st.jT && (all || t <= st.markT) {
+			if t > last.t && (all || t <= st.markT) {
 				due = append(due, sample{ref, t, vs[k]})
 			}
 		}
@@ -197,15 +203,19 @@ func (b *Buffer) journalRecordLocked(all bool) ([]byte, journaledSamples) {
 		}
 		return cmp.Compare(x.ref, y.ref)
 	})
+	if b.journaled == nil {
+		b.journaled = map[uint32]journaledSample{}
+	}
 	var defs []byte
 	nDefs := 0
 	for _, d := range due {
-		if e := b.series.byRef[d.ref]; !e.jDefined {
+		if _, defined := b.journaled[d.ref]; !defined {
+			e := b.series.byRef[d.ref]
 			lb := encodeSeries(e.lset, e.Meta())
 			defs = binary.AppendUvarint(defs, uint64(d.ref))
 			defs = binary.AppendUvarint(defs, uint64(len(lb)))
 			defs = append(defs, lb...)
-			e.jDefined = true
+			b.journaled[d.ref] = journaledSample{}
 			nDefs++
 		}
 	}
@@ -223,11 +233,10 @@ func (b *Buffer) journalRecordLocked(all bool) ([]byte, journaledSamples) {
 		groups = binary.AppendUvarint(groups, uint64(j-i))
 		var prevRef uint32
 		for _, d := range due[i:j] {
-			st := b.stateLocked(d.ref)
 			groups = binary.AppendUvarint(groups, uint64(d.ref-prevRef))
 			prevRef = d.ref
-			groups = appendValue(groups, cand[:0], st.jV, d.v)
-			st.jT, st.jV = d.t, d.v
+			groups = appendValue(groups, cand[:0], b.journaled[d.ref].v, d.v)
+			b.journaled[d.ref] = journaledSample{d.t, d.v}
 		}
 		nGroups++
 		i = j
@@ -276,9 +285,7 @@ func (b *Buffer) emptyJournalLocked() error {
 	b.jf.size, b.jf.unsynced = 0, false
 	b.mu.Lock()
 	b.jf.written, b.jf.synced = journaledSamples{}, journaledSamples{}
-	for _, e := range b.series.byRef {
-		e.state.jT, e.state.jV, e.jDefined = 0, 0, false
-	}
+	b.journaled = nil // its memory too: an outage's series may be gone
 	b.mu.Unlock()
 	return nil
 }

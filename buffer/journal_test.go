@@ -301,3 +301,43 @@ func TestJournalTakesEachCollectionAtOnceWhileTheLinkIsDown(t *testing.T) {
 		t.Errorf("journal grew by %d bytes for a collection that has not waited a tick", n-size)
 	}
 }
+
+// A series the buffer forgot (nothing held it, and its newest time was
+// pruned from what it remembers of forgotten series) may come back with a
+// sample older than the journal has of it, which the buffer accepts: the
+// journal's record of the series goes with its state, so that the sample
+// is journaled, and a crash then keeps it or counts it, never loses it
+// silently.
+func TestJournalForgetsWhatTheBufferForgets(t *testing.T) {
+	dir := t.TempDir()
+	b := openTest(t, dir, 4<<20)
+	defer b.Close()
+	lset := labels.FromStrings("__name__", "m")
+	ref := b.AppendRef(Ref{}, lset, 2_000_000, 2_000_000)
+	for range 2 { // the second journals what waited a tick
+		if err := b.Journal(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if blk, ok := b.TakeLive(1000, false); !ok || blk.Samples() != 1 {
+		t.Fatalf("TakeLive = %d samples, %v; want the one appended", blk.Samples(), ok)
+	}
+	b.LiveDone()
+	b.mu.Lock()
+	b.forgetStateLocked(ref.e.ref)
+	clear(b.forgotten)
+	b.mu.Unlock()
+
+	b.AppendRef(ref, lset, 1_500_000, 1_500_000)
+	for range 2 {
+		if err := b.Journal(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := openTest(t, crashCopy(t, dir), 4<<20)
+	defer after.Close()
+	got := drain(t, after)[lset.String()]
+	if !slices.Contains(got, 1_500_000) && after.Stats().Dropped[ReasonOutOfOrder] != 1 {
+		t.Errorf("after the crash: samples at %v, %d dropped out of order; want the one at 1500000 kept or counted", got, after.Stats().Dropped[ReasonOutOfOrder])
+	}
+}

@@ -54,17 +54,18 @@ type indexed struct {
 	// state is kept while tracked: from the series' first sample since
 	// Open (or its newest in the file, seedNewest) until the buffer
 	// forgets it (Buffer.stateLocked).
-	state    seriesState
-	ref      uint32
-	tracked  bool
-	removed  bool // out of the index (remove): a Ref to it is stale
-	jDefined bool // the journal has its labels, since it was last emptied
+	state   seriesState
+	ref     uint32
+	tracked bool
+	removed bool // out of the index (remove): a Ref to it is stale
 }
 
-// setState gives e the state st, tracked or not: the journal writes its
-// labels again before its next sample.
-func (e *indexed) setState(st seriesState, tracked bool) {
-	e.state, e.tracked, e.jDefined = st, tracked, false
+// setStateLocked gives e the state st, tracked or not, and forgets what
+// the journal has of it: its labels and every sample not older than the
+// buffer now refuses are journaled again. The caller holds mu.
+func (b *Buffer) setStateLocked(e *indexed, st seriesState, tracked bool) {
+	e.state, e.tracked = st, tracked
+	delete(b.journaled, e.ref)
 }
 
 // sortedByRef sorts entries in ref order, as commits write series, and
@@ -521,7 +522,7 @@ func (b *Buffer) forgetStateLocked(r uint32) {
 		return
 	}
 	lastT := e.state.lastT
-	e.setState(seriesState{}, false)
+	b.setStateLocked(e, seriesState{}, false)
 	if len(b.forgotten) >= maxForgotten {
 		b.pruneForgottenLocked()
 	}
@@ -549,7 +550,7 @@ func (b *Buffer) pruneForgottenLocked() {
 // buffer, come back after it was forgotten, or in the file and appended
 // to for the first time since Open. The caller holds mu.
 func (b *Buffer) newStateLocked(ref uint32, e *indexed) *seriesState {
-	e.setState(seriesState{}, true)
+	b.setStateLocked(e, seriesState{}, true)
 	st := &e.state
 	if len(b.forgotten) > 0 {
 		h := e.lset.Hash()
