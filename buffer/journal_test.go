@@ -76,6 +76,16 @@ func TestJournalKeepsTheHeadAcrossAProcessCrash(t *testing.T) {
 	if n := journalBytes(t, after.path[:len(after.path)-len(FileName)]); n != 0 {
 		t.Errorf("journal holds %d bytes after the replay was committed, want 0", n)
 	}
+	// A commit empties the journal, and the buffer lets go of what it
+	// knew of the journal's series.
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n := len(b.journaled); n != 0 || journalBytes(t, dir) != 0 {
+		t.Errorf("after a commit: the journal holds %d bytes, the buffer what it has of %d series; want none", journalBytes(t, dir), n)
+	}
 }
 
 // With the link up the sender takes each collection before it has waited a
@@ -99,6 +109,11 @@ func TestJournalStaysEmptyWhileTheSenderKeepsUp(t *testing.T) {
 	}
 	if n := journalBytes(t, dir); n != 0 {
 		t.Errorf("journal holds %d bytes although everything was delivered live", n)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n := len(b.journaled); n != 0 {
+		t.Errorf("the buffer keeps what the journal has of %d series, although it has none", n)
 	}
 }
 
