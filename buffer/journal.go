@@ -116,17 +116,11 @@ func (b *Buffer) Journal() error {
 	}
 	if b.jf.size+journalRecordBound(len(rec)) > journalShare(b.maxSize) {
 		// Written, the record could take the journal past its share of
-		// the cap: commit instead, which empties the journal. If the
-		// commit fails, the record is not written and the journal no
-		// longer matches what was marked: it is emptied, and what it
-		// held waits in memory (pending blocks) like the rest.
-		if err := b.commitLocked(); err != nil {
-			return errors.Join(err, b.emptyJournalLocked())
-		}
-		return nil
+		// the cap: commit instead.
+		return b.commitInsteadLocked()
 	}
 	if err := b.jf.append(rec); err != nil {
-		return fmt.Errorf("buffer journal: %w", err)
+		return errors.Join(fmt.Errorf("buffer journal: %w", err), b.commitInsteadLocked())
 	}
 	b.jf.written.n += due.n
 	b.jf.written.newest = max(b.jf.written.newest, due.newest)
@@ -273,10 +267,33 @@ func (j *journal) append(payload []byte) error {
 	return nil
 }
 
-// empty truncates the journal: everything it held is committed. The
-// caller holds writeMu.
+// commitInsteadLocked commits the head in place of a record that
+// journalRecordLocked marked and that is not written: the commit empties
+// the journal and, with it, what the buffer counts as journaled, the
+// record's samples and labels included. If the commit fails, the journal
+// is emptied all the same, and what it held waits in memory (pending
+// blocks) like the rest. The caller holds writeMu.
+func (b *Buffer) commitInsteadLocked() error {
+	if err := b.commitLocked(); err != nil {
+		return errors.Join(err, b.emptyJournalLocked())
+	}
+	return nil
+}
+
+// empty truncates the journal: everything it held is committed. It also
+// forgets what the buffer counts as journaled, first and even when the
+// journal is empty: a record marked and not written (commitInsteadLocked)
+// must not count, and a journal that failed to truncate, journaled again,
+// replays samples twice (dropped as out of order) rather than losing
+// those the buffer took for journaled. The caller holds writeMu.
 func (b *Buffer) emptyJournalLocked() error {
-	if b.jf == nil || b.jf.size == 0 {
+	if b.jf == nil {
+		return nil
+	}
+	b.mu.Lock()
+	b.journaled = nil // its memory too: an outage's series may be gone
+	b.mu.Unlock()
+	if b.jf.size == 0 {
 		return nil
 	}
 	if err := b.jf.f.Truncate(0); err != nil {
@@ -285,7 +302,6 @@ func (b *Buffer) emptyJournalLocked() error {
 	b.jf.size, b.jf.unsynced = 0, false
 	b.mu.Lock()
 	b.jf.written, b.jf.synced = journaledSamples{}, journaledSamples{}
-	b.journaled = nil // its memory too: an outage's series may be gone
 	b.mu.Unlock()
 	return nil
 }

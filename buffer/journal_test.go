@@ -356,3 +356,99 @@ func TestJournalForgetsWhatTheBufferForgets(t *testing.T) {
 		t.Errorf("after the crash: samples at %v, %d dropped out of order; want the one at 1500000 kept or counted", got, after.Stats().Dropped[ReasonOutOfOrder])
 	}
 }
+
+// A record that would take the journal past its share of the cap is not
+// written: the head is committed instead. The buffer must not count what
+// that record held as journaled: a later record that took the series'
+// labels and values for granted would not replay, and a crash would lose
+// it and every record after it.
+func TestJournalCountsOnlyWhatItWrote(t *testing.T) {
+	dir := t.TempDir()
+	const maxSize = 1 << 20 // a journal share of 64 KiB
+	b := openTest(t, dir, maxSize)
+	defer b.Close()
+	const series = 5000 // their labels alone are more than the share
+	appendRound(b, series, 1_000_000)
+	if _, ok := b.TakeLive(1<<20, false); !ok {
+		t.Fatal("nothing to take")
+	}
+	b.LiveFailed(Block{}) // the link is down: everything not journaled is due
+	if err := b.Journal(); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.Stats(); st.Blocks == 0 || journalBytes(t, dir) != 0 {
+		t.Fatalf("%d blocks, a journal of %d bytes; the test wants the record committed instead", st.Blocks, journalBytes(t, dir))
+	}
+	const again = 100 // few enough that the record fits, labels and all
+	appendRound(b, again, 1_015_000)
+	if err := b.Journal(); err != nil {
+		t.Fatal(err)
+	}
+	if journalBytes(t, dir) == 0 {
+		t.Fatal("the second collection was not journaled; the test wants it in the journal")
+	}
+
+	after := openTest(t, crashCopy(t, dir), maxSize)
+	defer after.Close()
+	got := drain(t, after)
+	if len(got) != series {
+		t.Fatalf("recovered %d series, want %d", len(got), series)
+	}
+	for i := range series {
+		k := labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)).String()
+		want := []int64{1_000_000}
+		if i < again {
+			want = append(want, 1_015_000)
+		}
+		if !slices.Equal(got[k], want) {
+			t.Fatalf("%s: recovered %v, want %v: the committed collection and the journaled one", k, got[k], want)
+		}
+	}
+}
+
+// A record the journal fails to write (a full or failing disk) does not
+// count as journaled either: the head is committed in its place, and a
+// crash afterwards loses nothing.
+func TestJournalWriteFailureCommitsInstead(t *testing.T) {
+	dir := t.TempDir()
+	b := openTest(t, dir, 4<<20)
+	defer b.Close()
+	const series = 50
+	appendRound(b, series, 1_000_000)
+	if _, ok := b.TakeLive(1<<20, false); !ok {
+		t.Fatal("nothing to take")
+	}
+	b.LiveFailed(Block{}) // the link is down: everything not journaled is due
+	rw := b.jf.f
+	ro, err := os.Open(rw.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.jf.f = ro // writes fail
+	if err := b.Journal(); err == nil {
+		t.Fatal("Journal with a journal that cannot be written: no error")
+	}
+	b.jf.f = rw
+	ro.Close()
+	b.mu.Lock()
+	claimed := len(b.journaled)
+	b.mu.Unlock()
+	if st := b.Stats(); claimed != 0 || st.Blocks == 0 {
+		t.Fatalf("after the failed write: %d series counted as journaled, %d blocks; want none, and the head committed", claimed, st.Blocks)
+	}
+	appendRound(b, series, 1_015_000)
+	if err := b.Journal(); err != nil {
+		t.Fatal(err)
+	}
+	after := openTest(t, crashCopy(t, dir), 4<<20)
+	defer after.Close()
+	got := drain(t, after)
+	if len(got) != series {
+		t.Fatalf("recovered %d series, want %d", len(got), series)
+	}
+	for k, ts := range got {
+		if !slices.Equal(ts, []int64{1_000_000, 1_015_000}) {
+			t.Fatalf("%s: recovered %v, want the committed collection and the journaled one", k, ts)
+		}
+	}
+}
