@@ -30,6 +30,20 @@ func crashCopy(t *testing.T, dir string) string {
 	return to
 }
 
+// recoveredAfterCrash opens a crash copy of the buffer in dir, as the
+// restart after a kill -9 does, and drains it: the samples of each
+// series, which must be series of them.
+func recoveredAfterCrash(t *testing.T, dir string, maxSize int64, series int) map[string][]int64 {
+	t.Helper()
+	after := openTest(t, crashCopy(t, dir), maxSize)
+	defer after.Close()
+	got := drain(t, after)
+	if len(got) != series {
+		t.Fatalf("recovered %d series, want %d", len(got), series)
+	}
+	return got
+}
+
 func journalBytes(t *testing.T, dir string) int64 {
 	t.Helper()
 	fi, err := os.Stat(filepath.Join(dir, FileName+JournalSuffix))
@@ -388,12 +402,7 @@ func TestJournalCountsOnlyWhatItWrote(t *testing.T) {
 		t.Fatal("the second collection was not journaled; the test wants it in the journal")
 	}
 
-	after := openTest(t, crashCopy(t, dir), maxSize)
-	defer after.Close()
-	got := drain(t, after)
-	if len(got) != series {
-		t.Fatalf("recovered %d series, want %d", len(got), series)
-	}
+	got := recoveredAfterCrash(t, dir, maxSize, series)
 	for i := range series {
 		k := labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)).String()
 		want := []int64{1_000_000}
@@ -440,13 +449,7 @@ func TestJournalWriteFailureCommitsInstead(t *testing.T) {
 	if err := b.Journal(); err != nil {
 		t.Fatal(err)
 	}
-	after := openTest(t, crashCopy(t, dir), 4<<20)
-	defer after.Close()
-	got := drain(t, after)
-	if len(got) != series {
-		t.Fatalf("recovered %d series, want %d", len(got), series)
-	}
-	for k, ts := range got {
+	for k, ts := range recoveredAfterCrash(t, dir, 4<<20, series) {
 		if !slices.Equal(ts, []int64{1_000_000, 1_015_000}) {
 			t.Fatalf("%s: recovered %v, want the committed collection and the journaled one", k, ts)
 		}
