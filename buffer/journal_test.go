@@ -31,8 +31,9 @@ func crashCopy(t *testing.T, dir string) string {
 }
 
 // recoveredAfterCrash opens a crash copy of the buffer in dir, as the
-// restart after a kill -9 does, and drains it: the samples of each
-// series, which must be series of them.
+// restart after a kill -9 does, drains it, and returns the samples of
+// each series, by its labels; it fails the test unless there are series
+// series.
 func recoveredAfterCrash(t *testing.T, dir string, maxSize int64, series int) map[string][]int64 {
 	t.Helper()
 	after := openTest(t, crashCopy(t, dir), maxSize)
