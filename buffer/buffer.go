@@ -348,7 +348,7 @@ func Open(opts Options) (*Buffer, error) {
 // hold is not guarded.
 func (b *Buffer) seedNewest() {
 	b.mu.Lock()
-	budget := 2*len(b.series.byRef) + 1
+	budget := 2*b.series.byRef.Len() + 1
 	var seqs []uint64
 	for i := len(b.blocks) - 1; i >= 0 && budget > 0; i-- {
 		seqs = append(seqs, b.blocks[i].seq)
@@ -374,7 +374,7 @@ func (b *Buffer) seedNewest() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for ref, t := range newest {
-		if e := b.series.byRef[ref]; e != nil && !e.tracked {
+		if e := b.series.entryOf(ref); e != nil && !e.tracked {
 			b.setStateLocked(e, seriesState{lastT: t}, true)
 		}
 	}
@@ -883,7 +883,7 @@ func (b *Buffer) resolve(seq uint64, data []seriesData) Block {
 	defer b.mu.Unlock()
 	blk := Block{Seq: seq, Series: make([]Series, 0, len(data))}
 	for _, d := range data {
-		e := b.series.byRef[d.ref]
+		e := b.series.entryOf(d.ref)
 		if e == nil {
 			b.dropped[ReasonCorrupt] += uint64(len(d.ts))
 			continue
@@ -1036,7 +1036,7 @@ func (b *Buffer) Stats() Stats {
 		HeadSamples:  b.headSamples,
 		LiveSamples:  Block{Series: b.live}.Samples(),
 		HeadOldestT:  b.headOldestLocked(),
-		Series:       len(b.series.byRef),
+		Series:       b.series.byRef.Len(),
 		FileBytes:    fileBytes,
 		UsedBytes:    usedBytes,
 		SeriesBytes:  b.series.diskBytes,

@@ -483,11 +483,11 @@ func TestAppendRefOfAForgottenSeries(t *testing.T) {
 	rx := b.AppendRef(Ref{}, x, 10_000, 1)
 	deliverLive(b)
 	forgetByChurn(t, b, 20_000)
-	if _, indexed := b.series.byRef[rx.e.ref]; indexed {
+	if b.series.entryOf(rx.e.ref) != nil {
 		t.Fatal("x was not forgotten: the test shows nothing")
 	}
 	got := b.AppendRef(rx, x, 30_000, 2)
-	if got == rx || got == (Ref{}) || b.series.byRef[got.e.ref] != got.e {
+	if got == rx || got == (Ref{}) || b.series.entryOf(got.e.ref) != got.e {
 		t.Fatalf("with a forgotten series' hint: ref %+v, want a new one in the index", got.e)
 	}
 	sent := deliverLive(b)

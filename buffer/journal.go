@@ -204,7 +204,7 @@ func (b *Buffer) journalRecordLocked(all bool) ([]byte, journaledSamples) {
 	nDefs := 0
 	for _, d := range due {
 		if _, defined := b.journaled[d.ref]; !defined {
-			e := b.series.byRef[d.ref]
+			e := b.series.entryOf(d.ref)
 			lb := encodeSeries(e.lset, e.Meta())
 			defs = binary.AppendUvarint(defs, uint64(d.ref))
 			defs = binary.AppendUvarint(defs, uint64(len(lb)))

@@ -176,7 +176,7 @@ func (b *Buffer) LiveFailed(settled Block) {
 		if len(ts) == 0 {
 			continue
 		}
-		e := b.series.byRef[l.Ref] // kept while the series is in flight (collectSeries)
+		e := b.series.entryOf(l.Ref) // kept while the series is in flight (collectSeries)
 		st := &e.state
 		s := &st.head
 		if !st.inHead() {

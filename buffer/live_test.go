@@ -121,13 +121,13 @@ func TestLivePathConservesEverySample(t *testing.T) {
 		seen := map[uint32]bool{}
 		for _, e := range b.head {
 			r := e.ref
-			if b.series.byRef[r] != e || !b.inHeadLocked(r) || seen[r] {
+			if b.series.entryOf(r) != e || !b.inHeadLocked(r) || seen[r] {
 				t.Fatalf("seed %d: ref %d listed for the head twice, or not in it", seed, r)
 			}
 			seen[r] = true
 		}
 		inHead := 0
-		for _, e := range b.series.byRef {
+		for _, e := range b.series.byRef.All() {
 			if e.state.inHead() {
 				inHead++
 			}

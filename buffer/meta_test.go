@@ -227,7 +227,11 @@ func checkIndex(t *testing.T, b *Buffer) {
 	defer b.mu.Unlock()
 	s := b.series
 	refs := map[*sharedMeta]int{}
-	for r, e := range s.byRef {
+	for k, e := range s.byRef.All() {
+		r := e.ref
+		if uint64(r) != k {
+			t.Fatalf("ref %d indexed as %d", r, k)
+		}
 		found := 0
 		for x := range s.refsOf(e.lset.Hash()) {
 			if x == r {
@@ -246,21 +250,21 @@ func checkIndex(t *testing.T, b *Buffer) {
 		refs[e.meta]++
 	}
 	byHash := 0
-	for h := range s.byHash {
+	for h := range s.byHash.All() {
 		for r := range s.refsOf(h) {
-			if e := s.byRef[r]; e == nil || e.lset.Hash() != h {
+			if e := s.entryOf(r); e == nil || e.lset.Hash() != h {
 				t.Fatalf("label hash %x names ref %d, not one of its label sets", h, r)
 			}
 			byHash++
 		}
 	}
 	for h, more := range s.moreByHash {
-		if _, ok := s.byHash[h]; !ok || len(more) == 0 {
+		if ok := s.byHash.Get(h) != nil; !ok || len(more) == 0 {
 			t.Fatalf("label hash %x: %d more refs, first one known %v", h, len(more), ok)
 		}
 	}
-	if byHash != len(s.byRef) {
-		t.Fatalf("%d refs by label hash, %d by ref", byHash, len(s.byRef))
+	if byHash != s.byRef.Len() {
+		t.Fatalf("%d refs by label hash, %d by ref", byHash, s.byRef.Len())
 	}
 	for m, sm := range s.metas {
 		if sm.Meta != m || sm.refs != refs[sm] || sm.refs == 0 {

@@ -220,7 +220,7 @@ func (s *salvager) visit(path [][]byte, k, v []byte) {
 			s.level = v
 		}
 	case len(path) == 1 && bytes.Equal(path[0], bucketSeries):
-		if len(k) != 4 {
+		if len(k) != 4 || binary.BigEndian.Uint32(k) == 0 { // ref 0 is none
 			s.res.skipped++
 			return
 		}

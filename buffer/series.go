@@ -9,19 +9,21 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/ferry-agent/ferry/internal/sortedmap"
 )
 
 // seriesIndex maps label sets to the small integer refs that blocks store
 // instead of labels, and back. It lives in memory and in the "series" bucket;
 // disk says which label sets the file holds.
 type seriesIndex struct {
-	// byHash has the ref of each label hash; a hash of several refs (a
+	// byHash has the entry of each label hash; a hash of several refs (a
 	// label set under several Metas, or label sets whose hashes collide)
 	// has its first there and the others in moreByHash.
-	byHash     map[uint64]uint32
+	byHash     sortedmap.Map[uint64, *indexed]
 	moreByHash map[uint64][]uint32
-	byRef      map[uint32]*indexed
-	metas      map[Meta]*sharedMeta // byRef's Metas, each once
+	byRef      sortedmap.Map[uint64, *indexed] // by ref: one instantiation of Map with byHash, for flash
+	metas      map[Meta]*sharedMeta            // byRef's Metas, each once
 	nextRef    uint32
 
 	// disk has an entry for each label set in the file: its encoded size
@@ -105,21 +107,33 @@ func (e *indexed) has(lset labels.Labels, m Meta) bool {
 }
 
 func newSeriesIndex() *seriesIndex {
-	return &seriesIndex{byHash: map[uint64]uint32{}, moreByHash: map[uint64][]uint32{}, byRef: map[uint32]*indexed{}, metas: map[Meta]*sharedMeta{}, nextRef: 1, disk: map[uint32]diskSeries{}}
+	return &seriesIndex{moreByHash: map[uint64][]uint32{}, metas: map[Meta]*sharedMeta{}, nextRef: 1, disk: map[uint32]diskSeries{}}
 }
+
+// entryOf returns the entry of ref r, nil if there is none.
+func (s *seriesIndex) entryOf(r uint32) *indexed { return s.byRef.Get(uint64(r)) }
 
 // entry returns the entry of lset with m, creating it, with a new ref, if
 // the series is new or its Meta changed. m has been clamped (clampMeta).
 func (s *seriesIndex) entry(lset labels.Labels, m Meta) *indexed {
 	h := lset.Hash()
 	for r := range s.refsOf(h) {
-		if e := s.byRef[r]; e.has(lset, m) {
+		if e := s.entryOf(r); e.has(lset, m) {
 			return e
 		}
 	}
+	return s.add(s.newRef(), lset, m)
+}
+
+// newRef hands out the next ref that no series has. Ref 0 is none; past
+// 2^32 series (churn over a long time) refs wrap and skip those in use.
+func (s *seriesIndex) newRef() uint32 {
 	r := s.nextRef
-	s.nextRef++
-	return s.add(r, lset, m)
+	for r == 0 || s.entryOf(r) != nil {
+		r++
+	}
+	s.nextRef = r + 1
+	return r
 }
 
 // newestMeta is the Meta of lset's newest ref, the zero Meta if it has
@@ -127,17 +141,17 @@ func (s *seriesIndex) entry(lset labels.Labels, m Meta) *indexed {
 func (s *seriesIndex) newestMeta(lset labels.Labels) Meta {
 	var newest uint32
 	for r := range s.refsOf(lset.Hash()) {
-		if r > newest && labels.Equal(s.byRef[r].lset, lset) { // byHash's refs are in byRef
+		if r > newest && labels.Equal(s.entryOf(r).lset, lset) { // byHash's refs are in byRef
 			newest = r
 		}
 	}
-	return s.byRef[newest].Meta()
+	return s.entryOf(newest).Meta()
 }
 
 // refsOf yields the refs of label hash h, oldest first.
 func (s *seriesIndex) refsOf(h uint64) iter.Seq[uint32] {
 	return func(yield func(uint32) bool) {
-		if r, ok := s.byHash[h]; !ok || !yield(r) {
+		if e := s.byHash.Get(h); e == nil || !yield(e.ref) {
 			return
 		}
 		for _, r := range s.moreByHash[h] {
@@ -151,12 +165,12 @@ func (s *seriesIndex) refsOf(h uint64) iter.Seq[uint32] {
 // add makes the entry of r, lset with m, and returns it.
 func (s *seriesIndex) add(r uint32, lset labels.Labels, m Meta) *indexed {
 	h := lset.Hash()
-	if _, taken := s.byHash[h]; taken {
+	e := &indexed{lset: lset, ref: r}
+	if s.byHash.Get(h) != nil {
 		s.moreByHash[h] = append(s.moreByHash[h], r)
 	} else {
-		s.byHash[h] = r
+		s.byHash.Put(h, e)
 	}
-	e := &indexed{lset: lset, ref: r}
 	s.memBytes += labelBytes(lset)
 	if !m.IsZero() {
 		if e.meta = s.metas[m]; e.meta == nil {
@@ -166,7 +180,7 @@ func (s *seriesIndex) add(r uint32, lset labels.Labels, m Meta) *indexed {
 		e.meta.refs++
 		s.memBytes += metaBytes(m)
 	}
-	s.byRef[r] = e
+	s.byRef.Put(uint64(r), e)
 	if r >= s.nextRef {
 		s.nextRef = r + 1
 	}
@@ -176,11 +190,11 @@ func (s *seriesIndex) add(r uint32, lset labels.Labels, m Meta) *indexed {
 // remove forgets refs. The caller has removed them from disk first.
 func (s *seriesIndex) remove(refs []uint32) {
 	for _, r := range refs {
-		e := s.byRef[r]
+		e := s.entryOf(r)
 		if e == nil {
 			continue
 		}
-		delete(s.byRef, r)
+		s.byRef.Delete(uint64(r))
 		e.removed = true
 		s.memBytes -= labelBytes(e.lset) + metaBytes(e.Meta())
 		if e.meta != nil {
@@ -190,12 +204,13 @@ func (s *seriesIndex) remove(refs []uint32) {
 		}
 		h := e.lset.Hash()
 		more := s.moreByHash[h]
-		if s.byHash[h] == r {
+		if s.byHash.Get(h) == e {
 			if len(more) == 0 {
-				delete(s.byHash, h)
+				s.byHash.Delete(h)
 				continue
 			}
-			s.byHash[h], more = more[0], more[1:]
+			s.byHash.Put(h, s.entryOf(more[0]))
+			more = more[1:]
 		} else {
 			more = slices.DeleteFunc(more, func(x uint32) bool { return x == r })
 		}
@@ -309,7 +324,7 @@ func (s *seriesIndex) loadSeries(sb *bolt.Bucket, lastSeq uint64) error {
 	}
 	err := sb.ForEach(func(k, v []byte) error {
 		switch {
-		case len(k) == 4:
+		case len(k) == 4 && binary.BigEndian.Uint32(k) != 0: // ref 0 is none
 			if err := flush(); err != nil {
 				return err
 			}
@@ -416,7 +431,7 @@ func (b *Buffer) inHeadLocked(r uint32) bool {
 // unknown, forgotten, or in the file and not appended to since Open). The
 // caller holds mu.
 func (b *Buffer) stateLocked(r uint32) *seriesState {
-	if e := b.series.byRef[r]; e != nil && e.tracked {
+	if e := b.series.entryOf(r); e != nil && e.tracked {
 		return &e.state
 	}
 	return nil
@@ -460,7 +475,7 @@ func (b *Buffer) collectSeries() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.series
-	if len(s.byRef) <= 2*b.liveSeries+1024 && s.memBytes <= 2*s.liveBytes+(4<<20) {
+	if s.byRef.Len() <= 2*b.liveSeries+1024 && s.memBytes <= 2*s.liveBytes+(4<<20) {
 		return
 	}
 	used := map[uint32]bool{}
@@ -468,7 +483,8 @@ func (b *Buffer) collectSeries() {
 		used[l.Ref] = true
 	}
 	var dead []uint32
-	for r := range s.byRef {
+	for _, e := range s.byRef.All() {
+		r := e.ref
 		if _, inFile := s.disk[r]; !inFile && !b.inHeadLocked(r) && !pending[r] && !used[r] {
 			dead = append(dead, r)
 			b.forgetStateLocked(r)
@@ -477,7 +493,7 @@ func (b *Buffer) collectSeries() {
 	// Forgotten here, under mu, so that a series coming back gets a new
 	// ref.
 	s.remove(dead)
-	b.liveSeries, s.liveBytes = len(s.byRef), s.memBytes
+	b.liveSeries, s.liveBytes = s.byRef.Len(), s.memBytes
 }
 
 // newSeriesLocked returns the encoded label sets of the refs in refs that
@@ -486,7 +502,7 @@ func (b *Buffer) newSeriesLocked(refs map[uint32]bool) map[uint32][]byte {
 	out := map[uint32][]byte{}
 	for r := range refs {
 		if _, ok := b.series.disk[r]; !ok {
-			if e := b.series.byRef[r]; e != nil {
+			if e := b.series.entryOf(r); e != nil {
 				out[r] = encodeSeries(e.lset, e.Meta())
 			}
 		}
@@ -517,7 +533,7 @@ const maxForgotten = 1 << 16
 // comes back keeps refusing samples older than those it had, as Append
 // promises. The caller holds mu.
 func (b *Buffer) forgetStateLocked(r uint32) {
-	e := b.series.byRef[r]
+	e := b.series.entryOf(r)
 	if e == nil || !e.tracked {
 		return
 	}
@@ -572,7 +588,7 @@ func (b *Buffer) siblingsLastTLocked(ref uint32, lset labels.Labels, st *seriesS
 		return
 	}
 	for r := range b.series.refsOf(h) {
-		if o := b.series.byRef[r]; r != ref && o.tracked && o.state.lastT > st.lastT && labels.Equal(o.lset, lset) {
+		if o := b.series.entryOf(r); r != ref && o.tracked && o.state.lastT > st.lastT && labels.Equal(o.lset, lset) {
 			st.lastT = o.state.lastT
 		}
 	}
