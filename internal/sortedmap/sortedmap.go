@@ -22,14 +22,21 @@ type Map[K cmp.Ordered, V comparable] struct {
 	vals []V // beside keys; the zero V where the key was deleted
 	dead int // deleted keys still in keys
 	// tail has the keys put out of order since the last merge, none of
-	// them in keys, at most maxTail.
+	// them in keys, at most tailMax.
 	tail     []K
 	tailVals []V
 }
 
-// maxTail bounds the tail, which Get scans: a merge moves every key, so a
-// burst of n keys new out of order costs n/maxTail merges.
-const maxTail = 32
+// tailMax bounds the tail, which Get scans, at about the square root of
+// the keys (32 at least): a merge moves every key, so a key put out of
+// order costs about 2√n steps, and a Get √n after its bisection.
+func (m *Map[K, V]) tailMax() int {
+	r := 32
+	for r*r < len(m.keys) {
+		r *= 2
+	}
+	return r
+}
 
 // Get returns k's value, the zero V if it has none.
 func (m *Map[K, V]) Get(k K) V {
@@ -84,7 +91,7 @@ func (m *Map[K, V]) Put(k K, v V) {
 		return
 	}
 	m.tail, m.tailVals = append(m.tail, k), append(m.tailVals, v)
-	if len(m.tail) > maxTail {
+	if len(m.tail) > m.tailMax() {
 		m.merge()
 	}
 }
@@ -125,7 +132,7 @@ func (m *Map[K, V]) merge() {
 	}
 	n := len(m.keys) - m.dead + len(m.tail)
 	keys, vals := m.keys, m.vals
-	if 2*n <= cap(keys) && cap(keys) > 2*maxTail {
+	if 2*n <= cap(keys) && cap(keys) > 64 {
 		keys, vals = make([]K, 0, n), make([]V, 0, n)
 	} else {
 		keys, vals = keys[:0], vals[:0]
