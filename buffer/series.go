@@ -204,7 +204,7 @@ func (s *seriesIndex) remove(refs []uint32) {
 		}
 		h := e.lset.Hash()
 		more := s.moreByHash[h]
-		if s.byHash.Get(h) == e {
+		if first := s.byHash.Get(h); first != nil && first.ref == r {
 			if len(more) == 0 {
 				s.byHash.Delete(h)
 				continue
