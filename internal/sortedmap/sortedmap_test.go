@@ -7,10 +7,10 @@ import (
 	"testing"
 )
 
-// TestSortedMapMatchesAMap drives a Map and a Go map with the same
-// random puts (in order, as counters come; out of order, as hashes come;
-// again, to replace a value), deletions and
-// lookups, and requires the same answers throughout.
+// TestSortedMapMatchesAMap drives a Map and a Go map with the same random
+// puts (in order, as counters come; out of order, as hashes come; again,
+// to replace a value), deletions and lookups, and requires the same
+// answers throughout.
 func TestSortedMapMatchesAMap(t *testing.T) {
 	for seed := range uint64(300) {
 		rng := rand.New(rand.NewPCG(seed, 0x5041ed))
