@@ -43,13 +43,21 @@ func (m *Map[K, V]) Get(k K) V {
 	if i, found := m.search(k); found {
 		return m.vals[i]
 	}
-	for i, t := range m.tail {
-		if t == k {
-			return m.tailVals[i]
-		}
+	if j := m.inTail(k); j >= 0 {
+		return m.tailVals[j]
 	}
 	var zero V
 	return zero
+}
+
+// inTail returns where k is in the tail, -1 if it is not there.
+func (m *Map[K, V]) inTail(k K) int {
+	for j, t := range m.tail {
+		if t == k {
+			return j
+		}
+	}
+	return -1
 }
 
 // search returns where k is in keys, or would be.
@@ -80,11 +88,9 @@ func (m *Map[K, V]) Put(k K, v V) {
 		m.vals[i] = v
 		return
 	}
-	for j, t := range m.tail {
-		if t == k {
-			m.tailVals[j] = v
-			return
-		}
+	if j := m.inTail(k); j >= 0 {
+		m.tailVals[j] = v
+		return
 	}
 	if i == len(m.keys) { // after every key: a counter's, say
 		m.keys, m.vals = append(m.keys, k), append(m.vals, v)
@@ -99,17 +105,14 @@ func (m *Map[K, V]) Put(k K, v V) {
 // Delete removes k's value, if it has one. It must not be called during
 // All.
 func (m *Map[K, V]) Delete(k K) {
-	for j, t := range m.tail {
-		if t == k {
-			last := len(m.tail) - 1
-			m.tail[j], m.tailVals[j] = m.tail[last], m.tailVals[last]
-			var zero V
-			m.tailVals[last] = zero
-			m.tail, m.tailVals = m.tail[:last], m.tailVals[:last]
-			return
-		}
-	}
 	var zero V
+	if j := m.inTail(k); j >= 0 {
+		last := len(m.tail) - 1
+		m.tail[j], m.tailVals[j] = m.tail[last], m.tailVals[last]
+		m.tailVals[last] = zero
+		m.tail, m.tailVals = m.tail[:last], m.tailVals[:last]
+		return
+	}
 	if i, found := m.search(k); found && m.vals[i] != zero {
 		m.vals[i] = zero
 		m.dead++
@@ -130,15 +133,7 @@ func (m *Map[K, V]) merge() {
 			m.tailVals[j], m.tailVals[j-1] = m.tailVals[j-1], m.tailVals[j]
 		}
 	}
-	n := len(m.keys) - m.dead + len(m.tail)
-	keys, vals := m.keys, m.vals
-	if 2*n <= cap(keys) && cap(keys) > 64 {
-		keys, vals = make([]K, 0, n), make([]V, 0, n)
-	} else {
-		keys, vals = keys[:0], vals[:0]
-	}
-	// Merged from the back, so that the arrays can be their own
-	// destination: the live keys first go to the front, in order.
+	// The live keys to the front, in order.
 	live := 0
 	for i, k := range m.keys {
 		if m.vals[i] != zero {
@@ -147,8 +142,12 @@ func (m *Map[K, V]) merge() {
 		}
 	}
 	clear(m.vals[live:]) // no stale value keeps memory from the collector
-	src, srcVals := m.keys[:live], m.vals[:live]
-	keys, vals = append(keys[:0], src...), append(vals[:0], srcVals...)
+	n := live + len(m.tail)
+	keys, vals := m.keys[:live], m.vals[:live]
+	if 2*n <= cap(keys) && cap(keys) > 64 {
+		keys, vals = append(make([]K, 0, n), keys...), append(make([]V, 0, n), vals...)
+	}
+	// Merged from the back, so that the arrays are their own destination.
 	keys, vals = append(keys, m.tail...), append(vals, m.tailVals...)
 	for i, j, w := live-1, len(m.tail)-1, n-1; j >= 0; w-- {
 		if i >= 0 && keys[i] > m.tail[j] {
