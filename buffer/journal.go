@@ -280,12 +280,13 @@ func (b *Buffer) commitInsteadLocked() error {
 	return nil
 }
 
-// empty truncates the journal: everything it held is committed. It also
-// forgets what the buffer counts as journaled, first and even when the
-// journal is empty: a record marked and not written (commitInsteadLocked)
-// must not count, and a journal that failed to truncate, journaled again,
-// replays samples twice (dropped as out of order) rather than losing
-// those the buffer took for journaled. The caller holds writeMu.
+// emptyJournalLocked truncates the journal: everything it held is
+// committed. It also forgets what the buffer counts as journaled, first
+// and even when the journal is empty: a record marked and not written
+// (commitInsteadLocked) must not count, and a journal that failed to
+// truncate, journaled again, replays samples twice (dropped as out of
+// order) rather than losing those the buffer took for journaled. The
+// caller holds writeMu.
 func (b *Buffer) emptyJournalLocked() error {
 	if b.jf == nil {
 		return nil
