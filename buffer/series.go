@@ -20,10 +20,10 @@ type seriesIndex struct {
 	// byHash has the entry of each label hash; a hash of several refs (a
 	// label set under several Metas, or label sets whose hashes collide)
 	// has its first there and the others in moreByHash.
-	byHash     sortedmap.Map[uint64, *indexed]
+	byHash     sortedmap.Map[indexed]
 	moreByHash map[uint64][]uint32
-	byRef      sortedmap.Map[uint64, *indexed] // by ref: one instantiation of Map with byHash, for flash
-	metas      map[Meta]*sharedMeta            // byRef's Metas, each once
+	byRef      sortedmap.Map[indexed] // by ref
+	metas      map[Meta]*sharedMeta   // byRef's Metas, each once
 	nextRef    uint32
 
 	// disk has an entry for each label set in the file: its encoded size
