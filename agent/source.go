@@ -20,6 +20,7 @@ import (
 	"github.com/ferry-agent/ferry/collectors/host"
 	"github.com/ferry-agent/ferry/collectors/scrape"
 	"github.com/ferry-agent/ferry/internal/lograte"
+	"github.com/ferry-agent/ferry/internal/sortedmap"
 )
 
 // source is one collector on the agent's schedule, with the target labels
@@ -312,10 +313,10 @@ func withExternal(b *labels.Builder, lset, external labels.Labels) labels.Labels
 // seriesSet remembers the series of a source's last collection, to find
 // those that are gone from the next one, and those that come twice in one.
 // Each series is stamped with the last collection that had it: one seen
-// again costs one map lookup, or none when a label cache's entry is the
+// again costs one lookup, or none when a label cache's entry is the
 // set's entry of its series (addCached).
 type seriesSet struct {
-	seen map[uint64]*seenSeries // by label hash
+	seen sortedmap.Map[seenSeries] // by label hash
 	// collided has the series whose hash a series in seen has, by their
 	// labels' bytes: a series is in one of the two maps. Rarely any.
 	collided map[string]*seenSeries
@@ -334,7 +335,7 @@ type seenSeries struct {
 }
 
 func newSeriesSet() *seriesSet {
-	return &seriesSet{seen: map[uint64]*seenSeries{}, hash: labels.Labels.Hash, run: 1}
+	return &seriesSet{hash: labels.Labels.Hash, run: 1}
 }
 
 // add adds lset to the collection being made; again reports that the
@@ -368,8 +369,8 @@ func (ss *seriesSet) addCached(c *cachedLabels) (again bool) {
 	// made stale. own takes its place.
 	again = ss.stamp(e)
 	own.run, own.in, e.in = e.run, true, false
-	if ss.seen[h] == e {
-		ss.seen[h] = own
+	if ss.seen.Get(h) == e {
+		ss.seen.Put(h, own)
 	} else {
 		ss.collided[key] = own
 	}
@@ -379,7 +380,7 @@ func (ss *seriesSet) addCached(c *cachedLabels) (again bool) {
 // find returns the set's entry of lset, whose hash is h, or nil; key is
 // lset's key in collided when it has one: when another series has h.
 func (ss *seriesSet) find(h uint64, lset labels.Labels) (e *seenSeries, key string) {
-	e = ss.seen[h]
+	e = ss.seen.Get(h)
 	if e != nil && labels.Equal(e.lset, lset) {
 		return e, ""
 	}
@@ -395,8 +396,8 @@ func (ss *seriesSet) find(h uint64, lset labels.Labels) (e *seenSeries, key stri
 func (ss *seriesSet) insert(e *seenSeries, h uint64, key string) {
 	e.in = true
 	ss.added++
-	if _, taken := ss.seen[h]; !taken {
-		ss.seen[h] = e
+	if ss.seen.Get(h) == nil {
+		ss.seen.Put(h, e)
 		return
 	}
 	if ss.collided == nil {
@@ -420,14 +421,15 @@ func (ss *seriesSet) stamp(e *seenSeries) (again bool) {
 // this one did not have, forgets them, and begins the next one.
 func (ss *seriesSet) finish() []labels.Labels {
 	var gone []labels.Labels
-	if ss.stamped != len(ss.seen)+len(ss.collided) { // else the collection had every one
-		for h, e := range ss.seen {
-			if e.run != ss.run {
-				gone = append(gone, e.lset)
-				e.in = false
-				delete(ss.seen, h)
+	if ss.stamped != ss.seen.Len()+len(ss.collided) { // else the collection had every one
+		ss.seen.DeleteFunc(func(_ uint64, e *seenSeries) bool {
+			if e.run == ss.run {
+				return false
 			}
-		}
+			gone = append(gone, e.lset)
+			e.in = false
+			return true
+		})
 		for k, e := range ss.collided {
 			if e.run != ss.run {
 				gone = append(gone, e.lset)
@@ -447,7 +449,7 @@ func (ss *seriesSet) finish() []labels.Labels {
 // labels again, and allocates nothing. A sample with a Memo (a scraper's
 // cached series) finds its entry there, without a lookup: an unchanged
 // series of a scrape target goes from the exposition's text to the buffer
-// without a new label set and with one map lookup, the scraper's. The
+// without a new label set and with one lookup, the scraper's. The
 // others' entries are in a map, by their collected labels' hash; those a
 // collection did not have are forgotten after it (not after a failed one
 // that had none), so the map holds the series of one collection. The

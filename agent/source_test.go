@@ -538,11 +538,11 @@ func TestSeriesSetFindsWhatIsGone(t *testing.T) {
 			if !slices.Equal(gone, want) {
 				t.Fatalf("collide %v, collection %d: gone %v, want %v", collide, run, gone, want)
 			}
-			if n := len(ss.seen) + len(ss.collided); n != len(cur) {
+			if n := ss.seen.Len() + len(ss.collided); n != len(cur) {
 				t.Fatalf("collide %v, collection %d: the set holds %d entries for %d series", collide, run, n, len(cur))
 			}
-			if collide && len(ss.seen) > 3 {
-				t.Fatalf("collection %d: %d series at 3 hashes", run, len(ss.seen))
+			if collide && ss.seen.Len() > 3 {
+				t.Fatalf("collection %d: %d series at 3 hashes", run, ss.seen.Len())
 			}
 			prev = cur
 		}

@@ -25,6 +25,7 @@ import (
 	"github.com/ferry-agent/ferry/collectors"
 	"github.com/ferry-agent/ferry/collectors/exposition"
 	"github.com/ferry-agent/ferry/internal/httpclient"
+	"github.com/ferry-agent/ferry/internal/sortedmap"
 )
 
 // acceptHeader prefers OpenMetrics, then the text format, as Prometheus does.
@@ -87,7 +88,7 @@ type Scraper struct {
 // exposition parsed to, with the target's labels added, keyed by the
 // series' text (exposition.Parser's Series: the name and the labels as the
 // target wrote them), as Prometheus' scrape loop does: a series the target
-// exposes again costs a map lookup, neither parsing its labels nor checking
+// exposes again costs a lookup, neither parsing its labels nor checking
 // them against the limits, and allocates nothing. A series' text alone
 // gives its labels (ferry parses without type and unit labels); the cache
 // is emptied when the target switches between the text format and
@@ -106,8 +107,8 @@ type seriesCache struct {
 	honorTimestamps bool
 	builder         labels.Builder
 	openMetrics     bool
-	scrape          uint32                   // counts parsed scrapes; wraps after a century at one a second
-	entries         map[uint64]*cachedSeries // by seriesKey.m
+	scrape          uint32                      // counts parsed scrapes; wraps after a century at one a second
+	entries         sortedmap.Map[cachedSeries] // by seriesKey.m
 }
 
 type seriesKey struct{ x, m uint64 }
@@ -120,7 +121,7 @@ func keyOf(text []byte) seriesKey {
 
 // lookup returns the entry of the text whose key is k, or nil.
 func (c *seriesCache) lookup(k seriesKey) *cachedSeries {
-	if e := c.entries[k.m]; e != nil && e.x == k.x {
+	if e := c.entries.Get(k.m); e != nil && e.x == k.x {
 		return e
 	}
 	return nil
@@ -135,8 +136,8 @@ type cachedSeries struct {
 
 // start begins a parse of an exposition in OpenMetrics or not.
 func (c *seriesCache) start(openMetrics bool) {
-	if c.entries == nil || c.openMetrics != openMetrics {
-		c.entries = map[uint64]*cachedSeries{}
+	if c.openMetrics != openMetrics {
+		c.entries = sortedmap.Map[cachedSeries]{}
 		c.openMetrics = openMetrics
 	}
 	c.scrape++
@@ -144,14 +145,10 @@ func (c *seriesCache) start(openMetrics bool) {
 
 // finish forgets the series that the parse begun by start did not have.
 func (c *seriesCache) finish(seen int) {
-	if len(c.entries) == seen {
+	if c.entries.Len() == seen {
 		return
 	}
-	for k, e := range c.entries {
-		if e.scrape != c.scrape {
-			delete(c.entries, k)
-		}
-	}
+	c.entries.DeleteFunc(func(_ uint64, e *cachedSeries) bool { return e.scrape != c.scrape })
 }
 
 // New returns a Scraper of t that gives up after timeout, or an error
@@ -335,11 +332,11 @@ func (pr *parseRun) sample() error {
 			lset = collectors.WithTarget(&cache.builder, lset, cache.target, cache.honorLabels)
 			smp.Labels = lset
 		}
-		if _, taken := cache.entries[pr.key.m]; taken {
+		if cache.entries.Get(pr.key.m) != nil {
 			return nil // by another text (seriesCache)
 		}
 		cached = &cachedSeries{lset: lset, x: pr.key.x, scrape: cache.scrape}
-		cache.entries[pr.key.m] = cached
+		cache.entries.Put(pr.key.m, cached)
 		pr.seen++
 	case d != pr.lastDesc:
 		s.Labels = cached.lset

@@ -506,7 +506,7 @@ func TestCollectCachedSeries(t *testing.T) {
 			t.Fatal(err)
 		}
 		sameSamples(t, got.Samples, want.Samples)
-		if n := len(s.cache.entries); n > strings.Count(b.body, "\n") {
+		if n := s.cache.entries.Len(); n > strings.Count(b.body, "\n") {
 			t.Errorf("scrape %d: %d series cached, more than the scrape had", i, n)
 		}
 	}
@@ -526,7 +526,7 @@ func TestCollectTextsWhoseKeysMeet(t *testing.T) {
 	}
 	for scrape := range 3 {
 		if scrape == 1 {
-			for _, e := range s.cache.entries { // each slot taken by another text
+			for _, e := range s.cache.entries.All() { // each slot taken by another text
 				e.x, e.lset = ^e.x, labels.FromStrings("__name__", "other")
 			}
 		}
@@ -626,7 +626,7 @@ func TestCollectCachedSeriesRandomized(t *testing.T) {
 				memos[smp.Memo] = smp.Labels
 			}
 			// The cache holds this scrape's series only.
-			for _, e := range s.cache.entries {
+			for _, e := range s.cache.entries.All() {
 				if e.scrape != s.cache.scrape {
 					t.Errorf("seed %d, scrape %d: %s cached, not in the scrape", seed, scrape, e.lset)
 				}
