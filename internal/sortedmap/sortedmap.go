@@ -1,6 +1,6 @@
-// Package sortedmap is a map for large indexes that are looked up now and
-// then, not in a hot loop: half a Go map's memory, or less, for a
-// bisection per lookup.
+// Package sortedmap is a map for large indexes (an entry a series): half a
+// Go map's memory, or less, for a bisection per lookup (14 steps at 10k
+// keys, where a Go map takes one or two).
 package sortedmap
 
 import (
@@ -36,7 +36,7 @@ func (m *Map[T]) Put(k uint64, v *T) {
 func (m *Map[T]) Delete(k uint64) { m.c.delete(k) }
 
 // DeleteFunc removes every key for which del, given the key and its value,
-// returns true.
+// returns true. del must not change the map.
 func (m *Map[T]) DeleteFunc(del func(uint64, *T) bool) {
 	m.c.deleteFunc(func(k uint64, v unsafe.Pointer) bool { return del(k, (*T)(v)) })
 }
