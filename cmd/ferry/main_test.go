@@ -140,7 +140,7 @@ func TestCollectPrintsTheHostCollection(t *testing.T) {
 	}
 }
 
-// The agent's runtime defaults (a garbage collector target of 25, one
+// The agent's runtime defaults (a garbage collector target of 15, one
 // processor) apply unless GOGC or GOMAXPROCS is set, each on its own.
 func TestRuntimeDefaultsUnlessSet(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
