@@ -92,9 +92,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 // the next), so the collector runs seldom even so, and ferry's RSS follows
 // its live heap. At 10k series every 5 s: 25 against 50 took 2-3.5 MiB off
 // the RSS (about 30 MiB then); 15 against 25 took 0.4 MiB (RssAnon 11.3
-// against 11.7 MiB, seven and four alternating runs of 90 s), 10 against 15
-// only 0.1 more; none cost CPU the machine could tell apart. GOGC, when
-// set, wins.
+// against 11.7 MiB, seven and four alternating runs of 90 s) for no CPU
+// the machine could tell apart. 10 took only 0.1 MiB more, and cost 5-19 %
+// more CPU in earlier runs. GOGC, when set, wins.
 const defaultGCPercent = 15
 
 // defaultMaxProcs is how many threads run ferry's Go code at once when
