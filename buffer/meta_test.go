@@ -233,8 +233,8 @@ func checkIndex(t *testing.T, b *Buffer) {
 			t.Fatalf("ref %d indexed as %d", r, k)
 		}
 		found := 0
-		for x := range s.refsOf(e.lset.Hash()) {
-			if x == r {
+		for x := range s.entriesOf(e.lset.Hash()) {
+			if x.ref == r {
 				found++
 			}
 		}
@@ -251,9 +251,9 @@ func checkIndex(t *testing.T, b *Buffer) {
 	}
 	byHash := 0
 	for h := range s.byHash.All() {
-		for r := range s.refsOf(h) {
-			if e := s.entryOf(r); e == nil || e.lset.Hash() != h {
-				t.Fatalf("label hash %x names ref %d, not one of its label sets", h, r)
+		for e := range s.entriesOf(h) {
+			if e == nil || s.entryOf(e.ref) != e || e.lset.Hash() != h {
+				t.Fatalf("label hash %x names entry %+v, not one of its label sets in the index by ref", h, e)
 			}
 			byHash++
 		}

@@ -116,9 +116,8 @@ func (s *seriesIndex) entryOf(r uint32) *indexed { return s.byRef.Get(uint64(r))
 // entry returns the entry of lset with m, creating it, with a new ref, if
 // the series is new or its Meta changed. m has been clamped (clampMeta).
 func (s *seriesIndex) entry(lset labels.Labels, m Meta) *indexed {
-	h := lset.Hash()
-	for r := range s.refsOf(h) {
-		if e := s.entryOf(r); e.has(lset, m) {
+	for e := range s.entriesOf(lset.Hash()) {
+		if e.has(lset, m) {
 			return e
 		}
 	}
@@ -139,23 +138,23 @@ func (s *seriesIndex) newRef() uint32 {
 // newestMeta is the Meta of lset's newest ref, the zero Meta if it has
 // none.
 func (s *seriesIndex) newestMeta(lset labels.Labels) Meta {
-	var newest uint32
-	for r := range s.refsOf(lset.Hash()) {
-		if r > newest && labels.Equal(s.entryOf(r).lset, lset) { // byHash's refs are in byRef
-			newest = r
+	var newest *indexed
+	for e := range s.entriesOf(lset.Hash()) {
+		if (newest == nil || e.ref > newest.ref) && labels.Equal(e.lset, lset) {
+			newest = e
 		}
 	}
-	return s.entryOf(newest).Meta()
+	return newest.Meta()
 }
 
-// refsOf yields the refs of label hash h, oldest first.
-func (s *seriesIndex) refsOf(h uint64) iter.Seq[uint32] {
-	return func(yield func(uint32) bool) {
-		if e := s.byHash.Get(h); e == nil || !yield(e.ref) {
+// entriesOf yields the entries of label hash h, oldest first.
+func (s *seriesIndex) entriesOf(h uint64) iter.Seq[*indexed] {
+	return func(yield func(*indexed) bool) {
+		if e := s.byHash.Get(h); e == nil || !yield(e) {
 			return
 		}
 		for _, r := range s.moreByHash[h] {
-			if !yield(r) {
+			if !yield(s.entryOf(r)) {
 				return
 			}
 		}
@@ -587,8 +586,8 @@ func (b *Buffer) siblingsLastTLocked(ref uint32, lset labels.Labels, st *seriesS
 	if _, several := b.series.moreByHash[h]; !several {
 		return
 	}
-	for r := range b.series.refsOf(h) {
-		if o := b.series.entryOf(r); r != ref && o.tracked && o.state.lastT > st.lastT && labels.Equal(o.lset, lset) {
+	for o := range b.series.entriesOf(h) {
+		if o.ref != ref && o.tracked && o.state.lastT > st.lastT && labels.Equal(o.lset, lset) {
 			st.lastT = o.state.lastT
 		}
 	}
