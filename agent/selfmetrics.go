@@ -46,7 +46,7 @@ var (
 
 	sentDesc        = collectors.NewDesc("ferry_remote_write_samples_sent_total", "Samples the receiver acknowledged.", collectors.Counter, "endpoint")
 	sentBytesDesc   = collectors.NewDesc("ferry_remote_write_bytes_sent_total", "Compressed request bytes the receiver acknowledged.", collectors.Counter, "endpoint")
-	failuresDesc    = collectors.NewDesc("ferry_remote_write_failures_total", "Requests that failed and were retried (network errors, 5xx, 429, 408, 401, 403, 404, 407, redirects, HTML error pages).", collectors.Counter, "endpoint")
+	failuresDesc    = collectors.NewDesc("ferry_remote_write_failures_total", "Requests that failed and were retried (network errors, 5xx, 429, 408, 401, 403, 404, 407, redirects, HTML pages of portals and proxies, 2xx too).", collectors.Counter, "endpoint")
 	rwDroppedDesc   = collectors.NewDesc("ferry_remote_write_dropped_samples_total", "Samples the sender dropped, by reason, or the buffer evicted at its cap before this endpoint had them (full).", collectors.Counter, "endpoint", "reason")
 	budgetDesc      = collectors.NewDesc("ferry_remote_write_budget_bytes", "The daily byte budget (--remote-write.max-bytes-per-day); 0 without one.", collectors.Gauge, "endpoint")
 	budgetUsedDesc  = collectors.NewDesc("ferry_remote_write_budget_used_bytes", "Request bytes sent this UTC day, against the daily budget.", collectors.Gauge, "endpoint")

@@ -86,12 +86,18 @@ var hints = map[int]string{
 }
 
 // answerError returns the *Error of an answer whose body starts with msg;
-// nil for a 2xx.
+// nil for a 2xx, unless its body is an HTML page.
 func answerError(resp *http.Response, msg []byte) *Error {
 	code := resp.StatusCode
 	o := classify(code)
 	if o == delivered {
-		return nil
+		if len(bytes.TrimSpace(msg)) == 0 || !isHTML(resp, msg) {
+			return nil
+		}
+		// Receivers acknowledge with an empty or plain-text body; a 2xx
+		// with an HTML page is a captive portal's login page or a proxy's,
+		// and the receiver never saw the request.
+		o = retry
 	}
 	if o == drop && isHTML(resp, msg) {
 		// Receivers answer in plain text; an HTML page is a portal, a
@@ -112,6 +118,8 @@ func answerError(resp *http.Response, msg []byte) *Error {
 		if e.Retry { // 429 and 503 are where receivers send it
 			e.RetryAfter, _ = parseRetryAfter(resp.Header.Get("Retry-After"))
 		}
+	case 2:
+		e.msg = fmt.Sprintf("%s with an HTML page: not a receiver's answer (a captive portal or proxy?); retrying", resp.Status)
 	case 3:
 		e.msg = fmt.Sprintf("%s to %q: ferry does not follow redirects; set --remote-write.url to the final address", resp.Status, resp.Header.Get("Location"))
 	default:

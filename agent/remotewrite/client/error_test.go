@@ -77,6 +77,11 @@ func TestPostAnswers(t *testing.T) {
 		// A 400 that is an HTML page is a portal or proxy, not the receiver.
 		{code: 400, header: map[string]string{"Content-Type": "text/html"}, body: "<p>log in</p>", wantErr: "400 Bad Request: (an HTML page: not the receiver's answer? retrying)", retry: true, written: -1},
 		{code: 400, body: "<!DOCTYPE html><html>portal</html>", wantErr: "400 Bad Request: (an HTML page: not the receiver's answer? retrying)", retry: true, written: -1},
+		// A 2xx with an HTML page is a portal's login page: not delivered.
+		{code: 200, header: map[string]string{"Content-Type": "text/html; charset=utf-8"}, body: "<form>log in</form>", wantErr: "200 OK with an HTML page: not a receiver's answer (a captive portal or proxy?); retrying", retry: true, written: -1},
+		{code: 200, body: "\n<!doctype html><title>Welcome</title>", wantErr: "200 OK with an HTML page: not a receiver's answer (a captive portal or proxy?); retrying", retry: true, written: -1},
+		{code: 204, header: map[string]string{"Content-Type": "text/html"}, written: -1}, // no page: the receiver's empty answer
+		{code: 200, body: "ok", written: -1},
 		{code: 408, wantErr: "408 Request Timeout: ", retry: true, written: -1},
 		{code: 429, header: map[string]string{"Retry-After": "5"}, wantErr: "429 Too Many Requests: ", retry: true, retryAfter: 5 * time.Second, written: -1},
 		{code: 503, body: "busy", wantErr: "503 Service Unavailable: busy", retry: true, written: -1},
