@@ -1,6 +1,7 @@
 package remotewrite
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ferry-agent/ferry/buffer"
+	"github.com/prometheus/prometheus/model/labels"
 )
 
 // timedReceiver answers each request with answer(n) and notes when it came.
@@ -148,4 +150,56 @@ func TestBacklogRateLimitLeavesFreshDataAlone(t *testing.T) {
 	start(t, s)
 	for src.waitAck(t) != 6 {
 	}
+}
+
+// After an outage shorter than a commit, the backlog is still in memory
+// when the link returns: the sender takes it from the head, and what of it
+// is older than backlogAge is paced as a committed backlog is, while the
+// fresh samples in the same requests are not held to the limit.
+func TestBacklogRateLimitPacesABacklogInMemory(t *testing.T) {
+	appendHead := func(buf *buffer.Buffer, from time.Time, steps int) {
+		for step := range steps {
+			ts := from.Add(time.Duration(step) * 15 * time.Second).UnixMilli()
+			for i := range 10 {
+				buf.Append(labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)), ts, float64(ts))
+			}
+		}
+	}
+	drain := func(t *testing.T, buf *buffer.Buffer, rate int64, samples uint64) (*timedReceiver, Stats) {
+		rcv := newTimedReceiver(t, func(int) int { return http.StatusNoContent })
+		cfg := testConfig(rcv.srv.URL, 50) // one series (40 samples) a request
+		cfg.BacklogBytesPerSecond = rate
+		s := newSender(cfg, buf)
+		start(t, s)
+		deadline := time.Now().Add(20 * time.Second)
+		for s.Stats().SamplesSent < samples {
+			if time.Now().After(deadline) {
+				t.Fatalf("not sent within 20 s at %d B/s: %+v", rate, s.Stats())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return rcv, s.Stats()
+	}
+
+	t.Run("a 10-minute outage", func(t *testing.T) {
+		buf := openBuffer(t)
+		appendHead(buf, time.Now().Add(-10*time.Minute), 40) // never committed
+		const rate = 1000                                    // bytes per second
+		rcv, st := drain(t, buf, rate, 400)
+		at := rcv.times()
+		if len(at) != 10 || st.SamplesSent != 400 {
+			t.Fatalf("%d requests, %d samples; want 10 and 400", len(at), st.SamplesSent)
+		}
+		// Each request is 32 samples older than backlogAge and 8 younger:
+		// every one but the last paced for at least three quarters of its bytes.
+		minSpan := time.Duration(float64(st.BytesSent)*9/10*3/4/rate*float64(time.Second)) * 9 / 10
+		if span := at[9].Sub(at[0]); span < minSpan {
+			t.Errorf("10 requests (%d bytes) within %v at %d B/s, want at least %v", st.BytesSent, span, rate, minSpan)
+		}
+	})
+	t.Run("fresh data only", func(t *testing.T) {
+		buf := openBuffer(t)
+		appendHead(buf, time.Now().Add(-time.Minute), 4)
+		drain(t, buf, 1, 40) // paced at 1 B/s, its request would take minutes
+	})
 }

@@ -67,10 +67,11 @@ type Config struct {
 	MaxSampleAge      time.Duration // 0: send samples of any age
 	MaxBytesPerSecond int64         // 0: no limit; paces request bodies
 	// BacklogBytesPerSecond paces, on top of MaxBytesPerSecond, the
-	// requests that carry the backlog (samples older than backlogAge when
-	// their turn comes): a fleet back from an outage drains at a rate its
-	// receiver can take, each device at its own pace. Fresh data is not
-	// held back by it. 0: no limit.
+	// backlog (samples older than backlogAge when their turn comes,
+	// committed or still in memory): each request by the share of its
+	// bytes that its old samples are. A fleet back from an outage drains
+	// at a rate its receiver can take, each device at its own pace. Fresh
+	// data is not held back by it. 0: no limit.
 	BacklogBytesPerSecond int64
 	// ReconnectJitter: when the receiver answers again after failed
 	// attempts, the sender waits a random time below ReconnectJitter, and
@@ -393,7 +394,7 @@ func (s *Sender) Run(ctx context.Context) {
 					client.Sleep(ctx, budgetWait)
 					continue
 				}
-				if done, _ := s.deliver(ctx, live, true, true, false); !done {
+				if done, _ := s.deliver(ctx, live, true, true); !done {
 					return
 				}
 				liveNext = live[len(live)-1].Seq + 1
@@ -459,7 +460,7 @@ func (s *Sender) Run(ctx context.Context) {
 			}
 			continue
 		}
-		if done, _ := s.deliver(ctx, blocks, true, liveFrom == 0, !fresh); !done {
+		if done, _ := s.deliver(ctx, blocks, true, liveFrom == 0); !done {
 			return // ctx ended while retrying; these blocks stay buffered
 		}
 		delivered = blocks[len(blocks)-1].Seq
@@ -508,7 +509,7 @@ func (s *Sender) sendLive(ctx context.Context, aheadOfBacklog bool) bool {
 		s.src.LiveFailed(buffer.Block{})
 		return false
 	}
-	if done, left := s.deliver(ctx, []buffer.Block{blk}, false, true, false); !done {
+	if done, left := s.deliver(ctx, []buffer.Block{blk}, false, true); !done {
 		// What went before the failure (a probe, the requests before
 		// it) is not to go, or be counted, again.
 		s.src.LiveFailed(settledOf(blk, left))
@@ -597,9 +598,8 @@ const (
 // one sample.
 // inOrder: each series' samples go out oldest first (not the backlog sent
 // behind fresh data), so that a refusal as out of order can only mean that
-// the receiver holds them or newer ones already. backlog: the requests are
-// paced by BacklogBytesPerSecond.
-func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry, inOrder, backlog bool) (done bool, left map[uint32]int) {
+// the receiver holds them or newer ones already.
+func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry, inOrder bool) (done bool, left map[uint32]int) {
 	var minT int64
 	if s.cfg.MaxSampleAge > 0 {
 		minT = time.Now().Add(-s.cfg.MaxSampleAge).UnixMilli()
@@ -632,7 +632,7 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry, inOr
 		}
 		send, rest := firstSamples(s.send[:0], parts[0], n)
 		s.send = send[:0]
-		switch s.attempt(ctx, send, n, inOrder, backlog) {
+		switch s.attempt(ctx, send, n, inOrder) {
 		case answered:
 			parts[0], samples = rest, samples-n
 		case tooLarge:
@@ -759,10 +759,28 @@ func (s *Sender) splitMayHave(series []*codec.Series) (old, young []*codec.Serie
 	return old, young
 }
 
+// backlogBytes is the share of a request of n bytes that BacklogBytesPerSecond
+// paces: in proportion to its samples older than backlogAge, whether they
+// come from committed blocks or from memory after an outage shorter than a
+// commit, so that fresh data in the same request is not held to it. A
+// carry file's (AllBacklog) are not paced: its upload is the user's own.
+func (s *Sender) backlogBytes(series []*codec.Series, samples, n int, now time.Time) int {
+	if s.cfg.BacklogBytesPerSecond <= 0 || s.cfg.AllBacklog || samples <= 0 {
+		return 0
+	}
+	cutoff := now.Add(-backlogAge).UnixMilli()
+	old := 0
+	for _, cs := range series {
+		k, _ := slices.BinarySearch(cs.T, cutoff) // each series' samples are in time order
+		old += k
+	}
+	return int(int64(n) * int64(old) / int64(samples))
+}
+
 // attempt posts series (samples of them) once, in the protocol in force,
 // falling back to 1.0 at once where the spec says so, and keeps the
 // counters, s.link and s.mayHave.
-func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples int, inOrder, backlog bool) outcome {
+func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples int, inOrder bool) outcome {
 	proto := s.Stats().Protocol
 	now := time.Now()
 	var noMeta []bool
@@ -775,8 +793,8 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 	for {
 		now := time.Now()
 		delay := s.pace.Delay(now, len(body))
-		if backlog {
-			delay = max(delay, s.drain.Delay(now, len(body)))
+		if n := s.backlogBytes(series, samples, len(body), now); n > 0 {
+			delay = max(delay, s.drain.Delay(now, n))
 		}
 		if !client.Sleep(ctx, delay) {
 			return stopped
