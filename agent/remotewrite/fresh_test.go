@@ -41,8 +41,8 @@ func openBuffer(t *testing.T) *buffer.Buffer {
 	return b
 }
 
-// oldestIn returns the oldest sample time of a request, as a time.
-func oldestIn(r request) time.Time {
+// oldestInRequest returns the oldest sample time of a request, as a time.
+func oldestInRequest(r request) time.Time {
 	oldest := int64(1 << 62)
 	for _, ts := range r.wr.Timeseries {
 		for _, s := range ts.Samples {
@@ -88,7 +88,7 @@ func TestFreshFirstSendsNewDataAheadOfTheBacklog(t *testing.T) {
 	reqs := rcv.requests()
 	var order []string
 	for _, r := range reqs {
-		if oldestIn(r).After(now.Add(-time.Second)) {
+		if oldestInRequest(r).After(now.Add(-time.Second)) {
 			order = append(order, "fresh")
 		} else {
 			order = append(order, "backlog")
@@ -165,6 +165,73 @@ func TestDailyBudgetKeepsAQuarterForFreshData(t *testing.T) {
 	}
 }
 
+// After an outage shorter than a commit the backlog is still in memory;
+// it too only uses what is left beyond the quarter of the budget kept for
+// fresh data, and fresh data still goes once the rest waits for tomorrow.
+func TestDailyBudgetKeepsAQuarterForFreshDataWithTheBacklogInMemory(t *testing.T) {
+	buf := openBuffer(t)
+	appendHead := func(from time.Time, steps int) {
+		for step := range steps {
+			ts := from.Add(time.Duration(step) * 15 * time.Second).UnixMilli()
+			for i := range 10 {
+				buf.Append(labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)), ts, float64(ts))
+			}
+		}
+	}
+	appendHead(time.Now().Add(-10*time.Minute), 32) // 8 minutes of samples older than backlogAge, never committed
+	rcv := newReceiver(t, answers(status(http.StatusOK)))
+
+	// Measure one request's size (one series, as below), then set the
+	// budget to four of them.
+	blk, _ := buf.TakeLive(32, false)
+	one := blk.Series[0] // the buffer's again once handed back: a copy
+	one.T, one.V = slices.Clone(one.T), slices.Clone(one.V)
+	buf.LiveFailed(buffer.Block{})
+	probe := newSender(testConfig(rcv.srv.URL, 32), newFakeSource(buffer.Block{Seq: 1, Series: []buffer.Series{one}}))
+	stop := start(t, probe)
+	for probe.Stats().BytesSent == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop()
+	perRequest := int64(probe.Stats().BytesSent)
+
+	cfg := testConfig(rcv.srv.URL, 32) // one series a request
+	cfg.MaxBytesPerDay = 4 * perRequest
+	s := newSender(cfg, buf)
+	start(t, s)
+	deadline := time.Now().Add(20 * time.Second)
+	for int64(s.Stats().BudgetUsedBytes) < 3*perRequest {
+		if time.Now().After(deadline) {
+			t.Fatalf("the backlog stopped at %d bytes, before three quarters of the budget of %d", s.Stats().BudgetUsedBytes, 4*perRequest)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // time to (wrongly) go on
+	st := s.Stats()
+	if int64(st.BytesSent) > 4*perRequest { // a request may overshoot by its own size
+		t.Fatalf("the backlog in memory sent %d bytes (%d samples); want at most three of four requests of %d bytes, plus one", st.BytesSent, st.SamplesSent, perRequest)
+	}
+	if st.SamplesSent >= 320 || buf.Stats().Samples+buf.Stats().HeadSamples == 0 {
+		t.Fatalf("the whole backlog went out past the budget: %d samples sent, %+v", st.SamplesSent, buf.Stats())
+	}
+	backlogSent := st.SamplesSent
+
+	// Fresh data still goes, into the quarter kept for it.
+	appendHead(time.Now(), 1)
+	buf.Collected() // as the agent does after each collection
+	deadline = time.Now().Add(20 * time.Second)
+	for s.Stats().SamplesSent < backlogSent+10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("fresh data was not sent within the budget kept for it: %d samples sent, %+v", s.Stats().SamplesSent, buf.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got := s.Stats().SamplesSent - backlogSent; got != 10 {
+		t.Errorf("after the fresh collection %d more samples went, want its 10 only (the backlog waits for tomorrow)", got)
+	}
+}
+
 // TestDailyBudgetThatDoesNotBindKeepsOldestFirst: a budget alone does not
 // put fresh data ahead of the backlog while the backlog fits in it:
 // receivers without an out-of-order window would refuse the backlog.
@@ -200,10 +267,10 @@ func TestDailyBudgetThatDoesNotBindKeepsOldestFirst(t *testing.T) {
 	}
 	var last time.Time
 	for i, r := range rcv.requests() {
-		if o := oldestIn(r); o.Before(last) {
+		if o := oldestInRequest(r); o.Before(last) {
 			t.Errorf("request %d starts at %s, before the request ahead of it: fresh data went ahead of the backlog", i, o)
 		}
-		last = oldestIn(r)
+		last = oldestInRequest(r)
 	}
 	if strings.Contains(log.String(), "fresh data first") {
 		t.Errorf("the log says fresh data goes first:\n%s", log.String())

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -93,11 +94,14 @@ type Config struct {
 	FreshFirst bool
 	// MaxBytesPerDay caps request bytes per UTC day on a metered link (0:
 	// no cap). The backlog (samples older than backlogAge when their turn
-	// comes) only uses what is left beyond a quarter of the day's budget,
-	// kept for fresh data. Without FreshFirst the sender keeps to oldest
-	// first until the budget holds the backlog back; then it sends fresh
-	// data ahead of it (as FreshFirst does, and says so in the log) until
-	// the backlog is drained, since fresh data would otherwise wait for it.
+	// comes, committed or still in memory: a request with any of them)
+	// only uses what is left beyond a quarter of the day's budget, kept
+	// for fresh data; one in memory that the budget holds back is
+	// committed, to wait as a committed one does. Without FreshFirst the
+	// sender keeps to oldest first until the budget holds the backlog
+	// back; then it sends fresh data ahead of it (as FreshFirst does, and
+	// says so in the log) until the backlog is drained, since fresh data
+	// would otherwise wait for it.
 	MaxBytesPerDay int64
 	// SentBefore: samples up to this time may have reached the receiver
 	// in an earlier run, which did not live to delete them from the
@@ -203,6 +207,14 @@ type Source interface {
 	TakeLive(maxSamples int, aheadOfBacklog bool) (blk buffer.Block, ok bool)
 	LiveDone()
 	LiveFailed(settled buffer.Block)
+
+	// Commit writes what the source holds in memory as committed blocks.
+	// The sender calls it when the daily budget holds back a backlog
+	// still in memory (an outage shorter than a commit), with no live
+	// block taken: the backlog then waits as a committed one does, and
+	// what is collected next goes ahead of it. Only with MaxBytesPerDay.
+	// An error is logged; the samples stay in memory.
+	Commit() error
 
 	// LiveReady returns the channel that receives a value when a
 	// collection was appended: the sender waits on it, with Committed. The
@@ -451,7 +463,8 @@ func (s *Sender) Run(ctx context.Context) {
 			s.wait(ctx)
 			continue
 		}
-		fresh := s.cfg.AllBacklog || liveFrom == 0 && newestIn(blocks) >= time.Now().Add(-backlogAge).UnixMilli()
+		// The budget's backlog is every sample older than backlogAge.
+		fresh := s.cfg.AllBacklog || liveFrom == 0 && oldestIn(blocks) >= time.Now().Add(-backlogAge).UnixMilli()
 		if !s.budgetAllows(fresh) {
 			// Held back: fresh data, if any, goes when it is collected.
 			ack()
@@ -505,8 +518,16 @@ func (s *Sender) sendLive(ctx context.Context, aheadOfBacklog bool) bool {
 	if !ok {
 		return false
 	}
-	if !s.budgetAllows(true) {
+	backlog := oldestIn([]buffer.Block{blk}) < time.Now().Add(-backlogAge).UnixMilli()
+	if !s.budgetAllows(!backlog) {
 		s.src.LiveFailed(buffer.Block{})
+		if backlog && s.budgetWould(true) {
+			// The backlog's part of the day is spent: committed, this
+			// backlog waits for tomorrow as Run holds committed ones back.
+			if err := s.src.Commit(); err != nil {
+				s.bufferLog.Log(s.log, slog.LevelError, "committing a backlog the daily budget holds back", "err", err)
+			}
+		}
 		return false
 	}
 	if done, left := s.deliver(ctx, []buffer.Block{blk}, false, true); !done {
@@ -543,6 +564,19 @@ func newestIn(blocks []buffer.Block) int64 {
 		}
 	}
 	return newest
+}
+
+// oldestIn is the oldest sample's timestamp in blocks; MaxInt64 for none.
+func oldestIn(blocks []buffer.Block) int64 {
+	oldest := int64(math.MaxInt64)
+	for _, blk := range blocks {
+		for _, s := range blk.Series {
+			if len(s.T) > 0 {
+				oldest = min(oldest, s.T[0])
+			}
+		}
+	}
+	return oldest
 }
 
 // budgetWould reports whether the daily budget lets a request go now,

@@ -72,6 +72,7 @@ func (f *fakeSource) TakeLive(int, bool) (buffer.Block, bool) { return buffer.Bl
 func (f *fakeSource) LiveDone()                               { panic("LiveDone without TakeLive") }
 func (f *fakeSource) LiveFailed(buffer.Block)                 { panic("LiveFailed without TakeLive") }
 func (f *fakeSource) LiveReady() <-chan struct{}              { return nil }
+func (f *fakeSource) Commit() error                           { panic("Commit without TakeLive") }
 
 // Delete, LastSeq and SplitAt hold the sender to its contract: without
 // FreshFirst (or a budget) it never calls them. (The tests of FreshFirst

@@ -314,6 +314,7 @@ func (c *carrySource) TakeLive(int, bool) (buffer.Block, bool) { return buffer.B
 func (c *carrySource) LiveDone()                               {}
 func (c *carrySource) LiveFailed(buffer.Block)                 {}
 func (c *carrySource) LiveReady() <-chan struct{}              { return nil }
+func (c *carrySource) Commit() error                           { return nil }
 
 // Delete, LastSeq and SplitAt serve FreshFirst, which push turns off.
 func (c *carrySource) Delete([]uint64) error { return nil }
