@@ -123,6 +123,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, reloads <-cha
 	log.Info("stopping: committing collected samples")
 	a.disc.close()
 	stopSources(a.sources)
+	a.settleClock()
 	committing.Wait()
 	a.awaitDelivery(stopGrace)
 	stopSender()
@@ -289,6 +290,19 @@ func openBuffer(ctx context.Context, cfg config.Config, log *slog.Logger, retry 
 			return nil, fmt.Errorf("stopped before the buffer could be opened: %w", err)
 		case <-time.After(retry):
 		}
+	}
+}
+
+// settleClock deals, at a stop, with the samples the clock guard holds:
+// stamped into the buffer if the wall clock was set since the last
+// collection, or else dropped, counted and logged, since no later run
+// could stamp them.
+func (a *Agent) settleClock() {
+	if _, ok := a.clock.Now(a.buf.Append); ok {
+		return
+	}
+	if n := a.clock.Discard(); n > 0 {
+		a.log.Warn("stopping with the wall clock still not set: the samples held for it are lost", "samples", n)
 	}
 }
 

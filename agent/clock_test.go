@@ -96,6 +96,33 @@ func TestClockGuardHoldsUntilTheClockIsSet(t *testing.T) {
 	}
 }
 
+// At a stop, the samples held for the clock are stamped if it was set
+// since the last collection, and otherwise dropped and counted: no later
+// run could stamp them.
+func TestClockGuardAtAStop(t *testing.T) {
+	for _, setBeforeStop := range []bool{true, false} {
+		a := testAgent(t, labels.EmptyLabels())
+		fc := &fakeClock{r: clock.Reading{Wall: time.Unix(12, 0), Mono: 12 * time.Second}}
+		a.clock = clock.New(fc, at("2026-06-01T00:00:00Z"), false, slog.New(slog.DiscardHandler))
+		s := newSource("app/h:1", "app", "h:1", constant())
+		for range 2 {
+			a.collectOnce(context.Background(), s)
+			fc.tick(15 * time.Second)
+		}
+		if setBeforeStop {
+			fc.set(at("2026-11-24T12:00:00Z"))
+		}
+		a.settleClock()
+		got, st := stamps(t, a), a.clock.Stats()
+		switch {
+		case setBeforeStop && (!reflect.DeepEqual(got, []string{"2026-11-24T11:59:30Z", "2026-11-24T11:59:45Z"}) || st.Held != 0 || st.Dropped != 0):
+			t.Errorf("clock set before the stop: stamped %v, stats %+v; want both samples stamped", got, st)
+		case !setBeforeStop && (len(got) != 0 || st.Held != 0 || st.Dropped != 2):
+			t.Errorf("clock still unset at the stop: stamped %v, stats %+v; want both held samples dropped and counted", got, st)
+		}
+	}
+}
+
 func TestClockGuardRequireSync(t *testing.T) {
 	a := testAgent(t, labels.EmptyLabels())
 	// A stale but plausible time, as fake-hwclock or OpenWrt's sysfixtime

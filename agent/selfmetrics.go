@@ -53,7 +53,7 @@ var (
 	lastSuccessDesc = collectors.NewDesc("ferry_remote_write_last_success_timestamp_seconds", "Time of the last acknowledged request; 0 before the first.", collectors.Gauge, "endpoint")
 
 	clockHeldDesc    = collectors.NewDesc("ferry_clock_held_samples", "Samples held in memory until the wall clock is plausible.", collectors.Gauge)
-	clockDroppedDesc = collectors.NewDesc("ferry_clock_dropped_samples_total", "Samples dropped because the wall clock stayed implausible for longer than ferry holds samples.", collectors.Counter)
+	clockDroppedDesc = collectors.NewDesc("ferry_clock_dropped_samples_total", "Samples dropped because the wall clock stayed implausible for longer than ferry holds samples, or until ferry stopped.", collectors.Counter)
 	clockJumpsDesc   = collectors.NewDesc("ferry_clock_jumps_total", "Jumps of the wall clock against the monotonic clock, by direction.", collectors.Counter, "direction")
 
 	residentDesc  = collectors.NewDesc("process_resident_memory_bytes", "Resident memory size in bytes.", collectors.Gauge)

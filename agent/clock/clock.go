@@ -179,6 +179,21 @@ func (g *Guard) Hold(lset labels.Labels, mono time.Duration, v float64) {
 	g.held = append(g.held, heldSample{lset: lset, mono: mono, v: v})
 }
 
+// Discard drops the held samples, counted in Stats.Dropped, and returns
+// how many: at a stop with the clock still not good, they can never be
+// stamped.
+func (g *Guard) Discard() int {
+	if g == nil {
+		return 0
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := len(g.held)
+	g.dropped += uint64(n)
+	g.held = nil
+	return n
+}
+
 // noteJump counts and logs a jump of the wall clock against the monotonic
 // clock since the last reading. A forward jump from an unset clock is what
 // releases the held samples; a backward one means samples stamped since the
@@ -204,7 +219,7 @@ func (g *Guard) noteJump(r Reading) {
 // Stats are the guard's figures for ferry's own metrics and status page.
 type Stats struct {
 	Held    uint64            // samples waiting for the clock
-	Dropped uint64            // samples beyond MaxHeld, since the start
+	Dropped uint64            // samples beyond MaxHeld, or held at a stop (Discard), since the start
 	Jumps   map[string]uint64 // by JumpDirections, since the start
 }
 
