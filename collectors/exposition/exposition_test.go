@@ -7,9 +7,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
 )
 
 func readFile(t testing.TB, name string) []byte {
@@ -206,6 +209,33 @@ func TestParserLetsGoOfTheBody(t *testing.T) {
 		}
 		if p.b != nil || p.series != nil || p.fam.name != nil || p.fam.help != nil {
 			t.Errorf("%q: the parser still refers to the body", body)
+		}
+	}
+}
+
+// TestLimitLabelsCountsWhatItDoesNotKeep: past LimitLabels' bound, a
+// series' labels are counted, not kept, in both formats, whether the name
+// is before the braces or quoted in them; the next line starts afresh.
+func TestLimitLabelsCountsWhatItDoesNotKeep(t *testing.T) {
+	for _, c := range []struct {
+		body   string
+		format Format
+	}{
+		{"m{a=\"1\",b=\"2\",c=\"3\",d=\"4\"} 1\nn{a=\"1\"} 2\n", Text},
+		{"{\"m\",a=\"1\",b=\"2\",c=\"3\",d=\"4\"} 1\nn{a=\"1\"} 2\n", Text},
+		{"m{a=\"1\",b=\"2\",c=\"3\",d=\"4\"} 1\nn{a=\"1\"} 2\n# EOF\n", OpenMetrics},
+	} {
+		var p Parser
+		p.LimitLabels(2)
+		p.Reset([]byte(c.body), c.format)
+		var b labels.ScratchBuilder
+		var got []string
+		for p.Next() {
+			got = append(got, fmt.Sprint(p.LabelCount(), " ", p.Labels(&b).String()))
+		}
+		want := []string{`5 {__name__="m", a="1", b="2"}`, `2 {__name__="n", a="1"}`}
+		if p.Err() != nil || !slices.Equal(got, want) {
+			t.Errorf("%q: %q, err %v; want %q", c.body, got, p.Err(), want)
 		}
 	}
 }

@@ -147,7 +147,7 @@ func (p *Parser) omComment(i int) bool {
 
 // omSeries reads a sample line starting at i.
 func (p *Parser) omSeries(i int) bool {
-	p.lbls = p.lbls[:0]
+	p.lbls, p.moreLbls = p.lbls[:0], 0
 	p.seriesAt, p.nameAt, p.nameEnd, p.nameQuote = i, -1, -1, false
 	j := i
 	if p.b[i] != '{' {
@@ -304,7 +304,7 @@ func (p *Parser) omLabels(lineStart, i int, exemplar bool) (int, bool) {
 			return 0, false
 		}
 		if !exemplar {
-			p.lbls = append(p.lbls, n, v)
+			p.keepLabel(n, v)
 		}
 		i = j
 		if i < len(p.b) && p.b[i] == ',' {

@@ -90,6 +90,8 @@ type Parser struct {
 	nameEnd   int
 	nameQuote bool   // the name was quoted: unescape it
 	lbls      []span // name, value, name, value, ... as written, without quotes
+	moreLbls  int    // labels of the line beyond maxLabels: counted, not kept
+	maxLabels int    // LimitLabels'
 	val       float64
 	ts        int64
 	hasTS     bool
@@ -140,7 +142,7 @@ type descEntry struct {
 func (p *Parser) Reset(body []byte, f Format) {
 	p.b, p.i, p.format, p.err, p.done = body, 0, f, nil, false
 	p.final, p.more, p.unit = true, false, 0
-	p.series, p.lbls, p.count = nil, p.lbls[:0], 0
+	p.series, p.lbls, p.moreLbls, p.count = nil, p.lbls[:0], 0, 0
 	p.fam = family{}
 	p.lastType = ""
 	p.pending, p.starts, p.stKey, p.stT = p.pending[:0], p.starts[:0], 0, 0
@@ -160,6 +162,25 @@ func (p *Parser) Reset(body []byte, f Format) {
 		}
 	}
 	p.gen++
+}
+
+// LimitLabels makes the parser keep at most n labels of a series and only
+// count the rest (LabelCount), so that a line of a million labels costs no
+// memory per label; Labels is then incomplete, and the caller refuses the
+// series. 0: no limit. It holds until changed, across Resets.
+func (p *Parser) LimitLabels(n int) { p.maxLabels = n }
+
+// LabelCount is the number of labels of the current sample's series,
+// __name__ included, kept or not (LimitLabels).
+func (p *Parser) LabelCount() int { return 1 + len(p.lbls)/2 + p.moreLbls }
+
+// keepLabel appends a label's spans unless LimitLabels' bound is reached.
+func (p *Parser) keepLabel(n, v span) {
+	if p.maxLabels > 0 && len(p.lbls)/2 >= p.maxLabels {
+		p.moreLbls++
+		return
+	}
+	p.lbls = append(p.lbls, n, v)
 }
 
 // Err is the error that ended the parse, or nil when Next returned false at

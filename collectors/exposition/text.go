@@ -184,7 +184,7 @@ func (p *Parser) textMeta(lineStart, i int, help bool) bool {
 
 // textSeries reads a sample line starting at i.
 func (p *Parser) textSeries(i int) bool {
-	p.lbls = p.lbls[:0]
+	p.lbls, p.moreLbls = p.lbls[:0], 0
 	p.seriesAt, p.nameAt, p.nameEnd, p.nameQuote = i, -1, -1, false
 	j := i
 	if p.b[i] != '{' {
@@ -372,7 +372,7 @@ func (p *Parser) textLabels(lineStart, i int) (int, bool) {
 		if !p.checkValue(v) {
 			return 0, false
 		}
-		p.lbls = append(p.lbls, n, v)
+		p.keepLabel(n, v)
 		i = p.skipBlanks(j)
 		if i < len(p.b) && p.b[i] == ',' {
 			i++

@@ -146,6 +146,18 @@ func hostileCases() []hostileCase {
 				body := []byte(`m{l="` + strings.Repeat("v", int(lim.BodyBytes)-16) + "\"} 1\n")
 				return serveBody(promContentType, body)
 			}},
+		{name: "one series with as many labels as fit the body limit", wantReason: ReasonLabelLimit,
+			limits: func(l Limits) Limits { l.Labels = DefaultLimits.Labels; return l },
+			serve: func(lim Limits) http.HandlerFunc {
+				// Over 300k labels with distinct names: the label limit
+				// must be met while the line is read, not once its
+				// labels are built.
+				body := []byte("m{")
+				for i := 0; len(body) < int(lim.BodyBytes)-32; i++ {
+					body = append(body, fmt.Sprintf("l%d=\"x\",", i)...)
+				}
+				return serveBody(promContentType, append(body, "} 1\n"...))
+			}},
 		{name: "a million series", wantReason: ReasonSampleLimit,
 			serve: func(lim Limits) http.HandlerFunc {
 				// As many series as fit the body limit, far more than the sample limit.
@@ -352,6 +364,9 @@ func statusKB(field string) int64 {
 //     (up to 2.25 times), and the series' entry in the scraper's cache (48
 //     bytes, its Memo included) with its slot in the cache's map by text,
 //     which grows by doubling;
+//   - over a label limit at the first line (every such case here): the
+//     label set built of it and Labels' unescaped text, each up to the
+//     limit; of a line of too many labels, only its first ones;
 //
 // twice that, since Go's collector lets the heap grow to twice what was
 // live at its last run (GOGC=100), and a margin for the runtime and the
@@ -362,6 +377,9 @@ func peakBound(lim Limits, reason string) int64 {
 	case ReasonTimeout, ReasonNetwork, ReasonHTTPStatus:
 	case ReasonBodyTooLarge:
 		live += int64(lim.Samples) * 126
+	case ReasonLabelLimit:
+		// See above (Parser.LimitLabels keeps a long line's first labels).
+		live += 2 * lim.BodyBytes
 	default:
 		// __name__ and sizes, Sample and slice growth, cache entry and its
 		// slot by text.

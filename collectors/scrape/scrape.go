@@ -243,6 +243,7 @@ func parse(p *exposition.Parser, r io.Reader, limit int64, contentType string, l
 		format = exposition.OpenMetrics
 	}
 	pr := &parseRun{p: p, lim: lim, out: out, cache: cache, first: len(out.Samples)}
+	p.LimitLabels(lim.Labels) // a hostile line's labels beyond it are only counted
 	if cache != nil {
 		cache.start(format == exposition.OpenMetrics)
 		// A series the cache has needs its labels neither read nor checked.
@@ -293,6 +294,9 @@ type parseRun struct {
 // *Error.
 func (pr *parseRun) sample() error {
 	p, cache, out := pr.p, pr.cache, pr.out
+	if n := p.LabelCount(); pr.lim.Labels > 0 && n > pr.lim.Labels {
+		return &Error{ReasonLabelLimit, fmt.Errorf("%d labels, more than the limit of %d, in %.200s", n, pr.lim.Labels, p.Series())}
+	}
 	if cache != nil && !pr.looked {
 		pr.key = keyOf(p.Series())
 		pr.cached = cache.lookup(pr.key)
