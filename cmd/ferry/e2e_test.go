@@ -360,8 +360,8 @@ func TestEndToEndPrometheusWithOutage(t *testing.T) {
 	}
 	t.Logf("%d samples of node_load1 over %.0f s, outage of %.0f s with a SIGKILL", len(times), times[len(times)-1]-times[0], outageEnd.Sub(outageStart).Seconds())
 
-	// A clean stop right after a collection delivers it: nothing waits
-	// for the next start.
+	// A clean stop exits 0 (agent's TestStopDeliversOrCommitsWhatWasCollected
+	// holds the stop to delivering, or committing, the last collection).
 	before := newest()
 	waitFor(t, 2*interval, "a new collection at the receiver", func() bool { return newest() > before })
 	before = newest()
