@@ -108,7 +108,10 @@ func answerError(resp *http.Response, msg []byte) *Error {
 	switch code / 100 {
 	case 4, 5:
 		body := bytes.TrimSpace(msg)
-		if isHTML(resp, msg) {
+		switch {
+		case isHTML(resp, msg) && o == split:
+			body = []byte("(an HTML page: a proxy's limit?)")
+		case isHTML(resp, msg):
 			body = []byte("(an HTML page: not the receiver's answer? retrying)")
 		}
 		e.msg = fmt.Sprintf("%s: %s", resp.Status, body)

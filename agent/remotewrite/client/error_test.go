@@ -1,12 +1,16 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -82,6 +86,7 @@ func TestPostAnswers(t *testing.T) {
 		{code: 200, body: "\n<!doctype html><title>Welcome</title>", wantErr: "200 OK with an HTML page: not a receiver's answer (a captive portal or proxy?); retrying", retry: true, written: -1},
 		{code: 204, header: map[string]string{"Content-Type": "text/html"}, written: -1}, // no page: the receiver's empty answer
 		{code: 200, body: "ok", written: -1},
+		{code: 413, header: map[string]string{"Content-Type": "text/html"}, body: "<html><h1>413 Request Entity Too Large</h1></html>", wantErr: "413 Request Entity Too Large: (an HTML page: a proxy's limit?) (sending it in smaller parts)", tooLarge: true, written: -1},
 		{code: 408, wantErr: "408 Request Timeout: ", retry: true, written: -1},
 		{code: 429, header: map[string]string{"Retry-After": "5"}, wantErr: "429 Too Many Requests: ", retry: true, retryAfter: 5 * time.Second, written: -1},
 		{code: 503, body: "busy", wantErr: "503 Service Unavailable: busy", retry: true, written: -1},
@@ -210,5 +215,74 @@ func TestMayHaveWritten(t *testing.T) {
 			t.Errorf("%d: may have written %v, want %v", code, got, want)
 		}
 		srv.Close()
+	}
+}
+
+// TestPostAnswersAtRandom: whatever a receiver, a proxy or a portal
+// answers (any status, content type and body, up to megabytes), Post
+// counts as delivered only a 2xx that is not an HTML page, never drops
+// what an HTML page answered (a proxy's 413 page splits, as the
+// receiver's would), and returns an error message of bounded
+// length without the page in it.
+func TestPostAnswersAtRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 16))
+	seed := rng.Uint64()
+	t.Logf("seed %d", seed)
+	rng = rand.New(rand.NewPCG(seed, 16))
+	type answer struct {
+		code        int
+		contentType string
+		body        []byte
+	}
+	var cur atomic.Pointer[answer]
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		a := cur.Load()
+		if a.contentType != "" {
+			w.Header().Set("Content-Type", a.contentType)
+		}
+		w.WriteHeader(a.code)
+		w.Write(a.body)
+	}))
+	defer srv.Close()
+	c, err := New(Config{URL: srv.URL, Timeout: 10 * time.Second, UserAgent: "ferry-test/1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes := []int{200, 201, 202, 204, 206, 299, 300, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 407, 408, 409, 413, 415, 418, 422, 429, 451, 499, 500, 502, 503, 504, 511, 599, 600, 799, 999}
+	types := []string{"", "text/plain", "text/html", "text/html; charset=utf-8", "TEXT/HTML", "application/xhtml+xml", "application/json", "application/octet-stream"}
+	bodies := []string{"", "ok", "out of order sample", "<!DOCTYPE html><html><body>Log in</body></html>", "  \n<html>", "<?xml version=\"1.0\"?><x/>", "{\"status\":\"error\"}", "\x00\x01\xff\xfe"}
+	for i := range 300 {
+		a := &answer{code: codes[rng.IntN(len(codes))], contentType: types[rng.IntN(len(types))]}
+		a.body = []byte(bodies[rng.IntN(len(bodies))])
+		if rng.IntN(10) == 0 { // megabytes of it
+			a.body = bytes.Repeat(append(a.body, 'x'), 1+rng.IntN(4<<20)/(len(a.body)+1))
+		}
+		cur.Store(a)
+		_, err := c.Post(context.Background(), []byte("body"), "application/x-protobuf", "0.1.0")
+		body := a.body
+		if a.code == http.StatusNoContent || a.code == http.StatusNotModified {
+			body = nil // such answers carry none
+		}
+		head := bytes.ToLower(bytes.TrimSpace(body[:min(len(body), 512)]))
+		page := strings.Contains(strings.ToLower(a.contentType), "html") || bytes.HasPrefix(head, []byte("<!doctype")) ||
+			bytes.HasPrefix(head, []byte("<html")) || bytes.HasPrefix(head, []byte("<?xml"))
+		if a.code/100 == 2 {
+			page = page && len(head) > 0 // a receiver's empty 2xx, whatever its type
+		}
+		what := fmt.Sprintf("answer %d: %d %q with %d bytes starting %.40q", i, a.code, a.contentType, len(a.body), a.body)
+		var e *Error
+		switch {
+		case a.code/100 == 2 && !page:
+			if err != nil {
+				t.Errorf("%s: %v, want delivered", what, err)
+			}
+		case err == nil || !errors.As(err, &e):
+			t.Errorf("%s: err %v, want an *Error", what, err)
+		case page && !e.Retry && !e.TooLarge:
+			t.Errorf("%s: %v dropped: an HTML page is a portal's or a proxy's, never the receiver's refusal", what, err)
+		case len(e.Error()) > 1024 || strings.Contains(strings.ToLower(e.Error()), "<html") || strings.Contains(strings.ToLower(e.Error()), "<!doctype"):
+			t.Errorf("%s: message of %d bytes: %.200q", what, len(e.Error()), e.Error())
+		}
 	}
 }
