@@ -103,6 +103,28 @@ func hostileCases() []hostileCase {
 					fill(&gzipResponse{w, zw}, []byte("compressed_series 1\n"), -1)
 				}
 			}},
+		{name: "gzip body that is not gzip", wantReason: ReasonParse,
+			serve: func(Limits) http.HandlerFunc {
+				return func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Content-Type", promContentType)
+					w.Header().Set("Content-Encoding", "gzip")
+					w.Write([]byte("plain_series 1\n"))
+				}
+			}},
+		{name: "gzip body with a wrong checksum", wantReason: ReasonParse,
+			serve: func(Limits) http.HandlerFunc {
+				var b bytes.Buffer
+				zw := gzip.NewWriter(&b)
+				zw.Write([]byte("damaged_series 1\n"))
+				zw.Close()
+				body := b.Bytes()
+				body[len(body)-8] ^= 0xff // the CRC-32 of the trailer
+				return func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Content-Type", promContentType)
+					w.Header().Set("Content-Encoding", "gzip")
+					w.Write(body)
+				}
+			}},
 		{name: "declared length over the limit", wantReason: ReasonBodyTooLarge,
 			serve: func(lim Limits) http.HandlerFunc {
 				return func(w http.ResponseWriter, r *http.Request) {

@@ -6,6 +6,8 @@ package scrape
 
 import (
 	"bytes"
+	"compress/flate"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -207,10 +209,17 @@ func bodyTooLarge(limit int64) error {
 }
 
 // transportError classifies an error of the request or of reading the body.
+// A gzip body that is damaged (not gzip, bad data, a wrong checksum) is the
+// target's, not the network's: it cannot be read as metrics. One cut short
+// may be either, and counts as the network's.
 func transportError(err error) error {
 	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+	var corrupt flate.CorruptInputError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		return &Error{ReasonTimeout, err}
+	case errors.Is(err, gzip.ErrHeader) || errors.Is(err, gzip.ErrChecksum) || errors.As(err, &corrupt):
+		return &Error{ReasonParse, fmt.Errorf("the body's gzip is damaged: %w", err)}
 	}
 	return &Error{ReasonNetwork, err}
 }
@@ -383,7 +392,7 @@ const (
 	ReasonBodyTooLarge = "body_too_large" // over Limits.BodyBytes once inflated
 	ReasonSampleLimit  = "sample_limit"
 	ReasonLabelLimit   = "label_limit" // labels per series, name or value length
-	ReasonParse        = "parse"       // not the exposition format, invalid UTF-8, a label name twice
+	ReasonParse        = "parse"       // not the exposition format, invalid UTF-8, a label name twice, damaged gzip
 	ReasonTimeout      = "timeout"     // no whole answer within the scrape timeout
 	ReasonHTTPStatus   = "http_status" // an answer other than 200
 	ReasonNetwork      = "network"     // no connection, reset, TLS, ...
