@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 	"time"
@@ -119,6 +120,66 @@ func TestClockGuardAtAStop(t *testing.T) {
 			t.Errorf("clock set before the stop: stamped %v, stats %+v; want both samples stamped", got, st)
 		case !setBeforeStop && (len(got) != 0 || st.Held != 0 || st.Dropped != 2):
 			t.Errorf("clock still unset at the stop: stamped %v, stats %+v; want both held samples dropped and counted", got, st)
+		}
+	}
+}
+
+// TestClockGuardRandomWalk: whatever the wall clock does between
+// collections (ticks, steps back, a reset to 1970, a jump to 2099 and back,
+// the kernel's word on synchronisation coming and going), every sample
+// collected is stamped into the buffer, held, or dropped with a count, up
+// to the stop; none is stamped before the guard's floor; none is held past
+// MaxHeld.
+func TestClockGuardRandomWalk(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 1970))
+	floor := at("2026-06-01T00:00:00Z")
+	for run := range 20 {
+		a := testAgent(t, labels.EmptyLabels())
+		fc := &fakeClock{r: clock.Reading{Wall: time.Unix(rng.Int64N(1e9), 0), Mono: time.Minute}, known: rng.IntN(2) == 0}
+		if rng.IntN(2) == 0 {
+			fc.r.Wall = at("2026-11-24T12:00:00Z")
+		}
+		requireSync := rng.IntN(2) == 0
+		a.clock = clock.New(fc, floor, requireSync, slog.New(slog.DiscardHandler))
+		s := newSource("app/h:1", "app", "h:1", constant())
+		collections := 0
+		for range 100 {
+			switch rng.IntN(8) {
+			case 0:
+				fc.set(fc.r.Wall.Add(-time.Duration(1 + rng.Int64N(int64(24*time.Hour)))))
+			case 1:
+				fc.set(time.Unix(rng.Int64N(1e9), 0))
+			case 2:
+				fc.set(at("2099-01-01T00:00:00Z"))
+			case 3:
+				fc.set(at("2026-11-24T12:00:00Z").Add(time.Duration(rng.Int64N(int64(time.Hour)))))
+			case 4:
+				fc.isSynced, fc.known = rng.IntN(2) == 0, rng.IntN(4) != 0
+			default:
+				fc.tick(15 * time.Second)
+				a.collectOnce(context.Background(), s)
+				collections++
+			}
+			if st := a.clock.Stats(); st.Held > clock.MaxHeld {
+				t.Fatalf("run %d: %d samples held, more than MaxHeld", run, st.Held)
+			}
+		}
+		a.settleClock()
+		got := stamps(t, a)
+		for _, ts := range got {
+			if at(ts).Before(floor) {
+				t.Errorf("run %d: a sample stamped %s, before the floor", run, ts)
+			}
+		}
+		cs, dropped := a.clock.Stats(), 0
+		for _, n := range a.buf.Stats().Dropped {
+			dropped += int(n)
+		}
+		if accounted := len(got) + int(cs.Held) + int(cs.Dropped) + dropped; accounted != collections || cs.Held != 0 {
+			t.Errorf("run %d (require sync %v): %d collections; %d stamped, %d held, %d dropped by the guard, %d by the buffer",
+				run, requireSync, collections, len(got), cs.Held, cs.Dropped, dropped)
 		}
 	}
 }
