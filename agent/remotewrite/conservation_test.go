@@ -34,6 +34,8 @@ type flakyTSDB struct {
 	oooWindow bool
 
 	mu       sync.Mutex
+	bodies   int // bytes of every request body, answered or not
+	maxBody  int
 	newest   map[string]prompb.Sample
 	stored   map[string]map[int64]bool
 	refused  int // requests refused for a sample it never had: ferry broke the order
@@ -75,6 +77,8 @@ func (r *flakyTSDB) serve(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.requests++
+	r.bodies += len(body)
+	r.maxBody = max(r.maxBody, len(body))
 	fault := r.rng.IntN(100)
 	if r.down.Load() {
 		fault = 0
@@ -163,16 +167,19 @@ func (r *flakyTSDB) storedSamples() int {
 
 // TestConservationUnderFaults drives the real sender and the real buffer
 // with collections, commits and journal ticks at random, through outages
-// and a receiver that fails in every way it can, with thinning and
-// fresh-first switched on at random, and checks the promise: each series
+// and a receiver that fails in every way it can, with thinning,
+// fresh-first, a daily budget and the backlog's pace switched on at random
+// (every sample is backlog: older than backlogAge), and checks the promise: each series
 // reaches the receiver in order (oldest first, it refuses nothing as out
 // of order), and every sample collected is at the receiver or counted
 // dropped with a reason, once: stored + dropped = collected, but for what
 // ferry cannot know: samples whose answer was lost, which it may count
 // dropped although the receiver has them, and samples of a request that
 // failed as if it may have been written, which it may count as duplicates
-// when they are refused with ones the receiver has. CONSERVATION_SEED=n
-// reruns a seed.
+// when they are refused with ones the receiver has; what a budget holds
+// back is still buffered. A budget lets the backlog use at most three
+// quarters of it, plus one request; the pace holds the bytes sent to it.
+// CONSERVATION_SEED=n reruns a seed.
 func TestConservationUnderFaults(t *testing.T) {
 	seeds := []uint64{1, 2, 3, 4, 5, 6}
 	if testing.Short() {
@@ -205,13 +212,20 @@ func conservationRun(t *testing.T, seed uint64) {
 	cfg := testConfig(srv.URL, 50+rng.IntN(2000))
 	cfg.FreshFirst = rng.IntN(2) == 0
 	rcv.oooWindow = cfg.FreshFirst
+	if rng.IntN(3) == 0 { // binds: the backlog stops with most of it unsent
+		cfg.MaxBytesPerDay = 20<<10 + rng.Int64N(200<<10)
+	}
+	if rng.IntN(3) == 0 { // a second or two of the drain
+		cfg.BacklogBytesPerSecond = 200<<10 + rng.Int64N(300<<10)
+	}
 	s := newSender(cfg, buf)
 	jitter := rng.IntN(2) == 0
 	if jitter { // the reconnect jitter, shortened: a wait after the first answer
 		s.hold = func(time.Duration, time.Duration) time.Duration { return time.Duration(rand.N(20)) * time.Millisecond }
 	}
+	started := time.Now()
 	stop := start(t, s)
-	t.Logf("seed %d: cap %d thin %v fresh-first %v jitter %v max samples per send %d", seed, opts.MaxSize, opts.Thin, cfg.FreshFirst, jitter, cfg.MaxSamplesPerSend)
+	t.Logf("seed %d: cap %d thin %v fresh-first %v jitter %v max samples per send %d budget %d pace %d", seed, opts.MaxSize, opts.Thin, cfg.FreshFirst, jitter, cfg.MaxSamplesPerSend, cfg.MaxBytesPerDay, cfg.BacklogBytesPerSecond)
 
 	// Collections 15 s apart from three hours ago: old enough for
 	// fresh-first to split the backlog from what comes after.
@@ -254,8 +268,8 @@ func conservationRun(t *testing.T, seed uint64) {
 		t.Fatal(err)
 	}
 
-	// Drained: nothing committed, in the head or in flight, and every
-	// sample accounted for.
+	// Drained: nothing committed, in the head or in flight (or, with a
+	// budget, nothing more going out), and every sample accounted for.
 	dropped := func() (n uint64) {
 		st := buf.Stats()
 		for _, c := range st.Dropped {
@@ -269,20 +283,39 @@ func conservationRun(t *testing.T, seed uint64) {
 		return n
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	for {
+	for lastSent, idle := uint64(0), 0; ; {
 		st := buf.Stats()
 		if st.Blocks == 0 && st.HeadSamples == 0 && st.LiveSamples == 0 {
 			break
+		}
+		if sent := s.Stats().BytesSent; cfg.MaxBytesPerDay > 0 && !s.budgetWould(false) && st.LiveSamples == 0 {
+			if idle++; sent != lastSent {
+				lastSent, idle = sent, 0
+			} else if idle >= 25 { // half a second with nothing sent: held back for tomorrow
+				break
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("not drained after 60 s: %d blocks, %d in the head, %d in flight", st.Blocks, st.HeadSamples, st.LiveSamples)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	elapsed := time.Since(started)
 	stop()
+	buffered := buf.Stats().Samples + buf.Stats().HeadSamples
+	if cfg.MaxBytesPerDay == 0 && buffered != 0 {
+		t.Errorf("%d samples left in the buffer without a budget", buffered)
+	}
 	rcv.mu.Lock()
 	refused, requests, unknown := rcv.refused, rcv.requests, rcv.unknown
+	bodies, maxBody := rcv.bodies, rcv.maxBody
 	rcv.mu.Unlock()
+	if used := s.Stats().BudgetUsedBytes; cfg.MaxBytesPerDay > 0 && int64(used) > cfg.MaxBytesPerDay*3/4+int64(maxBody) {
+		t.Errorf("the backlog used %d bytes of a budget of %d: more than three quarters and one request of at most %d", used, cfg.MaxBytesPerDay, maxBody)
+	}
+	if r := cfg.BacklogBytesPerSecond; r > 0 && float64(bodies) > float64(r)*elapsed.Seconds()+float64(maxBody) {
+		t.Errorf("%d bytes sent in %v at a pace of %d bytes a second", bodies, elapsed, r)
+	}
 	if refused > 0 {
 		t.Errorf("the receiver refused %d requests for samples out of order that it did not have", refused)
 	}
@@ -291,10 +324,10 @@ func conservationRun(t *testing.T, seed uint64) {
 	if sent, stored := s.Stats().SamplesSent, rcv.storedSamples(); sent > uint64(stored) || sent+uint64(unknown) < uint64(stored) {
 		t.Errorf("ferry counted %d samples sent; the receiver stored %d (%d of them with the answer lost)", sent, stored, unknown)
 	}
-	got, unsure := rcv.storedSamples()+int(dropped()), rcv.unsureMissing()
+	got, unsure := rcv.storedSamples()+int(dropped())+int(buffered), rcv.unsureMissing()
 	if got < collected-unsure || got > collected+unknown {
-		t.Errorf("stored %d + dropped %d = %d, want the %d collected (up to %d more: stored with the answer lost; up to %d less: failed as if written, never stored)",
-			rcv.storedSamples(), dropped(), got, collected, unknown, unsure)
+		t.Errorf("stored %d + dropped %d + buffered %d = %d, want the %d collected (up to %d more: stored with the answer lost; up to %d less: failed as if written, never stored)",
+			rcv.storedSamples(), dropped(), buffered, got, collected, unknown, unsure)
 	}
 	t.Logf("%d collected, %d stored (%d with the answer lost), dropped: buffer %v, sender %v; %d requests", collected, rcv.storedSamples(), unknown, buf.Stats().Dropped, s.Stats().Dropped, requests)
 }

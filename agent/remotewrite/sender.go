@@ -402,8 +402,12 @@ func (s *Sender) Run(ctx context.Context) {
 			// Fresh data first, deleted as soon as it is delivered.
 			live, err := s.src.Read(max(liveFrom, liveNext), s.cfg.MaxSamplesPerSend)
 			if err == nil && len(live) > 0 {
-				if !s.budgetAllows(true) {
-					client.Sleep(ctx, budgetWait)
+				if !s.budgetAllows(oldestIn(live) >= time.Now().Add(-backlogAge).UnixMilli()) {
+					// Held back (blocks that waited past backlogAge are
+					// backlog too): what is in memory may still go.
+					if !s.sendLive(ctx, true) {
+						s.wait(ctx)
+					}
 					continue
 				}
 				if done, _ := s.deliver(ctx, live, true, true); !done {
