@@ -1,7 +1,6 @@
 package remotewrite
 
 import (
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ferry-agent/ferry/buffer"
-	"github.com/prometheus/prometheus/model/labels"
 )
 
 // timedReceiver answers each request with answer(n) and notes when it came.
@@ -157,14 +155,6 @@ func TestBacklogRateLimitLeavesFreshDataAlone(t *testing.T) {
 // is older than backlogAge is paced as a committed backlog is, while the
 // fresh samples in the same requests are not held to the limit.
 func TestBacklogRateLimitPacesABacklogInMemory(t *testing.T) {
-	appendHead := func(buf *buffer.Buffer, from time.Time, steps int) {
-		for step := range steps {
-			ts := from.Add(time.Duration(step) * 15 * time.Second).UnixMilli()
-			for i := range 10 {
-				buf.Append(labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)), ts, float64(ts))
-			}
-		}
-	}
 	drain := func(t *testing.T, buf *buffer.Buffer, rate int64, samples uint64) (*timedReceiver, Stats) {
 		rcv := newTimedReceiver(t, func(int) int { return http.StatusNoContent })
 		cfg := testConfig(rcv.srv.URL, 50) // one series (40 samples) a request

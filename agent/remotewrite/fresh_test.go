@@ -21,14 +21,39 @@ import (
 func fillBuffer(t *testing.T, b *buffer.Buffer, start time.Time, n int) {
 	t.Helper()
 	for step := range n {
-		ts := start.Add(time.Duration(step) * 15 * time.Second).UnixMilli()
-		for i := range 10 {
-			b.Append(labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)), ts, float64(ts))
-		}
+		appendStep(b, start.Add(time.Duration(step)*15*time.Second))
 		if err := b.Commit(); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// appendHead appends what fillBuffer commits, without a commit: a backlog
+// still in memory, as after an outage shorter than a commit.
+func appendHead(b *buffer.Buffer, start time.Time, n int) {
+	for step := range n {
+		appendStep(b, start.Add(time.Duration(step)*15*time.Second))
+	}
+}
+
+// appendStep appends one sample of each of the series m{i="0".."9"} at at.
+func appendStep(b *buffer.Buffer, at time.Time) {
+	ts := at.UnixMilli()
+	for i := range 10 {
+		b.Append(labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)), ts, float64(ts))
+	}
+}
+
+// requestBytes is the size of the request that sends series alone.
+func requestBytes(t *testing.T, url string, maxSamples int, series []buffer.Series) int64 {
+	t.Helper()
+	probe := newSender(testConfig(url, maxSamples), newFakeSource(buffer.Block{Seq: 1, Series: series}))
+	stop := start(t, probe)
+	for probe.Stats().BytesSent == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop()
+	return int64(probe.Stats().BytesSent)
 }
 
 func openBuffer(t *testing.T) *buffer.Buffer {
@@ -108,13 +133,7 @@ func TestDailyBudgetKeepsAQuarterForFreshData(t *testing.T) {
 	rcv := newReceiver(t, answers(status(http.StatusOK)))
 
 	// Measure one request's size, then set the budget to four of them.
-	probe := newSender(testConfig(rcv.srv.URL, 10), newFakeSource(buffer.Block{Seq: 1, Series: firstBlockSeries(t, buf)}))
-	stop := start(t, probe)
-	for probe.Stats().BytesSent == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
-	stop()
-	perRequest := int64(probe.Stats().BytesSent)
+	perRequest := requestBytes(t, rcv.srv.URL, 10, firstBlockSeries(t, buf))
 
 	cfg := testConfig(rcv.srv.URL, 10)  // one block a request
 	cfg.MaxBytesPerDay = 4 * perRequest // and no FreshFirst: the budget's holding back puts fresh data first
@@ -170,15 +189,7 @@ func TestDailyBudgetKeepsAQuarterForFreshData(t *testing.T) {
 // fresh data, and fresh data still goes once the rest waits for tomorrow.
 func TestDailyBudgetKeepsAQuarterForFreshDataWithTheBacklogInMemory(t *testing.T) {
 	buf := openBuffer(t)
-	appendHead := func(from time.Time, steps int) {
-		for step := range steps {
-			ts := from.Add(time.Duration(step) * 15 * time.Second).UnixMilli()
-			for i := range 10 {
-				buf.Append(labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)), ts, float64(ts))
-			}
-		}
-	}
-	appendHead(time.Now().Add(-10*time.Minute), 32) // 8 minutes of samples older than backlogAge, never committed
+	appendHead(buf, time.Now().Add(-10*time.Minute), 32) // 8 minutes of samples older than backlogAge
 	rcv := newReceiver(t, answers(status(http.StatusOK)))
 
 	// Measure one request's size (one series, as below), then set the
@@ -187,13 +198,7 @@ func TestDailyBudgetKeepsAQuarterForFreshDataWithTheBacklogInMemory(t *testing.T
 	one := blk.Series[0] // the buffer's again once handed back: a copy
 	one.T, one.V = slices.Clone(one.T), slices.Clone(one.V)
 	buf.LiveFailed(buffer.Block{})
-	probe := newSender(testConfig(rcv.srv.URL, 32), newFakeSource(buffer.Block{Seq: 1, Series: []buffer.Series{one}}))
-	stop := start(t, probe)
-	for probe.Stats().BytesSent == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
-	stop()
-	perRequest := int64(probe.Stats().BytesSent)
+	perRequest := requestBytes(t, rcv.srv.URL, 32, []buffer.Series{one})
 
 	cfg := testConfig(rcv.srv.URL, 32) // one series a request
 	cfg.MaxBytesPerDay = 4 * perRequest
@@ -217,7 +222,7 @@ func TestDailyBudgetKeepsAQuarterForFreshDataWithTheBacklogInMemory(t *testing.T
 	backlogSent := st.SamplesSent
 
 	// Fresh data still goes, into the quarter kept for it.
-	appendHead(time.Now(), 1)
+	appendHead(buf, time.Now(), 1)
 	buf.Collected() // as the agent does after each collection
 	deadline = time.Now().Add(20 * time.Second)
 	for s.Stats().SamplesSent < backlogSent+10 {
