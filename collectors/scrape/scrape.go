@@ -365,14 +365,12 @@ func (pr *parseRun) sample() error {
 }
 
 // checkLabels refuses what a receiver would refuse for the whole request
-// (duplicate names, invalid UTF-8) and what is over a label limit:
-// Prometheus fails the scrape for each.
+// (duplicate names, invalid UTF-8) and a name or value over its length
+// limit: Prometheus fails the scrape for each. (The number of labels is
+// checked before lset is built: parseRun.sample.)
 func checkLabels(lset labels.Labels, lim Limits) error {
 	if name, dup := lset.HasDuplicateLabelNames(); dup {
 		return &Error{ReasonParse, fmt.Errorf("label name %q is not unique in %.200s", name, lset)}
-	}
-	if lim.Labels > 0 && lset.Len() > lim.Labels {
-		return &Error{ReasonLabelLimit, fmt.Errorf("%d labels, more than the limit of %d, in %.200s", lset.Len(), lim.Labels, lset)}
 	}
 	return lset.Validate(func(l labels.Label) error {
 		switch {
