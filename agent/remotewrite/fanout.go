@@ -292,15 +292,15 @@ func (e *Endpoint) Delivered(seq uint64) {
 	}
 }
 
-// errNoDelete: see Fanout. The sender calls Delete only with FreshFirst or
+// errSeveralEndpoints: see Fanout. The sender calls Delete only with FreshFirst or
 // a daily budget, and Commit only with a budget, which the configuration
 // refuses with several endpoints.
-var errNoDelete = errors.New("deleting blocks out of order, or committing for one endpoint, is not supported with several remote_write endpoints")
+var errSeveralEndpoints = errors.New("deleting blocks out of order, or committing for one endpoint, is not supported with several remote_write endpoints")
 
-func (e *Endpoint) Delete([]uint64) error { return errNoDelete }
+func (e *Endpoint) Delete([]uint64) error { return errSeveralEndpoints }
 
 // Commit comes with a daily budget only, as Delete.
-func (e *Endpoint) Commit() error { return errNoDelete }
+func (e *Endpoint) Commit() error { return errSeveralEndpoints }
 
 // SplitAt comes with fresh data sent ahead of the backlog only, as Delete.
 func (e *Endpoint) SplitAt(uint64) {}

@@ -254,6 +254,9 @@ type Stats struct {
 // put newer data ahead of it.
 const backlogAge = 2 * time.Minute
 
+// backlogCutoff is the timestamp below which a sample is backlog at now.
+func backlogCutoff(now time.Time) int64 { return now.Add(-backlogAge).UnixMilli() }
+
 // budgetWait is how often a sender held back by its budget looks again.
 const budgetWait = time.Minute
 
@@ -402,7 +405,7 @@ func (s *Sender) Run(ctx context.Context) {
 			// Fresh data first, deleted as soon as it is delivered.
 			live, err := s.src.Read(max(liveFrom, liveNext), s.cfg.MaxSamplesPerSend)
 			if err == nil && len(live) > 0 {
-				if !s.budgetAllows(oldestIn(live) >= time.Now().Add(-backlogAge).UnixMilli()) {
+				if !s.budgetAllows(oldestIn(live) >= backlogCutoff(time.Now())) {
 					// Held back (blocks that waited past backlogAge are
 					// backlog too): what is in memory may still go.
 					if !s.sendLive(ctx, true) {
@@ -442,7 +445,7 @@ func (s *Sender) Run(ctx context.Context) {
 				s.src.SplitAt(0)
 				continue
 			}
-		} else if len(blocks) > 0 && !s.cfg.AllBacklog && newestIn(blocks) < time.Now().Add(-backlogAge).UnixMilli() {
+		} else if len(blocks) > 0 && !s.cfg.AllBacklog && newestIn(blocks) < backlogCutoff(time.Now()) {
 			// An old backlog: oldest first, unless asked otherwise or the
 			// budget holds it back (fresh data would wait for it).
 			why := ""
@@ -468,7 +471,7 @@ func (s *Sender) Run(ctx context.Context) {
 			continue
 		}
 		// The budget's backlog is every sample older than backlogAge.
-		fresh := s.cfg.AllBacklog || liveFrom == 0 && oldestIn(blocks) >= time.Now().Add(-backlogAge).UnixMilli()
+		fresh := s.cfg.AllBacklog || liveFrom == 0 && oldestIn(blocks) >= backlogCutoff(time.Now())
 		if !s.budgetAllows(fresh) {
 			// Held back: fresh data, if any, goes when it is collected.
 			ack()
@@ -522,7 +525,7 @@ func (s *Sender) sendLive(ctx context.Context, aheadOfBacklog bool) bool {
 	if !ok {
 		return false
 	}
-	backlog := oldestIn([]buffer.Block{blk}) < time.Now().Add(-backlogAge).UnixMilli()
+	backlog := oldestIn([]buffer.Block{blk}) < backlogCutoff(time.Now())
 	if !s.budgetAllows(!backlog) {
 		s.src.LiveFailed(buffer.Block{})
 		if backlog && s.budgetWould(true) {
@@ -806,7 +809,7 @@ func (s *Sender) backlogBytes(series []*codec.Series, samples, n int, now time.T
 	if s.cfg.BacklogBytesPerSecond <= 0 || s.cfg.AllBacklog || samples <= 0 {
 		return 0
 	}
-	cutoff := now.Add(-backlogAge).UnixMilli()
+	cutoff := backlogCutoff(now)
 	old := 0
 	for _, cs := range series {
 		k, _ := slices.BinarySearch(cs.T, cutoff) // each series' samples are in time order
