@@ -242,6 +242,12 @@ type Buffer struct {
 	// journaled has the newest sample the journal has of each series it
 	// has since it was last emptied (journal.go); nil while it has none.
 	journaled map[uint32]journaledSample
+	// neverSent is NeverSent's, set at Open and read-only after.
+	neverSent map[uint32]int64
+	// putBack has, per series that LiveFailed put back into the head, the
+	// newest sample sent (it may be at the receiver), for the journal to
+	// mark sent when it writes them; emptied with the head by a commit.
+	putBack map[uint32]int64
 
 	capLog capLog // cap.go
 
@@ -383,13 +389,14 @@ func (b *Buffer) seedNewest() {
 // startJournal opens the journal, and commits what a process that died
 // left in it, so that the journal starts empty.
 func (b *Buffer) startJournal() error {
-	replayed, err := b.openJournal()
+	replayed, delivered, err := b.openJournal()
 	if err != nil {
 		_ = b.db.Close()
 		return err
 	}
-	if replayed > 0 {
-		b.log.Info("buffer: samples from the journal of the last run recovered", "samples", replayed)
+	if replayed > 0 || delivered > 0 {
+		b.log.Info("buffer: samples from the journal of the last run recovered", "samples", replayed,
+			"delivered_before", delivered) // acknowledged by the receiver: not sent again
 	}
 	if err := b.Commit(); err != nil {
 		// The journal stays as it is: the next Open replays it again.
@@ -674,6 +681,7 @@ func (b *Buffer) commitLocked() error {
 	}
 	clear(entries)
 	b.head, b.headSamples, b.headBytes = entries[:0], 0, 0
+	b.putBack = nil
 	newSeries := b.newSeriesLocked(keep)
 	b.mu.Unlock()
 

@@ -27,20 +27,58 @@ import (
 // memory, and by its own share of the cap on disk. At Open, the journal of a
 // process that died is replayed into the head and committed.
 //
+// The journal also tells what became of its samples on the live path, so
+// that after a crash the sender neither sends again what the receiver has
+// nor takes for a duplicate what it never had. Resent, samples older than
+// the receiver's newest are refused as out of order, and a receiver that
+// refuses a request whole (Prometheus before its partial writes) takes
+// the unsent samples of the request down too. Samples sent (taken live,
+// so possibly written by the receiver) are marked sent; those the receiver
+// acknowledged, delivered: a replay skips them. Marks cost a record only
+// while the journal holds samples of a live block: with the link up and
+// the sender keeping up, never.
+//
 // Format: the 8-byte magic, then records, each a uvarint payload length,
-// the payload's CRC-32C (big-endian) and the payload, snappy-compressed:
-// the label sets of the series it names for the first time since the
-// journal was emptied (count; each ref and the labels, with their metadata
-// if any, as in the series bucket), then its samples in groups of one timestamp (group count; each
-// the timestamp as the difference from the group before, the sample count,
-// and per sample its series' ref as the difference from the sample before
-// and its value as in a block, against the series' previous value in the
-// journal). A torn or damaged record ends the replay.
+// the payload's CRC-32C (big-endian) and the payload, snappy-compressed. A
+// payload is its kind (one byte) and its body:
+//   - samples (0): the label sets of the series it names for the first time
+//     since the journal was emptied (count; each ref and the labels, with
+//     their metadata if any, as in the series bucket), then marks of what
+//     was sent, as in a sent record, then its samples in groups of one
+//     timestamp (group count; each the timestamp as the difference from the
+//     group before, the sample count, and per sample its series' ref as the
+//     difference from the sample before and its value as in a block,
+//     against the series' previous value in the journal);
+//   - delivered (1): series whose samples up to a time the receiver has, in
+//     groups of one time (group count; each the time as the difference from
+//     the group before, the series count, and their refs ascending, each as
+//     the difference from the one before);
+//   - sent (2): series whose samples up to a time were sent, as delivered.
+//
+// A mark holds for the series its ref names at the mark: a ref defined
+// again (a series the buffer forgot and saw again) starts without marks. A
+// torn or damaged record, or one of an unknown kind, ends the replay.
+// Journals of the first format (magic FERRYJ1) hold samples records only,
+// without the kind and the marks; all they hold may have been sent.
 
 // JournalSuffix names the journal: the buffer's file name and this.
 const JournalSuffix = ".journal"
 
-var journalMagic = []byte("FERRYJ1\n")
+var (
+	journalMagic   = []byte("FERRYJ2\n")
+	journalMagicV1 = []byte("FERRYJ1\n") // samples records only, without their kind
+)
+
+// The kinds of journal records.
+const (
+	recordSamples   byte = 0
+	recordDelivered byte = 1
+	recordSent      byte = 2
+
+	// A samples record of a FERRYJ1 journal, without the sent marks: never
+	// written, the kind journalRecords gives such records.
+	recordSamplesV1 byte = 0xff
+)
 
 // maxJournalRecord bounds what the replay reads and allocates for one
 // record: far above what a tick writes at the head's memory bound.
@@ -82,14 +120,19 @@ type journal struct {
 	// Samples written since the journal was emptied, and as of the last
 	// Sync: those survive a power cut.
 	written, synced journaledSamples
+
+	// failed is the error of a record of marks (journalMarks), which the
+	// next Journal reports.
+	failed error
 }
 
 // journaledSample is the newest sample the journal has of a series: only
 // newer ones are due, and a value is written as its change from the one
 // before. Its series' labels are in the journal.
 type journaledSample struct {
-	t int64
-	v float64
+	t    int64
+	v    float64
+	sent int64 // the journal marks its samples up to this time sent (recordSent)
 }
 
 type journaledSamples struct {
@@ -108,22 +151,32 @@ func (b *Buffer) Journal() error {
 	}
 	b.writeMu.Lock()
 	defer b.writeMu.Unlock()
+	failed := b.jf.failed
+	b.jf.failed = nil
 	b.mu.Lock()
 	rec, due := b.journalRecordLocked(b.liveFailing.Load())
 	b.mu.Unlock()
 	if rec == nil {
-		return nil
+		return failed
 	}
+	if err := b.appendRecordLocked(rec); err != nil {
+		return errors.Join(failed, err)
+	}
+	b.jf.written.n += due.n
+	b.jf.written.newest = max(b.jf.written.newest, due.newest)
+	return failed
+}
+
+// appendRecordLocked appends a record to the journal, or commits the head
+// instead if the record could take the journal past its share of the cap,
+// or if it could not be written. The caller holds writeMu.
+func (b *Buffer) appendRecordLocked(rec []byte) error {
 	if b.jf.size+journalRecordBound(len(rec)) > journalShare(b.maxSize) {
-		// Written, the record could take the journal past its share of
-		// the cap: commit instead.
 		return b.commitInsteadLocked()
 	}
 	if err := b.jf.append(rec); err != nil {
 		return errors.Join(fmt.Errorf("buffer journal: %w", err), b.commitInsteadLocked())
 	}
-	b.jf.written.n += due.n
-	b.jf.written.newest = max(b.jf.written.newest, due.newest)
 	if b.jf.size >= journalShare(b.maxSize) {
 		signal(b.headFull)
 	}
@@ -229,16 +282,166 @@ func (b *Buffer) journalRecordLocked(all bool) ([]byte, journaledSamples) {
 		for _, d := range due[i:j] {
 			groups = binary.AppendUvarint(groups, uint64(d.ref-prevRef))
 			prevRef = d.ref
-			groups = appendValue(groups, cand[:0], b.journaled[d.ref].v, d.v)
-			b.journaled[d.ref] = journaledSample{d.t, d.v}
+			js := b.journaled[d.ref]
+			groups = appendValue(groups, cand[:0], js.v, d.v)
+			js.t, js.v = d.t, d.v
+			b.journaled[d.ref] = js
 		}
 		nGroups++
 		i = j
 	}
-	payload := binary.AppendUvarint(nil, uint64(nDefs))
+	// The live block in flight is sent, and so were the samples that came
+	// back from one: what the journal now holds of them is marked so, in
+	// the same record.
+	var sent []seriesMark
+	markSent := func(ref uint32, last int64) {
+		if js, ok := b.journaled[ref]; ok && js.sent < last {
+			sent = append(sent, seriesMark{ref, last})
+			js.sent = last
+			b.journaled[ref] = js
+		}
+	}
+	for _, l := range b.live {
+		markSent(l.Ref, l.T[len(l.T)-1])
+	}
+	for ref, last := range b.putBack {
+		markSent(ref, last)
+	}
+	payload := binary.AppendUvarint([]byte{recordSamples}, uint64(nDefs))
 	payload = append(payload, defs...)
+	payload = appendMarks(payload, sent)
 	payload = binary.AppendUvarint(payload, uint64(nGroups))
 	return append(payload, groups...), journaledSamples{len(due), due[len(due)-1].t}
+}
+
+// seriesMark is one series' part of a live block: its samples up to t were
+// sent (recordSent) or are at the receiver (recordDelivered).
+type seriesMark struct {
+	ref uint32
+	t   int64
+}
+
+// deliveredMarksLocked returns the marks of the samples of the live block
+// in flight (the first settled[ref] of each series, all with settled nil)
+// that the journal holds some of; nil, without allocating, when it holds
+// none. The caller holds mu.
+func (b *Buffer) deliveredMarksLocked(settled map[uint32]int) []seriesMark {
+	if len(b.journaled) == 0 {
+		return nil
+	}
+	var marks []seriesMark
+	for _, s := range b.live {
+		ts := s.T
+		if settled != nil {
+			ts = ts[:min(settled[s.Ref], len(ts))]
+		}
+		if j, ok := b.journaled[s.Ref]; ok && len(ts) > 0 && ts[0] <= j.t {
+			marks = append(marks, seriesMark{s.Ref, ts[len(ts)-1]})
+		}
+	}
+	return marks
+}
+
+// sentMarksLocked returns the marks of the samples of blk, just taken
+// live, that the journal holds some of and has not marked sent; nil,
+// without allocating, when there are none. The caller holds mu.
+func (b *Buffer) sentMarksLocked(blk Block) []seriesMark {
+	if len(b.journaled) == 0 {
+		return nil
+	}
+	var marks []seriesMark
+	for _, s := range blk.Series {
+		if j, ok := b.journaled[s.Ref]; ok && s.T[0] <= j.t && j.sent < s.T[len(s.T)-1] {
+			marks = append(marks, seriesMark{s.Ref, s.T[len(s.T)-1]})
+		}
+	}
+	return marks
+}
+
+// journalMarks appends a record of the kind recordSent or recordDelivered
+// with marks, for the series the journal still holds (a commit may have
+// emptied it since the marks were taken). An error waits for the next
+// Journal. Safe for concurrent use; serialised with commits.
+func (b *Buffer) journalMarks(kind byte, marks []seriesMark) {
+	if len(marks) == 0 || b.jf == nil {
+		return
+	}
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
+	b.journalMarksLocked(kind, marks)
+}
+
+// journalMarksLocked is journalMarks for a caller that holds writeMu.
+func (b *Buffer) journalMarksLocked(kind byte, marks []seriesMark) {
+	if len(marks) == 0 || b.jf == nil {
+		return
+	}
+	b.mu.Lock()
+	kept := marks[:0]
+	for _, m := range marks {
+		if j, ok := b.journaled[m.ref]; ok {
+			kept = append(kept, m)
+			if kind == recordSent {
+				j.sent = max(j.sent, m.t)
+				b.journaled[m.ref] = j
+			}
+		}
+	}
+	b.mu.Unlock()
+	if len(kept) == 0 {
+		return
+	}
+	if err := b.appendRecordLocked(appendMarks([]byte{kind}, kept)); err != nil {
+		b.jf.failed = errors.Join(b.jf.failed, err)
+	}
+}
+
+// appendMarks encodes marks in groups of one time: the group count, then
+// per group the time as the difference from the group before, the series
+// count and their refs ascending, each as the difference from the one
+// before. It sorts marks.
+func appendMarks(dst []byte, marks []seriesMark) []byte {
+	slices.SortFunc(marks, func(x, y seriesMark) int {
+		return cmp.Or(cmp.Compare(x.t, y.t), cmp.Compare(x.ref, y.ref))
+	})
+	var groups []byte
+	nGroups := 0
+	var prevT int64
+	for i := 0; i < len(marks); {
+		j := i
+		for j < len(marks) && marks[j].t == marks[i].t {
+			j++
+		}
+		groups = binary.AppendVarint(groups, marks[i].t-prevT)
+		prevT = marks[i].t
+		groups = binary.AppendUvarint(groups, uint64(j-i))
+		var prevRef uint32
+		for _, m := range marks[i:j] {
+			groups = binary.AppendUvarint(groups, uint64(m.ref-prevRef))
+			prevRef = m.ref
+		}
+		nGroups++
+		i = j
+	}
+	dst = binary.AppendUvarint(dst, uint64(nGroups))
+	return append(dst, groups...)
+}
+
+// readMarks decodes what appendMarks wrote, calling fn with each mark.
+func readMarks(rd *reader, fn func(ref uint32, t int64)) {
+	limit := len(rd.b)
+	var t int64
+	for range rd.count(limit) {
+		t += rd.varint()
+		var ref uint32
+		for range rd.count(limit) {
+			ref += uint32(rd.uvarint())
+			if rd.err != nil {
+				return
+			}
+			fn(ref, t)
+		}
+	}
 }
 
 // journalRecordBound is the most bytes append writes for a payload of n
@@ -310,24 +513,36 @@ func (b *Buffer) emptyJournalLocked() error {
 // openJournal opens the journal for appending after replaying what a
 // process that died left in it into the head. The caller commits the head
 // and empties the journal before anything else is appended.
-func (b *Buffer) openJournal() (samples int, err error) {
+func (b *Buffer) openJournal() (samples, delivered int, err error) {
 	f, err := os.OpenFile(b.path+JournalSuffix, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return 0, fmt.Errorf("buffer journal: %w", err)
+		return 0, 0, fmt.Errorf("buffer journal: %w", err)
 	}
 	b.jf = &journal{f: f}
-	samples, rerr := replayJournal(bufio.NewReader(f), func(lset labels.Labels, m Meta, t int64, v float64) {
-		b.AppendMeta(Ref{}, lset, m, t, v)
+	samples, delivered, rerr := replayJournal(f, func(lset labels.Labels, m Meta, t int64, v float64, sent bool) {
+		r := b.AppendMeta(Ref{}, lset, m, t, v)
+		if sent || r.e == nil {
+			return
+		}
+		b.mu.Lock()
+		appended := r.e.tracked && r.e.state.lastT == t // not dropped (out of order)
+		b.mu.Unlock()
+		if _, ok := b.neverSent[r.e.ref]; !ok && appended {
+			if b.neverSent == nil {
+				b.neverSent = map[uint32]int64{}
+			}
+			b.neverSent[r.e.ref] = t
+		}
 	})
 	if rerr != nil {
 		b.log.Warn("buffer journal damaged; replayed what came before the damage", "file", b.path+JournalSuffix, "samples", samples, "err", rerr)
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		return samples, fmt.Errorf("buffer journal: %w", err)
+		return samples, delivered, fmt.Errorf("buffer journal: %w", err)
 	}
 	b.jf.size = fi.Size()
-	return samples, nil
+	return samples, delivered, nil
 }
 
 // readJournal replays the journal a process that died left into the head
@@ -342,7 +557,7 @@ func (b *Buffer) readJournal() error {
 		return fmt.Errorf("buffer journal: %w", err)
 	}
 	defer f.Close()
-	samples, rerr := replayJournal(bufio.NewReader(f), func(lset labels.Labels, m Meta, t int64, v float64) {
+	samples, _, rerr := replayJournal(f, func(lset labels.Labels, m Meta, t int64, v float64, _ bool) {
 		b.AppendMeta(Ref{}, lset, m, t, v)
 	})
 	if rerr != nil {
@@ -354,60 +569,81 @@ func (b *Buffer) readJournal() error {
 var errJournal = errors.New("damaged journal record")
 
 // replayJournal decodes a journal, calling appendFn with each sample in
-// order. It returns the samples replayed, and an error for a damaged
-// record (a torn tail after a power cut ends it the same way).
-func replayJournal(r *bufio.Reader, appendFn func(labels.Labels, Meta, int64, float64)) (int, error) {
-	magic := make([]byte, len(journalMagic))
-	if _, err := io.ReadFull(r, magic); err != nil {
-		if errors.Is(err, io.EOF) {
-			return 0, nil // empty
+// order that the receiver had not acknowledged, and whether it was sent
+// (it may be at the receiver). It returns the samples replayed and those
+// skipped as delivered, and an error for a damaged record (a torn tail
+// after a power cut ends it the same way). It reads r twice: the marks
+// first, then the samples.
+func replayJournal(r io.ReadSeeker, appendFn func(lset labels.Labels, m Meta, t int64, v float64, sent bool)) (replayed, delivered int, err error) {
+	// A ref names one series from its definition on: a series the buffer
+	// forgot is defined again, under a new generation, and marks of the
+	// generation before do not hold for its samples.
+	type refGen struct{ ref, gen uint32 }
+	acked := map[refGen]int64{} // the receiver has the series' samples up to this time
+	sentTo := map[refGen]int64{}
+	gens := map[uint32]uint32{}
+	mark := func(to map[refGen]int64) func(uint32, int64) {
+		return func(ref uint32, t int64) {
+			k := refGen{ref, gens[ref]}
+			to[k] = max(to[k], t)
 		}
-		return 0, fmt.Errorf("%w: header", errJournal)
 	}
-	if string(magic) != string(journalMagic) {
-		return 0, fmt.Errorf("%w: not a journal", errJournal)
+	err = journalRecords(r, func(kind byte, payload []byte) error {
+		rd := reader{b: payload}
+		switch kind {
+		case recordSamples, recordSamplesV1:
+			for range rd.count(len(payload)) {
+				gens[uint32(rd.uvarint())]++
+				rd.bytes()
+			}
+			if kind == recordSamples {
+				readMarks(&rd, mark(sentTo))
+			}
+			if rd.err != nil {
+				return fmt.Errorf("%w: labels", errJournal)
+			}
+			return nil
+		case recordDelivered:
+			readMarks(&rd, mark(acked))
+		case recordSent:
+			readMarks(&rd, mark(sentTo))
+		}
+		if rd.err != nil || len(rd.b) != 0 {
+			return fmt.Errorf("%w: marks", errJournal)
+		}
+		return nil
+	})
+	// A mark is a fact wherever it lies, even beyond a record the second
+	// pass finds damaged: the second pass may stop earlier than the first.
+	if _, serr := r.Seek(0, io.SeekStart); serr != nil {
+		return 0, 0, fmt.Errorf("buffer journal: %w", serr)
 	}
 	type replayState struct {
 		lset labels.Labels
 		meta Meta
 		v    float64
+		gen  uint32
 	}
 	series := map[uint32]*replayState{}
-	samples := 0
-	for {
-		n, err := binary.ReadUvarint(r)
-		if errors.Is(err, io.EOF) {
-			return samples, nil
-		}
-		if err != nil || n > maxJournalRecord {
-			return samples, fmt.Errorf("%w: record length", errJournal)
-		}
-		var crc [4]byte
-		z := make([]byte, n)
-		if _, err := io.ReadFull(r, crc[:]); err != nil {
-			return samples, fmt.Errorf("%w: torn record", errJournal)
-		}
-		if _, err := io.ReadFull(r, z); err != nil {
-			return samples, fmt.Errorf("%w: torn record", errJournal)
-		}
-		if crc32.Checksum(z, crcTable) != binary.BigEndian.Uint32(crc[:]) {
-			return samples, fmt.Errorf("%w: checksum", errJournal)
-		}
-		if l, err := snappy.DecodedLen(z); err != nil || l > maxJournalRecord {
-			return samples, fmt.Errorf("%w: payload size", errJournal)
-		}
-		payload, err := snappy.Decode(nil, z)
-		if err != nil {
-			return samples, fmt.Errorf("%w: %v", errJournal, err)
+	err2 := journalRecords(r, func(kind byte, payload []byte) error {
+		if kind != recordSamples && kind != recordSamplesV1 {
+			return nil
 		}
 		rd := reader{b: payload}
 		for range rd.count(len(payload)) {
 			ref := uint32(rd.uvarint())
 			lset, m, err := decodeSeries(rd.bytes())
 			if rd.err != nil || err != nil {
-				return samples, fmt.Errorf("%w: labels", errJournal)
+				return fmt.Errorf("%w: labels", errJournal)
 			}
-			series[ref] = &replayState{lset: lset, meta: m}
+			gen := uint32(1)
+			if st := series[ref]; st != nil {
+				gen = st.gen + 1
+			}
+			series[ref] = &replayState{lset: lset, meta: m, gen: gen}
+		}
+		if kind == recordSamples {
+			readMarks(&rd, func(uint32, int64) {}) // read in the first pass
 		}
 		var t int64
 		for range rd.count(len(payload)) {
@@ -417,18 +653,87 @@ func replayJournal(r *bufio.Reader, appendFn func(labels.Labels, Meta, int64, fl
 				ref += uint32(rd.uvarint())
 				st := series[ref]
 				if st == nil || rd.err != nil {
-					return samples, fmt.Errorf("%w: unknown series %d", errJournal, ref)
+					return fmt.Errorf("%w: unknown series %d", errJournal, ref)
 				}
 				st.v = rd.value(st.v)
 				if rd.err != nil {
-					return samples, fmt.Errorf("%w: samples", errJournal)
+					return fmt.Errorf("%w: samples", errJournal)
 				}
-				appendFn(st.lset, st.meta, t, st.v)
-				samples++
+				k := refGen{ref, st.gen}
+				if a, ok := acked[k]; ok && t <= a {
+					delivered++
+					continue
+				}
+				// A journal of the first format did not tell what was
+				// sent: all of it may have been.
+				s, ok := sentTo[k]
+				appendFn(st.lset, st.meta, t, st.v, ok && t <= s || kind == recordSamplesV1)
+				replayed++
 			}
 		}
 		if rd.err != nil || len(rd.b) != 0 {
-			return samples, fmt.Errorf("%w: record body", errJournal)
+			return fmt.Errorf("%w: record body", errJournal)
+		}
+		return nil
+	})
+	return replayed, delivered, cmp.Or(err2, err)
+}
+
+// journalRecords reads a journal's records in order and calls fn with each
+// one's kind and payload, until the end, a damaged record or an error of
+// fn, which it returns.
+func journalRecords(r io.Reader, fn func(kind byte, payload []byte) error) error {
+	br := bufio.NewReader(r)
+	magic := make([]byte, len(journalMagic))
+	if _, err := io.ReadFull(br, magic); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // empty
+		}
+		return fmt.Errorf("%w: header", errJournal)
+	}
+	var kinds bool
+	switch string(magic) {
+	case string(journalMagic):
+		kinds = true
+	case string(journalMagicV1):
+	default:
+		return fmt.Errorf("%w: not a journal", errJournal)
+	}
+	for {
+		n, err := binary.ReadUvarint(br)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil || n > maxJournalRecord {
+			return fmt.Errorf("%w: record length", errJournal)
+		}
+		var crc [4]byte
+		z := make([]byte, n)
+		if _, err := io.ReadFull(br, crc[:]); err != nil {
+			return fmt.Errorf("%w: torn record", errJournal)
+		}
+		if _, err := io.ReadFull(br, z); err != nil {
+			return fmt.Errorf("%w: torn record", errJournal)
+		}
+		if crc32.Checksum(z, crcTable) != binary.BigEndian.Uint32(crc[:]) {
+			return fmt.Errorf("%w: checksum", errJournal)
+		}
+		if l, err := snappy.DecodedLen(z); err != nil || l > maxJournalRecord {
+			return fmt.Errorf("%w: payload size", errJournal)
+		}
+		payload, err := snappy.Decode(nil, z)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errJournal, err)
+		}
+		kind := recordSamplesV1
+		if kinds {
+			if len(payload) == 0 || payload[0] > recordSent {
+				return fmt.Errorf("%w: record kind", errJournal)
+			}
+			kind, payload = payload[0], payload[1:]
+		}
+		if err := fn(kind, payload); err != nil {
+			return err
 		}
 	}
 }

@@ -1,14 +1,16 @@
 package buffer
 
 import (
-	"bufio"
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
+	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
 )
 
@@ -103,6 +105,132 @@ func TestJournalKeepsTheHeadAcrossAProcessCrash(t *testing.T) {
 	}
 }
 
+// A crash with the link up but slow: the journal knows what the receiver
+// acknowledged (not replayed, so not sent again to a receiver that would
+// refuse it as out of order, and with it the newer samples of its
+// request), what was in flight (it may be at the receiver), and what was
+// never sent (NeverSent: the sender must not take it for a duplicate).
+func TestJournalKnowsWhatWasSentAndDelivered(t *testing.T) {
+	series := func(i int) labels.Labels { return labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)) }
+	waitTicks := func(b *Buffer) {
+		t.Helper()
+		for range 2 { // the second journals what waited a tick
+			if err := b.Journal(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// openLive opens a buffer whose live block in flight, if any, is
+	// handed back before it is closed.
+	openLive := func(dir string) *Buffer {
+		b := openTest(t, dir, 4<<20)
+		t.Cleanup(func() {
+			b.LiveFailed(Block{})
+			b.Close()
+		})
+		return b
+	}
+	take := func(b *Buffer, n int) Block {
+		t.Helper()
+		blk, ok := b.TakeLive(n, false)
+		if !ok {
+			t.Fatal("nothing taken live")
+		}
+		return blk
+	}
+	// reopen crashes the process and returns what the journal replayed,
+	// per series, and NeverSent, by series.
+	reopen := func(dir string) (map[string][]int64, map[string]int64) {
+		t.Helper()
+		after := openTest(t, crashCopy(t, dir), 4<<20)
+		t.Cleanup(func() { after.Close() })
+		never := map[string]int64{}
+		if err := after.ForEach(func(blk Block) error {
+			for _, s := range blk.Series {
+				if from, ok := after.NeverSent()[s.Ref]; ok {
+					never[s.Labels.String()] = from
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return drain(t, after), never
+	}
+
+	t.Run("journaled, then taken", func(t *testing.T) {
+		dir := t.TempDir()
+		b := openLive(dir)
+		for _, ts := range []int64{1000, 2000, 3000} {
+			for i := range 3 {
+				b.Append(series(i), ts, float64(ts+int64(i))) // as drain checks
+			}
+		}
+		waitTicks(b)
+		take(b, 3) // series 0: delivered
+		b.LiveDone()
+		blk := take(b, 3) // series 1: settled in part, and sent
+		settled := Block{Series: []Series{{Ref: blk.Series[0].Ref, T: blk.Series[0].T[:2], V: blk.Series[0].V[:2]}}}
+		b.LiveFailed(settled)
+		take(b, 3) // series 1's last: in flight at the crash
+		got, never := reopen(dir)
+		want := map[string][]int64{series(1).String(): {3000}, series(2).String(): {1000, 2000, 3000}}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("replayed %v, want %v: nothing delivered, everything else", got, want)
+		}
+		if want := map[string]int64{series(2).String(): 1000}; fmt.Sprint(never) != fmt.Sprint(want) {
+			t.Errorf("NeverSent %v, want %v: series 2 never taken, series 1's last in flight", never, want)
+		}
+	})
+	t.Run("taken, then journaled in flight", func(t *testing.T) {
+		dir := t.TempDir()
+		b := openLive(dir)
+		b.Append(series(0), 1000, 1000)
+		take(b, 10)
+		b.Append(series(0), 2000, 2000) // waits behind the block in flight
+		waitTicks(b)
+		got, never := reopen(dir)
+		if want := map[string][]int64{series(0).String(): {1000, 2000}}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("replayed %v, want %v", got, want)
+		}
+		if want := map[string]int64{series(0).String(): 2000}; fmt.Sprint(never) != fmt.Sprint(want) {
+			t.Errorf("NeverSent %v, want %v: the sample in flight may be at the receiver, the one behind it not", never, want)
+		}
+	})
+	t.Run("a journal of the first format", func(t *testing.T) {
+		// Left by an older ferry that died: it replays, and as it did not
+		// tell what it sent, all of it may be at the receiver.
+		dir := t.TempDir()
+		b := openTest(t, dir, 4<<20)
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		lb := encodeSeries(series(0), Meta{})
+		payload := binary.AppendUvarint(nil, 1) // one series defined
+		payload = binary.AppendUvarint(payload, 7)
+		payload = binary.AppendUvarint(payload, uint64(len(lb)))
+		payload = append(payload, lb...)
+		payload = binary.AppendUvarint(payload, 1)   // one group
+		payload = binary.AppendVarint(payload, 5000) // at 5000
+		payload = binary.AppendUvarint(payload, 1)   // of one sample
+		payload = binary.AppendUvarint(payload, 7)   // of series 7
+		payload = appendValue(payload, nil, 0, 5000) // its value
+		z := snappy.Encode(nil, payload)
+		rec := binary.AppendUvarint(bytes.Clone(journalMagicV1), uint64(len(z)))
+		rec = binary.BigEndian.AppendUint32(rec, crc32.Checksum(z, crcTable))
+		if err := os.WriteFile(filepath.Join(dir, FileName+JournalSuffix), append(rec, z...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, never := reopen(dir)
+		if want := map[string][]int64{series(0).String(): {5000}}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("replayed %v, want %v", got, want)
+		}
+		if len(never) != 0 {
+			t.Errorf("NeverSent %v, want none", never)
+		}
+	})
+}
+
 // With the link up the sender takes each collection before it has waited a
 // tick: the journal is never written.
 func TestJournalStaysEmptyWhileTheSenderKeepsUp(t *testing.T) {
@@ -176,7 +304,7 @@ func TestJournalReplayStopsAtDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	replay := func(data []byte) (ts []int64, err error) {
-		_, err = replayJournal(bufio.NewReader(bytes.NewReader(data)), func(l labels.Labels, _ Meta, t int64, v float64) {
+		_, _, err = replayJournal(bytes.NewReader(data), func(l labels.Labels, _ Meta, t int64, v float64, _ bool) {
 			if v != float64(len(ts))*1.5 || !labels.Equal(l, lset) {
 				panic(fmt.Sprintf("replayed %s %d %v", l, t, v))
 			}
@@ -203,8 +331,9 @@ func TestJournalReplayStopsAtDamage(t *testing.T) {
 func FuzzReplayJournal(f *testing.F) {
 	f.Add(append(bytes.Clone(journalMagic), 3, 0, 0, 0, 0, 1, 2, 3))
 	f.Add([]byte(fmt.Sprint(journalMagic)))
+	f.Add(append(bytes.Clone(journalMagicV1), 3, 0, 0, 0, 0, 1, 2, 3))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _ = replayJournal(bufio.NewReader(bytes.NewReader(data)), func(labels.Labels, Meta, int64, float64) {})
+		_, _, _ = replayJournal(bytes.NewReader(data), func(labels.Labels, Meta, int64, float64, bool) {})
 	})
 }
 

@@ -89,6 +89,10 @@ func (b *Buffer) HeadFull() <-chan struct{} { return b.headFull }
 // out of order); while another live block is in flight; and when the head
 // is empty.
 //
+// If the journal holds some of the block's samples, TakeLive first journals
+// that they are sent (a crash leaves them as what may be at the receiver,
+// NeverSent), waiting for a commit in progress.
+//
 // The caller must hand the block back, once, with LiveDone (delivered, or
 // dropped by the sender with a count of its own) or LiveFailed (not
 // delivered: its samples go back to the head, ahead of newer ones, and are
@@ -99,9 +103,13 @@ func (b *Buffer) HeadFull() <-chan struct{} { return b.headFull }
 // the next live block; T and V are not written again. Safe for concurrent
 // use with every other method.
 func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bool) {
-	b.writeMu.Lock() // pending is guarded by writeMu
+	// pending is guarded by writeMu; held to the end, it also keeps a
+	// commit, which would wait for the block, from the sent record.
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
+	var sent []seriesMark
+	defer func() { b.journalMarksLocked(recordSent, sent) }() // after mu is released
 	backlog := len(b.pending) > 0
-	b.writeMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if (backlog || len(b.blocks) > 0) && !aheadOfBacklog || b.live != nil || b.headSamples == 0 {
@@ -143,16 +151,22 @@ func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bo
 	clear(entries[kept:])
 	b.head = entries[:kept]
 	b.live, b.liveMem = blk.Series, blk.Series
+	sent = b.sentMarksLocked(blk)
 	return blk, true
 }
 
 // LiveDone ends the live block in flight: the receiver has it, or the
-// sender dropped it with a count. Safe for concurrent use.
+// sender dropped it with a count. If the journal holds some of its
+// samples, it appends that they are delivered (waiting for a commit in
+// progress), so that a replay does not send them again. Safe for
+// concurrent use.
 func (b *Buffer) LiveDone() {
 	b.liveFailing.Store(false)
 	b.mu.Lock()
+	marks := b.deliveredMarksLocked(nil)
 	b.endLiveLocked()
 	b.mu.Unlock()
+	b.journalMarks(recordDelivered, marks)
 }
 
 // LiveFailed puts back into the head what the sender did not settle of the
@@ -160,8 +174,8 @@ func (b *Buffer) LiveDone() {
 // since: the next Commit writes them, or a later TakeLive takes them
 // again. settled holds, per series (by Ref), the first samples of the live
 // block that the sender delivered or dropped with a count of its own,
-// those it must not send or count again; an empty Block puts all back.
-// Safe for concurrent use.
+// those it must not send or count again (journaled as delivered, as with
+// LiveDone); an empty Block puts all back. Safe for concurrent use.
 func (b *Buffer) LiveFailed(settled Block) {
 	b.liveFailing.Store(true)
 	done := make(map[uint32]int, len(settled.Series))
@@ -169,6 +183,8 @@ func (b *Buffer) LiveFailed(settled Block) {
 		done[s.Ref] += len(s.T)
 	}
 	b.mu.Lock()
+	marks := b.deliveredMarksLocked(done)
+	defer b.journalMarks(recordDelivered, marks) // after mu is released
 	defer b.mu.Unlock()
 	for _, l := range b.live {
 		k := min(done[l.Ref], len(l.T))
@@ -185,6 +201,10 @@ func (b *Buffer) LiveFailed(settled Block) {
 		}
 		s.ts = append(ts[:len(ts):len(ts)], s.ts...)
 		s.vs = append(vs[:len(vs):len(vs)], s.vs...)
+		if b.putBack == nil {
+			b.putBack = map[uint32]int64{}
+		}
+		b.putBack[l.Ref] = max(b.putBack[l.Ref], ts[len(ts)-1])
 		b.headSamples += len(ts)
 		b.headBytes += int64(len(ts)) * headSampleBytes
 	}
@@ -217,6 +237,16 @@ func (b *Buffer) headOldestLocked() int64 {
 	}
 	return oldest
 }
+
+// NeverSent returns, per series (by Ref) whose samples the journal of a
+// process that died held, the oldest one it replayed that the process had
+// not sent: that sample and the newer ones of the series are not at the
+// receiver. Its older ones, and those of every series not in the map that
+// Open found, may be: committed, they may have been delivered and not yet
+// deleted, or in flight. Nil when the journal held nothing unsent. Set at
+// Open and read-only after: safe for concurrent use; the caller must not
+// modify it.
+func (b *Buffer) NeverSent() map[uint32]int64 { return b.neverSent }
 
 // signal wakes one waiter on a channel of capacity one, without blocking.
 func signal(c chan struct{}) {

@@ -31,8 +31,9 @@ import (
 // last one (journalRecordLocked writes what waited a tick). At the end,
 // everything drained: every sample delivered, or dropped with a reason, or
 // lost to a crash as allowed; none delivered twice but where allowed (a
-// block delivered and not yet acknowledged when the process died; a live
-// block delivered while the journal held it, resent after a crash); each
+// block delivered and not yet acknowledged when the process died: a live
+// block delivered while the journal held it is journaled as delivered, and
+// never sent again); each
 // series in timestamp order (with FreshFirst and thinning too, the backlog
 // and the fresh part each in order).
 //
@@ -104,7 +105,7 @@ type sampleState struct {
 	epoch     int    // Journal calls since Open when appended
 	delivered int    // times the receiver got it
 	fromSeq   uint64 // the block it was delivered from (0: live)
-	jflag     bool   // delivered live while the journal may hold it
+	taken     bool   // taken live since it was appended: it may be at the receiver
 	repeatOK  bool   // may reach the receiver again (see the test's comment)
 	fate      string
 }
@@ -129,7 +130,6 @@ type modelRun struct {
 
 	samples  map[sampleKey]*sampleState
 	active   map[sampleKey]*sampleState // in the head or in flight
-	jflagged map[sampleKey]*sampleState // delivered live, maybe in the journal
 	file     map[sampleKey]uint64       // what ForEach saw last, with the seq
 	lastT    map[string]int64           // per series, appended since Open
 	jcount   int                        // Journal calls since Open
@@ -166,6 +166,7 @@ type modelRun struct {
 	down int // steps the receiver stays down (an outage)
 
 	crashes, commits, delivers, stepsBack int
+	neverSent                             int // samples replayed after crashes as never sent
 	repeats, overlap, uncounted           int
 	deliveredMark                         uint64 // the last seq told to Delivered since Open
 }
@@ -191,7 +192,6 @@ func runModel(t *testing.T, seed uint64, steps int, verbose bool) int {
 		fresh:      rng.IntN(2) == 0,
 		samples:    map[sampleKey]*sampleState{},
 		active:     map[sampleKey]*sampleState{},
-		jflagged:   map[sampleKey]*sampleState{},
 		file:       map[sampleKey]uint64{},
 		lastT:      map[string]int64{},
 		closedDr:   map[string]uint64{},
@@ -262,8 +262,8 @@ func runModel(t *testing.T, seed uint64, steps int, verbose bool) int {
 	m.step = steps
 	m.down = 0
 	dropped := m.finish()
-	t.Logf("seed %d cap %d thin %v fresh-first %v: %d steps, %d samples, %d commits, %d crashes, %d clock steps back, %d deliveries; fates %v; drop counters %v; allowed repeats %d, delivered and counted dropped %d, deleted uncounted %d",
-		seed, m.maxSize, m.thin, m.fresh, steps, len(m.samples), m.commits, m.crashes, m.stepsBack, m.delivers, m.fates, dropped, m.repeats, m.overlap, m.uncounted)
+	t.Logf("seed %d cap %d thin %v fresh-first %v: %d steps, %d samples, %d commits, %d crashes (%d samples replayed as never sent), %d clock steps back, %d deliveries; fates %v; drop counters %v; allowed repeats %d, delivered and counted dropped %d, deleted uncounted %d",
+		seed, m.maxSize, m.thin, m.fresh, steps, len(m.samples), m.commits, m.crashes, m.neverSent, m.stepsBack, m.delivers, m.fates, dropped, m.repeats, m.overlap, m.uncounted)
 	return steps
 }
 
@@ -379,11 +379,6 @@ func (m *modelRun) journaled(err error, headBefore int) {
 		m.fatalf("journal: %v", err)
 	}
 	m.jcount++
-	for _, s := range m.active {
-		if s.epoch <= m.jcount-2 || m.linkDown {
-			s.jflag = true
-		}
-	}
 	committed := headBefore > 0 && m.b.Stats().HeadSamples == 0
 	if committed {
 		m.op += " (committed instead)"
@@ -459,7 +454,7 @@ func (m *modelRun) takeLive() {
 			if st == nil || st.loc != locMem || st.v != s.V[i] {
 				m.fatalf("TakeLive returned %v = %v, model has %+v", k, s.V[i], st)
 			}
-			st.loc = locLive
+			st.loc, st.taken = locLive, true
 			m.flight = append(m.flight, k)
 		}
 	}
@@ -493,9 +488,6 @@ func (m *modelRun) resolveLive() {
 	for _, k := range m.flight {
 		st := m.samples[k]
 		m.gone(k, st)
-		if st.jflag {
-			m.jflagged[k] = st
-		}
 		byS[k.series] = append(byS[k.series], k.t)
 	}
 	for s, ts := range byS {
@@ -702,13 +694,6 @@ func (m *modelRun) gone(k sampleKey, st *sampleState) {
 	delete(m.active, k)
 }
 
-func (m *modelRun) clearJournal() {
-	for k, st := range m.jflagged {
-		st.jflag = false
-		delete(m.jflagged, k)
-	}
-}
-
 // reconcile compares the file with what the model expects after a step.
 // committed: the head went to the file (each of its samples is there, or
 // counted dropped). deleted: blocks the sender deleted.
@@ -767,7 +752,6 @@ func (m *modelRun) reconcile(committed bool, deleted map[uint64]bool, byDelete b
 				drops++
 			}
 		}
-		m.clearJournal() // the commit emptied the journal
 	}
 	m.file = now
 	if byDelete {
@@ -931,7 +915,6 @@ func (m *modelRun) reconcileWith(st Stats, committed bool) {
 		s.fate = "dropped"
 		drops++
 	}
-	m.clearJournal()
 	m.file = now
 	drops += m.pending
 	m.pending, m.pendingK = 0, m.pendingK[:0]
@@ -1023,11 +1006,29 @@ func (m *modelRun) reconcileOpen(mayLose map[sampleKey]bool) {
 		case st.loc == locMem:
 			st.loc = locFile
 			delete(m.active, k)
-		case st.loc == locGone && st.jflag && mayLose != nil:
-			st.loc, st.repeatOK = locFile, true // delivered live while the journal held it
 		default:
 			m.fatalf("%v came into the file at Open from %+v", k, *st)
 		}
+	}
+	// What the replay calls never sent was never taken live: a sender
+	// would take a refusal of it for a loss, not a duplicate.
+	never := m.b.NeverSent()
+	if err := m.b.ForEach(func(blk Block) error {
+		for _, s := range blk.Series {
+			from, ok := never[s.Ref]
+			for _, ts := range s.T {
+				if !ok || ts < from {
+					continue
+				}
+				if st := m.samples[sampleKey{s.Labels.String(), ts}]; st != nil && st.taken {
+					m.fatalf("%s at %d: taken live before the crash, but NeverSent has the series from %d", s.Labels, ts, from)
+				}
+				m.neverSent++
+			}
+		}
+		return nil
+	}); err != nil {
+		m.fatalf("ForEach: %v", err)
 	}
 	for k := range m.file {
 		if _, still := now[k]; !still {
@@ -1042,7 +1043,6 @@ func (m *modelRun) reconcileOpen(mayLose map[sampleKey]bool) {
 		}
 	}
 	var unsure []sampleKey
-	m.clearJournal()
 	for k, st := range m.active {
 		m.gone(k, st)
 		if mayLose[k] {
