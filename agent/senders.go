@@ -47,14 +47,15 @@ func newSenders(cfg config.Config, buf *buffer.Buffer, log *slog.Logger) (*sende
 	}
 	// What an earlier run delivered and did not live to delete from the
 	// buffer is sent again: a receiver that refuses it as duplicate or out
-	// of order most likely has it. (Fresh-first is what the flag says: a
+	// of order most likely has it; what the journal of a run that died
+	// knew it never sent is not taken for such. (Fresh-first is what the flag says: a
 	// daily budget puts fresh data ahead of the backlog only once it holds
 	// the backlog back, and the sender says so.)
 	start := time.Now()
 	for i, ep := range eps {
 		rw := ep.Config
 		rw.UserAgent = "ferry/" + cfg.Version
-		rw.SentBefore = start
+		rw.SentBefore, rw.NeverSent = start, buf.NeverSent()
 		l := log.With("component", "remote-write")
 		if len(eps) > 1 {
 			l = l.With("endpoint", ep.Label())

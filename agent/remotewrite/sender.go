@@ -109,6 +109,11 @@ type Config struct {
 	// samples as out of order or duplicate is counted as ReasonDuplicate,
 	// not ReasonRejected. Zero: nothing was sent before ("ferry push").
 	SentBefore time.Time
+	// NeverSent narrows SentBefore per series (by the source's Ref): from
+	// this time on, the series' samples did not reach the receiver in an
+	// earlier run (buffer.Buffer.NeverSent: the journal of a process that
+	// died knew what it had not sent). Read only; may be nil.
+	NeverSent map[uint32]int64
 	// AllBacklog: the source holds a backlog only, to be sent in its
 	// order (a carry file): the whole daily budget is its, and nothing is
 	// put ahead of it.
@@ -366,6 +371,13 @@ func (s *Sender) Stats() Stats {
 	return st
 }
 
+// samplesSent is Stats().SamplesSent, without the copy of the maps.
+func (s *Sender) samplesSent() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats.SamplesSent
+}
+
 // Delivered blocks are deleted from the buffer in batches: each delete is a
 // bbolt commit, fsyncs and page writes included, and one per request would
 // write more to flash than the data itself while the link is up (measured:
@@ -400,6 +412,11 @@ func (s *Sender) Run(ctx context.Context) {
 	}
 	defer ack()
 	var liveFrom, liveNext uint64 // with FreshFirst split: blocks from liveFrom on go first
+	// Blocks an earlier run sent may be at the receiver: held blocks come
+	// first (oldest first), and a receiver that refuses a request whole for
+	// one sample it holds would take the unsent blocks sent with them down
+	// too. Until the receiver takes one, each block goes on its own.
+	unsure := s.sentBefore != 0
 	for ctx.Err() == nil {
 		if liveFrom != 0 {
 			// Fresh data first, deleted as soon as it is delivered.
@@ -430,7 +447,11 @@ func (s *Sender) Run(ctx context.Context) {
 				continue
 			}
 		}
-		blocks, err := s.src.Read(next, s.cfg.MaxSamplesPerSend)
+		limit := s.cfg.MaxSamplesPerSend
+		if unsure {
+			limit = 1 // one block
+		}
+		blocks, err := s.src.Read(next, limit)
 		if err != nil {
 			s.bufferLog.Log(s.log, slog.LevelError, "reading the buffer", "err", err)
 			client.Sleep(ctx, s.cfg.MaxBackoff)
@@ -480,8 +501,12 @@ func (s *Sender) Run(ctx context.Context) {
 			}
 			continue
 		}
+		sentSoFar := s.samplesSent()
 		if done, _ := s.deliver(ctx, blocks, true, liveFrom == 0); !done {
 			return // ctx ended while retrying; these blocks stay buffered
+		}
+		if unsure && s.samplesSent() > sentSoFar {
+			unsure = false // taken: what follows was never sent
 		}
 		delivered = blocks[len(blocks)-1].Seq
 		s.src.Delivered(delivered)
@@ -754,6 +779,9 @@ func (s *Sender) noteMayHave(series []*codec.Series) {
 // may be at the receiver already.
 func (s *Sender) mayHaveBefore(cs *codec.Series) int64 {
 	t := s.sentBefore
+	if from, ok := s.cfg.NeverSent[cs.Ref]; ok {
+		t = min(t, from-1)
+	}
 	if len(s.mayHave) > 0 {
 		t = max(t, s.mayHave[cs.Labels.Hash()])
 	}
