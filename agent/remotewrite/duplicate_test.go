@@ -84,10 +84,10 @@ func (r *tsdbReceiver) preload(blocks ...buffer.Block) {
 
 // TestSendCountsResentSamplesAsDuplicate: after a crash, blocks delivered
 // and not yet deleted are sent again; the receiver refuses them as out of
-// order, and refuses a request whole for one of them. Each block from
-// before the start goes on its own until the receiver takes one: the held
-// ones count as duplicate, not rejected, and the never-delivered ones
-// behind them arrive, as does the fresh one.
+// order, and refuses a request whole for one of them. Refused whole, the
+// blocks from before the start go again one per request until the
+// receiver takes one: the held ones count as duplicate, not rejected, and
+// the never-delivered ones behind them arrive, as does the fresh one.
 func TestSendCountsResentSamplesAsDuplicate(t *testing.T) {
 	start0 := time.Now()
 	old := start0.Add(-time.Minute).UnixMilli() // collected by the earlier run
@@ -115,14 +115,15 @@ func TestSendCountsResentSamplesAsDuplicate(t *testing.T) {
 	if st.Dropped[ReasonRejected] != 0 {
 		t.Errorf("Dropped %v: resent samples counted as rejected", st.Dropped)
 	}
-	// Block 1 is refused: 3 duplicates. Block 2 is the newest the
-	// receiver has of its series, and taken again as identical: from it on,
+	// All five are refused, and so is their part from before the start, not
+	// counted. Block 1 is refused: 3 duplicates. Block 2 is the newest the
+	// receiver has of its series, taken again as identical: from it on,
 	// everything goes in one request.
 	if st.Dropped[ReasonDuplicate] != 3 || st.SamplesSent != 5 || rcv.written != 8 {
 		t.Errorf("stats %+v, %d written: want 3 duplicates, 5 sent, all 8 at the receiver", st, rcv.written)
 	}
-	if n := len(rcv.requests()); n != 3 {
-		t.Errorf("%d requests, want 3 (blocks 1 and 2 on their own, then the rest)", n)
+	if n := len(rcv.requests()); n != 5 {
+		t.Errorf("%d requests, want 5 (all, the part from before the start, blocks 1 and 2 on their own, then the rest)", n)
 	}
 }
 

@@ -298,6 +298,10 @@ type Sender struct {
 	// receiver never had. Cleared past maxMayHave series: the samples then
 	// count as rejected, not as duplicates: counted either way.
 	mayHave map[uint64]int64
+	// probeHeld: Run's blocks may be held by the receiver in part, and a
+	// refusal of all of them as held is not to be counted (outcome held,
+	// which sets held): Run sends them again one per request.
+	probeHeld, held bool
 
 	mu         sync.Mutex
 	stats      Stats
@@ -412,11 +416,12 @@ func (s *Sender) Run(ctx context.Context) {
 	}
 	defer ack()
 	var liveFrom, liveNext uint64 // with FreshFirst split: blocks from liveFrom on go first
-	// Blocks an earlier run sent may be at the receiver: held blocks come
-	// first (oldest first), and a receiver that refuses a request whole for
-	// one sample it holds would take the unsent blocks sent with them down
-	// too. Until the receiver takes one, each block goes on its own.
-	unsure := s.sentBefore != 0
+	// Blocks an earlier run sent may be at the receiver, first (oldest
+	// first): a receiver that refuses a request whole for one sample it
+	// holds would take the unsent blocks sent with them down too. Until
+	// the receiver takes a request of blocks, such a refusal of several
+	// blocks is not counted, and they go again one per request.
+	unsure, oneByOne := s.sentBefore != 0, false
 	for ctx.Err() == nil {
 		if liveFrom != 0 {
 			// Fresh data first, deleted as soon as it is delivered.
@@ -448,7 +453,7 @@ func (s *Sender) Run(ctx context.Context) {
 			}
 		}
 		limit := s.cfg.MaxSamplesPerSend
-		if unsure {
+		if oneByOne {
 			limit = 1 // one block
 		}
 		blocks, err := s.src.Read(next, limit)
@@ -502,11 +507,18 @@ func (s *Sender) Run(ctx context.Context) {
 			continue
 		}
 		sentSoFar := s.samplesSent()
-		if done, _ := s.deliver(ctx, blocks, true, liveFrom == 0); !done {
+		s.probeHeld = unsure && len(blocks) > 1
+		done, _ := s.deliver(ctx, blocks, true, liveFrom == 0)
+		s.probeHeld = false
+		if !done {
+			if s.held {
+				s.held, oneByOne = false, true
+				continue
+			}
 			return // ctx ended while retrying; these blocks stay buffered
 		}
 		if unsure && s.samplesSent() > sentSoFar {
-			unsure = false // taken: what follows was never sent
+			unsure, oneByOne = false, false // taken: what follows was never sent
 		}
 		delivered = blocks[len(blocks)-1].Seq
 		s.src.Delivered(delivered)
@@ -648,6 +660,7 @@ const (
 	failed                  // worth another try, after s.link.nextTry
 	stopped                 // ctx ended
 	tooLarge                // 413 for more than one sample: s.fit is lowered; send less
+	held                    // with probeHeld: refused whole as held before; not counted
 	mixed                   // refused as duplicates, but only some may have been sent before: send those apart
 )
 
@@ -712,6 +725,9 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry, inOr
 				return false, unsettled(parts)
 			}
 		case stopped:
+			return false, unsettled(parts)
+		case held:
+			s.held = true
 			return false, unsettled(parts)
 		}
 	}
@@ -956,6 +972,8 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 		// if it may have sent them before; if not, someone else's (two
 		// devices with one identity?) or a clock that went back.
 		switch old := s.countMayHave(series); {
+		case old == samples && s.probeHeld && kept == 0:
+			return held
 		case old == samples:
 			reason = ReasonDuplicate
 		case old > 0 && kept == 0:
