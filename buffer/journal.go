@@ -49,10 +49,9 @@ import (
 //     group before, the sample count, and per sample its series' ref as the
 //     difference from the sample before and its value as in a block,
 //     against the series' previous value in the journal);
-//   - delivered (1): series whose samples up to a time the receiver has, in
-//     groups of one time (group count; each the time as the difference from
-//     the group before, the series count, and their refs ascending, each as
-//     the difference from the one before);
+//   - delivered (1): series whose samples up to a time the receiver has
+//     (count; each the ref and the time, as signed differences from the
+//     ones before);
 //   - sent (2): series whose samples up to a time were sent, as delivered.
 //
 // A mark holds for the series its ref names at the mark: a ref defined
@@ -343,25 +342,32 @@ func (b *Buffer) deliveredMarksLocked(settled map[uint32]int) []seriesMark {
 }
 
 // sentMarksLocked returns the marks of the samples of blk, just taken
-// live, that the journal holds some of and has not marked sent; nil,
-// without allocating, when there are none. The caller holds mu.
+// live, that the journal holds some of and has not marked sent, and
+// counts them marked; nil, without allocating, when there are none. The
+// caller holds writeMu, and journals the marks before it lets go of it
+// (or a commit empties the journal). The caller holds mu.
 func (b *Buffer) sentMarksLocked(blk Block) []seriesMark {
 	if len(b.journaled) == 0 {
 		return nil
 	}
 	var marks []seriesMark
 	for _, s := range blk.Series {
-		if j, ok := b.journaled[s.Ref]; ok && s.T[0] <= j.t && j.sent < s.T[len(s.T)-1] {
-			marks = append(marks, seriesMark{s.Ref, s.T[len(s.T)-1]})
+		last := s.T[len(s.T)-1]
+		if j, ok := b.journaled[s.Ref]; ok && s.T[0] <= j.t && j.sent < last {
+			marks = append(marks, seriesMark{s.Ref, last})
+			j.sent = last
+			b.journaled[s.Ref] = j
 		}
 	}
 	return marks
 }
 
 // journalMarks appends a record of the kind recordSent or recordDelivered
-// with marks, for the series the journal still holds (a commit may have
-// emptied it since the marks were taken). An error waits for the next
-// Journal. Safe for concurrent use; serialised with commits.
+// with marks. The journal may have been emptied since the marks were
+// taken: a mark before its series' definition holds for nothing, and a
+// delivered mark is older than any sample the journal has of its series
+// since. An error waits for the next Journal. Safe for concurrent use;
+// serialised with commits.
 func (b *Buffer) journalMarks(kind byte, marks []seriesMark) {
 	if len(marks) == 0 || b.jf == nil {
 		return
@@ -376,71 +382,35 @@ func (b *Buffer) journalMarksLocked(kind byte, marks []seriesMark) {
 	if len(marks) == 0 || b.jf == nil {
 		return
 	}
-	b.mu.Lock()
-	kept := marks[:0]
-	for _, m := range marks {
-		if j, ok := b.journaled[m.ref]; ok {
-			kept = append(kept, m)
-			if kind == recordSent {
-				j.sent = max(j.sent, m.t)
-				b.journaled[m.ref] = j
-			}
-		}
-	}
-	b.mu.Unlock()
-	if len(kept) == 0 {
-		return
-	}
-	if err := b.appendRecordLocked(appendMarks([]byte{kind}, kept)); err != nil {
+	if err := b.appendRecordLocked(appendMarks([]byte{kind}, marks)); err != nil {
 		b.jf.failed = errors.Join(b.jf.failed, err)
 	}
 }
 
-// appendMarks encodes marks in groups of one time: the group count, then
-// per group the time as the difference from the group before, the series
-// count and their refs ascending, each as the difference from the one
-// before. It sorts marks.
+// appendMarks encodes marks: their count, then each one's ref and time as
+// the (signed) differences from the mark before. Marks come mostly in ref
+// order and share their time: a mark costs two or three bytes.
 func appendMarks(dst []byte, marks []seriesMark) []byte {
-	slices.SortFunc(marks, func(x, y seriesMark) int {
-		return cmp.Or(cmp.Compare(x.t, y.t), cmp.Compare(x.ref, y.ref))
-	})
-	var groups []byte
-	nGroups := 0
-	var prevT int64
-	for i := 0; i < len(marks); {
-		j := i
-		for j < len(marks) && marks[j].t == marks[i].t {
-			j++
-		}
-		groups = binary.AppendVarint(groups, marks[i].t-prevT)
-		prevT = marks[i].t
-		groups = binary.AppendUvarint(groups, uint64(j-i))
-		var prevRef uint32
-		for _, m := range marks[i:j] {
-			groups = binary.AppendUvarint(groups, uint64(m.ref-prevRef))
-			prevRef = m.ref
-		}
-		nGroups++
-		i = j
+	dst = binary.AppendUvarint(dst, uint64(len(marks)))
+	var prev seriesMark
+	for _, m := range marks {
+		dst = binary.AppendVarint(dst, int64(m.ref)-int64(prev.ref))
+		dst = binary.AppendVarint(dst, m.t-prev.t)
+		prev = m
 	}
-	dst = binary.AppendUvarint(dst, uint64(nGroups))
-	return append(dst, groups...)
+	return dst
 }
 
 // readMarks decodes what appendMarks wrote, calling fn with each mark.
 func readMarks(rd *reader, fn func(ref uint32, t int64)) {
-	limit := len(rd.b)
-	var t int64
-	for range rd.count(limit) {
+	var ref, t int64
+	for range rd.count(len(rd.b)) {
+		ref += rd.varint()
 		t += rd.varint()
-		var ref uint32
-		for range rd.count(limit) {
-			ref += uint32(rd.uvarint())
-			if rd.err != nil {
-				return
-			}
-			fn(ref, t)
+		if rd.err != nil {
+			return
 		}
+		fn(uint32(ref), t)
 	}
 }
 
