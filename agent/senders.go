@@ -48,9 +48,9 @@ func newSenders(cfg config.Config, buf *buffer.Buffer, log *slog.Logger) (*sende
 	// What an earlier run delivered and did not live to delete from the
 	// buffer is sent again: a receiver that refuses it as duplicate or out
 	// of order most likely has it; what the journal of a run that died
-	// knew it never sent is not taken for such. (Fresh-first is what the flag says: a
-	// daily budget puts fresh data ahead of the backlog only once it holds
-	// the backlog back, and the sender says so.)
+	// knew it never sent is not taken for such. (Fresh-first is what the
+	// flag says: a daily budget puts fresh data ahead of the backlog only
+	// once it holds the backlog back, and the sender says so.)
 	start := time.Now()
 	for i, ep := range eps {
 		rw := ep.Config

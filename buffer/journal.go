@@ -344,8 +344,8 @@ func (b *Buffer) deliveredMarksLocked(settled map[uint32]int) []seriesMark {
 // sentMarksLocked returns the marks of the samples of blk, just taken
 // live, that the journal holds some of and has not marked sent, and
 // counts them marked; nil, without allocating, when there are none. The
-// caller holds writeMu, and journals the marks before it lets go of it
-// (or a commit empties the journal). The caller holds mu.
+// caller holds writeMu and mu, and journals the marks before it lets go
+// of writeMu.
 func (b *Buffer) sentMarksLocked(blk Block) []seriesMark {
 	if len(b.journaled) == 0 {
 		return nil

@@ -90,8 +90,8 @@ func (b *Buffer) HeadFull() <-chan struct{} { return b.headFull }
 // is empty.
 //
 // If the journal holds some of the block's samples, TakeLive first journals
-// that they are sent (a crash leaves them as what may be at the receiver,
-// NeverSent), waiting for a commit in progress.
+// that they are sent, waiting for a commit in progress: after a crash they
+// may be at the receiver, and NeverSent does not count them.
 //
 // The caller must hand the block back, once, with LiveDone (delivered, or
 // dropped by the sender with a count of its own) or LiveFailed (not
