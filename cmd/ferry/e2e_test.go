@@ -151,6 +151,26 @@ func httpOK(u string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
+// startReady starts ferry with args, listening on addr, and waits until it
+// is ready.
+func startReady(t *testing.T, bin, addr string, args ...string) *process {
+	t.Helper()
+	p := start(t, bin, append(args, "--web.listen-address="+addr)...)
+	waitFor(t, 30*time.Second, "ferry to be ready", func() bool { return httpOK("http://" + addr + "/-/ready") })
+	return p
+}
+
+// newestLoad1 returns the timestamp of the newest node_load1 at the
+// Prometheus on addr, 0 if it has none.
+func newestLoad1(t *testing.T, addr string) float64 {
+	t.Helper()
+	res := query(t, addr, `timestamp(node_load1{job="node"})`)
+	if len(res) != 1 {
+		return 0
+	}
+	return sampleValue(t, res[0].Value[1])
+}
+
 // startPrometheus runs a Prometheus that scrapes nothing and accepts
 // remote write, on addr with its data in dir.
 func startPrometheus(t *testing.T, bin, addr, dir string) *process {
@@ -253,24 +273,14 @@ func TestEndToEndPrometheusWithOutage(t *testing.T) {
 	promAddr, ferryAddr := freeAddr(t), freeAddr(t)
 	promDir, dataDir, procfs := t.TempDir(), filepath.Join(t.TempDir(), "data"), fakeProcfs(t)
 	startFerry := func() *process {
-		p := start(t, ferryBin,
+		return startReady(t, ferryBin, ferryAddr,
 			"--remote-write.url=http://"+promAddr+"/api/v1/write",
 			"--storage.path="+dataDir,
 			"--external-label=site=e2e",
-			"--web.listen-address="+ferryAddr,
 			"--path.procfs="+procfs, // a fixed load average, to check a value
 		)
-		waitFor(t, 30*time.Second, "ferry to be ready", func() bool { return httpOK("http://" + ferryAddr + "/-/ready") })
-		return p
 	}
-	// newest returns the timestamp of the newest node_load1 at the receiver.
-	newest := func() float64 {
-		res := query(t, promAddr, `timestamp(node_load1{job="node"})`)
-		if len(res) != 1 {
-			return 0
-		}
-		return sampleValue(t, res[0].Value[1])
-	}
+	newest := func() float64 { return newestLoad1(t, promAddr) }
 	// fresh waits until the receiver has a sample collected after from:
 	// within two intervals of it, as the aim says.
 	fresh := func(what string, from time.Time) {

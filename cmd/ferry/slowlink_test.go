@@ -117,22 +117,13 @@ func TestEndToEndKillWhileTheLinkIsSlow(t *testing.T) {
 	t.Cleanup(linkSrv.Close)
 
 	startFerry := func() *process {
-		p := start(t, ferryBin,
+		return startReady(t, ferryBin, ferryAddr,
 			"--remote-write.url="+linkSrv.URL+"/api/v1/write",
 			"--storage.path="+dataDir,
-			"--web.listen-address="+ferryAddr,
 			"--path.procfs="+procfs,
 		)
-		waitFor(t, 30*time.Second, "ferry to be ready", func() bool { return httpOK("http://" + ferryAddr + "/-/ready") })
-		return p
 	}
-	newest := func() float64 {
-		res := query(t, promAddr, `timestamp(node_load1{job="node"})`)
-		if len(res) != 1 {
-			return 0
-		}
-		return sampleValue(t, res[0].Value[1])
-	}
+	newest := func() float64 { return newestLoad1(t, promAddr) }
 
 	began := time.Now()
 	ferry := startFerry()
