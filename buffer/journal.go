@@ -374,16 +374,29 @@ func (b *Buffer) journalMarks(kind byte, marks []seriesMark) {
 	}
 	b.writeMu.Lock()
 	defer b.writeMu.Unlock()
-	b.journalMarksLocked(kind, marks)
+	if err := b.appendRecordLocked(appendMarks([]byte{kind}, marks)); err != nil {
+		b.jf.failed = errors.Join(b.jf.failed, err)
+	}
 }
 
-// journalMarksLocked is journalMarks for a caller that holds writeMu.
-func (b *Buffer) journalMarksLocked(kind byte, marks []seriesMark) {
+// journalSentLocked appends the sent record of the block TakeLive just
+// took. Unlike Journal it cannot commit instead when the record does not
+// fit or cannot be written, as a commit waits for that very block: it
+// leaves the record out and asks for a commit (HeadFull); if a crash comes
+// first, the block's samples count as never sent (NeverSent). An error
+// waits for the next Journal. The caller holds writeMu.
+func (b *Buffer) journalSentLocked(marks []seriesMark) {
 	if len(marks) == 0 || b.jf == nil {
 		return
 	}
-	if err := b.appendRecordLocked(appendMarks([]byte{kind}, marks)); err != nil {
-		b.jf.failed = errors.Join(b.jf.failed, err)
+	rec := appendMarks([]byte{recordSent}, marks)
+	if b.jf.size+journalRecordBound(len(rec)) > journalShare(b.maxSize) {
+		signal(b.headFull)
+		return
+	}
+	if err := b.jf.append(rec); err != nil {
+		b.jf.failed = errors.Join(b.jf.failed, fmt.Errorf("buffer journal: %w", err))
+		signal(b.headFull)
 	}
 }
 

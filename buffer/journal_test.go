@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
@@ -229,6 +230,49 @@ func TestJournalKnowsWhatWasSentAndDelivered(t *testing.T) {
 			t.Errorf("NeverSent %v, want none", never)
 		}
 	})
+}
+
+// A sent record that does not fit in the journal's share cannot be traded
+// for a commit, as Journal's records are: the commit would wait for the
+// block being taken. TakeLive leaves the record out and asks for a commit.
+func TestTakeLiveWithAFullJournalAsksForACommit(t *testing.T) {
+	dir := t.TempDir()
+	b := openTest(t, dir, 4<<20)
+	t.Cleanup(func() {
+		b.LiveFailed(Block{})
+		b.Close()
+	})
+	appendRound(b, 10, 1_000_000)
+	for range 2 { // journaled: the block's sent record is due
+		if err := b.Journal(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.writeMu.Lock()
+	b.jf.size = journalShare(b.maxSize) // as if full
+	b.writeMu.Unlock()
+	select {
+	case <-b.HeadFull():
+	default:
+	}
+	taken := make(chan bool)
+	go func() {
+		_, ok := b.TakeLive(100, false)
+		taken <- ok
+	}()
+	select {
+	case ok := <-taken:
+		if !ok {
+			t.Fatal("nothing taken")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("TakeLive did not return: it waits for a commit that waits for its block")
+	}
+	select {
+	case <-b.HeadFull():
+	default:
+		t.Error("no commit asked for")
+	}
 }
 
 // With the link up the sender takes each collection before it has waited a

@@ -108,7 +108,7 @@ func (b *Buffer) TakeLive(maxSamples int, aheadOfBacklog bool) (blk Block, ok bo
 	b.writeMu.Lock()
 	defer b.writeMu.Unlock()
 	var sent []seriesMark
-	defer func() { b.journalMarksLocked(recordSent, sent) }() // after mu is released
+	defer func() { b.journalSentLocked(sent) }() // after mu is released
 	backlog := len(b.pending) > 0
 	b.mu.Lock()
 	defer b.mu.Unlock()
