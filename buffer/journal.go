@@ -507,10 +507,13 @@ func (b *Buffer) openJournal() (samples, delivered int, err error) {
 		if sent || r.e == nil {
 			return
 		}
+		if _, ok := b.neverSent[r.e.ref]; ok {
+			return // the series' first unsent sample is known
+		}
 		b.mu.Lock()
 		appended := r.e.tracked && r.e.state.lastT == t // not dropped (out of order)
 		b.mu.Unlock()
-		if _, ok := b.neverSent[r.e.ref]; !ok && appended {
+		if appended {
 			if b.neverSent == nil {
 				b.neverSent = map[uint32]int64{}
 			}
