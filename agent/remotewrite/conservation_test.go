@@ -44,29 +44,6 @@ type flakyTSDB struct {
 	// was lost: ferry cannot know the receiver has them, and may count
 	// them dropped later (a full buffer evicting them).
 	unknown int
-	// unsure holds the samples of requests failed in a way that may have
-	// written them (a proxy's 502, a reset) although they were not: sent
-	// again with samples the receiver has, ferry may count them as
-	// duplicates.
-	unsure map[sampleID]bool
-}
-
-type sampleID struct {
-	series string
-	t      int64
-}
-
-// unsureMissing counts the samples of unsure that the receiver never got.
-func (r *flakyTSDB) unsureMissing() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for id := range r.unsure {
-		if !r.stored[id.series][id.t] {
-			n++
-		}
-	}
-	return n
 }
 
 func (r *flakyTSDB) serve(w http.ResponseWriter, req *http.Request) {
@@ -84,10 +61,10 @@ func (r *flakyTSDB) serve(w http.ResponseWriter, req *http.Request) {
 		fault = 0
 	}
 	switch {
-	case fault < 8:
+	case fault < 4:
 		http.Error(w, "unavailable", http.StatusServiceUnavailable)
 		return
-	case fault < 11:
+	case fault < 6:
 		w.Header().Set("Retry-After", "0")
 		http.Error(w, "slow down", http.StatusTooManyRequests)
 		return
@@ -101,13 +78,8 @@ func (r *flakyTSDB) serve(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "bad request body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	if fault < 16 { // not written, but ferry cannot tell from a lost answer
-		for _, ts := range wr.Timeseries {
-			for _, s := range ts.Samples {
-				r.unsure[sampleID{seriesKey(ts), s.Timestamp}] = true
-			}
-		}
-		if fault < 14 {
+	if fault < 20 { // not written, but ferry cannot tell from a lost answer
+		if fault < 16 {
 			w.Header().Set("Content-Type", "text/html")
 			w.WriteHeader(http.StatusBadGateway)
 			io.WriteString(w, "<html><body><h1>502 Bad Gateway</h1></body></html>")
@@ -132,7 +104,7 @@ func (r *flakyTSDB) serve(w http.ResponseWriter, req *http.Request) {
 			last, ok = s, true
 		}
 	}
-	lostAnswer := fault < 19
+	lostAnswer := fault < 32
 	for _, ts := range wr.Timeseries {
 		k := seriesKey(ts)
 		if r.stored[k] == nil {
@@ -174,14 +146,14 @@ func (r *flakyTSDB) storedSamples() int {
 // of order), and every sample collected is at the receiver or counted
 // dropped with a reason, once: stored + dropped = collected, but for what
 // ferry cannot know: samples whose answer was lost, which it may count
-// dropped although the receiver has them, and samples of a request that
-// failed as if it may have been written, which it may count as duplicates
-// when they are refused with ones the receiver has; what a budget holds
-// back is still buffered. A budget lets the backlog use at most three
+// dropped although the receiver has them (a full buffer evicting them);
+// what a budget holds back is still buffered. Requests that fail alike
+// whether written (a lost answer) or not (a proxy's 502) are frequent
+// enough that both come in a row: what is refused as held must be held. A budget lets the backlog use at most three
 // quarters of it, plus one request; the pace holds the bytes sent to it.
 // CONSERVATION_SEED=n reruns a seed.
 func TestConservationUnderFaults(t *testing.T) {
-	seeds := []uint64{1, 2, 3, 4, 5, 6}
+	seeds := []uint64{1, 2, 3, 4, 5, 6, 21} // 21: a lost answer, then a request never passed on
 	if testing.Short() {
 		seeds = seeds[:2]
 	}
@@ -206,7 +178,7 @@ func conservationRun(t *testing.T, seed uint64) {
 		t.Fatal(err)
 	}
 	defer buf.Close()
-	rcv := &flakyTSDB{rng: rand.New(rand.NewPCG(seed, 12)), newest: map[string]prompb.Sample{}, stored: map[string]map[int64]bool{}, unsure: map[sampleID]bool{}}
+	rcv := &flakyTSDB{rng: rand.New(rand.NewPCG(seed, 12)), newest: map[string]prompb.Sample{}, stored: map[string]map[int64]bool{}}
 	srv := httptest.NewServer(http.HandlerFunc(rcv.serve))
 	defer srv.Close()
 	cfg := testConfig(srv.URL, 50+rng.IntN(2000))
@@ -324,10 +296,9 @@ func conservationRun(t *testing.T, seed uint64) {
 	if sent, stored := s.Stats().SamplesSent, rcv.storedSamples(); sent > uint64(stored) || sent+uint64(unknown) < uint64(stored) {
 		t.Errorf("ferry counted %d samples sent; the receiver stored %d (%d of them with the answer lost)", sent, stored, unknown)
 	}
-	got, unsure := rcv.storedSamples()+int(dropped())+int(buffered), rcv.unsureMissing()
-	if got < collected-unsure || got > collected+unknown {
-		t.Errorf("stored %d + dropped %d + buffered %d = %d, want the %d collected (up to %d more: stored with the answer lost; up to %d less: failed as if written, never stored)",
-			rcv.storedSamples(), dropped(), buffered, got, collected, unknown, unsure)
+	if got := rcv.storedSamples() + int(dropped()) + int(buffered); got < collected || got > collected+unknown {
+		t.Errorf("stored %d + dropped %d + buffered %d = %d, want the %d collected (up to %d more: stored with the answer lost)",
+			rcv.storedSamples(), dropped(), buffered, got, collected, unknown)
 	}
 	t.Logf("%d collected, %d stored (%d with the answer lost), dropped: buffer %v, sender %v; %d requests", collected, rcv.storedSamples(), unknown, buf.Stats().Dropped, s.Stats().Dropped, requests)
 }

@@ -24,6 +24,9 @@ type tsdbReceiver struct {
 	newest      map[string]prompb.Sample
 	written     int
 	lostAnswers int
+	// unreached: the requests (by number, from 0) a proxy answers 502
+	// without passing them on; to ferry, as a lost answer.
+	unreached map[int]bool
 }
 
 func newTSDBReceiver(t *testing.T, lostAnswers int) *tsdbReceiver {
@@ -32,6 +35,10 @@ func newTSDBReceiver(t *testing.T, lostAnswers int) *tsdbReceiver {
 		wr := r.receiver.requests()[n].wr
 		r.mu.Lock()
 		defer r.mu.Unlock()
+		if r.unreached[n] {
+			status(http.StatusBadGateway)(w)
+			return
+		}
 		for _, ts := range wr.Timeseries {
 			last, ok := r.newest[seriesKey(ts)]
 			for _, s := range ts.Samples {
@@ -183,5 +190,56 @@ func TestSendCountsOutOfBoundsAsRejected(t *testing.T) {
 	src.waitAck(t)
 	if st := s.Stats(); st.Dropped[ReasonRejected] != 1 || st.Dropped[ReasonDuplicate] != 0 {
 		t.Errorf("Dropped %v: want 1 rejected", st.Dropped)
+	}
+}
+
+// TestSendCountsOnlyWhatTheReceiverHoldsAsDuplicate: two live requests
+// fail alike (502), the first written with its answer lost, the second
+// never passed on, and each takes in what was collected meanwhile; sent
+// again together, they are refused whole for the first one's samples.
+// Only those are duplicates: the second one's own go apart and arrive.
+func TestSendCountsOnlyWhatTheReceiverHoldsAsDuplicate(t *testing.T) {
+	buf := openBuffer(t)
+	lset := labels.FromStrings("__name__", "m")
+	collect := func(ts ...int64) {
+		for _, t := range ts {
+			buf.Append(lset, t, float64(t))
+		}
+	}
+	rcv := newTSDBReceiver(t, 1)
+	rcv.unreached = map[int]bool{2: true}
+	answer := rcv.answer
+	rcv.answer = func(n int, w http.ResponseWriter) {
+		answer(n, w)
+		switch n { // collections while a request is out
+		case 0:
+			collect(5000, 6000)
+		case 2:
+			collect(7000)
+		}
+	}
+	collect(1000, 2000, 3000, 4000)
+	s := newSender(testConfig(rcv.srv.URL, 1000), buf)
+	start(t, s)
+	// 0: 1-4 written, answer lost. 1: the probe 1, a duplicate. 2: 2-6,
+	// not passed on. 3: the probe 2, a duplicate. 4: 3-7, refused for 3
+	// and 4. Then 3-4 are duplicates, 5-7 new.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := s.Stats()
+		if st.SamplesSent+st.Dropped[ReasonDuplicate]+st.Dropped[ReasonRejected] >= 7 && buf.Stats().LiveSamples == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not settled within 10 s: %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := s.Stats()
+	rcv.mu.Lock()
+	written := rcv.written
+	rcv.mu.Unlock()
+	if written != 7 || st.Dropped[ReasonDuplicate] != 4 || st.Dropped[ReasonRejected] != 0 || st.SamplesSent != 3 {
+		t.Errorf("the receiver wrote %d of 7 samples; stats %+v: want all 7 written, 4 duplicates, 3 sent", written, st)
 	}
 }

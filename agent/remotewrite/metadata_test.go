@@ -232,8 +232,7 @@ func TestSplitKeepsRefAndMetadata(t *testing.T) {
 	head, rest := firstSamples(nil, mk(), 2)
 	check("firstSamples", head, rest)
 	s := &Sender{sentBefore: 1500}
-	old, young := s.splitMayHave(mk())
-	check("splitMayHave", old, young)
+	check("splitByFate", s.splitByFate(mk())...)
 }
 
 // TestV2MetadataAgainAfterInterval: a series carries its metadata again

@@ -10,6 +10,7 @@
 package remotewrite
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -19,6 +20,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -290,14 +293,14 @@ type Sender struct {
 	// sentBefore (ms): samples up to this time may be at the receiver
 	// already (Config.SentBefore: an earlier run may have sent them).
 	sentBefore int64
-	// mayHave (ms, by label hash): per series, the newest sample of an
-	// attempt that failed without a clear answer about the payload (it may
-	// have been written: a lost answer, a proxy's 502). Per series, so
-	// that a refusal of such samples sent again does not take for
-	// duplicates the samples of other series, or newer ones, that the
-	// receiver never had. Cleared past maxMayHave series: the samples then
-	// count as rejected, not as duplicates: counted either way.
-	mayHave map[uint64]int64
+	// mayHave (by label hash): per series, the attempts that failed
+	// without a clear answer about the payload (it may have been written:
+	// a lost answer; or not: a proxy's 502 before the receiver), each with
+	// the newest sample of the series it carried (mayHaveMarks). Cleared
+	// past maxMayHave series: the samples then count as rejected, not as
+	// duplicates: counted either way.
+	mayHave  map[uint64][]mayHaveMark
+	attempts uint32 // numbers the attempts in mayHave, from 1 (0 is an earlier run)
 	// probeHeld: Run's blocks may be held by the receiver in part, and a
 	// refusal of all of them as held is not to be counted (outcome held,
 	// which sets held): Run sends them again one per request.
@@ -349,7 +352,7 @@ func New(cfg Config, src Source, log *slog.Logger) (*Sender, error) {
 	return &Sender{
 		cfg:        cfg,
 		sentBefore: sentBefore,
-		mayHave:    map[uint64]int64{},
+		mayHave:    map[uint64][]mayHaveMark{},
 		src:        src,
 		client:     c,
 		backoff:    client.Backoff{Min: cfg.MinBackoff, Max: cfg.MaxBackoff},
@@ -661,7 +664,7 @@ const (
 	stopped                 // ctx ended
 	tooLarge                // 413 for more than one sample: s.fit is lowered; send less
 	held                    // with probeHeld: refused whole as held before; not counted
-	mixed                   // refused as duplicates, but only some may have been sent before: send those apart
+	mixed                   // refused as duplicates, but not all of one fate (splitByFate): send each fate apart
 )
 
 // deliver sends blocks, counting too_old the samples older than
@@ -718,8 +721,7 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry, inOr
 			s.fit = max(n/2, 1)
 			s.fitLog.Log(s.log, slog.LevelWarn, "the receiver refused a request as too large (413); sending fewer samples per request from now on", "samples", n, "now", s.fit)
 		case mixed:
-			old, young := s.splitMayHave(send)
-			parts = append([][]*codec.Series{old, young, rest}, parts[1:]...)
+			parts = append(append(s.splitByFate(send), rest), parts[1:]...)
 		case failed:
 			if !retry || !client.Sleep(ctx, time.Until(s.link.nextTry)) {
 				return false, unsettled(parts)
@@ -778,70 +780,152 @@ func firstSamples(dst, series []*codec.Series, n int) (head, rest []*codec.Serie
 // maxMayHave bounds the series mayHave remembers.
 const maxMayHave = 100_000
 
-// noteMayHave records that the receiver may have written series.
+// maxMarks bounds the attempts mayHave remembers for one series (a probe
+// that fails alike again and again adds one each time). Past it, they
+// become one, the newest: the series' samples then share one fate, and a
+// refusal of them counts them all as duplicates.
+const maxMarks = 8
+
+// mayHaveMark: attempt, which failed without a clear answer, carried the
+// samples of a series up to t (ms). A request carries each of its series'
+// samples from the oldest not yet settled on, so it carried all those up
+// to t that are still unsettled.
+type mayHaveMark struct {
+	t       int64
+	attempt uint32
+}
+
+// noteMayHave records that the receiver may have written series, sent
+// by one attempt.
 func (s *Sender) noteMayHave(series []*codec.Series) {
 	if len(s.mayHave)+len(series) > maxMayHave {
 		clear(s.mayHave)
 	}
+	s.attempts++
 	for _, cs := range series {
-		if n := len(cs.T); n > 0 {
-			h := cs.Labels.Hash()
-			s.mayHave[h] = max(s.mayHave[h], cs.T[n-1])
+		n := len(cs.T)
+		if n == 0 {
+			continue
 		}
+		h := cs.Labels.Hash()
+		// Marks below the attempt's oldest sample cover nothing unsettled.
+		marks := slices.DeleteFunc(s.mayHave[h], func(m mayHaveMark) bool { return m.t < cs.T[0] })
+		mark := mayHaveMark{t: cs.T[n-1], attempt: s.attempts}
+		if len(marks) == maxMarks {
+			for _, m := range marks {
+				mark.t = max(mark.t, m.t)
+			}
+			marks = marks[:0]
+		}
+		s.mayHave[h] = append(marks, mark)
 	}
 }
 
-// mayHaveBefore returns, for one series, the time up to which its samples
-// may be at the receiver already.
-func (s *Sender) mayHaveBefore(cs *codec.Series) int64 {
-	t := s.sentBefore
+// mayHaveOf is what may be at the receiver of one series: its samples up
+// to before (ms) an earlier run may have sent (Config.SentBefore,
+// NeverSent), and the failed attempts that carried its samples.
+type mayHaveOf struct {
+	before int64
+	marks  []mayHaveMark
+}
+
+func (s *Sender) mayHaveOf(cs *codec.Series) mayHaveOf {
+	m := mayHaveOf{before: s.sentBefore}
 	if from, ok := s.cfg.NeverSent[cs.Ref]; ok {
-		t = min(t, from-1)
+		m.before = min(m.before, from-1)
 	}
 	if len(s.mayHave) > 0 {
-		t = max(t, s.mayHave[cs.Labels.Hash()])
+		m.marks = s.mayHave[cs.Labels.Hash()]
 	}
-	return t
+	return m
 }
 
-// countMayHave counts the samples of series that may be at the receiver.
-func (s *Sender) countMayHave(series []*codec.Series) int {
-	n := 0
+// fate names, for the series' sample at t, the attempts that may have
+// written it, into dst: an earlier run (0) and each failed attempt that
+// carried it, each number followed by a comma; empty if none. At a
+// receiver that writes a request whole or not at all, and holds each
+// series' samples up to its newest (ferry sends them in order), a sample
+// is held if and only if one of its attempts was written: the samples of
+// one fate are all held or none is. (An earlier run is many attempts: Run
+// sends its blocks one per request instead, probeHeld.) Along a series'
+// samples, oldest first, the fates only lose attempts, so each is one run
+// of them.
+func (m mayHaveOf) fate(dst []byte, t int64) []byte {
+	dst = dst[:0]
+	if t <= m.before {
+		dst = append(dst, "0,"...)
+	}
+	for _, mark := range m.marks {
+		if t <= mark.t {
+			dst = append(strconv.AppendUint(dst, uint64(mark.attempt), 10), ',')
+		}
+	}
+	return dst
+}
+
+// fates counts the samples of series that may be at the receiver, and
+// their fates.
+func (s *Sender) fates(series []*codec.Series) (mayHave, fates int) {
+	seen := map[string]bool{}
+	var key []byte
 	for _, cs := range series {
-		t := s.mayHaveBefore(cs)
-		for _, ts := range cs.T {
-			if ts <= t {
-				n++
+		m := s.mayHaveOf(cs)
+		for _, t := range cs.T {
+			if key = m.fate(key, t); len(key) > 0 {
+				mayHave++
+				seen[string(key)] = true
 			}
 		}
 	}
-	return n
+	return mayHave, len(seen)
 }
 
-// splitMayHave splits series into the samples that may be at the receiver
-// and the others, each series' order kept. The parts are new; labels are
-// shared.
-func (s *Sender) splitMayHave(series []*codec.Series) (old, young []*codec.Series) {
+// splitByFate splits series into one part for each fate of their samples
+// that may be at the receiver, those of more attempts first, and last the
+// samples never sent. Each series' order is kept: its older samples have
+// more attempts. The parts share the series' slices.
+func (s *Sender) splitByFate(series []*codec.Series) [][]*codec.Series {
+	type part struct {
+		fate   string
+		series []*codec.Series
+	}
+	byFate := map[string]*part{}
+	var young []*codec.Series
+	var key, next []byte
 	for _, cs := range series {
-		t := s.mayHaveBefore(cs)
-		var o, y codec.Series
-		for i, ts := range cs.T {
-			if ts <= t {
-				o.T, o.V = append(o.T, ts), append(o.V, cs.V[i])
+		m := s.mayHaveOf(cs)
+		for i := 0; i < len(cs.T); {
+			key = m.fate(key, cs.T[i])
+			j := i + 1
+			for ; j < len(cs.T); j++ {
+				if next = m.fate(next, cs.T[j]); !bytes.Equal(next, key) {
+					break
+				}
+			}
+			run := &codec.Series{Ref: cs.Ref, Labels: cs.Labels, Meta: cs.Meta, T: cs.T[i:j:j], V: cs.V[i:j:j]}
+			if len(key) == 0 {
+				young = append(young, run)
+			} else if p := byFate[string(key)]; p != nil {
+				p.series = append(p.series, run)
 			} else {
-				y.T, y.V = append(y.T, ts), append(y.V, cs.V[i])
+				byFate[string(key)] = &part{fate: string(key), series: []*codec.Series{run}}
 			}
-		}
-		if len(o.T) > 0 {
-			o.Ref, o.Labels, o.Meta = cs.Ref, cs.Labels, cs.Meta
-			old = append(old, &o)
-		}
-		if len(y.T) > 0 {
-			y.Ref, y.Labels, y.Meta = cs.Ref, cs.Labels, cs.Meta
-			young = append(young, &y)
+			i = j
 		}
 	}
-	return old, young
+	parts := make([]*part, 0, len(byFate))
+	for _, p := range byFate {
+		parts = append(parts, p)
+	}
+	sort.Slice(parts, func(i, j int) bool {
+		a, b := strings.Count(parts[i].fate, ","), strings.Count(parts[j].fate, ",")
+		return a > b || a == b && parts[i].fate < parts[j].fate
+	})
+	out := make([][]*codec.Series, 0, len(parts)+1)
+	for _, p := range parts {
+		out = append(out, p.series)
+	}
+	return append(out, young)
 }
 
 // backlogBytes is the share of a request of n bytes that BacklogBytesPerSecond
@@ -971,13 +1055,13 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 		// receiver holds them, or newer ones of their series: ferry's own,
 		// if it may have sent them before; if not, someone else's (two
 		// devices with one identity?) or a clock that went back.
-		switch old := s.countMayHave(series); {
+		switch old, fates := s.fates(series); {
 		case old == samples && s.probeHeld && kept == 0:
 			return held
-		case old == samples:
+		case old == samples && (fates == 1 || kept > 0):
 			reason = ReasonDuplicate
 		case old > 0 && kept == 0:
-			return mixed // the others go on their own, not lost with these
+			return mixed // each fate goes on its own: the held ones do not take the others down
 		}
 	}
 	s.mu.Lock()
