@@ -149,8 +149,9 @@ func (r *flakyTSDB) storedSamples() int {
 // dropped although the receiver has them (a full buffer evicting them);
 // what a budget holds back is still buffered. Requests that fail alike
 // whether written (a lost answer) or not (a proxy's 502) are frequent
-// enough that both come in a row: what is refused as held must be held. A budget lets the backlog use at most three
-// quarters of it, plus one request; the pace holds the bytes sent to it.
+// enough that both come in a row: what is counted as held must be held.
+// A budget lets the backlog use at most three quarters of it, plus one
+// request; the pace holds the bytes sent to it.
 // CONSERVATION_SEED=n reruns a seed.
 func TestConservationUnderFaults(t *testing.T) {
 	seeds := []uint64{1, 2, 3, 4, 5, 6, 21} // 21: a lost answer, then a request never passed on

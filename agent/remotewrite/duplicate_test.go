@@ -202,8 +202,8 @@ func TestSendCountsOnlyWhatTheReceiverHoldsAsDuplicate(t *testing.T) {
 	buf := openBuffer(t)
 	lset := labels.FromStrings("__name__", "m")
 	collect := func(ts ...int64) {
-		for _, t := range ts {
-			buf.Append(lset, t, float64(t))
+		for _, at := range ts {
+			buf.Append(lset, at, float64(at))
 		}
 	}
 	rcv := newTSDBReceiver(t, 1)
