@@ -92,7 +92,7 @@ func (r *tsdbReceiver) preload(blocks ...buffer.Block) {
 // TestSendCountsResentSamplesAsDuplicate: after a crash, blocks delivered
 // and not yet deleted are sent again; the receiver refuses them as out of
 // order, and refuses a request whole for one of them. Refused whole, the
-// blocks from before the start go again one per request until the
+// samples from before the start go again one time per request until the
 // receiver takes one: the held ones count as duplicate, not rejected, and
 // the never-delivered ones behind them arrive, as does the fresh one.
 func TestSendCountsResentSamplesAsDuplicate(t *testing.T) {
@@ -112,7 +112,7 @@ func TestSendCountsResentSamplesAsDuplicate(t *testing.T) {
 	rcv := newTSDBReceiver(t, 0)
 	rcv.preload(sent...)
 	src := newFakeSource(append(append(append([]buffer.Block(nil), sent...), notSent...), fresh...)...)
-	cfg := testConfig(rcv.srv.URL, 1000) // all in one request, but for the blocks from before the start
+	cfg := testConfig(rcv.srv.URL, 1000) // all in one request, but for the samples from before the start
 	cfg.SentBefore = start0
 	s := newSender(cfg, src)
 	start(t, s)
@@ -122,15 +122,46 @@ func TestSendCountsResentSamplesAsDuplicate(t *testing.T) {
 	if st.Dropped[ReasonRejected] != 0 {
 		t.Errorf("Dropped %v: resent samples counted as rejected", st.Dropped)
 	}
-	// All five are refused, and so is their part from before the start, not
-	// counted. Block 1 is refused: 3 duplicates. Block 2 is the newest the
-	// receiver has of its series, taken again as identical: from it on,
-	// everything goes in one request.
+	// All five blocks are refused, and so is their part from before the
+	// start, not counted. Block 1's two times are refused: 3 duplicates.
+	// Block 2 is the newest the receiver has of its series, taken again as
+	// identical: from it on, the rest of that part goes in one request,
+	// and the fresh block in another.
 	if st.Dropped[ReasonDuplicate] != 3 || st.SamplesSent != 5 || rcv.written != 8 {
 		t.Errorf("stats %+v, %d written: want 3 duplicates, 5 sent, all 8 at the receiver", st, rcv.written)
 	}
-	if n := len(rcv.requests()); n != 5 {
-		t.Errorf("%d requests, want 5 (all, the part from before the start, blocks 1 and 2 on their own, then the rest)", n)
+	if n := len(rcv.requests()); n != 7 {
+		t.Errorf("%d requests, want 7 (all, the part from before the start, its first three times on their own, its rest, the fresh block)", n)
+	}
+}
+
+// TestSendSplitsWhatCameBeforeTheStartByTime: one block from before the
+// start holds three collections; the earlier run delivered the first two,
+// and the request with the third was lost when it died. Refused whole, the
+// block goes again one time per request until the receiver takes one: the
+// first counts as duplicate, the second is taken again as identical to
+// the newest it has, and the third arrives.
+func TestSendSplitsWhatCameBeforeTheStartByTime(t *testing.T) {
+	start0 := time.Now()
+	c1 := start0.Add(-time.Minute).UnixMilli()
+	c2, c3 := c1+15000, c1+30000
+	rcv := newTSDBReceiver(t, 0)
+	rcv.preload(buffer.Block{Series: []buffer.Series{series(1, lblA, c1, c2), series(2, lblB, c1, c2)}})
+	src := newFakeSource(buffer.Block{Seq: 1, Series: []buffer.Series{series(1, lblA, c1, c2, c3), series(2, lblB, c1, c2, c3)}})
+	cfg := testConfig(rcv.srv.URL, 1000)
+	cfg.SentBefore = start0
+	s := newSender(cfg, src)
+	start(t, s)
+	src.waitAck(t)
+	st := s.Stats()
+	rcv.mu.Lock()
+	written := rcv.written
+	rcv.mu.Unlock()
+	if written != 6 || st.Dropped[ReasonDuplicate] != 2 || st.Dropped[ReasonRejected] != 0 || st.SamplesSent != 4 {
+		t.Errorf("the receiver wrote %d of 6 samples; stats %+v: want all 6 written, 2 duplicates, 4 sent", written, st)
+	}
+	if n := len(rcv.requests()); n != 4 {
+		t.Errorf("%d requests, want 4 (the block, then each time on its own)", n)
 	}
 }
 

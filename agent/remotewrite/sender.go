@@ -301,10 +301,11 @@ type Sender struct {
 	// duplicates: counted either way.
 	mayHave  map[uint64][]mayHaveMark
 	attempts uint32 // numbers the attempts in mayHave, from 1 (0 is an earlier run)
-	// probeHeld: Run's blocks may be held by the receiver in part, and a
-	// refusal of all of them as held is not to be counted (outcome held,
-	// which sets held): Run sends them again one per request.
-	probeHeld, held bool
+	// probeHeld: Run's blocks may be held by the receiver in part (an
+	// earlier run sent them), and a refusal of samples of several times
+	// as held is not to be counted (outcome held): deliver sends them
+	// again one time per request.
+	probeHeld bool
 
 	mu         sync.Mutex
 	stats      Stats
@@ -421,10 +422,10 @@ func (s *Sender) Run(ctx context.Context) {
 	var liveFrom, liveNext uint64 // with FreshFirst split: blocks from liveFrom on go first
 	// Blocks an earlier run sent may be at the receiver, first (oldest
 	// first): a receiver that refuses a request whole for one sample it
-	// holds would take the unsent blocks sent with them down too. Until
-	// the receiver takes a request of blocks, such a refusal of several
-	// blocks is not counted, and they go again one per request.
-	unsure, oneByOne := s.sentBefore != 0, false
+	// holds would take the unsent samples sent with them down too. Until
+	// the receiver takes a request, such a refusal is not counted, and
+	// the samples go again one time per request (deliver, probeHeld).
+	unsure := s.sentBefore != 0
 	for ctx.Err() == nil {
 		if liveFrom != 0 {
 			// Fresh data first, deleted as soon as it is delivered.
@@ -455,11 +456,7 @@ func (s *Sender) Run(ctx context.Context) {
 				continue
 			}
 		}
-		limit := s.cfg.MaxSamplesPerSend
-		if oneByOne {
-			limit = 1 // one block
-		}
-		blocks, err := s.src.Read(next, limit)
+		blocks, err := s.src.Read(next, s.cfg.MaxSamplesPerSend)
 		if err != nil {
 			s.bufferLog.Log(s.log, slog.LevelError, "reading the buffer", "err", err)
 			client.Sleep(ctx, s.cfg.MaxBackoff)
@@ -510,18 +507,14 @@ func (s *Sender) Run(ctx context.Context) {
 			continue
 		}
 		sentSoFar := s.samplesSent()
-		s.probeHeld = unsure && len(blocks) > 1
+		s.probeHeld = unsure
 		done, _ := s.deliver(ctx, blocks, true, liveFrom == 0)
 		s.probeHeld = false
 		if !done {
-			if s.held {
-				s.held, oneByOne = false, true
-				continue
-			}
 			return // ctx ended while retrying; these blocks stay buffered
 		}
 		if unsure && s.samplesSent() > sentSoFar {
-			unsure, oneByOne = false, false // taken: what follows was never sent
+			unsure = false // taken: what follows was never sent
 		}
 		delivered = blocks[len(blocks)-1].Seq
 		s.src.Delivered(delivered)
@@ -663,7 +656,7 @@ const (
 	failed                  // worth another try, after s.link.nextTry
 	stopped                 // ctx ended
 	tooLarge                // 413 for more than one sample: s.fit is lowered; send less
-	held                    // with probeHeld: refused whole as held before; not counted
+	held                    // with probeHeld: samples of several times refused whole as held before; not counted
 	mixed                   // refused as duplicates, but not all of one fate (splitByFate): send each fate apart
 )
 
@@ -694,7 +687,16 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry, inOr
 	}
 	// What is left to send, in this order, each part in one or more requests.
 	parts := [][]*codec.Series{series}
+	// byTime: a request was refused whole as held (probeHeld); what is
+	// left goes one time per request, oldest first, until the receiver
+	// takes one: an earlier run sent each time's samples together.
+	byTime := false
 	for samples > 0 && len(parts) > 0 {
+		if byTime {
+			if first, later := splitOldestTime(parts[0]); len(later) > 0 {
+				parts = append([][]*codec.Series{first, later}, parts[1:]...)
+			}
+		}
 		n := min(sampleCount(parts[0]), samples)
 		if n == 0 {
 			parts = parts[1:]
@@ -714,9 +716,13 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry, inOr
 		}
 		send, rest := firstSamples(s.send[:0], parts[0], n)
 		s.send = send[:0]
+		sentSoFar := s.samplesSent()
 		switch s.attempt(ctx, send, n, inOrder) {
 		case answered:
 			parts[0], samples = rest, samples-n
+			if byTime && s.samplesSent() > sentSoFar {
+				byTime = false // taken: what follows was never sent
+			}
 		case tooLarge:
 			s.fit = max(n/2, 1)
 			s.fitLog.Log(s.log, slog.LevelWarn, "the receiver refused a request as too large (413); sending fewer samples per request from now on", "samples", n, "now", s.fit)
@@ -729,11 +735,48 @@ func (s *Sender) deliver(ctx context.Context, blocks []buffer.Block, retry, inOr
 		case stopped:
 			return false, unsettled(parts)
 		case held:
-			s.held = true
-			return false, unsettled(parts)
+			byTime = true
 		}
 	}
 	return true, nil
+}
+
+// splitOldestTime splits series into the samples of the oldest time among
+// them and the others, each series' order kept. The parts share the
+// series' slices.
+func splitOldestTime(series []*codec.Series) (first, later []*codec.Series) {
+	oldest := int64(math.MaxInt64)
+	for _, cs := range series {
+		if len(cs.T) > 0 {
+			oldest = min(oldest, cs.T[0])
+		}
+	}
+	for _, cs := range series {
+		if len(cs.T) == 0 || cs.T[0] != oldest {
+			later = append(later, cs)
+			continue
+		}
+		first = append(first, &codec.Series{Ref: cs.Ref, Labels: cs.Labels, Meta: cs.Meta, T: cs.T[:1:1], V: cs.V[:1:1]})
+		if len(cs.T) > 1 {
+			later = append(later, &codec.Series{Ref: cs.Ref, Labels: cs.Labels, Meta: cs.Meta, T: cs.T[1:], V: cs.V[1:]})
+		}
+	}
+	return first, later
+}
+
+// severalTimes reports whether series' samples are of more than one time.
+func severalTimes(series []*codec.Series) bool {
+	var t0 int64
+	seen := false
+	for _, cs := range series {
+		for _, t := range cs.T {
+			if seen && t != t0 {
+				return true
+			}
+			t0, seen = t, true
+		}
+	}
+	return false
 }
 
 // unsettled counts, per series, the samples in parts.
@@ -846,10 +889,10 @@ func (s *Sender) mayHaveOf(cs *codec.Series) mayHaveOf {
 // receiver that writes a request whole or not at all, and holds each
 // series' samples up to its newest (ferry sends them in order), a sample
 // is held if and only if one of its attempts was written: the samples of
-// one fate are all held or none is. (An earlier run is many attempts: Run
-// sends its blocks one per request instead, probeHeld.) Along a series'
-// samples, oldest first, the fates only lose attempts, so each is one run
-// of them.
+// one fate are all held or none is. (An earlier run is many attempts:
+// deliver sends its samples one time per request instead, probeHeld.)
+// Along a series' samples, oldest first, the fates only lose attempts, so
+// each is one run of them.
 func (m mayHaveOf) fate(dst []byte, t int64) []byte {
 	dst = dst[:0]
 	if t <= m.before {
@@ -1056,7 +1099,7 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 		// if it may have sent them before; if not, someone else's (two
 		// devices with one identity?) or a clock that went back.
 		switch old, fates := s.fates(series); {
-		case old == samples && s.probeHeld && kept == 0:
+		case old == samples && s.probeHeld && kept == 0 && severalTimes(series):
 			return held
 		case old == samples && (fates == 1 || kept > 0):
 			reason = ReasonDuplicate
