@@ -75,6 +75,13 @@ func seriesKey(ts prompb.TimeSeries) string {
 	return k
 }
 
+// writtenSamples is how many samples the receiver has written.
+func (r *tsdbReceiver) writtenSamples() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.written
+}
+
 // preload writes samples into the receiver, as an earlier run did.
 func (r *tsdbReceiver) preload(blocks ...buffer.Block) {
 	r.mu.Lock()
@@ -127,8 +134,8 @@ func TestSendCountsResentSamplesAsDuplicate(t *testing.T) {
 	// Block 2 is the newest the receiver has of its series, taken again as
 	// identical: from it on, the rest of that part goes in one request,
 	// and the fresh block in another.
-	if st.Dropped[ReasonDuplicate] != 3 || st.SamplesSent != 5 || rcv.written != 8 {
-		t.Errorf("stats %+v, %d written: want 3 duplicates, 5 sent, all 8 at the receiver", st, rcv.written)
+	if written := rcv.writtenSamples(); st.Dropped[ReasonDuplicate] != 3 || st.SamplesSent != 5 || written != 8 {
+		t.Errorf("stats %+v, %d written: want 3 duplicates, 5 sent, all 8 at the receiver", st, written)
 	}
 	if n := len(rcv.requests()); n != 7 {
 		t.Errorf("%d requests, want 7 (all, the part from before the start, its first three times on their own, its rest, the fresh block)", n)
@@ -153,10 +160,7 @@ func TestSendSplitsWhatCameBeforeTheStartByTime(t *testing.T) {
 	s := newSender(cfg, src)
 	start(t, s)
 	src.waitAck(t)
-	st := s.Stats()
-	rcv.mu.Lock()
-	written := rcv.written
-	rcv.mu.Unlock()
+	st, written := s.Stats(), rcv.writtenSamples()
 	if written != 6 || st.Dropped[ReasonDuplicate] != 2 || st.Dropped[ReasonRejected] != 0 || st.SamplesSent != 4 {
 		t.Errorf("the receiver wrote %d of 6 samples; stats %+v: want all 6 written, 2 duplicates, 4 sent", written, st)
 	}
@@ -202,10 +206,8 @@ func TestSendCountsLostAnswersAsDuplicate(t *testing.T) {
 	if st.Dropped[ReasonRejected] != 0 || st.Dropped[ReasonDuplicate] != 1 || st.SamplesSent != 2 || st.RequestsFailed != 1 {
 		t.Errorf("stats %+v: want 1 duplicate, 2 sent (again), after one failure", st)
 	}
-	rcv.mu.Lock()
-	defer rcv.mu.Unlock()
-	if rcv.written != 3 {
-		t.Errorf("the receiver wrote %d samples, want 3", rcv.written)
+	if n := rcv.writtenSamples(); n != 3 {
+		t.Errorf("the receiver wrote %d samples, want 3", n)
 	}
 }
 
@@ -266,10 +268,7 @@ func TestSendCountsOnlyWhatTheReceiverHoldsAsDuplicate(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	st := s.Stats()
-	rcv.mu.Lock()
-	written := rcv.written
-	rcv.mu.Unlock()
+	st, written := s.Stats(), rcv.writtenSamples()
 	if written != 7 || st.Dropped[ReasonDuplicate] != 4 || st.Dropped[ReasonRejected] != 0 || st.SamplesSent != 3 {
 		t.Errorf("the receiver wrote %d of 7 samples; stats %+v: want all 7 written, 4 duplicates, 3 sent", written, st)
 	}
