@@ -166,11 +166,17 @@ func (b *Buffer) Journal() error {
 	return failed
 }
 
+// journalFitsLocked reports whether rec, framed, keeps the journal within
+// its share of the cap. The caller holds writeMu.
+func (b *Buffer) journalFitsLocked(rec []byte) bool {
+	return b.jf.size+journalRecordBound(len(rec)) <= journalShare(b.maxSize)
+}
+
 // appendRecordLocked appends a record to the journal, or commits the head
 // instead if the record could take the journal past its share of the cap,
 // or if it could not be written. The caller holds writeMu.
 func (b *Buffer) appendRecordLocked(rec []byte) error {
-	if b.jf.size+journalRecordBound(len(rec)) > journalShare(b.maxSize) {
+	if !b.journalFitsLocked(rec) {
 		return b.commitInsteadLocked()
 	}
 	if err := b.jf.append(rec); err != nil {
@@ -390,7 +396,7 @@ func (b *Buffer) journalSentLocked(marks []seriesMark) {
 		return
 	}
 	rec := appendMarks([]byte{recordSent}, marks)
-	if b.jf.size+journalRecordBound(len(rec)) > journalShare(b.maxSize) {
+	if !b.journalFitsLocked(rec) {
 		signal(b.headFull)
 		return
 	}
