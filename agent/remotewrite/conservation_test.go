@@ -24,7 +24,8 @@ import (
 // TSDB: a request with a sample older than its series' newest (or at the
 // same time with another value) is refused whole with 400; the same sample
 // again is taken as a duplicate. With oooWindow it takes samples in any
-// order, as VictoriaMetrics does (what fresh-first is for). Before it looks
+// order, as VictoriaMetrics does (what fresh-first is for); with partial it
+// writes what it can of a request and refuses the rest. Before it looks
 // at a request it may fail it the ways real links and receivers do: 503,
 // 429 with Retry-After, an HTML error page from a proxy, a reset
 // connection, or (after writing) a lost answer.
@@ -32,6 +33,10 @@ type flakyTSDB struct {
 	rng       *rand.Rand // under mu
 	down      atomic.Bool
 	oooWindow bool
+	// partial: a request is not refused whole; what is in order is
+	// written and the rest refused with the same 400, as Thanos Receive
+	// and Mimir do.
+	partial bool
 
 	mu       sync.Mutex
 	bodies   int // bytes of every request body, answered or not
@@ -41,8 +46,9 @@ type flakyTSDB struct {
 	refused  int // requests refused for a sample it never had: ferry broke the order
 	requests int
 	// unknown counts the samples first stored by requests whose answer
-	// was lost: ferry cannot know the receiver has them, and may count
-	// them dropped later (a full buffer evicting them).
+	// was lost, or that were refused after a partial write: ferry cannot
+	// know the receiver has them, and may count them dropped later (a full
+	// buffer evicting them).
 	unknown int
 }
 
@@ -88,6 +94,7 @@ func (r *flakyTSDB) serve(w http.ResponseWriter, req *http.Request) {
 		resetConnection(w)
 		return
 	}
+	var refusal error
 	for _, ts := range wr.Timeseries {
 		last, ok := r.newest[seriesKey(ts)]
 		for _, s := range ts.Samples {
@@ -98,20 +105,29 @@ func (r *flakyTSDB) serve(w http.ResponseWriter, req *http.Request) {
 				if !r.stored[seriesKey(ts)][s.Timestamp] {
 					r.refused++ // not a resend of what it has: ferry broke the order
 				}
-				http.Error(w, fmt.Sprintf("out of order sample: %s at %d after %d", seriesKey(ts), s.Timestamp, last.Timestamp), http.StatusBadRequest)
-				return
+				refusal = fmt.Errorf("out of order sample: %s at %d after %d", seriesKey(ts), s.Timestamp, last.Timestamp)
+				if !r.partial {
+					http.Error(w, refusal.Error(), http.StatusBadRequest)
+					return
+				}
+				continue
 			}
 			last, ok = s, true
 		}
 	}
-	lostAnswer := fault < 32
+	// Written with the answer lost, or in part with a refusal that does
+	// not say what: ferry cannot know which samples the receiver has.
+	unsure := fault < 32 || refusal != nil
 	for _, ts := range wr.Timeseries {
 		k := seriesKey(ts)
 		if r.stored[k] == nil {
 			r.stored[k] = map[int64]bool{}
 		}
 		for _, s := range ts.Samples {
-			if lostAnswer && !r.stored[k][s.Timestamp] {
+			if last, ok := r.newest[k]; !r.oooWindow && ok && (s.Timestamp < last.Timestamp || s.Timestamp == last.Timestamp && s.Value != last.Value) {
+				continue // refused, with a partial write
+			}
+			if unsure && !r.stored[k][s.Timestamp] {
 				r.unknown++
 			}
 			r.stored[k][s.Timestamp] = true
@@ -120,7 +136,11 @@ func (r *flakyTSDB) serve(w http.ResponseWriter, req *http.Request) {
 			}
 		}
 	}
-	if lostAnswer {
+	if refusal != nil {
+		http.Error(w, refusal.Error(), http.StatusBadRequest)
+		return
+	}
+	if fault < 32 {
 		http.Error(w, "answer lost", http.StatusBadGateway) // written, but ferry cannot know
 		return
 	}
@@ -145,16 +165,21 @@ func (r *flakyTSDB) storedSamples() int {
 // reaches the receiver in order (oldest first, it refuses nothing as out
 // of order), and every sample collected is at the receiver or counted
 // dropped with a reason, once: stored + dropped = collected, but for what
-// ferry cannot know: samples whose answer was lost, which it may count
-// dropped although the receiver has them (a full buffer evicting them);
-// what a budget holds back is still buffered. Requests that fail alike
-// whether written (a lost answer) or not (a proxy's 502) are frequent
-// enough that both come in a row: what is counted as held must be held.
+// ferry cannot know: samples whose answer was lost, or that a partial
+// write took before its refusal, which it may count dropped although the
+// receiver has them (a full buffer evicting them); what a budget holds
+// back is still buffered. Nothing is rejected: the receiver refuses only
+// what it holds, which ferry counts as duplicate. Requests that fail
+// alike whether written (a lost answer) or not (a proxy's 502) are
+// frequent enough that both come in a row: what is counted as held must
+// be held.
 // A budget lets the backlog use at most three quarters of it, plus one
 // request; the pace holds the bytes sent to it.
 // CONSERVATION_SEED=n reruns a seed.
 func TestConservationUnderFaults(t *testing.T) {
-	seeds := []uint64{1, 2, 3, 4, 5, 6, 21} // 21: a lost answer, then a request never passed on
+	// 8: partial writes, a lost answer, then a request with new samples.
+	// 21: a lost answer, then a request never passed on.
+	seeds := []uint64{1, 2, 3, 4, 5, 6, 8, 21}
 	if testing.Short() {
 		seeds = seeds[:2]
 	}
@@ -185,6 +210,7 @@ func conservationRun(t *testing.T, seed uint64) {
 	cfg := testConfig(srv.URL, 50+rng.IntN(2000))
 	cfg.FreshFirst = rng.IntN(2) == 0
 	rcv.oooWindow = cfg.FreshFirst
+	rcv.partial = !rcv.oooWindow && rand.New(rand.NewPCG(seed, 13)).IntN(2) == 0
 	if rng.IntN(3) == 0 { // binds: the backlog stops with most of it unsent
 		cfg.MaxBytesPerDay = 20<<10 + rng.Int64N(200<<10)
 	}
@@ -198,7 +224,7 @@ func conservationRun(t *testing.T, seed uint64) {
 	}
 	started := time.Now()
 	stop := start(t, s)
-	t.Logf("seed %d: cap %d thin %v fresh-first %v jitter %v max samples per send %d budget %d pace %d", seed, opts.MaxSize, opts.Thin, cfg.FreshFirst, jitter, cfg.MaxSamplesPerSend, cfg.MaxBytesPerDay, cfg.BacklogBytesPerSecond)
+	t.Logf("seed %d: cap %d thin %v fresh-first %v partial writes %v jitter %v max samples per send %d budget %d pace %d", seed, opts.MaxSize, opts.Thin, cfg.FreshFirst, rcv.partial, jitter, cfg.MaxSamplesPerSend, cfg.MaxBytesPerDay, cfg.BacklogBytesPerSecond)
 
 	// Collections 15 s apart from three hours ago: old enough for
 	// fresh-first to split the backlog from what comes after.
@@ -292,14 +318,18 @@ func conservationRun(t *testing.T, seed uint64) {
 	if refused > 0 {
 		t.Errorf("the receiver refused %d requests for samples out of order that it did not have", refused)
 	}
+	if n := s.Stats().Dropped[ReasonRejected]; n > 0 {
+		t.Errorf("%d samples counted as rejected: the receiver refuses only what it has", n)
+	}
 	// Delivered once, counted once: what ferry counts as sent is at the
-	// receiver, but for the samples it sent again after a lost answer.
+	// receiver, and what is there ferry counted as sent, but for what it
+	// cannot know of.
 	if sent, stored := s.Stats().SamplesSent, rcv.storedSamples(); sent > uint64(stored) || sent+uint64(unknown) < uint64(stored) {
-		t.Errorf("ferry counted %d samples sent; the receiver stored %d (%d of them with the answer lost)", sent, stored, unknown)
+		t.Errorf("ferry counted %d samples sent; the receiver stored %d (%d of them unknown to ferry)", sent, stored, unknown)
 	}
 	if got := rcv.storedSamples() + int(dropped()) + int(buffered); got < collected || got > collected+unknown {
-		t.Errorf("stored %d + dropped %d + buffered %d = %d, want the %d collected (up to %d more: stored with the answer lost)",
+		t.Errorf("stored %d + dropped %d + buffered %d = %d, want the %d collected (up to %d more: stored unknown to ferry)",
 			rcv.storedSamples(), dropped(), buffered, got, collected, unknown)
 	}
-	t.Logf("%d collected, %d stored (%d with the answer lost), dropped: buffer %v, sender %v; %d requests", collected, rcv.storedSamples(), unknown, buf.Stats().Dropped, s.Stats().Dropped, requests)
+	t.Logf("%d collected, %d stored (%d unknown to ferry), dropped: buffer %v, sender %v; %d requests", collected, rcv.storedSamples(), unknown, buf.Stats().Dropped, s.Stats().Dropped, requests)
 }

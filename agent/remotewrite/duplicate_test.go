@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +18,8 @@ import (
 // time with another value, is refused whole with 400 "out of order sample"
 // and nothing of it is written; an identical sample at the newest time is
 // taken. lostAnswers requests are written and then answered 502, as when
-// the answer is lost on the way back.
+// the answer is lost on the way back. A 2.0 request's answer has the
+// spec's Written headers.
 type tsdbReceiver struct {
 	*receiver
 	mu          sync.Mutex
@@ -27,42 +29,74 @@ type tsdbReceiver struct {
 	// unreached: the requests (by number, from 0) a proxy answers 502
 	// without passing them on; to ferry, as a lost answer.
 	unreached map[int]bool
+	// partial: a request is not refused whole; the receiver writes what
+	// it can and refuses the rest with the same 400, as Thanos Receive
+	// and Mimir do (with 1.0, not saying what they wrote) and Prometheus
+	// 3 with 2.0.
+	partial bool
 }
 
 func newTSDBReceiver(t *testing.T, lostAnswers int) *tsdbReceiver {
 	r := &tsdbReceiver{newest: map[string]prompb.Sample{}, lostAnswers: lostAnswers}
 	r.receiver = newReceiver(t, func(n int, w http.ResponseWriter) {
-		wr := r.receiver.requests()[n].wr
+		req := r.receiver.requests()[n]
+		wr := req.wr
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if r.unreached[n] {
 			status(http.StatusBadGateway)(w)
 			return
 		}
+		written := 0 // for the Written header: identical samples count
+		answer := func(code int) {
+			if req.v2 {
+				w.Header().Set("X-Prometheus-Remote-Write-Samples-Written", strconv.Itoa(written))
+				w.Header().Set("X-Prometheus-Remote-Write-Exemplars-Written", "0")
+			}
+			if code == http.StatusBadRequest {
+				http.Error(w, "out of order sample", code)
+				return
+			}
+			w.WriteHeader(code)
+		}
+		outOfOrder := func(s, last prompb.Sample, ok bool) bool {
+			return ok && (s.Timestamp < last.Timestamp || s.Timestamp == last.Timestamp && s.Value != last.Value)
+		}
 		for _, ts := range wr.Timeseries {
 			last, ok := r.newest[seriesKey(ts)]
 			for _, s := range ts.Samples {
-				if ok && (s.Timestamp < last.Timestamp || s.Timestamp == last.Timestamp && s.Value != last.Value) {
-					http.Error(w, "out of order sample", http.StatusBadRequest)
+				if !r.partial && outOfOrder(s, last, ok) {
+					answer(http.StatusBadRequest)
 					return
 				}
 				last, ok = s, true
 			}
 		}
+		refused := false
 		for _, ts := range wr.Timeseries {
 			for _, s := range ts.Samples {
-				if last, ok := r.newest[seriesKey(ts)]; !ok || s.Timestamp > last.Timestamp {
+				switch last, ok := r.newest[seriesKey(ts)]; {
+				case outOfOrder(s, last, ok):
+					refused = true
+				case !ok || s.Timestamp > last.Timestamp:
 					r.newest[seriesKey(ts)] = s
 					r.written++
+					written++
+				default:
+					written++
 				}
 			}
+		}
+		if refused {
+			answer(http.StatusBadRequest)
+			return
 		}
 		if r.lostAnswers > 0 {
 			r.lostAnswers--
 			status(http.StatusBadGateway)(w)
 			return
 		}
-		w.WriteHeader(http.StatusNoContent)
+		answer(http.StatusNoContent)
 	})
 	return r
 }
@@ -271,5 +305,69 @@ func TestSendCountsOnlyWhatTheReceiverHoldsAsDuplicate(t *testing.T) {
 	st, written := s.Stats(), rcv.writtenSamples()
 	if written != 7 || st.Dropped[ReasonDuplicate] != 4 || st.Dropped[ReasonRejected] != 0 || st.SamplesSent != 3 {
 		t.Errorf("the receiver wrote %d of 7 samples; stats %+v: want all 7 written, 4 duplicates, 3 sent", written, st)
+	}
+}
+
+// TestSendCountsWhatAPartialReceiverHoldsAsDuplicate: a receiver that
+// writes what it can of a request and refuses the rest writes one, its
+// answer lost; sent again with what was collected meanwhile, the request
+// is refused for the first samples, and the new ones are written. With
+// 1.0 ferry cannot tell which it wrote: the new ones go again, are refused
+// in turn, and count as duplicates too, not as rejected. With 2.0 the
+// Written header tells: the new ones are sent, the rest duplicates.
+func TestSendCountsWhatAPartialReceiverHoldsAsDuplicate(t *testing.T) {
+	for _, tc := range []struct {
+		proto                   Protocol
+		wantDuplicate, wantSent uint64
+		wantRequests            int
+	}{
+		// 0: 1-4, answer lost. 1: the probe 1. 2: 2-6, 5 and 6 written.
+		// Then 2-4 and 5-6 on their own, each refused.
+		{Protocol1, 6, 0, 5},
+		// 2: 2-6, "3 written" (4 again, identical to the newest): 2 and 3
+		// are duplicates, 4-6 sent.
+		{Protocol2, 3, 3, 3},
+	} {
+		t.Run(tc.proto.String(), func(t *testing.T) {
+			buf := openBuffer(t)
+			lset := labels.FromStrings("__name__", "m")
+			collect := func(ts ...int64) {
+				for _, at := range ts {
+					buf.Append(lset, at, float64(at))
+				}
+			}
+			rcv := newTSDBReceiver(t, 1)
+			rcv.partial = true
+			answer := rcv.answer
+			rcv.answer = func(n int, w http.ResponseWriter) {
+				answer(n, w)
+				if n == 0 {
+					collect(5000, 6000) // while the first request is out
+				}
+			}
+			collect(1000, 2000, 3000, 4000)
+			cfg := testConfig(rcv.srv.URL, 1000)
+			cfg.Protocol = tc.proto
+			s := newSender(cfg, buf)
+			start(t, s)
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				st := s.Stats()
+				if st.SamplesSent+st.Dropped[ReasonDuplicate]+st.Dropped[ReasonRejected] >= 6 && buf.Stats().LiveSamples == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("not settled within 10 s: %+v", st)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			st, written := s.Stats(), rcv.writtenSamples()
+			if written != 6 || st.Dropped[ReasonDuplicate] != tc.wantDuplicate || st.Dropped[ReasonRejected] != 0 || st.SamplesSent != tc.wantSent {
+				t.Errorf("the receiver wrote %d of 6 samples; stats %+v: want all 6 written, %d duplicates, %d sent", written, st, tc.wantDuplicate, tc.wantSent)
+			}
+			if n := len(rcv.requests()); n != tc.wantRequests {
+				t.Errorf("%d requests, want %d", n, tc.wantRequests)
+			}
+		})
 	}
 }

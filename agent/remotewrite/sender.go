@@ -42,8 +42,9 @@ const (
 	ReasonRejected = "rejected"
 	// The receiver refused samples as out of order or duplicate that ferry
 	// may have delivered before: sent again after a restart (delivered,
-	// not yet deleted from the buffer when the process died) or after an
-	// attempt whose answer was lost. The receiver most likely holds them.
+	// not yet deleted from the buffer when the process died), after an
+	// attempt whose answer was lost, or after a refusal by a receiver that
+	// writes what it can. The receiver most likely holds them.
 	ReasonDuplicate = "duplicate"
 	ReasonTooOld    = "too_old" // older than MaxSampleAge when its turn came
 )
@@ -1092,7 +1093,7 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 	if proto == Protocol2 {
 		kept = min(max(written, 0), samples)
 	}
-	reason := ReasonRejected
+	duplicates := 0
 	if e != nil && e.Duplicate() && inOrder {
 		// Sent oldest first, these samples are refused because the
 		// receiver holds them, or newer ones of their series: ferry's own,
@@ -1101,16 +1102,31 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 		switch old, fates := s.fates(series); {
 		case old == samples && s.probeHeld && kept == 0 && severalTimes(series):
 			return held
-		case old == samples && (fates == 1 || kept > 0):
-			reason = ReasonDuplicate
-		case old > 0 && kept == 0:
-			return mixed // each fate goes on its own: the held ones do not take the others down
+		case kept > 0:
+			// Written in part, as the Written header says: what the
+			// receiver refused is first what it holds.
+			duplicates = min(old, samples-kept)
+		case old == samples && fates == 1:
+			duplicates = samples
+		case old > 0:
+			// Refused whole for some of its samples, or in part by a
+			// receiver that writes what it can and says not what (1.0:
+			// Thanos Receive, Mimir): what the request carried may be
+			// there now, as after a lost answer. Each fate goes on its
+			// own, so the held ones do not take the others down.
+			s.noteMayHave(series)
+			return mixed
 		}
 	}
 	s.mu.Lock()
 	s.stats.SamplesSent += uint64(kept)
 	s.mu.Unlock()
-	s.dropped(reason, samples-kept, err)
+	if duplicates > 0 {
+		s.dropped(ReasonDuplicate, duplicates, err)
+	}
+	if rejected := samples - kept - duplicates; rejected > 0 || duplicates == 0 {
+		s.dropped(ReasonRejected, rejected, err)
+	}
 	return answered
 }
 

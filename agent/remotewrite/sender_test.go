@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 
+	"github.com/ferry-agent/ferry/agent/remotewrite/codec"
 	"github.com/ferry-agent/ferry/agent/remotewrite/codec/codectest"
 	"github.com/ferry-agent/ferry/buffer"
 )
@@ -108,7 +109,8 @@ func (f *fakeSource) waitAck(t *testing.T) uint64 {
 type request struct {
 	header  http.Header
 	bodyLen int
-	wr      prompb.WriteRequest
+	wr      prompb.WriteRequest // a 2.0 request's series and samples too
+	v2      bool
 }
 
 // receiver is an httptest remote-write endpoint. answer decides the reply
@@ -136,11 +138,27 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		r.t.Errorf("reading request body: %v", err)
 	}
 	got := request{header: req.Header.Clone(), bodyLen: len(body)}
+	got.v2 = strings.HasSuffix(req.Header.Get("Content-Type"), "proto="+codec.MessageV2)
 	raw, err := snappy.Decode(nil, body)
-	if err != nil {
+	switch {
+	case err != nil:
 		r.t.Errorf("body is not snappy (block format): %v", err)
-	} else if err := got.wr.Unmarshal(raw); err != nil {
-		r.t.Errorf("body is not a prompb.WriteRequest: %v", err)
+	case got.v2:
+		all, err := codectest.DecodeV2Series(raw)
+		if err != nil {
+			r.t.Error(err)
+		}
+		for _, s := range all {
+			ts := prompb.TimeSeries{Labels: prompb.FromLabels(s.Labels, nil)}
+			for _, smp := range s.Samples {
+				ts.Samples = append(ts.Samples, prompb.Sample{Timestamp: smp.Timestamp, Value: smp.Value})
+			}
+			got.wr.Timeseries = append(got.wr.Timeseries, ts)
+		}
+	default:
+		if err := got.wr.Unmarshal(raw); err != nil {
+			r.t.Errorf("body is not a prompb.WriteRequest: %v", err)
+		}
 	}
 	r.mu.Lock()
 	n := len(r.reqs)
