@@ -225,6 +225,24 @@ func TestEndToEndTwoRemoteWrites(t *testing.T) {
 	}
 }
 
+// sumMetric adds up the series of metric name in m (ferryMetrics') that
+// have every label pair in pairs (each as written there: reason="rejected").
+func sumMetric(m map[string]float64, name string, pairs ...string) (sum float64) {
+	for k, v := range m {
+		if k != name && !strings.HasPrefix(k, name+"{") {
+			continue
+		}
+		all := true
+		for _, p := range pairs {
+			all = all && strings.Contains(k, p)
+		}
+		if all {
+			sum += v
+		}
+	}
+	return sum
+}
+
 // ferryMetrics reads ferry's /metrics: each series as written there, to
 // its value.
 func ferryMetrics(t *testing.T, addr string) map[string]float64 {

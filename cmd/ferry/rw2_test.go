@@ -2,14 +2,19 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,16 +49,7 @@ func TestRemoteWrite2Metadata(t *testing.T) {
 	ferry := buildFerry(t)
 	promAddr, ferryAddr := freeAddr(t), freeAddr(t)
 	promDir := t.TempDir()
-	cfg := filepath.Join(promDir, "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte("global:\n  scrape_interval: 1h\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := start(t, prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(promDir, "tsdb"),
-		"--web.listen-address="+promAddr, "--web.enable-remote-write-receiver",
-		"--web.remote-write-receiver.accepted-protobuf-messages=prometheus.WriteRequest",
-		"--web.remote-write-receiver.accepted-protobuf-messages=io.prometheus.write.v2.Request",
-		"--enable-feature=metadata-wal-records,st-storage")
-	waitFor(t, 60*time.Second, "prometheus to be ready", func() bool { return httpOK("http://" + promAddr + "/-/ready") })
+	p := startRW2Prometheus(t, prom, promAddr, promDir, "--enable-feature=metadata-wal-records,st-storage")
 
 	// ferry at its defaults: only where to send, keep and listen.
 	f := start(t, ferry, "--remote-write.url=http://"+promAddr+"/api/v1/write",
@@ -117,6 +113,125 @@ func TestRemoteWrite2Metadata(t *testing.T) {
 		t.Error("no series started at the boot time: the test checked nothing of start times")
 	}
 	t.Logf("%d series checked, %d of them with the boot time as their start", checked, started)
+}
+
+// startRW2Prometheus runs a Prometheus 3 that scrapes nothing and takes
+// Remote-Write 1.0 and 2.0, on addr with its data in dir.
+func startRW2Prometheus(t *testing.T, bin, addr, dir string, args ...string) *process {
+	t.Helper()
+	cfg := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfg, []byte("global:\n  scrape_interval: 1h\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, bin, append([]string{"--config.file=" + cfg, "--storage.tsdb.path=" + filepath.Join(dir, "tsdb"),
+		"--web.listen-address=" + addr, "--web.enable-remote-write-receiver",
+		"--web.remote-write-receiver.accepted-protobuf-messages=prometheus.WriteRequest",
+		"--web.remote-write-receiver.accepted-protobuf-messages=io.prometheus.write.v2.Request"}, args...)...)
+	waitFor(t, 60*time.Second, "prometheus to be ready", func() bool { return httpOK("http://" + addr + "/-/ready") })
+	return p
+}
+
+// answerLosingLink is a reverse proxy in front of a receiver: down (503,
+// nothing passed on) until up is set; then it passes every request on, and
+// of the first that carries more than a probe (a body over 1 KiB) it holds
+// the receiver's answer for hold and answers 502 instead: written, with
+// the answer lost. Safe for concurrent use.
+type answerLosingLink struct {
+	proxy *httputil.ReverseProxy
+	hold  time.Duration
+	up    atomic.Bool
+	lost  atomic.Bool
+}
+
+func (l *answerLosingLink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if !l.up.Load() {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	}
+	if len(body) > 1024 && l.lost.CompareAndSwap(false, true) {
+		l.proxy.ServeHTTP(httptest.NewRecorder(), r)
+		time.Sleep(l.hold)
+		http.Error(w, "answer lost", http.StatusBadGateway)
+		return
+	}
+	l.proxy.ServeHTTP(w, r)
+}
+
+// TestRemoteWrite2PartialWriteAfterALostAnswer: Prometheus 3 writes what
+// it can of a 2.0 request and refuses the rest, saying in its Written
+// header how much it wrote. ferry at its defaults, with 2.0, starts while
+// the link is down; when it is back, the request with the first two
+// collections is written and its answer lost, held past the third
+// collection. Sent again with the third, the request is refused for the
+// first collection's samples, and Prometheus writes the rest. Every
+// collection must be at the receiver, and ferry must count what was
+// refused as duplicate, nothing as rejected: collected = sent + duplicate.
+func TestRemoteWrite2PartialWriteAfterALostAnswer(t *testing.T) {
+	prom := os.Getenv("FERRY_RW2_PROMETHEUS")
+	if prom == "" {
+		t.Skip("FERRY_RW2_PROMETHEUS is not set: make test-rw2 runs this test against Prometheus 3.16")
+	}
+	ferry := buildFerry(t)
+	promAddr, ferryAddr := freeAddr(t), freeAddr(t)
+	startRW2Prometheus(t, prom, promAddr, t.TempDir())
+	target, _ := url.Parse("http://" + promAddr)
+	link := &answerLosingLink{proxy: httputil.NewSingleHostReverseProxy(target), hold: 16 * time.Second} // one interval and a second
+	srv := httptest.NewServer(link)
+	defer srv.Close()
+
+	// ferry at its defaults: where to send, in 2.0, keep and listen.
+	f := startReady(t, ferry, ferryAddr, "--remote-write.url="+srv.URL+"/api/v1/write",
+		"--remote-write.protocol=2", "--storage.path="+t.TempDir())
+	appended := func() float64 { return sumMetric(ferryMetrics(t, ferryAddr), "ferry_samples_appended_total") }
+	waitFor(t, 30*time.Second, "the first collection", func() bool { return appended() > 0 })
+	first := appended()
+	waitFor(t, 30*time.Second, "the second collection", func() bool { return appended() > first })
+	link.up.Store(true)
+
+	waitFor(t, 90*time.Second, "four collections at the receiver", func() bool {
+		r := query(t, promAddr, "count_over_time(node_load1[10m])")
+		return len(r) == 1 && sampleValue(t, r[0].Value[1]) >= 4
+	})
+	if !link.lost.Load() {
+		t.Fatal("no answer was lost: the test checked nothing")
+	}
+	// Settled: all that was collected is sent or counted (between
+	// collections).
+	var m map[string]float64
+	dropped := func(reason string) float64 {
+		return sumMetric(m, "ferry_remote_write_dropped_samples_total", `reason="`+reason+`"`)
+	}
+	waitFor(t, 30*time.Second, "every sample sent or counted", func() bool {
+		m = ferryMetrics(t, ferryAddr)
+		sent := sumMetric(m, "ferry_remote_write_samples_sent_total")
+		return sent+dropped("duplicate")+dropped("rejected") == sumMetric(m, "ferry_samples_appended_total")
+	})
+	if n := dropped("rejected"); n != 0 {
+		t.Errorf("%v samples counted as rejected; the receiver refused only what it held", n)
+	}
+	if dropped("duplicate") == 0 {
+		t.Error("nothing counted as duplicate: the request sent again was not refused")
+	}
+	t.Logf("collected %v, sent %v, duplicate %v", sumMetric(m, "ferry_samples_appended_total"),
+		sumMetric(m, "ferry_remote_write_samples_sent_total"), dropped("duplicate"))
+	// Every collection at the receiver: node_load1 every 15 s, no gap.
+	r := query(t, promAddr, "node_load1[10m]")
+	if len(r) != 1 || len(r[0].Values) < 4 {
+		t.Fatalf("node_load1 at the receiver: %v, want one series of four samples or more", r)
+	}
+	for i := 1; i < len(r[0].Values); i++ {
+		if gap := sampleValue(t, r[0].Values[i][0]) - sampleValue(t, r[0].Values[i-1][0]); gap > 16 {
+			t.Errorf("node_load1: %v s between samples %d and %d, want one interval (15 s)", gap, i-1, i)
+		}
+	}
+	if code := f.stop(t); code != 0 {
+		t.Errorf("ferry exited %d", code)
+	}
 }
 
 type family struct {
