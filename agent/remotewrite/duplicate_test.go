@@ -1,6 +1,7 @@
 package remotewrite
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
@@ -181,25 +182,45 @@ func TestSendCountsResentSamplesAsDuplicate(t *testing.T) {
 // and the request with the third was lost when it died. Refused whole, the
 // block goes again one time per request until the receiver takes one: the
 // first counts as duplicate, the second is taken again as identical to
-// the newest it has, and the third arrives.
+// the newest it has, and the third arrives. A receiver that writes in
+// part writes the third with the first refusal: with 1.0 the times go on
+// their own all the same, and the second is refused too (no longer the
+// newest); with 2.0 its Written header settles them at once. Either way
+// nothing is rejected, and all is at the receiver.
 func TestSendSplitsWhatCameBeforeTheStartByTime(t *testing.T) {
-	start0 := time.Now()
-	c1 := start0.Add(-time.Minute).UnixMilli()
-	c2, c3 := c1+15000, c1+30000
-	rcv := newTSDBReceiver(t, 0)
-	rcv.preload(buffer.Block{Series: []buffer.Series{series(1, lblA, c1, c2), series(2, lblB, c1, c2)}})
-	src := newFakeSource(buffer.Block{Seq: 1, Series: []buffer.Series{series(1, lblA, c1, c2, c3), series(2, lblB, c1, c2, c3)}})
-	cfg := testConfig(rcv.srv.URL, 1000)
-	cfg.SentBefore = start0
-	s := newSender(cfg, src)
-	start(t, s)
-	src.waitAck(t)
-	st, written := s.Stats(), rcv.writtenSamples()
-	if written != 6 || st.Dropped[ReasonDuplicate] != 2 || st.Dropped[ReasonRejected] != 0 || st.SamplesSent != 4 {
-		t.Errorf("the receiver wrote %d of 6 samples; stats %+v: want all 6 written, 2 duplicates, 4 sent", written, st)
-	}
-	if n := len(rcv.requests()); n != 4 {
-		t.Errorf("%d requests, want 4 (the block, then each time on its own)", n)
+	for _, tc := range []struct {
+		proto                   Protocol
+		partial                 bool
+		wantDuplicate, wantSent uint64
+		wantRequests            int
+	}{
+		{Protocol1, false, 2, 4, 4}, // the block, then each time on its own
+		{Protocol1, true, 4, 2, 4},
+		{Protocol2, false, 2, 4, 4},
+		{Protocol2, true, 2, 4, 1}, // "4 written": the second again, and the third
+	} {
+		t.Run(fmt.Sprintf("%v/partial=%v", tc.proto, tc.partial), func(t *testing.T) {
+			start0 := time.Now()
+			c1 := start0.Add(-time.Minute).UnixMilli()
+			c2, c3 := c1+15000, c1+30000
+			rcv := newTSDBReceiver(t, 0)
+			rcv.partial = tc.partial
+			rcv.preload(buffer.Block{Series: []buffer.Series{series(1, lblA, c1, c2), series(2, lblB, c1, c2)}})
+			src := newFakeSource(buffer.Block{Seq: 1, Series: []buffer.Series{series(1, lblA, c1, c2, c3), series(2, lblB, c1, c2, c3)}})
+			cfg := testConfig(rcv.srv.URL, 1000)
+			cfg.SentBefore = start0
+			cfg.Protocol = tc.proto
+			s := newSender(cfg, src)
+			start(t, s)
+			src.waitAck(t)
+			st, written := s.Stats(), rcv.writtenSamples()
+			if written != 6 || st.Dropped[ReasonDuplicate] != tc.wantDuplicate || st.Dropped[ReasonRejected] != 0 || st.SamplesSent != tc.wantSent {
+				t.Errorf("the receiver wrote %d of 6 samples; stats %+v: want all 6 written, %d duplicates, %d sent", written, st, tc.wantDuplicate, tc.wantSent)
+			}
+			if n := len(rcv.requests()); n != tc.wantRequests {
+				t.Errorf("%d requests, want %d", n, tc.wantRequests)
+			}
+		})
 	}
 }
 
