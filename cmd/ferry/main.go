@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/ferry-agent/ferry/collectors"
 	"github.com/ferry-agent/ferry/collectors/host"
 	"github.com/ferry-agent/ferry/internal/httpclient"
+	"github.com/ferry-agent/ferry/internal/memtrim"
 )
 
 // Set at build time with -ldflags "-X main.version=... -X main.commit=...".
@@ -78,6 +80,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logWarnings(log, cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	go memtrim.Run(ctx, trimSchedule(cfg.ScrapeInterval, os.Getenv), log)
 	if err := agent.Run(ctx, cfg, log, reloadOnHangup(ctx, args, log)); err != nil {
 		log.Error("ferry failed", "err", err)
 		return 1
@@ -118,6 +121,34 @@ func setRuntimeDefaults(getenv func(string) string) {
 	if getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(defaultMaxProcs)
 	}
+}
+
+// releaseCodeAfter is how long after the start the agent gives back the
+// pages of its code that only the start ran (memtrim.ReleaseCode): its
+// first collections and requests are done by then.
+const releaseCodeAfter = time.Minute
+
+// returnFreeAbout is about how often the agent gives the heap's free pages
+// back (memtrim.Schedule.ReturnFreeEvery). Each time costs a garbage
+// collection, and the pages the next collections need are faulted in again:
+// every interval, at 10k series every 5 s, that was 41 % more CPU for 0.9
+// MiB less RSS; once a minute it is a few ms a minute. At 1k series every
+// 15 s, RSS 9.7 MiB against 10.6 without (every 15 s: 9.3).
+const returnFreeAbout = time.Minute
+
+// trimSchedule is when the agent gives memory back (memtrim): the start's
+// code once, releaseCodeAfter after the start; and, unless GOGC is set (the
+// garbage collector is then the user's to tune), the heap's free pages
+// every returnFreeAbout rounded up to whole collection intervals (interval,
+// the global one at the start), half an interval after a collection: the
+// sources collect at the start, then every interval.
+func trimSchedule(interval time.Duration, getenv func(string) string) memtrim.Schedule {
+	s := memtrim.Schedule{ReleaseCodeAfter: releaseCodeAfter}
+	if getenv("GOGC") == "" && interval > 0 {
+		s.ReturnFreeEvery = (returnFreeAbout + interval - 1) / interval * interval
+		s.ReturnFreeFirst = s.ReturnFreeEvery - interval/2
+	}
+	return s
 }
 
 // agentConfig builds the agent's configuration from its flags and, if one

@@ -10,9 +10,12 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/textparse"
+
+	"github.com/ferry-agent/ferry/internal/memtrim"
 )
 
 func TestBadUsageIsOneLineNamingTheFlagAndExitsTwo(t *testing.T) {
@@ -166,6 +169,32 @@ func TestRuntimeDefaultsUnlessSet(t *testing.T) {
 		}
 		if got := runtime.GOMAXPROCS(0); got != tc.wantProcs {
 			t.Errorf("GOMAXPROCS=%q: %d processors, want %d", tc.maxprocs, got, tc.wantProcs)
+		}
+	}
+}
+
+// The agent gives its start's code back once, a minute after the start,
+// and the heap's free pages about once a minute, in whole collection
+// intervals and half an interval after a collection, unless GOGC is set.
+func TestTrimScheduleUnlessGOGCIsSet(t *testing.T) {
+	for _, tc := range []struct {
+		gogc        string
+		interval    time.Duration
+		first, want time.Duration
+	}{
+		{"", 15 * time.Second, 52500 * time.Millisecond, time.Minute},
+		{"", 7 * time.Second, 59500 * time.Millisecond, 63 * time.Second},
+		{"", 2 * time.Minute, time.Minute, 2 * time.Minute},
+		{"100", 15 * time.Second, 0, 0},
+	} {
+		s := trimSchedule(tc.interval, func(name string) string {
+			if name == "GOGC" {
+				return tc.gogc
+			}
+			return ""
+		})
+		if want := (memtrim.Schedule{ReleaseCodeAfter: time.Minute, ReturnFreeFirst: tc.first, ReturnFreeEvery: tc.want}); s != want {
+			t.Errorf("GOGC=%q, interval %v: %+v, want %+v", tc.gogc, tc.interval, s, want)
 		}
 	}
 }
