@@ -281,6 +281,34 @@ func TestSendCountsOutOfBoundsAsRejected(t *testing.T) {
 	}
 }
 
+// collector returns a function that collects one series, m, into buf at
+// the given times, each sample's value its time.
+func collector(buf *buffer.Buffer) func(ts ...int64) {
+	lset := labels.FromStrings("__name__", "m")
+	return func(ts ...int64) {
+		for _, at := range ts {
+			buf.Append(lset, at, float64(at))
+		}
+	}
+}
+
+// waitSettled waits until s has sent or counted n samples of buf, and none
+// is in flight.
+func waitSettled(t *testing.T, s *Sender, buf *buffer.Buffer, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := s.Stats()
+		if st.SamplesSent+st.Dropped[ReasonDuplicate]+st.Dropped[ReasonRejected] >= n && buf.Stats().LiveSamples == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not settled within 10 s: %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestSendCountsOnlyWhatTheReceiverHoldsAsDuplicate: two live requests
 // fail alike (502), the first written with its answer lost, the second
 // never passed on, and each takes in what was collected meanwhile; sent
@@ -288,12 +316,7 @@ func TestSendCountsOutOfBoundsAsRejected(t *testing.T) {
 // Only those are duplicates: the second one's own go apart and arrive.
 func TestSendCountsOnlyWhatTheReceiverHoldsAsDuplicate(t *testing.T) {
 	buf := openBuffer(t)
-	lset := labels.FromStrings("__name__", "m")
-	collect := func(ts ...int64) {
-		for _, at := range ts {
-			buf.Append(lset, at, float64(at))
-		}
-	}
+	collect := collector(buf)
 	rcv := newTSDBReceiver(t, 1)
 	rcv.unreached = map[int]bool{2: true}
 	answer := rcv.answer
@@ -312,17 +335,7 @@ func TestSendCountsOnlyWhatTheReceiverHoldsAsDuplicate(t *testing.T) {
 	// 0: 1-4 written, answer lost. 1: the probe 1, a duplicate. 2: 2-6,
 	// not passed on. 3: the probe 2, a duplicate. 4: 3-7, refused for 3
 	// and 4. Then 3-4 are duplicates, 5-7 new.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := s.Stats()
-		if st.SamplesSent+st.Dropped[ReasonDuplicate]+st.Dropped[ReasonRejected] >= 7 && buf.Stats().LiveSamples == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not settled within 10 s: %+v", st)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitSettled(t, s, buf, 7)
 	st, written := s.Stats(), rcv.writtenSamples()
 	if written != 7 || st.Dropped[ReasonDuplicate] != 4 || st.Dropped[ReasonRejected] != 0 || st.SamplesSent != 3 {
 		t.Errorf("the receiver wrote %d of 7 samples; stats %+v: want all 7 written, 4 duplicates, 3 sent", written, st)
@@ -351,12 +364,7 @@ func TestSendCountsWhatAPartialReceiverHoldsAsDuplicate(t *testing.T) {
 	} {
 		t.Run(tc.proto.String(), func(t *testing.T) {
 			buf := openBuffer(t)
-			lset := labels.FromStrings("__name__", "m")
-			collect := func(ts ...int64) {
-				for _, at := range ts {
-					buf.Append(lset, at, float64(at))
-				}
-			}
+			collect := collector(buf)
 			rcv := newTSDBReceiver(t, 1)
 			rcv.partial = true
 			answer := rcv.answer
@@ -371,17 +379,7 @@ func TestSendCountsWhatAPartialReceiverHoldsAsDuplicate(t *testing.T) {
 			cfg.Protocol = tc.proto
 			s := newSender(cfg, buf)
 			start(t, s)
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				st := s.Stats()
-				if st.SamplesSent+st.Dropped[ReasonDuplicate]+st.Dropped[ReasonRejected] >= 6 && buf.Stats().LiveSamples == 0 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("not settled within 10 s: %+v", st)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			waitSettled(t, s, buf, 6)
 			st, written := s.Stats(), rcv.writtenSamples()
 			if written != 6 || st.Dropped[ReasonDuplicate] != tc.wantDuplicate || st.Dropped[ReasonRejected] != 0 || st.SamplesSent != tc.wantSent {
 				t.Errorf("the receiver wrote %d of 6 samples; stats %+v: want all 6 written, %d duplicates, %d sent", written, st, tc.wantDuplicate, tc.wantSent)

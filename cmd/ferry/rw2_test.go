@@ -42,10 +42,7 @@ import (
 // (Prometheus' /api/v1/metadata lists the metadata of its scrape targets
 // only, not of what it receives; the WAL is where the handler puts it.)
 func TestRemoteWrite2Metadata(t *testing.T) {
-	prom := os.Getenv("FERRY_RW2_PROMETHEUS")
-	if prom == "" {
-		t.Skip("FERRY_RW2_PROMETHEUS is not set: make test-rw2 runs this test against Prometheus 3.16")
-	}
+	prom := rw2Prometheus(t)
 	ferry := buildFerry(t)
 	promAddr, ferryAddr := freeAddr(t), freeAddr(t)
 	promDir := t.TempDir()
@@ -115,6 +112,17 @@ func TestRemoteWrite2Metadata(t *testing.T) {
 	t.Logf("%d series checked, %d of them with the boot time as their start", checked, started)
 }
 
+// rw2Prometheus is the Prometheus 3.16 that `make test-rw2` names; without
+// it the test is skipped.
+func rw2Prometheus(t *testing.T) string {
+	t.Helper()
+	prom := os.Getenv("FERRY_RW2_PROMETHEUS")
+	if prom == "" {
+		t.Skip("FERRY_RW2_PROMETHEUS is not set: make test-rw2 runs this test against Prometheus 3.16")
+	}
+	return prom
+}
+
 // startRW2Prometheus runs a Prometheus 3 that scrapes nothing and takes
 // Remote-Write 1.0 and 2.0, on addr with its data in dir.
 func startRW2Prometheus(t *testing.T, bin, addr, dir string, args ...string) *process {
@@ -172,10 +180,7 @@ func (l *answerLosingLink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // collection must be at the receiver, and ferry must count what was
 // refused as duplicate, nothing as rejected: collected = sent + duplicate.
 func TestRemoteWrite2PartialWriteAfterALostAnswer(t *testing.T) {
-	prom := os.Getenv("FERRY_RW2_PROMETHEUS")
-	if prom == "" {
-		t.Skip("FERRY_RW2_PROMETHEUS is not set: make test-rw2 runs this test against Prometheus 3.16")
-	}
+	prom := rw2Prometheus(t)
 	ferry := buildFerry(t)
 	promAddr, ferryAddr := freeAddr(t), freeAddr(t)
 	startRW2Prometheus(t, prom, promAddr, t.TempDir())
