@@ -1,6 +1,6 @@
 // Package memtrim gives memory that ferry holds but no longer uses back to
 // the kernel: once, the pages of its own code and tables that only its
-// start ran; and, after each interval, the heap's free pages.
+// start ran; and, on a schedule, the heap's free pages.
 //
 // Both are process-wide: only the agent's main calls Run.
 package memtrim
@@ -47,8 +47,11 @@ func Run(ctx context.Context, s Schedule, log *slog.Logger) {
 			return
 		case <-release:
 			release = nil
-			n, err := ReleaseCode()
-			log.Debug("released the pages of code only the start ran", "mapped_bytes", n, "err", err)
+			if n, err := ReleaseCode(); err != nil {
+				log.Debug("the pages of code only the start ran stay mapped", "err", err)
+			} else {
+				log.Debug("released the pages of code only the start ran", "mapped_bytes", n)
+			}
 		case <-free:
 			free = nil
 			debug.FreeOSMemory()
