@@ -101,7 +101,7 @@ func (r *flakyTSDB) serve(w http.ResponseWriter, req *http.Request) {
 			if r.oooWindow {
 				break
 			}
-			if ok && (s.Timestamp < last.Timestamp || s.Timestamp == last.Timestamp && s.Value != last.Value) {
+			if outOfOrder(s, last, ok) {
 				if !r.stored[seriesKey(ts)][s.Timestamp] {
 					r.refused++ // not a resend of what it has: ferry broke the order
 				}
@@ -124,7 +124,7 @@ func (r *flakyTSDB) serve(w http.ResponseWriter, req *http.Request) {
 			r.stored[k] = map[int64]bool{}
 		}
 		for _, s := range ts.Samples {
-			if last, ok := r.newest[k]; !r.oooWindow && ok && (s.Timestamp < last.Timestamp || s.Timestamp == last.Timestamp && s.Value != last.Value) {
+			if last, ok := r.newest[k]; !r.oooWindow && outOfOrder(s, last, ok) {
 				continue // refused, with a partial write
 			}
 			if unsure && !r.stored[k][s.Timestamp] {

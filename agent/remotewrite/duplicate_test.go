@@ -60,9 +60,6 @@ func newTSDBReceiver(t *testing.T, lostAnswers int) *tsdbReceiver {
 			}
 			w.WriteHeader(code)
 		}
-		outOfOrder := func(s, last prompb.Sample, ok bool) bool {
-			return ok && (s.Timestamp < last.Timestamp || s.Timestamp == last.Timestamp && s.Value != last.Value)
-		}
 		for _, ts := range wr.Timeseries {
 			last, ok := r.newest[seriesKey(ts)]
 			for _, s := range ts.Samples {
@@ -100,6 +97,13 @@ func newTSDBReceiver(t *testing.T, lostAnswers int) *tsdbReceiver {
 		answer(http.StatusNoContent)
 	})
 	return r
+}
+
+// outOfOrder reports whether a receiver without an out-of-order window
+// refuses s after last, the newest it has of the series (ok: it has one):
+// older, or at the same time with another value.
+func outOfOrder(s, last prompb.Sample, ok bool) bool {
+	return ok && (s.Timestamp < last.Timestamp || s.Timestamp == last.Timestamp && s.Value != last.Value)
 }
 
 func seriesKey(ts prompb.TimeSeries) string {

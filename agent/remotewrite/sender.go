@@ -1124,9 +1124,7 @@ func (s *Sender) attempt(ctx context.Context, series []*codec.Series, samples in
 	if duplicates > 0 {
 		s.dropped(ReasonDuplicate, duplicates, err)
 	}
-	if rejected := samples - kept - duplicates; rejected > 0 || duplicates == 0 {
-		s.dropped(ReasonRejected, rejected, err)
-	}
+	s.dropped(ReasonRejected, samples-kept-duplicates, err) // 0: only the error is kept
 	return answered
 }
 
